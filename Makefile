@@ -1,0 +1,39 @@
+# One command each; every one is a complete set-up from a fresh clone (see README.md).
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STACK  := $(PY) deploy/local/stack.py
+
+.PHONY: install run demo test test-unit docs lint bench clean
+
+# The virtualenv is rebuilt whenever pyproject.toml or the lock file changes.
+$(VENV)/.installed: pyproject.toml requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -c requirements.lock -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(STACK) --services --mail
+
+demo: install
+	$(STACK) --services --mail -- $(PY) -m deploy.local.demo
+
+test: install
+	$(STACK) -- $(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+docs: install
+	$(PY) -m shared.asyncapi > docs/asyncapi.yaml
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+bench: install
+	$(STACK) -- $(PY) bench/eligibility_bench.py
+
+clean:
+	rm -rf $(VENV) .local

@@ -1,0 +1,79 @@
+"""Composition root of the intake service: Kafka subscriber, HTTP server, outbox relay."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
+import structlog
+import uvicorn
+
+from shared.delivery import Incoming
+from shared.logging import configure_logging
+from shared.runtime import ServiceRuntime
+from shared.topics import Topic
+from services.intake import handlers
+from services.intake.http import create_app
+from services.intake.settings import IntakeSettings
+
+log = structlog.get_logger("intake")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handlers: the service runtime owns SIGTERM and SIGINT."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def build(settings: IntakeSettings) -> tuple[ServiceRuntime, uvicorn.Server]:
+    runtime = ServiceRuntime("intake", settings, schema="intake")
+
+    async def on_submitted(incoming: Incoming) -> None:
+        async with runtime.transaction(incoming) as uow:
+            if uow.duplicate:
+                return
+            outcome = await handlers.receive(uow, incoming.body, "kafka", incoming.position)
+        log.info("submission handled", channel="kafka", status=outcome.status, application_id=outcome.application_id,
+                 errors=len(outcome.errors))
+
+    runtime.subscribe(Topic.APPLICATION_SUBMITTED, on_submitted)
+
+    async def receive_http(raw: bytes) -> handlers.Outcome:
+        async with runtime.transaction() as uow:
+            outcome = await handlers.receive(uow, raw, "http")
+        log.info("submission handled", channel="http", status=outcome.status, application_id=outcome.application_id,
+                 errors=len(outcome.errors))
+        return outcome
+
+    async def ready() -> bool:
+        try:
+            assert runtime.pool is not None
+            await runtime.pool.fetchval("SELECT 1")
+            return True
+        except Exception:
+            return False
+
+    tokens = [t.strip() for t in settings.intake_api_tokens.get_secret_value().split(",") if t.strip()]
+    http = create_app(receive_http, ready, tokens, settings.intake_max_body_bytes)
+    server = _Server(uvicorn.Config(
+        http, host=settings.intake_http_host, port=settings.intake_http_port, log_config=None, access_log=False,
+        lifespan="off",
+    ))
+    return runtime, server
+
+
+async def serve_http(server: uvicorn.Server, stopping: asyncio.Event) -> None:
+    serving = asyncio.create_task(server.serve())
+    await stopping.wait()
+    server.should_exit = True
+    await serving
+
+
+def main() -> None:
+    settings = IntakeSettings()
+    configure_logging("intake", settings.log_format, settings.log_level)
+    runtime, server = build(settings)
+    asyncio.run(runtime.run(lambda stopping: serve_http(server, stopping)))

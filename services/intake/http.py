@@ -1,0 +1,92 @@
+"""The public HTTP intake: agency portals POST applications as JSON (OpenAPI at /docs, /openapi.json)."""
+
+
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+import structlog
+from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+
+from shared.events import ApplicationSubmitted, FieldError
+from services.intake.handlers import Outcome
+
+log = structlog.get_logger("intake.http")
+
+Receive = Callable[[bytes], Awaitable[Outcome]]
+Ready = Callable[[], Awaitable[bool]]
+
+
+class Accepted(BaseModel):
+    application_id: str
+    status: str
+
+
+class Rejected(BaseModel):
+    application_id: str | None
+    status: str
+    rejection_id: str | None
+    errors: list[FieldError]
+
+
+def create_app(receive: Receive, ready: Ready, tokens: list[str], max_body_bytes: int) -> FastAPI:
+    app = FastAPI(
+        title="clustergrants intake",
+        version="1",
+        description="Submit applications to innovation-cluster funding schemes. "
+        "Outcomes follow as events on the Kafka topics and as notifications.",
+    )
+    bearer = HTTPBearer(auto_error=False)
+
+    def authorised(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        presented = credentials.credentials if credentials else ""
+        if not presented or not any(hmac.compare_digest(presented, t) for t in tokens):
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
+            )
+
+    @app.post(
+        "/v1/applications",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=Accepted,
+        responses={422: {"model": Rejected, "description": "Every error in the submission."}},
+        dependencies=[Depends(authorised)],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": ApplicationSubmitted.model_json_schema(ref_template="#/components/schemas/{model}")}},
+            }
+        },
+        summary="Submit an application",
+    )
+    async def submit(request: Request) -> Any:
+        raw = await request.body()
+        if len(raw) > max_body_bytes:
+            raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"body larger than {max_body_bytes} bytes")
+        outcome = await receive(raw)
+        if outcome.status == "rejected":
+            body = Rejected(
+                application_id=outcome.application_id,
+                status="rejected",
+                rejection_id=outcome.rejection_id,
+                errors=outcome.errors,
+            )
+            code = status.HTTP_409_CONFLICT if outcome.errors[0].type == "application_id_conflict" else 422
+            return JSONResponse(body.model_dump(mode="json"), status_code=code)
+        assert outcome.application_id is not None
+        return Accepted(application_id=outcome.application_id, status=outcome.status)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "up"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        ok = await ready()
+        return JSONResponse({"status": "ready" if ok else "not ready"}, status_code=200 if ok else 503)
+
+    return app

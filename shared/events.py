@@ -1,0 +1,388 @@
+"""The event contracts: versioned, frozen pydantic models, one per fact the services exchange.
+
+Each event class states its CloudEvents `type`, its topic and its Kafka key. The body on the wire
+is the model's JSON; the CloudEvents attributes travel as Kafka headers (binary content mode, see
+`shared.cloudevents`). A breaking change to a model is a new class with `version = 2` and a new
+topic (`...v2`); additive optional fields keep the version.
+
+Keys: every application-scoped event is keyed by `application_id`, so all events of one
+application land on one partition, in order (received -> decided -> committed -> notified).
+`CeilingReset` is keyed by programme, so the resets of one programme stay in order.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from shared.money import Currency, Money
+from shared.topics import Topic
+
+SchemeId = Literal[
+    "vlaio.spearhead-cluster",
+    "vlaio.business-network",
+    "vlaio.spearhead-project",
+    "vlaio.cluster-pact",
+    "ttc.innovation-voucher",
+    "ttc.innovation-fund",
+    "s3.platform",
+    "s3.financing",
+    "nic.cluster",
+]
+"""Schemes the backend runs (see ../shared/SCHEMES.md); one folder each under services/eligibility."""
+
+Language = Literal["nl", "sv", "nb", "en", "de", "fr"]
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+ApplicationId = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"),
+]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=254, pattern=EMAIL.pattern)]
+
+MemberRole = Literal["enterprise", "sme", "large_enterprise", "knowledge_institution", "public_actor", "other"]
+
+
+class Contract(BaseModel):
+    """Base of every model in a contract: frozen, unknown fields refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Event(Contract):
+    """Base of every event; subclasses set the class variables."""
+
+    type: ClassVar[str]
+    version: ClassVar[int] = 1
+    topic: ClassVar[Topic]
+    key_field: ClassVar[str] = "application_id"
+
+    def key(self) -> str:
+        """The Kafka key: what the event must stay ordered with (the `key_field`)."""
+        return str(getattr(self, self.key_field))
+
+    def subject(self) -> str:
+        """The CloudEvents `subject`: what the event is about."""
+        return self.key()
+
+    @classmethod
+    def cloudevents_type(cls) -> str:
+        return f"{cls.type}.v{cls.version}"
+
+
+class ApplicationScoped(Event):
+    application_id: ApplicationId = Field(description="The portal's identifier of the application; idempotency key.")
+
+
+# --- the application, as an agency portal sends it -------------------------------------------
+
+
+class Contact(Contract):
+    """The applicant's contact person. Personal data: it never appears in logs."""
+
+    name: Text
+    email: Email
+
+
+class Applicant(Contract):
+    organisation_name: Text = Field(examples=["Flanders Make vzw"])
+    organisation_number: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None, description="Company or association register number."
+    )
+    country: CountryCode = Field(examples=["BE"])
+    region: Text | None = Field(default=None, examples=["Vlaanderen"])
+    is_cluster_organisation: bool = Field(description="The applicant leads and coordinates a cluster.")
+    legal_person: bool = Field(description="The applicant is itself a legal person.")
+    represented_by_legal_person: bool = Field(
+        default=False, description="The applicant is represented by a legal person (S3 accepts either)."
+    )
+    is_sme: bool | None = Field(default=None, description="Small or medium-sized enterprise (TTC instruments).")
+    mandated_by_members: bool | None = Field(
+        default=None, description="The member enterprises mandated this cluster organisation (VLAIO)."
+    )
+
+
+class Member(Contract):
+    name: Text
+    role: MemberRole
+    country: CountryCode
+    region: Text | None = None
+    leads_cluster: bool = Field(default=False, description="Sits in the driver's seat of the cluster (Norway).")
+
+
+class RegionRecommendation(Contract):
+    region: Text
+    strategy_reference: Text = Field(description="Reference to the regional smart-specialisation strategy.")
+    status: Literal["prioritised", "becoming_prioritised"]
+
+
+class Document(Contract):
+    kind: Literal["application", "region_recommendation", "strategy", "budget", "annex"]
+    pages: int = Field(strict=True, ge=1, le=10_000)
+
+
+class BudgetYear(Contract):
+    year: int = Field(strict=True, ge=2000, le=2100, description="Budget (calendar) year.")
+    eligible_costs: Money = Field(description="Eligible costs of that year (e.g. cluster coordination).")
+    requested: Money = Field(description="Grant requested for that year.")
+
+
+class CoFinancing(Contract):
+    source: Text = Field(examples=["own funds", "region"])
+    amount: Money
+    secured: bool = True
+
+
+class FundingRequest(Contract):
+    currency: Currency
+    years: list[BudgetYear] = Field(min_length=1, max_length=20)
+    co_financing: list[CoFinancing] = Field(default_factory=list, max_length=50)
+
+    @model_validator(mode="after")
+    def _one_currency_and_distinct_years(self) -> FundingRequest:
+        amounts = [m for y in self.years for m in (y.eligible_costs, y.requested)]
+        amounts += [c.amount for c in self.co_financing]
+        if any(m.currency != self.currency for m in amounts):
+            raise ValueError(f"every amount must be in the request's currency {self.currency}")
+        years = [y.year for y in self.years]
+        if len(set(years)) != len(years):
+            raise ValueError("each budget year may appear only once")
+        return self
+
+
+class Application(Contract):
+    """An application as an agency portal submits it."""
+
+    application_id: ApplicationId = Field(description="The portal's identifier; idempotency key.", examples=["VLAIO-2020-0042"])
+    scheme: SchemeId = Field(description="The scheme applied to.")
+    level: Literal["arena", "arena-pro", "gce", "nce"] | None = Field(
+        default=None, description="Norwegian Innovation Clusters: the level applied for."
+    )
+    project_type: Literal["o-and-o", "coock", "csbo", "icon", "cooperative", "other"] | None = Field(
+        default=None, description="VLAIO spearhead innovation projects: the project type."
+    )
+    via_cluster: Text | None = Field(
+        default=None, description="Spearhead innovation projects: the spearhead cluster the project is submitted through."
+    )
+    call_id: Text | None = Field(default=None, description="The call or competitive round applied to.")
+    submitted_at: AwareDatetime = Field(description="When the applicant submitted; the rules' reference time.")
+    language: Language = Field(default="en", description="The applicant's language for every message.")
+    applicant: Applicant
+    contact: Contact
+    members: list[Member] = Field(default_factory=list, max_length=5_000)
+    region_recommendation: RegionRecommendation | None = None
+    prior_funding: list[Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,40}$")]] = Field(
+        default_factory=list, description="Programme codes already funding the applicant, e.g. 'vinnvaxt'.", max_length=20
+    )
+    sectors: list[Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,40}$")]] = Field(default_factory=list, max_length=20)
+    documents: list[Document] = Field(default_factory=list, max_length=100)
+    funding: FundingRequest | None = Field(default=None, description="Absent where no money is asked (S3 platform).")
+    selected_for: list[Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{1,40}$")]] | None = Field(
+        default=None,
+        description="Competitive selections the applicant already won, e.g. 's3-platform' (S3 step 2 is open only "
+        "to organisations selected in step 1). Absent when the portal does not know.",
+        max_length=20,
+    )
+    cluster_support_decided_on: date | None = Field(
+        default=None,
+        description="VLAIO cluster pact: the day support was granted to the spearhead cluster; the pact is "
+        "negotiated in the first year after it.",
+    )
+
+
+class ApplicationSubmitted(Application, Event):
+    """What an agency portal publishes (or POSTs) to submit an application."""
+
+    type = "org.clustergrants.application.submitted"
+    topic = Topic.APPLICATION_SUBMITTED
+
+
+# --- intake ----------------------------------------------------------------------------------
+
+
+class FieldError(Contract):
+    loc: list[str | int] = Field(description="Path to the offending field; [] for the whole message.")
+    type: str = Field(description="Stable machine-readable error type, e.g. 'missing', 'money_negative'.")
+    message: str
+
+
+class ApplicationReceived(ApplicationScoped):
+    type = "org.clustergrants.application.received"
+    topic = Topic.APPLICATION_RECEIVED
+
+    received_at: AwareDatetime
+    channel: Literal["http", "kafka"]
+    application: Application
+
+
+class ApplicationRejected(Event):
+    """Input that could not become an application, with every error found."""
+
+    type = "org.clustergrants.application.rejected"
+    topic = Topic.APPLICATION_REJECTED
+
+    rejection_id: str = Field(description="Unique id of this rejection.")
+    application_id: str | None = Field(default=None, description="The application id, when it could be read.")
+    rejected_at: AwareDatetime
+    channel: Literal["http", "kafka"]
+    source_reference: str | None = Field(default=None, description="topic:partition:offset of the input, for Kafka.")
+    reason: Literal["invalid", "conflict"]
+    errors: list[FieldError] = Field(min_length=1)
+    language: Language | None = Field(default=None, description="The applicant's language, when it could be read.")
+    contact: Contact | None = Field(default=None, description="The contact, when it could be read (for notify).")
+
+    def key(self) -> str:
+        return self.application_id or self.rejection_id
+
+
+# --- eligibility -----------------------------------------------------------------------------
+
+
+class Figure(Contract):
+    """A figure a criterion used, typed so that notify can format it per locale."""
+
+    unit: Literal["money", "percent", "count", "pages", "years", "date", "datetime", "text", "bool"]
+    value: str | int | bool = Field(description="money: minor units (int); percent: exact decimal string; date: ISO.")
+    currency: Currency | None = None
+
+
+class CriterionResult(Contract):
+    criterion: str = Field(description="Stable criterion id, e.g. 'coordination_share'.")
+    outcome: Literal["passed", "failed", "not_decidable"]
+    message_key: str = Field(description="Stable key of the explanation text, e.g. 'vlaio.ceiling.exceeded'.")
+    figures: dict[str, Figure] = Field(default_factory=dict)
+
+
+class ScheduledAmount(Contract):
+    budget_year: int
+    amount: Money
+
+
+class FundShare(Contract):
+    fund: str = Field(description="Fund source, e.g. 'erdf', 'co-financing', 'hermes', 'agency'.")
+    numerator: int = Field(ge=0)
+    denominator: int = Field(ge=1)
+
+
+class ProposedGrant(Contract):
+    programme: str = Field(description="The budget programme whose pots the grant draws on.")
+    instrument: str = Field(description="E.g. 'coordination-subsidy', 'voucher', 'innovation-fund-grant'.")
+    currency: Currency
+    schedule: list[ScheduledAmount] = Field(min_length=1)
+    fund_shares: list[FundShare] = Field(min_length=1, description="How each amount splits over fund sources.")
+    conditional: bool = Field(
+        default=False,
+        description="A conditional commitment (VLAIO cluster pact Hermes earmark): each year's amount is reserved "
+        "subject to that year's conditions and yearly maximum.",
+    )
+
+    @property
+    def total(self) -> Money:
+        total = Money.zero(self.currency)
+        for slice_ in self.schedule:
+            total = total + slice_.amount
+        return total
+
+
+class Recipient(Contract):
+    """Who to tell about the outcome (personal data: never logged)."""
+
+    language: Language
+    contact: Contact
+    organisation_name: str
+
+
+class EligibilityDecided(ApplicationScoped):
+    type = "org.clustergrants.eligibility.decided"
+    topic = Topic.ELIGIBILITY_DECIDED
+
+    scheme: SchemeId
+    decided_at: AwareDatetime
+    reference_date: date = Field(description="The application's submission day in the scheme's time zone.")
+    time_zone: str = Field(examples=["Europe/Brussels"])
+    outcome: Literal["eligible", "ineligible", "needs_review"]
+    parameter_version: str = Field(description="The dated parameter set the rules used.")
+    criteria: list[CriterionResult] = Field(min_length=1)
+    proposed_grant: ProposedGrant | None = None
+    recipient: Recipient
+
+
+# --- budget ----------------------------------------------------------------------------------
+
+
+class GrantCommitted(ApplicationScoped):
+    type = "org.clustergrants.grant.committed"
+    topic = Topic.GRANT_COMMITTED
+
+    grant_id: str
+    committed_at: AwareDatetime
+    scheme: SchemeId
+    grant: ProposedGrant
+    recipient: Recipient
+
+
+class GrantRefused(ApplicationScoped):
+    type = "org.clustergrants.grant.refused"
+    topic = Topic.GRANT_REFUSED
+
+    refused_at: AwareDatetime
+    scheme: SchemeId
+    limit: str = Field(description="The limit that refused, e.g. 'pot:ttc/erdf', 'count:ttc/vouchers'.")
+    message_key: str
+    budget_year: int | None = None
+    available: Money | None = None
+    requested: Money | None = None
+    recipient: Recipient
+
+
+class CeilingReset(Event):
+    """A new budget year opens for a programme."""
+
+    type = "org.clustergrants.budget.ceiling-reset"
+    topic = Topic.CEILING_RESET
+
+    reset_id: str = Field(description="'<programme>/<year>': one reset per programme and year.")
+    programme: str
+    budget_year: int
+    opened_at: AwareDatetime
+    yearly_maximum: Money | None = Field(default=None, description="A yearly maximum the agency set for this year.")
+
+    key_field = "programme"
+
+
+# --- notify ----------------------------------------------------------------------------------
+
+
+class NotificationSent(Event):
+    type = "org.clustergrants.notification.sent"
+    topic = Topic.NOTIFICATION_SENT
+
+    notification_id: str
+    application_id: str | None = None
+    source_event_id: str
+    source_event_type: str
+    channel: Literal["email", "webhook"]
+    recipient_ref: str = Field(description="Opaque reference to the recipient (a hash or a subscription id).")
+    template: str
+    language: Language
+    sent_at: AwareDatetime
+
+    def key(self) -> str:
+        return self.application_id or self.source_event_id
+
+
+EVENTS: tuple[type[Event], ...] = (
+    ApplicationSubmitted,
+    ApplicationReceived,
+    ApplicationRejected,
+    EligibilityDecided,
+    GrantCommitted,
+    GrantRefused,
+    CeilingReset,
+    NotificationSent,
+)
+EVENTS_BY_TYPE: dict[str, type[Event]] = {e.cloudevents_type(): e for e in EVENTS}

@@ -1,0 +1,161 @@
+"""The seedwork every service's composition root uses: pool, producer, outbox relay, subscribers.
+
+A service's `app.py` builds one `ServiceRuntime`, registers its handlers with `subscribe`, and
+`run()`s it until SIGTERM or SIGINT, then stops in order: stop consuming, flush the outbox, close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaProducer
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+
+from shared.db import create_pool
+from shared.delivery import ConsumeStats, Handler, Incoming, OutboxRelay, UnitOfWork, claim, consume
+from shared.settings import CommonSettings
+from shared.topics import Topic, topic_name
+
+log = structlog.get_logger("runtime")
+
+
+async def _raw_body(message: Any) -> bytes:
+    """FastStream decoder that hands the handler the undecoded Kafka value; we validate it ourselves."""
+    body = message.body
+    return body if isinstance(body, bytes) else bytes(body or b"")
+
+
+@dataclass
+class Subscription:
+    topic: Topic
+    handler: Handler
+    stats: ConsumeStats = field(default_factory=ConsumeStats)
+
+
+class ServiceRuntime:
+    def __init__(self, name: str, settings: CommonSettings, *, schema: str) -> None:
+        self.name = name
+        self.settings = settings
+        self.schema = schema
+        self.source = f"/clustergrants/{name}"
+        self.group = f"clustergrants.{name}"
+        self.pool: asyncpg.Pool | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.relay: OutboxRelay | None = None
+        self.broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id=f"clustergrants-{name}", logger=None)
+        self.subscriptions: list[Subscription] = []
+        self.background: list[Callable[[], Awaitable[None]]] = []
+        self._stopping = asyncio.Event()
+
+    # -- wiring --------------------------------------------------------------------------------
+
+    def subscribe(self, topic: Topic, handler: Handler) -> Subscription:
+        """Consume `topic` in this service's consumer group; `handler` runs once per record."""
+        subscription = Subscription(topic, handler)
+        self.subscriptions.append(subscription)
+
+        async def on_record(body: bytes, msg: KafkaMessage) -> None:
+            assert self.producer is not None
+            await consume(
+                msg.raw_message,  # type: ignore[arg-type]
+                subscription.handler,
+                producer=self.producer,
+                prefix=self.settings.topic_prefix,
+                group=self.group,
+                max_attempts=self.settings.handler_max_attempts,
+                backoff_s=self.settings.handler_retry_backoff_s,
+                stats=subscription.stats,
+            )
+
+        self.broker.subscriber(
+            topic_name(topic, self.settings.topic_prefix),
+            group_id=self.group,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.NACK_ON_ERROR,  # commit only after the handler; redeliver on error
+            decoder=_raw_body,
+            title=f"{self.name}:{topic.value}",
+        )(on_record)
+        return subscription
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, cause: Incoming | None = None, consumer: str | None = None) -> AsyncIterator[UnitOfWork]:
+        """One transaction: claim `cause` in the inbox, let the caller change state and publish."""
+        assert self.pool is not None and self.relay is not None
+        async with self.pool.acquire() as conn, conn.transaction():
+            uow = UnitOfWork(conn=conn, schema=self.schema, source=self.source, cause=cause)
+            if cause is not None:
+                uow.duplicate = not await claim(conn, self.schema, consumer or self.group, cause.event_id)
+                if uow.duplicate:
+                    log.info("duplicate delivery ignored")
+            yield uow
+        if uow.published:
+            self.relay.wake()
+
+    # -- life cycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        s = self.settings
+        self.pool = await create_pool(s.database_url.get_secret_value(), s.db_pool_min, s.db_pool_max)
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=s.kafka_bootstrap_servers,
+            client_id=f"clustergrants-{self.name}-relay",
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=2,
+        )
+        await self.producer.start()
+        self.relay = OutboxRelay(
+            self.pool,
+            self.producer,
+            self.schema,
+            prefix=s.topic_prefix,
+            batch_size=s.outbox_batch_size,
+            poll_interval_s=s.outbox_poll_interval_s,
+        )
+        self.relay.start()
+        await self.broker.start()
+        log.info("service started", topics=[sub.topic.value for sub in self.subscriptions], group=self.group)
+
+    async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.broker.stop()
+        if self.relay is not None and self.pool is not None:
+            with contextlib.suppress(Exception):
+                async with self.pool.acquire() as conn:
+                    await asyncio.wait_for(self.relay.relay_once(conn), timeout=5)
+            await self.relay.stop()
+        if self.producer is not None:
+            with contextlib.suppress(Exception):
+                await self.producer.stop()
+        if self.pool is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.pool.close(), timeout=5)
+        log.info("service stopped")
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self, *extra: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+        """Start, run `extra` tasks (e.g. an HTTP server) until a stop signal, then stop in order."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        await self.start()
+        tasks = [asyncio.create_task(task(self._stopping)) for task in extra]
+        try:
+            await self._stopping.wait()
+        finally:
+            log.info("stopping")
+            for task in tasks:
+                with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(task, timeout=10)
+            await self.stop()

@@ -1,0 +1,32 @@
+"""Settings shared by every service, read from environment variables (pydantic-settings).
+
+Each service extends `CommonSettings` in its own `settings.py`; only the composition root reads them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+
+    kafka_bootstrap_servers: str = Field(default="127.0.0.1:39092", description="Kafka bootstrap servers.")
+    database_url: SecretStr = Field(
+        default=SecretStr("postgresql://clustergrants@127.0.0.1:55432/clustergrants"),
+        description="PostgreSQL DSN (may hold a password: never logged).",
+    )
+    topic_prefix: str = Field(default="", description="Prefix of every topic name (environments, test runs).")
+    log_format: Literal["auto", "json", "console"] = Field(default="auto", description="auto: JSON unless on a terminal.")
+    log_level: str = Field(default="INFO")
+    db_pool_min: int = Field(default=2, ge=1)
+    db_pool_max: int = Field(default=10, ge=1)
+    handler_max_attempts: int = Field(
+        default=3, ge=1, description="Attempts at a failing message before it is parked on the dead-letter topic."
+    )
+    handler_retry_backoff_s: float = Field(default=0.2, ge=0, description="First back-off between attempts; doubles.")
+    outbox_poll_interval_s: float = Field(default=0.5, gt=0, description="Outbox relay poll interval when idle.")
+    outbox_batch_size: int = Field(default=500, ge=1)
