@@ -53,7 +53,7 @@ class ServiceRuntime:
         self.relay: OutboxRelay | None = None
         self.broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id=f"clustergrants-{name}", logger=None)
         self.subscriptions: list[Subscription] = []
-        self.background: list[Callable[[], Awaitable[None]]] = []
+        self.startup: list[Callable[[asyncpg.Pool], Awaitable[None]]] = []
         self._stopping = asyncio.Event()
 
     # -- wiring --------------------------------------------------------------------------------
@@ -122,6 +122,8 @@ class ServiceRuntime:
             poll_interval_s=s.outbox_poll_interval_s,
         )
         self.relay.start()
+        for step in self.startup:  # before consuming: e.g. load configuration into the database
+            await step(self.pool)
         await self.broker.start()
         log.info("service started", topics=[sub.topic.value for sub in self.subscriptions], group=self.group)
 

@@ -440,6 +440,9 @@ def infrastructure(mail: bool) -> Iterator[dict[str, str]]:
 
 def start_services(env: dict[str, str], foreground: bool) -> list[Child]:
     env = {**env, "INTAKE_HTTP_PORT": str(HTTP_PORT)}
+    # Local stand-ins for what an agency decides (see the files: not figures from any document).
+    env.setdefault("ELIGIBILITY_OPERATOR_PARAMETERS_FILE", str(ROOT / "deploy/local/operator-parameters.yaml"))
+    env.setdefault("BUDGET_POTS_FILE", str(ROOT / "deploy/local/budget-pots.yaml"))
     if foreground:
         env.setdefault("LOG_FORMAT", "console")
     children = [Child(name, [sys.executable, "-m", f"services.{name}"], env, foreground) for name in SERVICES]

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Message as MessageHandler
+
+from tests.processes import ROOT, ServiceProcesses, free_port
+
+LOCAL = ROOT / "deploy" / "local"  # the local operator files: demo values, not document figures
+
+
+class Inbox(MessageHandler):
+    """A real SMTP server's handler that keeps what arrived, for tests to read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list = []  # type: ignore[type-arg]
+
+    def handle_message(self, message) -> None:  # type: ignore[no-untyped-def]
+        self.messages.append(message)
+
+
+@pytest.fixture(scope="session")
+def smtp_inbox() -> Iterator[tuple[Inbox, int]]:
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield inbox, port
+    controller.stop()
+
+
+@dataclass
+class Stack:
+    processes: ServiceProcesses
+    intake_url: str
+    token: str
+    prefix: str
+    bootstrap: str
+    database_url: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="session")
+async def stack(
+    kafka_bootstrap: str, database_url: str, topic_prefix: str, smtp_inbox: tuple[Inbox, int],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Stack]:
+    log_dir = tmp_path_factory.mktemp("service-logs")
+    http_port = free_port()
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "DATABASE_URL": database_url,
+        "TOPIC_PREFIX": topic_prefix,
+        "INTAKE_HTTP_PORT": str(http_port),
+        "INTAKE_API_TOKENS": "e2e-token",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(smtp_inbox[1]),
+        "BUDGET_POTS_FILE": str(LOCAL / "budget-pots.yaml"),
+        "ELIGIBILITY_OPERATOR_PARAMETERS_FILE": str(LOCAL / "operator-parameters.yaml"),
+        "HANDLER_RETRY_BACKOFF_S": "0.05",
+    }
+    processes = ServiceProcesses(env, log_dir)
+    processes.start_all()
+    try:
+        await asyncio.to_thread(processes.wait_started, 90)
+        yield Stack(processes, f"http://127.0.0.1:{http_port}", "e2e-token", topic_prefix, kafka_bootstrap, database_url)
+    finally:
+        await asyncio.to_thread(processes.stop_all)
+

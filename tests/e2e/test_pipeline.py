@@ -1,0 +1,148 @@
+"""The whole path across the four services, as separate processes, on the real Kafka and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from shared.topics import Topic, topic_name
+from tests.e2e.conftest import Inbox, Stack
+from tests.kafka_tools import Collector, headers_of, publish_raw
+
+pytestmark = pytest.mark.e2e
+
+ALL = [
+    Topic.APPLICATION_RECEIVED, Topic.APPLICATION_REJECTED, Topic.ELIGIBILITY_DECIDED, Topic.GRANT_COMMITTED,
+    Topic.GRANT_REFUSED, Topic.NOTIFICATION_SENT, Topic.DEAD_LETTER,
+]
+
+
+def application(samples: Path, name: str, application_id: str) -> dict:  # type: ignore[type-arg]
+    body = json.loads((samples / name).read_text())
+    body["application_id"] = application_id
+    return body
+
+
+async def post(stack: Stack, body: dict | bytes, token: str | None = None) -> httpx.Response:  # type: ignore[type-arg]
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    async with httpx.AsyncClient(timeout=10) as client:
+        return await client.post(
+            f"{stack.intake_url}/v1/applications", content=content,
+            headers={"Authorization": f"Bearer {token or stack.token}", "Content-Type": "application/json"},
+        )
+
+
+async def test_application_is_received_decided_committed_and_notified_once(
+    stack: Stack, samples: Path, smtp_inbox: tuple[Inbox, int]
+) -> None:
+    app_id = f"E2E-{uuid.uuid4().hex[:8]}"
+    body = application(samples, "vlaio-spearhead-2019.json", app_id)
+    async with Collector(stack.bootstrap, stack.prefix, ALL) as seen:
+        first = await post(stack, body)
+        assert first.status_code == 202, first.text
+        assert first.json() == {"application_id": app_id, "status": "received"}
+        # The same application again over HTTP, and once more through the portal topic.
+        again = await post(stack, body)
+        assert again.json()["status"] == "duplicate"
+        await publish_raw(stack.bootstrap, topic_name(Topic.APPLICATION_SUBMITTED, stack.prefix),
+                          json.dumps(body).encode(), app_id.encode())
+
+        await seen.wait_for(lambda: seen.bodies(Topic.NOTIFICATION_SENT, application_id=app_id) != [], what="NotificationSent")
+        # Let the copy from the portal topic pass through intake, and anything it caused settle.
+        submitted = topic_name(Topic.APPLICATION_SUBMITTED, stack.prefix)
+        conn = await asyncpg.connect(stack.database_url)
+        try:
+            for _ in range(300):
+                copies = await conn.fetchval(
+                    "SELECT count(*) FROM intake.inbox WHERE event_id LIKE $1", f"{submitted}:%")
+                if copies:
+                    break
+                await asyncio.sleep(0.1)
+            assert copies, "intake never consumed the copy sent through Kafka"
+        finally:
+            await conn.close()
+        await asyncio.sleep(2)
+        received = seen.bodies(Topic.APPLICATION_RECEIVED, application_id=app_id)
+        decided = seen.bodies(Topic.ELIGIBILITY_DECIDED, application_id=app_id)
+        committed = seen.bodies(Topic.GRANT_COMMITTED, application_id=app_id)
+        sent = seen.bodies(Topic.NOTIFICATION_SENT, application_id=app_id)
+        assert len(received) == 1 and len(decided) == 1 and len(committed) == 1 and len(sent) == 1
+        assert decided[0]["outcome"] == "eligible"
+        assert committed[0]["grant"]["currency"] == "EUR"
+        assert sent[0]["channel"] == "email" and "@" not in sent[0]["recipient_ref"]
+
+        # CloudEvents binary mode: attributes in headers, one correlation id along the whole path.
+        record = next(r for r in seen.records[Topic.GRANT_COMMITTED] if json.loads(r.value)["application_id"] == app_id)
+        headers = headers_of(record)
+        assert headers["ce_specversion"] == "1.0"
+        assert headers["ce_type"] == "org.clustergrants.grant.committed.v1"
+        assert headers["ce_source"] == "/clustergrants/budget"
+        assert headers["ce_subject"] == app_id and headers["content-type"] == "application/json"
+        assert record.key == app_id.encode()
+        received_record = next(
+            r for r in seen.records[Topic.APPLICATION_RECEIVED] if json.loads(r.value)["application_id"] == app_id
+        )
+        assert headers["ce_correlationid"] == headers_of(received_record)["ce_correlationid"]
+
+    mails = [m for m in smtp_inbox[0].messages if app_id in m["Subject"]]
+    assert len(mails) == 1
+    assert mails[0]["To"] == "an.demo@example.org"
+
+
+async def test_invalid_submissions_are_rejected_with_every_error(stack: Stack, samples: Path) -> None:
+    app_id = f"E2E-BAD-{uuid.uuid4().hex[:8]}"
+    body = application(samples, "vlaio-spearhead-2019.json", app_id)
+    body["scheme"] = "vlaio.unknown"
+    body["funding"]["years"][0]["requested"]["amount_minor"] = -5
+    body["funding"]["years"][1]["requested"]["amount_minor"] = 12.5
+    del body["submitted_at"]
+    async with Collector(stack.bootstrap, stack.prefix, [Topic.APPLICATION_REJECTED]) as seen:
+        response = await post(stack, body)
+        assert response.status_code == 422
+        types = {tuple(e["loc"]): e["type"] for e in response.json()["errors"]}
+        assert types[("scheme",)] == "literal_error"
+        assert types[("submitted_at",)] == "missing"
+        assert types[("funding", "years", 0, "requested", "amount_minor")] == "money_negative"
+        assert types[("funding", "years", 1, "requested", "amount_minor")] == "money_fractional"
+
+        # The same through Kafka: a rejection event, and malformed JSON gets one too.
+        topic = topic_name(Topic.APPLICATION_SUBMITTED, stack.prefix)
+        await publish_raw(stack.bootstrap, topic, b'{"application_id": "E2E-TRUNC', b"E2E-TRUNC")
+        await seen.wait_for(
+            lambda: any(e["errors"][0]["type"] == "json_invalid" and e["channel"] == "kafka"
+                        for e in seen.bodies(Topic.APPLICATION_REJECTED)),
+            what="rejection of malformed JSON",
+        )
+        http_rejection = seen.bodies(Topic.APPLICATION_REJECTED, application_id=app_id)
+        assert len(http_rejection) == 1 and len(http_rejection[0]["errors"]) == 4
+
+    unauthorised = await post(stack, body, token="wrong")
+    assert unauthorised.status_code == 401
+
+
+async def test_poison_message_is_dead_lettered_and_the_next_one_still_flows(stack: Stack, samples: Path) -> None:
+    good_id = f"E2E-AFTER-POISON-{uuid.uuid4().hex[:8]}"
+    received_topic = topic_name(Topic.APPLICATION_RECEIVED, stack.prefix)
+    async with Collector(stack.bootstrap, stack.prefix, ALL) as seen:
+        # Same key as the good application: same partition, right in front of it.
+        await publish_raw(stack.bootstrap, received_topic, b"\x00 not an event", good_id.encode(),
+                          [("ce_id", b"poison-1"), ("ce_source", b"/test"), ("ce_type", b"org.clustergrants.application.received.v1"),
+                           ("ce_specversion", b"1.0")])
+        response = await post(stack, application(samples, "vlaio-spearhead-2019.json", good_id))
+        assert response.status_code == 202
+        await seen.wait_for(lambda: seen.bodies(Topic.ELIGIBILITY_DECIDED, application_id=good_id) != [],
+                            what="decision behind the poison message")
+        await seen.wait_for(lambda: any(headers_of(r).get("ce_id") == "poison-1" for r in seen.records[Topic.DEAD_LETTER]),
+                            what="poison message on the dead-letter topic")
+        parked = next(r for r in seen.records[Topic.DEAD_LETTER] if headers_of(r).get("ce_id") == "poison-1")
+        headers = headers_of(parked)
+        assert headers["cg_dlt_topic"] == received_topic
+        assert headers["cg_dlt_group"] == "clustergrants.eligibility"
+        assert headers["cg_dlt_error_type"] == "PoisonMessage"
+        assert parked.value == b"\x00 not an event"

@@ -1,0 +1,82 @@
+"""Small helpers for tests on the real broker: publish raw records, collect what topics receive."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+
+from shared.topics import Topic, topic_name
+
+
+async def publish_raw(
+    bootstrap: str, topic: str, value: bytes | None, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None
+) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value=value, key=key, headers=headers or [])
+    finally:
+        await producer.stop()
+
+
+class Collector:
+    """Reads every record of the given topics (from the beginning) in the background."""
+
+    def __init__(self, bootstrap: str, prefix: str, topics: list[Topic]) -> None:
+        self.prefix = prefix
+        self.names = {topic_name(t, prefix): t for t in topics}
+        self.consumer = AIOKafkaConsumer(
+            *self.names, bootstrap_servers=bootstrap, group_id=f"test-collector-{secrets.token_hex(4)}",
+            auto_offset_reset="earliest", enable_auto_commit=False,
+        )
+        self.records: dict[Topic, list[ConsumerRecord[bytes, bytes]]] = defaultdict(list)
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Collector:
+        await self.consumer.start()
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self.consumer.stop()
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self.consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for record in records:
+                    self.records[self.names[record.topic]].append(record)
+
+    def bodies(self, topic: Topic, **match: Any) -> list[dict[str, Any]]:
+        """JSON bodies on `topic` whose top-level fields equal `match`."""
+        out = []
+        for record in self.records[topic]:
+            try:
+                body = json.loads(record.value)
+            except (TypeError, ValueError):
+                continue
+            if all(body.get(k) == v for k, v in match.items()):
+                out.append(body)
+        return out
+
+    async def wait_for(self, check: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def headers_of(record: ConsumerRecord[bytes, bytes]) -> dict[str, str]:
+    return {k: v.decode() for k, v in record.headers}
