@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -295,10 +295,22 @@ Handler = Callable[[Incoming], Awaitable[None]]
 
 @dataclass
 class ConsumeStats:
+    """Counts of one subscription, mirrored into Prometheus when `metrics` (shared.ops.Metrics) is set."""
+
+    topic: str = ""
+    service: str = ""
+    metrics: Any = None
     consumed: int = 0
     processed: int = 0
     retried: int = 0
     dead_lettered: int = 0
+
+    def count(self, what: str, seconds: float | None = None) -> None:
+        setattr(self, what, getattr(self, what) + 1)
+        if self.metrics is not None:
+            getattr(self.metrics, what).labels(self.service, self.topic).inc()
+            if seconds is not None:
+                self.metrics.latency.labels(self.service, self.topic).observe(seconds)
 
 
 async def consume(
@@ -318,7 +330,8 @@ async def consume(
     Raises only for infrastructure errors, so that the record is redelivered, not lost or parked.
     """
     incoming = Incoming(record=record, attributes=from_headers(record.headers))
-    stats.consumed += 1
+    stats.count("consumed")
+    started = time.perf_counter()
     with structlog.contextvars.bound_contextvars(
         event_id=incoming.event_id,
         correlation_id=incoming.correlation_id,
@@ -332,12 +345,12 @@ async def consume(
             attempt += 1
             try:
                 await handler(incoming)
-                stats.processed += 1
+                stats.count("processed", time.perf_counter() - started)
                 return
             except PoisonMessage as error:
                 log.warning("message cannot be processed; parking it", error=describe_error(error))
                 await park(producer, record, prefix=prefix, group=group, error=error, attempts=attempt)
-                stats.dead_lettered += 1
+                stats.count("dead_lettered")
                 return
             except Exception as error:
                 if is_transient(error):
@@ -347,12 +360,8 @@ async def consume(
                 if attempt >= max_attempts:
                     log.error("handler failed; parking the message", attempts=attempt, error=describe_error(error))
                     await park(producer, record, prefix=prefix, group=group, error=error, attempts=attempt)
-                    stats.dead_lettered += 1
+                    stats.count("dead_lettered")
                     return
-                stats.retried += 1
+                stats.count("retried")
                 log.warning("handler failed; retrying", attempt=attempt, error=describe_error(error))
                 await asyncio.sleep(backoff_s * 2 ** (attempt - 1))
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -22,6 +23,7 @@ from faststream.kafka.annotations import KafkaMessage
 
 from shared.db import create_pool
 from shared.delivery import ConsumeStats, Handler, Incoming, OutboxRelay, UnitOfWork, claim, consume
+from shared.ops import Metrics, OpsServer
 from shared.settings import CommonSettings
 from shared.topics import Topic, topic_name
 
@@ -38,7 +40,8 @@ async def _raw_body(message: Any) -> bytes:
 class Subscription:
     topic: Topic
     handler: Handler
-    stats: ConsumeStats = field(default_factory=ConsumeStats)
+    stats: ConsumeStats
+    subscriber: Any = None
 
 
 class ServiceRuntime:
@@ -54,13 +57,19 @@ class ServiceRuntime:
         self.broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id=f"clustergrants-{name}", logger=None)
         self.subscriptions: list[Subscription] = []
         self.startup: list[Callable[[asyncpg.Pool], Awaitable[None]]] = []
+        self.metrics = Metrics(name)
+        self.ops = OpsServer(settings.ops_http_host, settings.ops_http_port, self.readiness, self.metrics, self._observe)
         self._stopping = asyncio.Event()
+        # Fault injection for crash tests: exit abruptly after the N-th committed transaction of a
+        # consumed message, i.e. after the database commit and before the Kafka offset commit.
+        self._exit_after_commits = int(os.environ.get("CLUSTERGRANTS_FAULT_EXIT_AFTER_COMMITS", "0"))
+        self._commits = 0
 
     # -- wiring --------------------------------------------------------------------------------
 
     def subscribe(self, topic: Topic, handler: Handler) -> Subscription:
         """Consume `topic` in this service's consumer group; `handler` runs once per record."""
-        subscription = Subscription(topic, handler)
+        subscription = Subscription(topic, handler, ConsumeStats(topic=topic.value, service=self.name, metrics=self.metrics))
         self.subscriptions.append(subscription)
 
         async def on_record(body: bytes, msg: KafkaMessage) -> None:
@@ -76,14 +85,15 @@ class ServiceRuntime:
                 stats=subscription.stats,
             )
 
-        self.broker.subscriber(
+        subscription.subscriber = self.broker.subscriber(
             topic_name(topic, self.settings.topic_prefix),
             group_id=self.group,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,  # commit only after the handler; redeliver on error
             decoder=_raw_body,
             title=f"{self.name}:{topic.value}",
-        )(on_record)
+        )
+        subscription.subscriber(on_record)
         return subscription
 
     @contextlib.asynccontextmanager
@@ -99,11 +109,46 @@ class ServiceRuntime:
             yield uow
         if uow.published:
             self.relay.wake()
+        if cause is not None and not uow.duplicate and self._exit_after_commits:
+            self._commits += 1
+            if self._commits >= self._exit_after_commits:
+                log.warning("fault injection: exiting between database commit and offset commit")
+                os._exit(70)
+
+    # -- health and metrics ---------------------------------------------------------------------
+
+    async def readiness(self) -> dict[str, bool]:
+        """Ready when PostgreSQL answers a query and Kafka answers a metadata request."""
+        database = kafka = False
+        with contextlib.suppress(Exception):
+            assert self.pool is not None
+            database = await asyncio.wait_for(self.pool.fetchval("SELECT true"), timeout=2)
+        with contextlib.suppress(Exception):
+            assert self.producer is not None
+            topic = topic_name(Topic.DEAD_LETTER, self.settings.topic_prefix)
+            kafka = bool(await asyncio.wait_for(self.producer.partitions_for(topic), timeout=2))
+        return {"database": bool(database), "kafka": kafka}
+
+    async def _observe(self) -> None:
+        """Refresh the gauges a scrape reads: outbox backlog and consumer lag per topic."""
+        if self.relay is not None:
+            self.metrics.outbox_backlog.labels(self.name).set(await self.relay.backlog())
+        for sub in self.subscriptions:
+            consumer = getattr(sub.subscriber, "consumer", None)
+            if consumer is None:
+                continue
+            lag = 0
+            for tp in consumer.assignment():
+                highwater = consumer.highwater(tp)
+                if highwater is not None:
+                    lag += max(0, highwater - await consumer.position(tp))
+            self.metrics.consumer_lag.labels(self.name, sub.topic.value).set(lag)
 
     # -- life cycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
         s = self.settings
+        await self.ops.start()
         self.pool = await create_pool(s.database_url.get_secret_value(), s.db_pool_min, s.db_pool_max)
         self.producer = AIOKafkaProducer(
             bootstrap_servers=s.kafka_bootstrap_servers,
@@ -125,7 +170,8 @@ class ServiceRuntime:
         for step in self.startup:  # before consuming: e.g. load configuration into the database
             await step(self.pool)
         await self.broker.start()
-        log.info("service started", topics=[sub.topic.value for sub in self.subscriptions], group=self.group)
+        log.info("service started", topics=[sub.topic.value for sub in self.subscriptions], group=self.group,
+                 ops_port=s.ops_http_port)
 
     async def stop(self) -> None:
         with contextlib.suppress(Exception):
@@ -141,6 +187,7 @@ class ServiceRuntime:
         if self.pool is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.pool.close(), timeout=5)
+        await self.ops.stop()
         log.info("service stopped")
 
     def request_stop(self) -> None:

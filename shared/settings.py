@@ -30,3 +30,5 @@ class CommonSettings(BaseSettings):
     handler_retry_backoff_s: float = Field(default=0.2, ge=0, description="First back-off between attempts; doubles.")
     outbox_poll_interval_s: float = Field(default=0.5, gt=0, description="Outbox relay poll interval when idle.")
     outbox_batch_size: int = Field(default=500, ge=1)
+    ops_http_host: str = Field(default="127.0.0.1", description="Address of /healthz, /readyz, /metrics (0.0.0.0 in a pod).")
+    ops_http_port: int = Field(default=8081, description="Port of /healthz, /readyz, /metrics.")

@@ -25,14 +25,16 @@ class ServiceProcesses:
         self.env = {**os.environ, **env, "LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"}
         self.log_dir = log_dir
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.ops_ports = {name: free_port() for name in SERVICES}
 
     def log(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
 
     def start(self, name: str) -> None:
         log = self.log(name).open("ab")
+        env = {**self.env, "OPS_HTTP_PORT": str(self.ops_ports[name])}
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", f"services.{name}"], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", f"services.{name}"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
         )
 
     def start_all(self) -> None:

@@ -445,10 +445,15 @@ def start_services(env: dict[str, str], foreground: bool) -> list[Child]:
     env.setdefault("BUDGET_POTS_FILE", str(ROOT / "deploy/local/budget-pots.yaml"))
     if foreground:
         env.setdefault("LOG_FORMAT", "console")
-    children = [Child(name, [sys.executable, "-m", f"services.{name}"], env, foreground) for name in SERVICES]
+    # Each service's /healthz, /readyz and /metrics on its own port: 38081 intake ... 38084 notify.
+    children = [
+        Child(name, [sys.executable, "-m", f"services.{name}"], {**env, "OPS_HTTP_PORT": str(HTTP_PORT + 1 + i)}, foreground)
+        for i, name in enumerate(SERVICES)
+    ]
     wait_until("intake HTTP", lambda: port_open(HTTP_PORT), 60, children[0].proc, children[0].log)
     say(f"services started: {', '.join(f'{c.name} (pid {c.proc.pid})' for c in children)}; "
-        f"HTTP intake on http://127.0.0.1:{HTTP_PORT} (OpenAPI at /docs)")
+        f"HTTP intake on http://127.0.0.1:{HTTP_PORT} (OpenAPI at /docs); health and metrics on ports "
+        f"{HTTP_PORT + 1}-{HTTP_PORT + len(SERVICES)} (/healthz, /readyz, /metrics)")
     return children
 
 

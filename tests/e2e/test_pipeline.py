@@ -146,3 +146,25 @@ async def test_poison_message_is_dead_lettered_and_the_next_one_still_flows(stac
         assert headers["cg_dlt_group"] == "clustergrants.eligibility"
         assert headers["cg_dlt_error_type"] == "PoisonMessage"
         assert parked.value == b"\x00 not an event"
+
+
+async def test_every_service_reports_health_readiness_and_metrics(stack: Stack) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        for name, port in stack.processes.ops_ports.items():
+            base = f"http://127.0.0.1:{port}"
+            assert (await client.get(f"{base}/healthz")).json() == {"status": "up"}
+            ready = await client.get(f"{base}/readyz")
+            assert ready.status_code == 200, (name, ready.text)
+            assert ready.json() == {"status": "ready", "database": True, "kafka": True}
+            metrics = (await client.get(f"{base}/metrics")).text
+            assert "clustergrants_outbox_backlog" in metrics
+            assert "clustergrants_consumer_lag" in metrics
+        # The earlier tests pushed records through eligibility: its counters show them.
+        eligibility = (await client.get(f"http://127.0.0.1:{stack.processes.ops_ports['eligibility']}/metrics")).text
+    processed = [
+        line for line in eligibility.splitlines()
+        if line.startswith("clustergrants_messages_processed_total") and "applications.received" in line
+    ]
+    assert processed and float(processed[0].rsplit(" ", 1)[1]) >= 1
+    dead = [line for line in eligibility.splitlines() if line.startswith("clustergrants_messages_dead_lettered_total")]
+    assert dead and float(dead[0].rsplit(" ", 1)[1]) >= 1
