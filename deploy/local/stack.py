@@ -422,7 +422,8 @@ def infrastructure(mail: bool) -> Iterator[dict[str, str]]:
             say("KAFKA_BOOTSTRAP_SERVERS is set: using that Kafka, starting none")
         if mail and "SMTP_HOST" not in env:
             maildir = STATE / "mail"
-            maildir.mkdir(parents=True, exist_ok=True)
+            for sub in ("tmp", "new", "cur"):  # a Maildir
+                (maildir / sub).mkdir(parents=True, exist_ok=True)
             sink = Child("mail-sink", [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{SMTP_PORT}",
                                        "-c", "aiosmtpd.handlers.Mailbox", str(maildir)], env, foreground=False)
             started.append(sink)
