@@ -1,0 +1,302 @@
+"""Seedwork for scheme criteria: verdicts, figures, the criterion wrapper and shared checks.
+
+A criterion is a small pure function `(application, in_force) -> Verdict`, wrapped by
+`@criterion(id, key_prefix)` into a `Criterion` that returns a `CriterionResult`. A check may
+raise `Undecidable` (data the application does not carry), `OperatorParameterUnset` or
+`ParameterNotInForce`; the wrapper turns each into `not_decidable` with its own message key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from fractions import Fraction
+from functools import lru_cache
+from typing import Final, Literal
+
+from services.eligibility.parameters import InForce, OperatorParameterUnset, ParameterNotInForce
+from shared.events import (
+    Application,
+    CriterionResult,
+    Figure,
+    FundingRequest,
+    FundShare,
+    ProposedGrant,
+    ScheduledAmount,
+    SchemeId,
+)
+from shared.money import Currency, Money
+
+Outcome = Literal["passed", "failed", "not_decidable"]
+
+BUSINESS_ROLES: Final = frozenset({"enterprise", "sme", "large_enterprise"})
+
+
+# --- figures (immutable, so memoised) ---------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=8192)
+def money(value: Money) -> Figure:
+    return Figure(unit="money", value=value.amount_minor, currency=value.currency)
+
+
+def percent_text(ratio: Fraction) -> str:
+    """A ratio as an exact percentage string (Fraction(1, 2) -> "50"); "n/d" if not a finite decimal."""
+    pct = ratio * 100
+    den = pct.denominator
+    for prime in (2, 5):
+        while den % prime == 0:
+            den //= prime
+    if den != 1:
+        return f"{pct.numerator}/{pct.denominator}"
+    return format(Decimal(pct.numerator) / Decimal(pct.denominator), "f")
+
+
+@lru_cache(maxsize=8192)
+def percent(ratio: Fraction) -> Figure:
+    return Figure(unit="percent", value=percent_text(ratio))
+
+
+@lru_cache(maxsize=8192)
+def count(value: int) -> Figure:
+    return Figure(unit="count", value=value)
+
+
+@lru_cache(maxsize=8192)
+def years(value: int) -> Figure:
+    return Figure(unit="years", value=value)
+
+
+@lru_cache(maxsize=8192)
+def pages(value: int) -> Figure:
+    return Figure(unit="pages", value=value)
+
+
+@lru_cache(maxsize=8192)
+def day(value: date) -> Figure:
+    return Figure(unit="date", value=value.isoformat())
+
+
+@lru_cache(maxsize=8192)
+def moment(value: datetime) -> Figure:
+    return Figure(unit="datetime", value=value.isoformat())
+
+
+@lru_cache(maxsize=8192)
+def text(value: str) -> Figure:
+    return Figure(unit="text", value=value)
+
+
+@lru_cache(maxsize=8192)
+def flag(value: bool) -> Figure:
+    return Figure(unit="bool", value=value)
+
+
+# --- verdicts and the criterion wrapper ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    outcome: Outcome
+    message_key: str
+    figures: Mapping[str, Figure] = field(default_factory=dict)
+
+
+def passed(key: str, **figures: Figure) -> Verdict:
+    return Verdict("passed", key, figures)
+
+
+def failed(key: str, **figures: Figure) -> Verdict:
+    return Verdict("failed", key, figures)
+
+
+def undecidable(key: str, **figures: Figure) -> Verdict:
+    return Verdict("not_decidable", key, figures)
+
+
+class Undecidable(Exception):
+    """The application lacks data the criterion needs."""
+
+    def __init__(self, message_key: str, **figures: Figure) -> None:
+        super().__init__(message_key)
+        self.message_key = message_key
+        self.figures = figures
+
+
+Check = Callable[[Application, InForce], Verdict]
+
+
+@dataclass(frozen=True, slots=True)
+class Criterion:
+    """A named criterion: `id` is stable (it is in every decision), `key_prefix` scopes its message keys."""
+
+    id: str
+    key_prefix: str
+    check: Check
+    doc: str
+
+    def __call__(self, application: Application, p: InForce) -> CriterionResult:
+        try:
+            verdict = self.check(application, p)
+        except Undecidable as exc:
+            verdict = undecidable(exc.message_key, **exc.figures)
+        except OperatorParameterUnset as exc:
+            verdict = undecidable(f"{self.key_prefix}.operator_parameter_unset", parameter=text(exc.key))
+        except ParameterNotInForce as exc:
+            verdict = undecidable(
+                f"{self.key_prefix}.parameter_not_in_force", parameter=text(exc.name), reference_date=day(exc.on)
+            )
+        return CriterionResult(
+            criterion=self.id, outcome=verdict.outcome, message_key=verdict.message_key, figures=dict(verdict.figures)
+        )
+
+
+def criterion(id_: str, key_prefix: str) -> Callable[[Check], Criterion]:
+    def wrap(check: Check) -> Criterion:
+        return Criterion(id=id_, key_prefix=key_prefix, check=check, doc=(check.__doc__ or "").strip())
+
+    return wrap
+
+
+Proposer = Callable[[Application, InForce], ProposedGrant | None]
+
+
+@dataclass(frozen=True)
+class SchemeRules:
+    """A scheme's criteria, in the order a decision lists them, and its grant proposal."""
+
+    scheme: SchemeId
+    criteria: tuple[Criterion, ...]
+    propose: Proposer
+
+    def __post_init__(self) -> None:
+        ids = [c.id for c in self.criteria]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"{self.scheme}: duplicate criterion ids {ids}")
+
+
+def no_grant(application: Application, p: InForce) -> ProposedGrant | None:
+    """For schemes that give no money through this decision (S3 platform, VLAIO project route)."""
+    return None
+
+
+# --- money helpers ---------------------------------------------------------------------------
+
+
+def share_of(amount: Money, ratio: Fraction) -> Money:
+    """`ratio` of `amount`, rounded DOWN to whole minor units (never grant a fraction of a cent more)."""
+    minor = amount.amount_minor * ratio.numerator // ratio.denominator
+    return Money(amount_minor=minor, currency=amount.currency)
+
+
+def smallest(*amounts: Money) -> Money:
+    return min(amounts, key=lambda m: m.amount_minor)
+
+
+def total(amounts: list[Money], currency: Currency) -> Money:
+    return Money(amount_minor=sum(m.amount_minor for m in amounts), currency=currency)
+
+
+def funding_of(application: Application, p: InForce, prefix: str) -> FundingRequest:
+    """The funding request in the scheme's currency, or `Undecidable` (missing / other currency)."""
+    funding = application.funding
+    if funding is None:
+        raise Undecidable(f"{prefix}.funding.missing")
+    if funding.currency != p.currency:
+        raise Undecidable(
+            f"{prefix}.funding.wrong_currency", currency=text(funding.currency), scheme_currency=text(p.currency)
+        )
+    return funding
+
+
+def requested_total(funding: FundingRequest) -> Money:
+    return total([y.requested for y in funding.years], funding.currency)
+
+
+def eligible_costs_total(funding: FundingRequest) -> Money:
+    return total([y.eligible_costs for y in funding.years], funding.currency)
+
+
+def funding_request_check(prefix: str) -> Check:
+    """The request is there and in the scheme's currency: missing -> not_decidable, other currency -> failed."""
+
+    def check(application: Application, p: InForce) -> Verdict:
+        """A funding request in the scheme's currency (missing: not decidable; other currency: failed)."""
+        funding = application.funding
+        if funding is None:
+            raise Undecidable(f"{prefix}.funding.missing")
+        if funding.currency != p.currency:
+            return failed(
+                f"{prefix}.funding.wrong_currency", currency=text(funding.currency), scheme_currency=text(p.currency)
+            )
+        return passed(f"{prefix}.funding.valid", budget_years=count(len(funding.years)))
+
+    return check
+
+
+def year_span(funding: FundingRequest) -> int:
+    """Budget years from the first to the last requested year, inclusive (gaps count)."""
+    years_ = [y.year for y in funding.years]
+    return max(years_) - min(years_) + 1
+
+
+def secured_co_financing(funding: FundingRequest) -> Money:
+    return total([c.amount for c in funding.co_financing if c.secured], funding.currency)
+
+
+def single_fund(fund: str) -> list[FundShare]:
+    return [FundShare(fund=fund, numerator=1, denominator=1)]
+
+
+def grant(
+    p: InForce,
+    instrument: str,
+    schedule: list[tuple[int, Money]],
+    fund_shares: list[FundShare],
+    *,
+    conditional: bool = False,
+) -> ProposedGrant:
+    return ProposedGrant(
+        programme=p.scheme.programme,
+        instrument=instrument,
+        currency=p.currency,
+        schedule=[ScheduledAmount(budget_year=y, amount=a) for y, a in sorted(schedule)],
+        fund_shares=fund_shares,
+        conditional=conditional,
+    )
+
+
+# --- checks several schemes share --------------------------------------------------------------
+
+
+def cluster_organisation_check(prefix: str) -> Check:
+    def check(application: Application, p: InForce) -> Verdict:
+        if application.applicant.is_cluster_organisation:
+            return passed(f"{prefix}.applicant.cluster_organisation")
+        return failed(f"{prefix}.applicant.not_cluster_organisation")
+
+    return check
+
+
+def local_submission(application: Application, p: InForce) -> datetime:
+    return application.submitted_at.astimezone(p.zone)
+
+
+def in_list(name_or_number: list[str | None], recognised: tuple[str, ...]) -> bool:
+    wanted = {r.casefold() for r in recognised}
+    return any(n is not None and n.strip().casefold() in wanted for n in name_or_number)
+
+
+def roles_present(application: Application) -> dict[str, int]:
+    """Members per helix: business, knowledge, public."""
+    counts = {"business": 0, "knowledge": 0, "public": 0}
+    for member in application.members:
+        if member.role in BUSINESS_ROLES:
+            counts["business"] += 1
+        elif member.role == "knowledge_institution":
+            counts["knowledge"] += 1
+        elif member.role == "public_actor":
+            counts["public"] += 1
+    return counts

@@ -1,0 +1,1 @@
+"""Norwegian Innovation Clusters (seed 004)."""

@@ -1,0 +1,161 @@
+"""Norwegian Innovation Clusters: admission at level Arena, Arena Pro or GCE.
+
+Source: /work/shared/seeds/004_353bc3df9124071f.txt. Cluster status goes to collaborations of
+business, knowledge institutions and public development actors, with business "i førersetet" (in
+the driver's seat). Three levels: Arena, Arena Pro, GCE; "NCE er ikke lenger et program, men et
+merkenavn": an application for NCE is refused as a level. Deadline "midten av september hvert år"
+(operator key `nic.application_deadline`, per year). Amounts and durations per level are not in
+the document: operator keys `nic.levels.<level>.yearly_maximum_nok` / `.max_years`; until set,
+the financial criteria are not decidable (a case handler decides).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from services.eligibility.parameters import InForce
+from services.eligibility.schemes.common import (
+    BUSINESS_ROLES,
+    SchemeRules,
+    Undecidable,
+    Verdict,
+    count,
+    criterion,
+    day,
+    failed,
+    funding_of,
+    grant,
+    local_submission,
+    moment,
+    money,
+    passed,
+    roles_present,
+    single_fund,
+    text,
+    year_span,
+    years,
+)
+from shared.events import Application, FundingRequest, ProposedGrant
+from shared.money import Money
+
+
+@criterion("level", "nic.level")
+def level(application: Application, p: InForce) -> Verdict:
+    """The level must be Arena, Arena Pro or GCE; NCE is a brand, not a programme level."""
+    applied = application.level
+    if applied is None:
+        raise Undecidable("nic.level.missing")
+    if applied in p.texts("brand_only_levels"):
+        return failed("nic.level.nce_is_brand_not_programme", level=text(applied))
+    if applied in p.texts("levels"):
+        return passed("nic.level.valid", level=text(applied))
+    return failed("nic.level.unknown", level=text(applied))
+
+
+@criterion("triple_helix", "nic.composition")
+def triple_helix(application: Application, p: InForce) -> Verdict:
+    """Business, knowledge institutions and public development actors are all among the members."""
+    present = roles_present(application)
+    required = p.texts("required_member_groups")
+    figures = {group: count(present[group]) for group in required}
+    if all(present[group] > 0 for group in required):
+        return passed("nic.composition.complete", **figures)
+    return failed("nic.composition.incomplete", **figures)
+
+
+@criterion("business_led", "nic.leadership")
+def business_led(application: Application, p: InForce) -> Verdict:
+    """Business in the driver's seat: every member marked as leading the cluster is a business actor.
+    No member marked as leading: the application does not say, a case handler decides."""
+    leaders = [m for m in application.members if m.leads_cluster]
+    if not leaders:
+        raise Undecidable("nic.leadership.unknown")
+    others = [m for m in leaders if m.role not in BUSINESS_ROLES]
+    if others:
+        return failed("nic.leadership.not_business_led", non_business_leaders=count(len(others)))
+    return passed("nic.leadership.business_in_drivers_seat", leaders=count(len(leaders)))
+
+
+@criterion("deadline", "nic.deadline")
+def deadline(application: Application, p: InForce) -> Verdict:
+    """On time through the end of that year's operator-set day in September, Europe/Oslo."""
+    local = local_submission(application, p)
+    deadlines = p.op("nic.application_deadline")
+    assert isinstance(deadlines, dict)
+    last_day = deadlines.get(local.year)
+    if last_day is None:
+        raise Undecidable("nic.deadline.unset_for_year", year=count(local.year))
+    assert isinstance(last_day, date)
+    figures = {"submitted_at": moment(local), "deadline": day(last_day)}
+    if local.date() <= last_day:
+        return passed("nic.deadline.on_time", **figures)
+    return failed("nic.deadline.missed", **figures)
+
+
+def _level_funding(application: Application, p: InForce) -> tuple[str, FundingRequest] | None:
+    if application.funding is None:
+        return None
+    if application.level is None or application.level not in p.texts("levels"):
+        raise Undecidable("nic.funding.level_unknown")
+    return application.level, funding_of(application, p, "nic")
+
+
+def _yearly_maximum(p: InForce, level_: str) -> Money:
+    value = p.op(f"nic.levels.{level_}.yearly_maximum_nok")
+    assert isinstance(value, Money)
+    return value
+
+
+@criterion("yearly_maximum", "nic.funding")
+def yearly_maximum(application: Application, p: InForce) -> Verdict:
+    """Each year's request is at most the level's operator-set yearly maximum, in NOK. Nothing requested: passed."""
+    if application.funding is not None and application.funding.currency != p.currency:
+        return failed("nic.funding.wrong_currency", currency=text(application.funding.currency))
+    found = _level_funding(application, p)
+    if found is None:
+        return passed("nic.funding.none_requested")
+    level_, funding = found
+    limit = _yearly_maximum(p, level_)
+    for year in sorted(funding.years, key=lambda y: y.year):
+        if limit < year.requested:
+            return failed(
+                "nic.funding.yearly_maximum_exceeded",
+                budget_year=count(year.year),
+                requested=money(year.requested),
+                limit=money(limit),
+                level=text(level_),
+            )
+    return passed("nic.funding.within_yearly_maximum", limit=money(limit), level=text(level_))
+
+
+@criterion("duration", "nic.funding")
+def duration(application: Application, p: InForce) -> Verdict:
+    """At most the level's operator-set number of budget years. Nothing requested: passed."""
+    found = _level_funding(application, p)
+    if found is None:
+        return passed("nic.funding.none_requested")
+    level_, funding = found
+    limit = p.op(f"nic.levels.{level_}.max_years")
+    assert isinstance(limit, int)
+    span = year_span(funding)
+    if span <= limit:
+        return passed("nic.funding.duration_within_limit", requested=years(span), limit=years(limit))
+    return failed("nic.funding.duration_exceeded", requested=years(span), limit=years(limit))
+
+
+def propose(application: Application, p: InForce) -> ProposedGrant | None:
+    """Per budget year min(requested, the level's yearly maximum); none when nothing is requested."""
+    found = _level_funding(application, p)
+    if found is None:
+        return None
+    level_, funding = found
+    limit = _yearly_maximum(p, level_)
+    schedule = [(y.year, min(y.requested, limit, key=lambda m: m.amount_minor)) for y in funding.years]
+    return grant(p, f"cluster-{level_}", schedule, single_fund("agency"))
+
+
+RULES = SchemeRules(
+    scheme="nic.cluster",
+    criteria=(level, triple_helix, business_led, deadline, yearly_maximum, duration),
+    propose=propose,
+)

@@ -1,0 +1,1 @@
+"""Tillväxtverket S3 pilot, step 2: financing (seed 003)."""

@@ -1,0 +1,1 @@
+"""TTC cross-border innovation fund (GCS cluster stimulation fund) (seed 002)."""

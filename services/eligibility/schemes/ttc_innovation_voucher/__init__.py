@@ -1,0 +1,1 @@
+"""TTC innovation voucher (seed 002)."""

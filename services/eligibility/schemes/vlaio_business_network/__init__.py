@@ -1,0 +1,1 @@
+"""VLAIO innovation clusters: the innovative-business-network track (seed 000)."""

@@ -1,0 +1,135 @@
+"""VLAIO cluster pact: earmarked resources from the Hermes fund.
+
+Source: /work/shared/seeds/001_2aac08539ee69503.txt ("Het clusterpact"): the pact of a spearhead
+cluster is negotiated in the first year after the decision to support it; its key element is the
+earmark from the Hermes fund, "een voorwaardelijk engagement ... voor drie jaar" with "het maximum
+bedrag ... jaarlijks bepaald". The yearly maximum is the operator key
+`vlaio.hermes_yearly_maximum_eur` (per budget year); a year without one is not decidable.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from services.eligibility.parameters import InForce
+from services.eligibility.schemes.common import (
+    SchemeRules,
+    Undecidable,
+    Verdict,
+    count,
+    criterion,
+    day,
+    failed,
+    funding_of,
+    funding_request_check,
+    grant,
+    in_list,
+    money,
+    passed,
+    single_fund,
+    text,
+    year_span,
+    years,
+)
+from services.eligibility.schemes.vlaio_common import RECOGNISED, cluster_organisation
+from shared.events import Application, ProposedGrant
+from shared.money import Money
+
+HERMES_MAXIMUM = "vlaio.hermes_yearly_maximum_eur"
+
+
+@criterion("recognised_spearhead_cluster", "vlaio.pact")
+def recognised_spearhead_cluster(application: Application, p: InForce) -> Verdict:
+    """A cluster pact belongs to a spearhead cluster the agency decided to support (operator list)."""
+    recognised = p.op(RECOGNISED)
+    assert isinstance(recognised, tuple)
+    applicant = application.applicant
+    if in_list([applicant.organisation_name, applicant.organisation_number], recognised):
+        return passed("vlaio.pact.spearhead_recognised", organisation=text(applicant.organisation_name))
+    return failed("vlaio.pact.not_spearhead_cluster", organisation=text(applicant.organisation_name))
+
+
+def _anniversary(start: date, years_: int) -> date:
+    try:
+        return start.replace(year=start.year + years_)
+    except ValueError:  # 29 February -> 1 March
+        return date(start.year + years_, 3, 1)
+
+
+@criterion("negotiation_window", "vlaio.pact")
+def negotiation_window(application: Application, p: InForce) -> Verdict:
+    """Negotiated in the first year after the support decision: decision day <= submission day < first anniversary."""
+    decided = application.cluster_support_decided_on
+    if decided is None:
+        raise Undecidable("vlaio.pact.support_decision_unknown")
+    window_ends = _anniversary(decided, p.integer("negotiation_window_years"))
+    figures = {"support_decided_on": day(decided), "window_ends": day(window_ends), "reference_date": day(p.on)}
+    if p.on < decided:
+        return failed("vlaio.pact.before_support_decision", **figures)
+    if p.on >= window_ends:
+        return failed("vlaio.pact.negotiation_window_passed", **figures)
+    return passed("vlaio.pact.within_negotiation_window", **figures)
+
+
+funding_request = criterion("funding_request", "vlaio.pact.funding")(funding_request_check("vlaio.pact"))
+"""The earmark requested per budget year, in EUR."""
+
+
+@criterion("commitment_years", "vlaio.pact")
+def commitment_years(application: Application, p: InForce) -> Verdict:
+    """The commitment covers at most three budget years."""
+    funding = funding_of(application, p, "vlaio.pact")
+    limit, span = p.integer("commitment_years"), year_span(funding)
+    if span <= limit:
+        return passed("vlaio.pact.commitment_within_limit", requested=years(span), limit=years(limit))
+    return failed("vlaio.pact.commitment_too_long", requested=years(span), limit=years(limit))
+
+
+def _maxima(p: InForce) -> dict[int, Money]:
+    maxima = p.op(HERMES_MAXIMUM)
+    assert isinstance(maxima, dict)
+    return maxima
+
+
+@criterion("hermes_yearly_maximum", "vlaio.pact")
+def hermes_yearly_maximum(application: Application, p: InForce) -> Verdict:
+    """Each year's earmark is at most that year's maximum, which the agency sets every year."""
+    funding = funding_of(application, p, "vlaio.pact")
+    maxima = _maxima(p)
+    unset: list[int] = []
+    for year in sorted(funding.years, key=lambda y: y.year):
+        limit = maxima.get(year.year)
+        if limit is None:
+            unset.append(year.year)
+        elif limit < year.requested:
+            return failed(
+                "vlaio.pact.yearly_maximum_exceeded",
+                budget_year=count(year.year),
+                requested=money(year.requested),
+                limit=money(limit),
+            )
+    if unset:
+        raise Undecidable("vlaio.pact.yearly_maximum_unset", budget_year=count(unset[0]))
+    return passed("vlaio.pact.within_yearly_maximum")
+
+
+def propose(application: Application, p: InForce) -> ProposedGrant:
+    """A conditional Hermes earmark per budget year: min(requested, that year's maximum)."""
+    funding = funding_of(application, p, "vlaio.pact")
+    maxima = _maxima(p)
+    schedule = [(y.year, min(y.requested, maxima[y.year], key=lambda m: m.amount_minor)) for y in funding.years]
+    return grant(p, "hermes-earmark", schedule, single_fund("hermes"), conditional=True)
+
+
+RULES = SchemeRules(
+    scheme="vlaio.cluster-pact",
+    criteria=(
+        recognised_spearhead_cluster,
+        cluster_organisation,
+        negotiation_window,
+        funding_request,
+        commitment_years,
+        hermes_yearly_maximum,
+    ),
+    propose=propose,
+)

@@ -1,0 +1,184 @@
+"""Criteria shared by the VLAIO schemes (seeds 000 and 001).
+
+Source: /work/shared/seeds/000_b8f1635a33d3043b.txt, VLAIO "Innovatieclusters", last changed
+11 June 2020 and marked "Geen aanvraag meer mogelijk" (no application possible any more).
+"""
+
+from __future__ import annotations
+
+from services.eligibility.parameters import InForce
+from services.eligibility.schemes.common import (
+    Criterion,
+    Undecidable,
+    Verdict,
+    count,
+    criterion,
+    day,
+    failed,
+    funding_of,
+    funding_request_check,
+    in_list,
+    money,
+    passed,
+    percent,
+    roles_present,
+    share_of,
+    text,
+    year_span,
+    years,
+)
+from shared.events import Application
+from shared.money import Money
+
+RECOGNISED = "vlaio.recognised_spearhead_clusters"
+
+
+@criterion("call_open", "vlaio.call")
+def call_open(application: Application, p: InForce) -> Verdict:
+    """The call must accept applications on the submission day (Europe/Brussels).
+
+    Dated parameter `accepting_applications`: false from 11 June 2020, the day the page was last
+    changed and marked closed. An application dated on or after it is refused as closed.
+    """
+    state = p.dated("accepting_applications")
+    if state.value is True:
+        return passed("vlaio.call.open", reference_date=day(p.on))
+    return failed("vlaio.call.closed", reference_date=day(p.on), closed_since=day(state.valid_from))
+
+
+@criterion("cluster_organisation", "vlaio.applicant")
+def cluster_organisation(application: Application, p: InForce) -> Verdict:
+    """The cluster organisation applies and receives the subsidy.
+
+    000: "Het is de clusterorganisatie die de subsidie ontvangt".
+    """
+    if application.applicant.is_cluster_organisation:
+        return passed("vlaio.applicant.cluster_organisation")
+    return failed("vlaio.applicant.not_cluster_organisation")
+
+
+@criterion("mandated_by_members", "vlaio.mandate")
+def mandated_by_members(application: Application, p: InForce) -> Verdict:
+    """The member enterprises mandate the cluster organisation.
+
+    000: "Deze groep van ondernemingen mandateert een clusterorganisatie".
+    """
+    mandated = application.applicant.mandated_by_members
+    if mandated is None:
+        raise Undecidable("vlaio.mandate.unknown")
+    return passed("vlaio.mandate.given") if mandated else failed("vlaio.mandate.missing")
+
+
+@criterion("enterprise_consortium", "vlaio.consortium")
+def enterprise_consortium(application: Application, p: InForce) -> Verdict:
+    """For whom: consortia of enterprises (000: "Voor wie - consortia van ondernemingen")."""
+    minimum = p.integer("min_enterprise_members")
+    enterprises = roles_present(application)["business"]
+    figures = {"enterprises": count(enterprises), "minimum": count(minimum)}
+    if enterprises >= minimum:
+        return passed("vlaio.consortium.enterprises", **figures)
+    return failed("vlaio.consortium.too_few_enterprises", **figures)
+
+
+@criterion("triple_helix", "vlaio.triple_helix")
+def triple_helix(application: Application, p: InForce) -> Verdict:
+    """Spearhead clusters are large triple-helix initiatives: enterprises, knowledge institutions, government (000)."""
+    present = roles_present(application)
+    required = p.texts("required_member_groups")
+    figures = {group: count(present[group]) for group in required}
+    if all(present[group] > 0 for group in required):
+        return passed("vlaio.triple_helix.complete", **figures)
+    return failed("vlaio.triple_helix.incomplete", **figures)
+
+
+@criterion("recognised_spearhead_cluster", "vlaio.spearhead")
+def recognised_spearhead_cluster(application: Application, p: InForce) -> Verdict:
+    """Coordination support goes to recognised spearhead clusters (000: "erkende speerpuntclusters").
+
+    The list of recognised clusters is the agency's: operator key `vlaio.recognised_spearhead_clusters`.
+    """
+    recognised = p.op(RECOGNISED)
+    assert isinstance(recognised, tuple)
+    applicant = application.applicant
+    if in_list([applicant.organisation_name, applicant.organisation_number], recognised):
+        return passed("vlaio.spearhead.recognised", organisation=text(applicant.organisation_name))
+    return failed("vlaio.spearhead.not_recognised", organisation=text(applicant.organisation_name))
+
+
+funding_request = criterion("funding_request", "vlaio.funding")(funding_request_check("vlaio"))
+"""The request states the coordination costs and amounts per budget year, in EUR."""
+
+
+@criterion("duration", "vlaio.duration")
+def duration(application: Application, p: InForce) -> Verdict:
+    """At most the track's number of years (000: spearhead cluster 10 years, business network 3 years)."""
+    funding = funding_of(application, p, "vlaio")
+    limit = p.integer("max_years")
+    span = year_span(funding)
+    if span <= limit:
+        return passed("vlaio.duration.within_limit", requested=years(span), limit=years(limit))
+    return failed("vlaio.duration.too_long", requested=years(span), limit=years(limit))
+
+
+@criterion("coordination_share", "vlaio.coordination")
+def coordination_share(application: Application, p: InForce) -> Verdict:
+    """Each year's request is at most 50 % of that year's eligible coordination costs (000: "bedraagt 50%").
+
+    The allowed amount is rounded down to whole cents.
+    """
+    funding = funding_of(application, p, "vlaio")
+    share = p.ratio("coordination_share")
+    for year in sorted(funding.years, key=lambda y: y.year):
+        allowed = share_of(year.eligible_costs, share)
+        if allowed < year.requested:
+            return failed(
+                "vlaio.coordination.share_exceeded",
+                budget_year=count(year.year),
+                requested=money(year.requested),
+                allowed=money(allowed),
+                eligible_costs=money(year.eligible_costs),
+                share=percent(share),
+            )
+    return passed("vlaio.coordination.share_respected", share=percent(share))
+
+
+@criterion("yearly_ceiling", "vlaio.coordination")
+def yearly_ceiling(application: Application, p: InForce) -> Verdict:
+    """Each year's request is at most the track's yearly ceiling (000: EUR 500,000 / EUR 150,000 per year)."""
+    funding = funding_of(application, p, "vlaio")
+    ceiling = p.money("yearly_ceiling")
+    for year in sorted(funding.years, key=lambda y: y.year):
+        if ceiling < year.requested:
+            return failed(
+                "vlaio.coordination.ceiling_exceeded",
+                budget_year=count(year.year),
+                requested=money(year.requested),
+                limit=money(ceiling),
+            )
+    return passed("vlaio.coordination.within_ceiling", limit=money(ceiling))
+
+
+def coordination_schedule(application: Application, p: InForce) -> list[tuple[int, Money]]:
+    """Per year min(50 % of eligible costs rounded down to whole cents, requested, yearly ceiling),
+    for at most the track's number of years (counted from the first requested year)."""
+    funding = funding_of(application, p, "vlaio")
+    share, ceiling, limit = p.ratio("coordination_share"), p.money("yearly_ceiling"), p.integer("max_years")
+    first = min(y.year for y in funding.years)
+    schedule: list[tuple[int, Money]] = []
+    for year in funding.years:
+        if year.year - first < limit:
+            amounts = (share_of(year.eligible_costs, share), year.requested, ceiling)
+            schedule.append((year.year, min(amounts, key=lambda m: m.amount_minor)))
+    return schedule
+
+
+COORDINATION_CRITERIA: tuple[Criterion, ...] = (
+    call_open,
+    cluster_organisation,
+    mandated_by_members,
+    enterprise_consortium,
+    funding_request,
+    duration,
+    coordination_share,
+    yearly_ceiling,
+)

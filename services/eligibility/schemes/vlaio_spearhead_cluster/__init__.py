@@ -1,0 +1,1 @@
+"""VLAIO innovation clusters: the spearhead-cluster track (seed 000)."""

@@ -1,0 +1,1 @@
+"""VLAIO innovation projects submitted through a spearhead cluster (seed 000)."""

@@ -1,0 +1,121 @@
+"""The engine itself: outcome precedence, every criterion listed, purity, and the contract."""
+
+from __future__ import annotations
+
+import ast
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.eligibility.domain import evaluate, outcome_of
+from services.eligibility.parameters import OperatorParameters, ParameterStore
+from shared.events import Application, CriterionResult, EligibilityDecided, Recipient
+from tests.unit.eligibility.cases import all_cases, load_cases
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[3]
+STORE = ParameterStore.load()
+PURE_FILES = [
+    ROOT / "services/eligibility/domain.py",
+    ROOT / "services/eligibility/parameters.py",
+    ROOT / "services/eligibility/competition.py",
+    ROOT / "services/eligibility/whatif.py",
+    *sorted((ROOT / "services/eligibility/schemes").rglob("*.py")),
+]
+
+
+def result(outcome: str) -> CriterionResult:
+    return CriterionResult(criterion="c", outcome=outcome, message_key="k")  # type: ignore[arg-type]
+
+
+def test_failed_beats_not_decidable_beats_passed() -> None:
+    assert outcome_of([result("passed"), result("not_decidable"), result("failed")]) == "ineligible"
+    assert outcome_of([result("not_decidable"), result("passed")]) == "needs_review"
+    assert outcome_of([result("passed"), result("passed")]) == "eligible"
+
+
+@pytest.mark.parametrize("path", PURE_FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_rules_are_pure(path: Path) -> None:
+    """No I/O framework, no logging, no clock in the rules engine."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    imported: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Attribute) and node.attr in {"now", "today", "utcnow", "time"}:
+            pytest.fail(f"{path.name}:{node.lineno} reads the clock ({node.attr})")
+    assert not imported & {"asyncpg", "faststream", "structlog", "aiokafka", "time", "random", "socket", "httpx"}
+
+
+def test_every_decision_fits_the_event_contract() -> None:
+    """Decisions become valid EligibilityDecided events (criteria are built without re-validation)."""
+    for case in all_cases():
+        store = STORE.with_operator(OperatorParameters.from_mapping(case.operator))
+        decision = evaluate(case.application, store)
+        app = case.application
+        event = EligibilityDecided(
+            application_id=app.application_id,
+            scheme=app.scheme,
+            decided_at=datetime(2026, 1, 1, tzinfo=UTC),
+            reference_date=decision.reference_date,
+            time_zone=decision.time_zone,
+            outcome=decision.outcome,
+            parameter_version=decision.parameter_version,
+            criteria=decision.criteria,
+            proposed_grant=decision.proposed_grant,
+            recipient=Recipient(language=app.language, contact=app.contact, organisation_name="x"),
+        )
+        again = EligibilityDecided.model_validate_json(event.model_dump_json())
+        assert again == event, case.source
+
+
+def test_evaluation_is_deterministic() -> None:
+    for case in load_cases("s3.financing"):
+        store = STORE.with_operator(OperatorParameters.from_mapping(case.operator))
+        assert evaluate(case.application, store) == evaluate(case.application, store)
+
+
+BASE = next(c for c in load_cases("vlaio.spearhead-cluster") if c.name.startswith("eligible at exactly")).application
+BASE_STORE = STORE.with_operator(
+    OperatorParameters.from_mapping({"vlaio": {"recognised_spearhead_clusters": ["Flanders Make vzw"]}})
+)
+
+
+def with_one_year(costs: int, requested: int) -> Application:
+    data = BASE.model_dump()
+    data["funding"]["years"] = [
+        {
+            "year": 2019,
+            "eligible_costs": {"amount_minor": costs, "currency": "EUR"},
+            "requested": {"amount_minor": requested, "currency": "EUR"},
+        }
+    ]
+    return Application.model_validate(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(costs=st.integers(0, 200_000_000), requested=st.integers(0, 100_000_000))
+def test_vlaio_coordination_grant_matches_the_rule(costs: int, requested: int) -> None:
+    """Eligible iff requested <= floor(50 % of costs) and <= EUR 500,000; the grant is then the request."""
+    decision = evaluate(with_one_year(costs, requested), BASE_STORE)
+    allowed = min(costs // 2, 50_000_000)
+    if requested <= allowed:
+        assert decision.outcome == "eligible"
+        assert decision.proposed_grant is not None
+        assert [s.amount.amount_minor for s in decision.proposed_grant.schedule] == [requested]
+    else:
+        assert decision.outcome == "ineligible"
+        assert decision.proposed_grant is None
+        failed = {c.criterion for c in decision.criteria if c.outcome == "failed"}
+        expected = set()
+        if requested > costs // 2:
+            expected.add("coordination_share")
+        if requested > 50_000_000:
+            expected.add("yearly_ceiling")
+        assert failed == expected
