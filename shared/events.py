@@ -337,6 +337,8 @@ class GrantRefused(ApplicationScoped):
     available: Money | None = None
     requested: Money | None = None
     recipient: Recipient
+    available_count: int | None = Field(default=None, description="Counted limits: how many were left.")
+    requested_count: int | None = Field(default=None, description="Counted limits: how many were asked.")
 
 
 class CeilingReset(Event):
@@ -352,6 +354,69 @@ class CeilingReset(Event):
     yearly_maximum: Money | None = Field(default=None, description="A yearly maximum the agency set for this year.")
 
     key_field = "programme"
+
+
+class ReleasedAmount(Contract):
+    budget_year: int
+    fund: str = Field(description="The fund source the amount returns to, e.g. 'erdf'.")
+    amount: Money
+
+
+class GrantReleased(ApplicationScoped):
+    """Future (not yet opened) slices of a committed grant returned to their pots."""
+
+    type = "org.clustergrants.grant.released"
+    topic = Topic.GRANT_RELEASED
+
+    grant_id: str
+    released_at: AwareDatetime
+    scheme: SchemeId
+    programme: str
+    reason: Literal["withdrawn", "reduced"]
+    released: list[ReleasedAmount] = Field(description="What returned, per budget year and fund.")
+    remaining: list[ScheduledAmount] = Field(description="The grant's schedule after the release.")
+
+
+# --- competitive calls ---------------------------------------------------------------------------
+
+
+class AssessmentSubmitted(ApplicationScoped):
+    """One assessor's scores for one application in a competitive call (S3 step 1, Norway)."""
+
+    type = "org.clustergrants.assessment.submitted"
+    topic = Topic.ASSESSMENT_SUBMITTED
+
+    assessment_id: ApplicationId = Field(description="Unique per assessor and application; idempotency key.")
+    call_id: Text
+    assessor_id: ApplicationId = Field(description="Opaque assessor reference (never a name).")
+    scores: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,64}$")], Annotated[int, Field(strict=True, ge=0, le=1000)]] = Field(
+        min_length=1, description="Criterion -> whole-number score."
+    )
+    submitted_at: AwareDatetime
+
+
+class RankedApplication(Contract):
+    application_id: str
+    rank: int = Field(ge=1)
+    total_score: str = Field(description="Exact total (sum of criterion means), as a fraction or integer string.")
+    selected: bool
+
+
+class CallClosed(Event):
+    """A competitive call was closed: eligible applications ranked, at most the cap selected."""
+
+    type = "org.clustergrants.call.closed"
+    topic = Topic.CALL_CLOSED
+    key_field = "call_id"
+
+    call_id: str
+    scheme: SchemeId
+    closed_at: AwareDatetime
+    cap: int = Field(ge=0)
+    criteria: list[str]
+    tie_rule: str = Field(description="How equal totals are ordered.")
+    ranking: list[RankedApplication]
+    unscored: list[str] = Field(default_factory=list, description="Eligible applications left out: a criterion had no score.")
 
 
 # --- notify ----------------------------------------------------------------------------------
@@ -384,5 +449,8 @@ EVENTS: tuple[type[Event], ...] = (
     GrantRefused,
     CeilingReset,
     NotificationSent,
+    GrantReleased,
+    AssessmentSubmitted,
+    CallClosed,
 )
 EVENTS_BY_TYPE: dict[str, type[Event]] = {e.cloudevents_type(): e for e in EVENTS}

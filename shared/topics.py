@@ -21,6 +21,9 @@ class Topic(str, Enum):
     CEILING_RESET = "clustergrants.budget.ceiling-reset.v1"
     NOTIFICATION_SENT = "clustergrants.notifications.sent.v1"
     DEAD_LETTER = "clustergrants.dead-letter.v1"
+    GRANT_RELEASED = "clustergrants.grants.released.v1"
+    ASSESSMENT_SUBMITTED = "clustergrants.assessments.submitted.v1"
+    CALL_CLOSED = "clustergrants.calls.closed.v1"
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,9 @@ TOPIC_SPECS: dict[Topic, TopicSpec] = {
     Topic.CEILING_RESET: TopicSpec(1, 10 * 365 * DAY_MS, "Budget years opened per programme."),
     Topic.NOTIFICATION_SENT: TopicSpec(6, 90 * DAY_MS, "Every message delivered to an applicant or agency."),
     Topic.DEAD_LETTER: TopicSpec(3, 90 * DAY_MS, "Messages a consumer could not process, with the error."),
+    Topic.GRANT_RELEASED: TopicSpec(3, 365 * DAY_MS, "Future slices of grants returned to their pots (withdrawn, reduced)."),
+    Topic.ASSESSMENT_SUBMITTED: TopicSpec(3, 365 * DAY_MS, "Assessors' scores per criterion in competitive calls."),
+    Topic.CALL_CLOSED: TopicSpec(1, 10 * 365 * DAY_MS, "Competitive calls closed: ranking and selection."),
 }
 
 

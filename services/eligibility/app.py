@@ -6,11 +6,11 @@ import asyncio
 
 import structlog
 
-from services.eligibility import handlers
+from services.eligibility import calls, handlers
 from services.eligibility.parameters import ParameterStore
 from services.eligibility.settings import EligibilitySettings
 from shared.delivery import Incoming
-from shared.events import ApplicationReceived
+from shared.events import ApplicationReceived, AssessmentSubmitted
 from shared.logging import configure_logging
 from shared.runtime import ServiceRuntime
 from shared.topics import Topic
@@ -34,6 +34,17 @@ def build(settings: EligibilitySettings) -> ServiceRuntime:
                      scheme=received.application.scheme, outcome=outcome)
 
     runtime.subscribe(Topic.APPLICATION_RECEIVED, on_received)
+
+    async def on_assessment(incoming: Incoming) -> None:
+        assessment = incoming.parse(AssessmentSubmitted)
+        with structlog.contextvars.bound_contextvars(application_id=assessment.application_id):
+            async with runtime.transaction(incoming) as uow:
+                if uow.duplicate:
+                    return
+                stored = await calls.record_assessment(uow.conn, assessment)
+            log.info("assessment recorded" if stored else "older assessment ignored", call_id=assessment.call_id)
+
+    runtime.subscribe(Topic.ASSESSMENT_SUBMITTED, on_assessment)
     return runtime
 
 

@@ -8,14 +8,16 @@ from collections.abc import Iterator
 
 import structlog
 import uvicorn
+from pydantic import ValidationError
 
-from shared.delivery import Incoming
-from shared.logging import configure_logging
-from shared.runtime import ServiceRuntime
-from shared.topics import Topic
 from services.intake import handlers
 from services.intake.http import create_app
 from services.intake.settings import IntakeSettings
+from shared.delivery import Incoming
+from shared.events import AssessmentSubmitted, FieldError
+from shared.logging import configure_logging
+from shared.runtime import ServiceRuntime
+from shared.topics import Topic
 
 log = structlog.get_logger("intake")
 
@@ -48,6 +50,17 @@ def build(settings: IntakeSettings) -> tuple[ServiceRuntime, uvicorn.Server]:
                  errors=len(outcome.errors))
         return outcome
 
+    async def receive_assessment(raw: bytes) -> list[FieldError]:
+        try:
+            assessment = AssessmentSubmitted.model_validate_json(raw)
+        except ValidationError as error:
+            return [FieldError(loc=list(e["loc"]), type=e["type"], message=e["msg"])
+                    for e in error.errors(include_url=False, include_input=False)]
+        async with runtime.transaction() as uow:
+            await uow.publish(assessment)
+        log.info("assessment accepted", channel="http", application_id=assessment.application_id)
+        return []
+
     async def ready() -> bool:
         try:
             assert runtime.pool is not None
@@ -57,7 +70,7 @@ def build(settings: IntakeSettings) -> tuple[ServiceRuntime, uvicorn.Server]:
             return False
 
     tokens = [t.strip() for t in settings.intake_api_tokens.get_secret_value().split(",") if t.strip()]
-    http = create_app(receive_http, ready, tokens, settings.intake_max_body_bytes)
+    http = create_app(receive_http, receive_assessment, ready, tokens, settings.intake_max_body_bytes)
     server = _Server(uvicorn.Config(
         http, host=settings.intake_http_host, port=settings.intake_http_port, log_config=None, access_log=False,
         lifespan="off",

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from shared.delivery import UnitOfWork
-from shared.events import Application, ApplicationReceived, ApplicationRejected, FieldError
 from services.intake import repository
 from services.intake.domain import Invalid, body_fingerprint, parse_submission
+from shared.delivery import UnitOfWork
+from shared.events import Application, ApplicationReceived, ApplicationRejected, FieldError
 
 Channel = Literal["http", "kafka"]
 

@@ -12,12 +12,13 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
-from shared.events import ApplicationSubmitted, FieldError
 from services.intake.handlers import Outcome
+from shared.events import ApplicationSubmitted, AssessmentSubmitted, FieldError
 
 log = structlog.get_logger("intake.http")
 
 Receive = Callable[[bytes], Awaitable[Outcome]]
+Assess = Callable[[bytes], Awaitable[list[FieldError]]]
 Ready = Callable[[], Awaitable[bool]]
 
 
@@ -33,7 +34,7 @@ class Rejected(BaseModel):
     errors: list[FieldError]
 
 
-def create_app(receive: Receive, ready: Ready, tokens: list[str], max_body_bytes: int) -> FastAPI:
+def create_app(receive: Receive, assess: Assess, ready: Ready, tokens: list[str], max_body_bytes: int) -> FastAPI:
     app = FastAPI(
         title="clustergrants intake",
         version="1",
@@ -79,6 +80,29 @@ def create_app(receive: Receive, ready: Ready, tokens: list[str], max_body_bytes
             return JSONResponse(body.model_dump(mode="json"), status_code=code)
         assert outcome.application_id is not None
         return Accepted(application_id=outcome.application_id, status=outcome.status)
+
+    @app.post(
+        "/v1/assessments",
+        status_code=status.HTTP_202_ACCEPTED,
+        responses={422: {"model": Rejected, "description": "Every error in the assessment."}},
+        dependencies=[Depends(authorised)],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": AssessmentSubmitted.model_json_schema(ref_template="#/components/schemas/{model}")}},
+            }
+        },
+        summary="Submit an assessor's scores for an application in a competitive call",
+    )
+    async def submit_assessment(request: Request) -> Any:
+        raw = await request.body()
+        if len(raw) > max_body_bytes:
+            raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"body larger than {max_body_bytes} bytes")
+        errors = await assess(raw)
+        if errors:
+            body = Rejected(application_id=None, status="rejected", rejection_id=None, errors=errors)
+            return JSONResponse(body.model_dump(mode="json"), status_code=422)
+        return {"status": "accepted"}
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
