@@ -31,12 +31,15 @@ from typing import Any, TypeVar
 import asyncpg
 import structlog
 from aiokafka import AIOKafkaProducer, ConsumerRecord
+from opentelemetry.trace import SpanKind
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from shared.cloudevents import Attributes, Headers, attributes_for, from_headers, to_headers
+from shared.tracing import traceparent_headers
 from shared.events import Event
 from shared.topics import Topic, topic_name
+from shared.tracing import context_from, current_trace_id, span
 
 log = structlog.get_logger("delivery")
 
@@ -150,7 +153,7 @@ async def enqueue(conn: asyncpg.Connection, schema: str, event: Event, attribute
         attributes.id,
         event.topic.value,
         event.key(),
-        [[name, value.decode()] for name, value in to_headers(attributes)],
+        [[name, value.decode()] for name, value in to_headers(attributes)] + [list(h) for h in traceparent_headers()],
         event.model_dump_json().encode(),
     )
 
@@ -332,7 +335,10 @@ async def consume(
     incoming = Incoming(record=record, attributes=from_headers(record.headers))
     stats.count("consumed")
     started = time.perf_counter()
-    with structlog.contextvars.bound_contextvars(
+    with span(f"{record.topic} process", context_from(record.headers), SpanKind.CONSUMER,
+              **{"messaging.system": "kafka", "messaging.destination.name": record.topic,
+                 "messaging.kafka.offset": record.offset}), structlog.contextvars.bound_contextvars(
+        trace_id=current_trace_id(),
         event_id=incoming.event_id,
         correlation_id=incoming.correlation_id,
         topic=record.topic,

@@ -26,6 +26,7 @@ from shared.delivery import ConsumeStats, Handler, Incoming, OutboxRelay, UnitOf
 from shared.ops import Metrics, OpsServer
 from shared.settings import CommonSettings
 from shared.topics import Topic, topic_name
+from shared.tracing import configure_tracing
 
 log = structlog.get_logger("runtime")
 
@@ -148,6 +149,7 @@ class ServiceRuntime:
 
     async def start(self) -> None:
         s = self.settings
+        configure_tracing(self.name)
         await self.ops.start()
         self.pool = await create_pool(s.database_url.get_secret_value(), s.db_pool_min, s.db_pool_max)
         self.producer = AIOKafkaProducer(

@@ -13,7 +13,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
 from services.intake.handlers import Outcome
+from opentelemetry.trace import SpanKind
+
 from shared.events import ApplicationSubmitted, AssessmentSubmitted, FieldError
+from shared.tracing import context_from, span
 
 log = structlog.get_logger("intake.http")
 
@@ -68,7 +71,8 @@ def create_app(receive: Receive, assess: Assess, ready: Ready, tokens: list[str]
         raw = await request.body()
         if len(raw) > max_body_bytes:
             raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"body larger than {max_body_bytes} bytes")
-        outcome = await receive(raw)
+        with span("POST /v1/applications", context_from(dict(request.headers)), SpanKind.SERVER):
+            outcome = await receive(raw)
         if outcome.status == "rejected":
             body = Rejected(
                 application_id=outcome.application_id,
@@ -98,7 +102,8 @@ def create_app(receive: Receive, assess: Assess, ready: Ready, tokens: list[str]
         raw = await request.body()
         if len(raw) > max_body_bytes:
             raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"body larger than {max_body_bytes} bytes")
-        errors = await assess(raw)
+        with span("POST /v1/assessments", context_from(dict(request.headers)), SpanKind.SERVER):
+            errors = await assess(raw)
         if errors:
             body = Rejected(application_id=None, status="rejected", rejection_id=None, errors=errors)
             return JSONResponse(body.model_dump(mode="json"), status_code=422)

@@ -90,6 +90,14 @@ async def test_application_is_received_decided_committed_and_notified_once(
         )
         assert headers["ce_correlationid"] == headers_of(received_record)["ce_correlationid"]
 
+        # One trace from the HTTP request to the commitment: W3C traceparent in the Kafka headers.
+        def trace_id(topic: Topic) -> str:
+            record = next(r for r in seen.records[topic] if json.loads(r.value)["application_id"] == app_id)
+            return headers_of(record)["traceparent"].split("-")[1]
+
+        assert trace_id(Topic.APPLICATION_RECEIVED) == trace_id(Topic.ELIGIBILITY_DECIDED) == trace_id(Topic.GRANT_COMMITTED)
+        assert trace_id(Topic.APPLICATION_RECEIVED) != "0" * 32
+
     mails = [m for m in smtp_inbox[0].messages if app_id in m["Subject"]]
     assert len(mails) == 1
     assert mails[0]["To"] == "an.demo@example.org"
