@@ -75,7 +75,8 @@ def describe_error(error: BaseException) -> str:
 
 
 def is_transient(error: BaseException) -> bool:
-    """Infrastructure errors: the message is fine, the database or broker is not (yet)."""
+    """Infrastructure errors: the message is fine, the database or broker is not (yet). Deadlocks and
+    serialisation failures also say nothing about the message: its batch is rolled back and redone."""
     return isinstance(
         error,
         asyncpg.PostgresConnectionError
@@ -84,6 +85,8 @@ def is_transient(error: BaseException) -> bool:
         | asyncpg.TooManyConnectionsError
         | asyncpg.AdminShutdownError
         | asyncpg.CrashShutdownError
+        | asyncpg.DeadlockDetectedError
+        | asyncpg.SerializationError
         | ConnectionError
         | OSError
         | TimeoutError

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -31,10 +32,22 @@ from shared.tracing import configure_tracing
 log = structlog.get_logger("runtime")
 
 
-async def _raw_body(message: Any) -> bytes:
-    """FastStream decoder that hands the handler the undecoded Kafka value; we validate it ourselves."""
+async def _raw_batch(message: Any) -> list[bytes]:
+    """FastStream decoder that hands the handler the undecoded Kafka values; we validate them ourselves."""
     body = message.body
-    return body if isinstance(body, bytes) else bytes(body or b"")
+    return list(body) if isinstance(body, list | tuple) else [body]
+
+
+@dataclass
+class _Batch:
+    """The consumed batch being handled in this task: its connection and what its records did."""
+
+    conn: asyncpg.Connection | None = None
+    published: bool = False
+    committed: bool = False
+
+
+_BATCH: contextvars.ContextVar[_Batch | None] = contextvars.ContextVar("clustergrants_batch", default=None)
 
 
 @dataclass
@@ -61,56 +74,94 @@ class ServiceRuntime:
         self.metrics = Metrics(name)
         self.ops = OpsServer(settings.ops_http_host, settings.ops_http_port, self.readiness, self.metrics, self._observe)
         self._stopping = asyncio.Event()
-        # Fault injection for crash tests: exit abruptly after the N-th committed transaction of a
-        # consumed message, i.e. after the database commit and before the Kafka offset commit.
+        # Fault injection for crash tests: exit abruptly after the N-th committed batch of consumed
+        # records, i.e. after the database commit and before the Kafka offset commit.
         self._exit_after_commits = int(os.environ.get("CLUSTERGRANTS_FAULT_EXIT_AFTER_COMMITS", "0"))
         self._commits = 0
 
     # -- wiring --------------------------------------------------------------------------------
 
     def subscribe(self, topic: Topic, handler: Handler) -> Subscription:
-        """Consume `topic` in this service's consumer group; `handler` runs once per record."""
+        """Consume `topic` in this service's consumer group; `handler` runs once per record.
+
+        Records come in batches (up to `consumer_batch_max`): the whole batch is ONE PostgreSQL
+        transaction in which each record's `transaction()` is a savepoint, and ONE offset commit
+        after it. A record whose handler fails rolls back only its savepoint (and is retried, then
+        parked); an infrastructure error rolls back the batch and it is redelivered whole.
+        """
         subscription = Subscription(topic, handler, ConsumeStats(topic=topic.value, service=self.name, metrics=self.metrics))
         self.subscriptions.append(subscription)
 
-        async def on_record(body: bytes, msg: KafkaMessage) -> None:
-            assert self.producer is not None
-            await consume(
-                msg.raw_message,  # type: ignore[arg-type]
-                subscription.handler,
-                producer=self.producer,
-                prefix=self.settings.topic_prefix,
-                group=self.group,
-                max_attempts=self.settings.handler_max_attempts,
-                backoff_s=self.settings.handler_retry_backoff_s,
-                stats=subscription.stats,
-            )
+        async def on_batch(bodies: list[bytes], msg: KafkaMessage) -> None:
+            assert self.producer is not None and self.pool is not None and self.relay is not None
+            raw = msg.raw_message
+            records = raw if isinstance(raw, tuple) else (raw,)
+            batch = _Batch()
+            async with self.pool.acquire() as conn, conn.transaction():
+                batch.conn = conn
+                token = _BATCH.set(batch)
+                try:
+                    for record in records:
+                        await consume(
+                            record,  # type: ignore[arg-type]
+                            subscription.handler,
+                            producer=self.producer,
+                            prefix=self.settings.topic_prefix,
+                            group=self.group,
+                            max_attempts=self.settings.handler_max_attempts,
+                            backoff_s=self.settings.handler_retry_backoff_s,
+                            stats=subscription.stats,
+                        )
+                finally:
+                    _BATCH.reset(token)
+            if batch.published:
+                self.relay.wake()
+            if batch.committed:
+                self._after_commit()
 
         subscription.subscriber = self.broker.subscriber(
             topic_name(topic, self.settings.topic_prefix),
             group_id=self.group,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,  # commit only after the handler; redeliver on error
-            decoder=_raw_body,
+            decoder=_raw_batch,
+            batch=True,
+            max_records=self.settings.consumer_batch_max,
+            batch_timeout_ms=self.settings.consumer_batch_timeout_ms,
             title=f"{self.name}:{topic.value}",
         )
-        subscription.subscriber(on_record)
+        subscription.subscriber(on_batch)
         return subscription
 
     @contextlib.asynccontextmanager
     async def transaction(self, cause: Incoming | None = None, consumer: str | None = None) -> AsyncIterator[UnitOfWork]:
-        """One transaction: claim `cause` in the inbox, let the caller change state and publish."""
+        """One transaction: claim `cause` in the inbox, let the caller change state and publish.
+
+        Inside a consumed batch this is a savepoint of the batch's transaction.
+        """
         assert self.pool is not None and self.relay is not None
-        async with self.pool.acquire() as conn, conn.transaction():
+        batch = _BATCH.get()
+        async with contextlib.AsyncExitStack() as stack:
+            if batch is not None and batch.conn is not None:
+                conn = batch.conn
+            else:
+                conn = await stack.enter_async_context(self.pool.acquire())
+            await stack.enter_async_context(conn.transaction())
             uow = UnitOfWork(conn=conn, schema=self.schema, source=self.source, cause=cause)
             if cause is not None:
                 uow.duplicate = not await claim(conn, self.schema, consumer or self.group, cause.event_id)
                 if uow.duplicate:
                     log.info("duplicate delivery ignored")
             yield uow
+        if batch is not None:
+            batch.published |= bool(uow.published)
+            batch.committed |= cause is not None and not uow.duplicate
+            return
         if uow.published:
             self.relay.wake()
-        if cause is not None and not uow.duplicate and self._exit_after_commits:
+
+    def _after_commit(self) -> None:
+        if self._exit_after_commits:
             self._commits += 1
             if self._commits >= self._exit_after_commits:
                 log.warning("fault injection: exiting between database commit and offset commit")

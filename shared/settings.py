@@ -30,5 +30,9 @@ class CommonSettings(BaseSettings):
     handler_retry_backoff_s: float = Field(default=0.2, ge=0, description="First back-off between attempts; doubles.")
     outbox_poll_interval_s: float = Field(default=0.5, gt=0, description="Outbox relay poll interval when idle.")
     outbox_batch_size: int = Field(default=500, ge=1)
+    consumer_batch_max: int = Field(
+        default=100, ge=1, description="Records handled in one transaction and one offset commit (1: one by one)."
+    )
+    consumer_batch_timeout_ms: int = Field(default=50, ge=0, description="How long to wait to fill a batch.")
     ops_http_host: str = Field(default="127.0.0.1", description="Address of /healthz, /readyz, /metrics (0.0.0.0 in a pod).")
     ops_http_port: int = Field(default=8081, description="Port of /healthz, /readyz, /metrics.")
