@@ -1,28 +1,29 @@
-"""Composition root of the budget service."""
+"""Composition root of the budget service: reads the settings and the budget figures, builds the
+runtime, and subscribes the two use cases that consume events."""
 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import asyncpg
 import structlog
 
+from services.budget import config as budget_config
+from services.budget import handlers, repository
+from services.budget.domain import BudgetConfig
+from services.budget.settings import BudgetSettings
 from shared.delivery import Incoming
-from shared.events import EligibilityDecided
+from shared.events import CeilingReset, EligibilityDecided
 from shared.logging import configure_logging
 from shared.runtime import ServiceRuntime
 from shared.topics import Topic
-from services.budget import handlers, repository
-from services.budget.settings import BudgetSettings
 
 log = structlog.get_logger("budget")
 
 
-def build(settings: BudgetSettings) -> ServiceRuntime:
-    pots = repository.read_pots(repository.DOCUMENT_POTS)
-    if settings.budget_pots_file:
-        pots += repository.read_pots(Path(settings.budget_pots_file))  # validated now, not at first use
+def build(settings: BudgetSettings, config: BudgetConfig | None = None) -> ServiceRuntime:
+    # Validated now, not at first use: a bad file stops the service with the file, key and problem.
+    config = config or budget_config.load(settings.budget_pots_file)
     runtime = ServiceRuntime("budget", settings, schema="budget")
 
     async def on_decided(incoming: Incoming) -> None:
@@ -31,15 +32,24 @@ def build(settings: BudgetSettings) -> ServiceRuntime:
             async with runtime.transaction(incoming) as uow:
                 if uow.duplicate:
                     return
-                result = await handlers.on_eligibility_decided(uow, decided)
+                result = await handlers.on_eligibility_decided(uow, decided, config, cause=incoming.event_id)
             log.info("decision handled", result=result, outcome=decided.outcome)
 
+    async def on_reset(incoming: Incoming) -> None:
+        reset = incoming.parse(CeilingReset)
+        with structlog.contextvars.bound_contextvars(reset_id=reset.reset_id):
+            async with runtime.transaction(incoming) as uow:
+                if uow.duplicate:
+                    return
+                await handlers.on_ceiling_reset(uow, reset, cause=incoming.event_id)
+
     runtime.subscribe(Topic.ELIGIBILITY_DECIDED, on_decided)
+    runtime.subscribe(Topic.CEILING_RESET, on_reset)
 
     async def load_pots(pool: asyncpg.Pool) -> None:
         async with pool.acquire() as conn:
-            await repository.upsert_pots(conn, pots)
-        log.info("pots loaded", pots=len(pots))
+            loaded = await repository.load_config(conn, config)
+        log.info("pots loaded", pots=loaded, programmes=len(config.programmes), ceilings=len(config.ceilings))
 
     runtime.startup.append(load_pots)
     return runtime

@@ -7,5 +7,6 @@ from shared.settings import CommonSettings
 
 class BudgetSettings(CommonSettings):
     budget_pots_file: str | None = Field(
-        default=None, description="Operator YAML file of programme pots the documents do not give (same format as pots.yaml)."
+        default=None,
+        description="Operator YAML file of the budget figures the documents do not give (same format as pots.yaml).",
     )

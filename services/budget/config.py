@@ -1,0 +1,177 @@
+"""The budget's figures: the document file (`pots.yaml`, every figure with its source) merged with
+the operator file named by BUDGET_POTS_FILE. Read once, by the composition root or the CLI; a bad
+file stops the process with the file, the key and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from services.budget.domain import COUNT, BudgetConfig, Ceiling, PotSpec, ProgrammeSpec
+
+DOCUMENT_FILE = Path(__file__).with_name("pots.yaml")
+
+Id = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._/-]{0,119}$")]
+Source = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=1000)]
+Minor = Annotated[int, Field(strict=True, ge=0)]
+Year = Annotated[int, Field(strict=True, ge=2000, le=2100)]
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProgrammeEntry(_Strict):
+    programme: Id
+    currency: Literal["EUR", "SEK", "NOK"]
+    yearly_maximum_required: bool = False
+    source: Source
+
+
+class PotEntry(_Strict):
+    pot_id: Id
+    programme: Id
+    fund: Id
+    currency: Literal["EUR", "SEK", "NOK"]
+    budget_year: Year | None = None
+    total_minor: Minor | None = None
+    source: Source
+
+
+class CountEntry(_Strict):
+    pot_id: Id
+    programme: Id
+    instruments: list[Id] = Field(min_length=1)
+    max_count: Annotated[int, Field(strict=True, ge=0)] | None = None
+    range: tuple[Annotated[int, Field(strict=True, ge=0)], Annotated[int, Field(strict=True, ge=0)]] | None = None
+    source: Source
+
+    @model_validator(mode="after")
+    def _within_range(self) -> CountEntry:
+        if self.range is not None:
+            low, high = self.range
+            if low > high:
+                raise ValueError("range must be [lowest, highest]")
+            if self.max_count is not None and not low <= self.max_count <= high:
+                raise ValueError(f"max_count {self.max_count} lies outside the document's range {low}-{high}")
+        return self
+
+
+class CeilingEntry(_Strict):
+    scheme: Id
+    instrument: Id
+    currency: Literal["EUR", "SEK", "NOK"]
+    yearly_ceiling_minor: Minor | None = None
+    grant_ceiling_minor: Minor | None = None
+    max_years: Annotated[int, Field(strict=True, ge=1, le=50)] | None = None
+    from_year: Year | None = None
+    to_year: Year | None = None
+    source: Source
+
+
+class BudgetFile(_Strict):
+    programmes: list[ProgrammeEntry] = Field(default_factory=list)
+    pots: list[PotEntry] = Field(default_factory=list)
+    counts: list[CountEntry] = Field(default_factory=list)
+    ceilings: list[CeilingEntry] = Field(default_factory=list)
+
+
+def read_file(path: Path) -> BudgetFile:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path}: (file): {error}") from None
+    try:
+        return BudgetFile.model_validate(data or {})
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors(include_input=False)
+        )
+        raise ConfigError(f"{path}: {problems}") from None
+
+
+def merge(document: BudgetFile, operator: BudgetFile | None, operator_path: Path | None = None) -> BudgetConfig:
+    """Document figures first; the operator fills in what the documents leave open, and adds."""
+    where = str(operator_path or "operator file")
+    programmes = {p.programme: p for p in document.programmes}
+    pots: dict[str, PotEntry | CountEntry] = {}
+    for entry in [*document.pots, *document.counts]:
+        if entry.pot_id in pots:
+            raise ConfigError(f"{DOCUMENT_FILE}: pot_id {entry.pot_id!r} appears twice")
+        pots[entry.pot_id] = entry
+    ceilings = list(document.ceilings)
+    if operator is not None:
+        for programme in operator.programmes:
+            known = programmes.get(programme.programme)
+            if known is not None and known.currency != programme.currency:
+                raise ConfigError(f"{where}: programmes.{programme.programme}: the documents give {known.currency}")
+            programmes.setdefault(programme.programme, programme)
+        for entry in [*operator.pots, *operator.counts]:
+            known_entry = pots.get(entry.pot_id)
+            if known_entry is None:
+                pots[entry.pot_id] = entry
+                continue
+            fillable = isinstance(known_entry, CountEntry) and known_entry.max_count is None
+            if not fillable or not isinstance(entry, CountEntry):
+                raise ConfigError(f"{where}: {entry.pot_id}: a document figure; an operator file cannot change it")
+            if known_entry.programme != entry.programme or set(known_entry.instruments) != set(entry.instruments):
+                raise ConfigError(f"{where}: {entry.pot_id}: programme and instruments must be the document's")
+            if entry.max_count is not None and known_entry.range is not None:
+                low, high = known_entry.range
+                if not low <= entry.max_count <= high:
+                    raise ConfigError(
+                        f"{where}: {entry.pot_id}.max_count: {entry.max_count} "
+                        f"lies outside the document's range {low}-{high}"
+                    )
+            pots[entry.pot_id] = entry.model_copy(update={"range": known_entry.range})
+        ceilings += operator.ceilings
+    specs: list[PotSpec] = []
+    for entry in pots.values():
+        programme = programmes.get(entry.programme)
+        if programme is None:
+            raise ConfigError(f"{entry.pot_id}: programme {entry.programme!r} is not declared under programmes")
+        if isinstance(entry, PotEntry):
+            if entry.currency != programme.currency:
+                raise ConfigError(
+                    f"{entry.pot_id}: currency {entry.currency}, but {entry.programme} is in {programme.currency}"
+                )
+            specs.append(PotSpec(
+                pot_id=entry.pot_id, programme=entry.programme, unit=entry.currency, total=entry.total_minor,
+                source=entry.source, fund=entry.fund, budget_year=entry.budget_year,
+            ))
+        else:
+            specs.append(PotSpec(
+                pot_id=entry.pot_id, programme=entry.programme, unit=COUNT, total=entry.max_count, source=entry.source,
+                instruments=tuple(sorted(entry.instruments)), allowed_range=entry.range,
+            ))
+    keys = [(s.programme, s.fund, s.unit, s.budget_year) for s in specs if not s.is_count]
+    if len(set(keys)) != len(keys):
+        raise ConfigError("two money pots share programme, fund, currency and budget year")
+    return BudgetConfig(
+        programmes={
+            name: ProgrammeSpec(p.programme, p.currency, p.source, p.yearly_maximum_required)
+            for name, p in programmes.items()
+        },
+        pots=tuple(sorted(specs, key=lambda s: s.pot_id)),
+        ceilings=tuple(
+            Ceiling(
+                scheme=c.scheme, instrument=c.instrument, currency=c.currency, source=c.source,
+                yearly_minor=c.yearly_ceiling_minor, total_minor=c.grant_ceiling_minor, max_years=c.max_years,
+                from_year=c.from_year, to_year=c.to_year,
+            )
+            for c in ceilings
+        ),
+    )
+
+
+def load(operator_file: str | Path | None) -> BudgetConfig:
+    operator_path = Path(operator_file) if operator_file else None
+    operator = read_file(operator_path) if operator_path is not None else None
+    return merge(read_file(DOCUMENT_FILE), operator, operator_path)
