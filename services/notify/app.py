@@ -1,19 +1,24 @@
-"""Composition root of the notify service."""
+"""Composition root of the notify service: settings, templates, subscriptions, SMTP, HTTP, Kafka."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 
+import httpx
 import structlog
 
+from services.notify import handlers
+from services.notify.domain import Subscriptions
+from services.notify.i18n import Catalog
+from services.notify.mail import Mailer
+from services.notify.settings import NotifySettings
+from services.notify.webhooks import WebhookConfigError, WebhookSender, load_subscriptions
 from shared.delivery import Incoming
-from shared.events import ApplicationRejected, EligibilityDecided, Event, GrantCommitted, GrantRefused
+from shared.events import ApplicationRejected, CeilingReset, EligibilityDecided, Event, GrantCommitted, GrantRefused
 from shared.logging import configure_logging
 from shared.runtime import ServiceRuntime
 from shared.topics import Topic
-from services.notify import handlers
-from services.notify.mail import Mailer
-from services.notify.settings import NotifySettings
 
 log = structlog.get_logger("notify")
 
@@ -22,12 +27,17 @@ CONSUMED: dict[Topic, type[Event]] = {
     Topic.ELIGIBILITY_DECIDED: EligibilityDecided,
     Topic.GRANT_COMMITTED: GrantCommitted,
     Topic.GRANT_REFUSED: GrantRefused,
+    Topic.CEILING_RESET: CeilingReset,
 }
 
 
-def build(settings: NotifySettings) -> tuple[ServiceRuntime, handlers.Dispatcher]:
+def build(
+    settings: NotifySettings, subscriptions: Subscriptions, client: httpx.AsyncClient
+) -> tuple[ServiceRuntime, handlers.Dispatcher]:
     runtime = ServiceRuntime("notify", settings, schema="notify")
-    dispatcher = handlers.Dispatcher(runtime.transaction, Mailer(settings), settings.notify_max_attempts)
+    dispatcher = handlers.Dispatcher(
+        runtime.transaction, settings, Catalog.load(), Mailer(settings), WebhookSender(client), subscriptions
+    )
 
     def subscribe(topic: Topic, model: type[Event]) -> None:
         async def on_event(incoming: Incoming) -> None:
@@ -36,7 +46,10 @@ def build(settings: NotifySettings) -> tuple[ServiceRuntime, handlers.Dispatcher
                 async with runtime.transaction(incoming) as uow:
                     if uow.duplicate:
                         return
-                    scheduled = await handlers.on_event(uow, event, incoming.event_id)
+                    scheduled = await handlers.on_event(
+                        uow, event, incoming.event_id, incoming.attributes, subscriptions,
+                        settings.notify_decision_wait_s,
+                    )
                 if scheduled:
                     dispatcher.wake()
                 log.info("event handled", event_type=model.cloudevents_type(), scheduled=scheduled)
@@ -48,8 +61,19 @@ def build(settings: NotifySettings) -> tuple[ServiceRuntime, handlers.Dispatcher
     return runtime, dispatcher
 
 
+async def serve(settings: NotifySettings, subscriptions: Subscriptions) -> None:
+    async with httpx.AsyncClient(timeout=settings.notify_webhook_timeout_s, follow_redirects=False) as client:
+        runtime, dispatcher = build(settings, subscriptions, client)
+        log.info("webhook subscriptions loaded", subscriptions=[s.id for s in subscriptions.subscriptions])
+        await runtime.run(dispatcher.run)
+
+
 def main() -> None:
     settings = NotifySettings()
     configure_logging("notify", settings.log_format, settings.log_level)
-    runtime, dispatcher = build(settings)
-    asyncio.run(runtime.run(dispatcher.run))
+    try:
+        subscriptions = load_subscriptions(settings.notify_webhooks_file)
+    except WebhookConfigError as error:
+        log.error("webhook subscriptions invalid; not starting", error=str(error))
+        sys.exit(78)  # EX_CONFIG
+    asyncio.run(serve(settings, subscriptions))

@@ -1,4 +1,4 @@
-"""Notify's tables (schema `notify`)."""
+"""Notify's tables (schema `notify`): notifications (scheduled, sent, dead) and decisions."""
 
 from __future__ import annotations
 
@@ -11,15 +11,22 @@ import asyncpg
 from services.notify.domain import Planned
 
 
-async def schedule(conn: asyncpg.Connection, source_event_id: str, source_event_type: str, planned: Planned) -> bool:
+async def schedule(
+    conn: asyncpg.Connection,
+    source_event_id: str,
+    source_event_type: str,
+    planned: Planned,
+    payload: dict[str, Any],
+    delay_s: float = 0.0,
+) -> bool:
     """Schedule one message; False if this event already scheduled it for this recipient and channel."""
     inserted = await conn.fetchval(
         """INSERT INTO notify.notifications (notification_id, dedupe_key, source_event_id, source_event_type,
-               application_id, channel, recipient_ref, template, language, message)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+               application_id, channel, recipient_ref, template, language, payload, subscription_id, next_attempt_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now() + make_interval(secs => $12))
            ON CONFLICT (dedupe_key) DO NOTHING RETURNING true""",
         uuid.uuid4(),
-        f"{source_event_id}:{planned.channel}:{planned.recipient_ref}",
+        planned.dedupe_key(source_event_id),
         source_event_id,
         source_event_type,
         planned.application_id,
@@ -27,37 +34,89 @@ async def schedule(conn: asyncpg.Connection, source_event_id: str, source_event_
         planned.recipient_ref,
         planned.template,
         planned.language,
-        {"to": planned.to, "subject": planned.subject, "text": planned.text},
+        payload,
+        planned.subscription_id,
+        delay_s,
     )
     return bool(inserted)
 
 
-async def claim_due(conn: asyncpg.Connection, limit: int) -> list[dict[str, Any]]:
-    """Due messages, locked for this transaction; other replicas skip them."""
-    rows = await conn.fetch(
+async def store_decision(
+    conn: asyncpg.Connection, application_id: str, source_event_id: str, decision: dict[str, Any]
+) -> None:
+    await conn.execute(
+        """INSERT INTO notify.decisions (application_id, source_event_id, decision) VALUES ($1, $2, $3)
+           ON CONFLICT (application_id) DO NOTHING""",
+        application_id, source_event_id, decision,
+    )
+    # Grant e-mails that were waiting for this decision may go now.
+    await conn.execute(
+        """UPDATE notify.notifications SET next_attempt_at = now()
+           WHERE application_id = $1 AND status = 'scheduled' AND channel = 'email'
+             AND template LIKE 'grant.%' AND attempts = 0 AND next_attempt_at > now()""",
+        application_id,
+    )
+
+
+async def decision(conn: asyncpg.Connection, application_id: str) -> dict[str, Any] | None:
+    value = await conn.fetchval("SELECT decision FROM notify.decisions WHERE application_id = $1", application_id)
+    return value if isinstance(value, dict) else None
+
+
+async def claim_next(conn: asyncpg.Connection) -> dict[str, Any] | None:
+    """The next due message, locked for this transaction; other workers and replicas skip it."""
+    row = await conn.fetchrow(
         """SELECT * FROM notify.notifications
            WHERE status = 'scheduled' AND next_attempt_at <= now()
-           ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED""",
-        limit,
+           ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED"""
     )
-    return [dict(r) for r in rows]
+    return dict(row) if row is not None else None
 
 
 async def mark_sent(conn: asyncpg.Connection, notification_id: uuid.UUID, at: datetime) -> None:
+    """Delivered: the stored copy of the event (personal data) is no longer needed."""
     await conn.execute(
-        "UPDATE notify.notifications SET status = 'sent', sent_at = $2, attempts = attempts + 1 WHERE notification_id = $1",
+        """UPDATE notify.notifications
+           SET status = 'sent', sent_at = $2, attempts = attempts + 1, payload = NULL, message = NULL
+           WHERE notification_id = $1""",
         notification_id, at,
     )
 
 
 async def mark_failed_attempt(
-    conn: asyncpg.Connection, notification_id: uuid.UUID, error: str, retry_in_s: float, give_up: bool
+    conn: asyncpg.Connection, notification_id: uuid.UUID, error: str, retry_in_s: float, dead: bool
 ) -> None:
     await conn.execute(
         """UPDATE notify.notifications
            SET attempts = attempts + 1, last_error = $2,
                next_attempt_at = now() + make_interval(secs => $3),
-               status = CASE WHEN $4 THEN 'failed' ELSE status END
+               status = CASE WHEN $4 THEN 'dead' ELSE status END,
+               dead_at = CASE WHEN $4 THEN now() ELSE dead_at END
            WHERE notification_id = $1""",
-        notification_id, error[:500], retry_in_s, give_up,
+        notification_id, error[:500], retry_in_s, dead,
     )
+
+
+async def dead_letters(conn: asyncpg.Connection, channel: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """Parked messages, newest first; no personal data (recipient_ref, never the address)."""
+    rows = await conn.fetch(
+        """SELECT notification_id, channel, recipient_ref, subscription_id, template, application_id,
+                  source_event_id, source_event_type, attempts, redeliveries, last_error, scheduled_at, dead_at
+           FROM notify.notifications
+           WHERE status = 'dead' AND ($1::text IS NULL OR channel = $1)
+           ORDER BY dead_at DESC LIMIT $2""",
+        channel, limit,
+    )
+    return [dict(r) for r in rows]
+
+
+async def redeliver(conn: asyncpg.Connection, notification_id: uuid.UUID) -> bool:
+    """Put a parked message back in the queue with fresh attempts; False if it is not parked."""
+    updated = await conn.fetchval(
+        """UPDATE notify.notifications
+           SET status = 'scheduled', attempts = 0, next_attempt_at = now(), dead_at = NULL,
+               redeliveries = redeliveries + 1
+           WHERE notification_id = $1 AND status = 'dead' RETURNING true""",
+        notification_id,
+    )
+    return bool(updated)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, SecretStr
 
 from shared.settings import CommonSettings
@@ -11,5 +13,22 @@ class NotifySettings(CommonSettings):
     smtp_starttls: bool = Field(default=False, description="Upgrade the SMTP connection with STARTTLS.")
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
-    mail_from: str = Field(default="clustergrants <noreply@clustergrants.invalid>", description="From: of every e-mail.")
-    notify_max_attempts: int = Field(default=8, ge=1, description="Send attempts before a notification is marked failed.")
+    smtp_timeout_s: float = Field(default=15.0, gt=0)
+    mail_from: str = Field(default="clustergrants <noreply@clustergrants.invalid>", description="From: header.")
+    notify_max_attempts: int = Field(default=8, ge=1, description="E-mail send attempts before it is parked as dead.")
+    notify_webhooks_file: Path | None = Field(
+        default=None, description="YAML file of agency webhook subscriptions (none: no webhooks)."
+    )
+    notify_webhook_max_attempts: int = Field(default=10, ge=1, description="Webhook attempts before parking.")
+    notify_webhook_timeout_s: float = Field(default=10.0, gt=0)
+    notify_retry_base_s: float = Field(default=5.0, ge=0, description="First retry delay; doubles per attempt.")
+    notify_retry_cap_s: float = Field(default=3600.0, ge=0, description="Longest retry delay.")
+    notify_dispatch_workers: int = Field(default=4, ge=1, description="Messages sent concurrently.")
+    notify_poll_interval_s: float = Field(default=0.5, gt=0, description="Idle workers' poll interval.")
+    notify_decision_wait_s: float = Field(
+        default=30.0, ge=0,
+        description="How long a grant e-mail waits for its eligibility decision (to explain the criteria too).",
+    )
+    notify_fault_exit_after_sends: int = Field(
+        default=0, ge=0, description="Crash tests only: exit abruptly after the N-th send, before recording it."
+    )

@@ -1,0 +1,121 @@
+"""Who is told what; webhook signatures; back-off; redaction; subscription configuration."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+
+from services.notify.domain import (
+    Subscriptions,
+    plan,
+    recipient_ref,
+    redact,
+    retry_delay_s,
+    signature_header,
+    verify,
+)
+from services.notify.webhooks import WebhookConfigError, load_subscriptions
+from shared.events import (
+    CeilingReset,
+    Contact,
+    CriterionResult,
+    EligibilityDecided,
+    FundShare,
+    ProposedGrant,
+    Recipient,
+    ScheduledAmount,
+)
+from shared.money import Money
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2024, 3, 1, tzinfo=UTC)
+SUBS = Subscriptions.model_validate({"subscriptions": [
+    {"id": "vlaio-dossier", "url": "https://vlaio.example/hook", "secret_env": "SECRET_A",
+     "events": ["org.clustergrants.eligibility.decided.v1"], "schemes": ["vlaio.spearhead-cluster"]},
+    {"id": "treasury", "url": "https://treasury.example/hook", "secret_env": "SECRET_B",
+     "events": ["org.clustergrants.budget.ceiling-reset.v1", "org.clustergrants.eligibility.decided.v1"]},
+]})
+
+
+def decided(outcome: str, grant: bool, scheme: str = "vlaio.spearhead-cluster") -> EligibilityDecided:
+    proposed = ProposedGrant(
+        programme="vlaio", instrument="coordination-subsidy", currency="EUR",
+        schedule=[ScheduledAmount(budget_year=2020, amount=Money(amount_minor=1, currency="EUR"))],
+        fund_shares=[FundShare(fund="agency", numerator=1, denominator=1)],
+    ) if grant else None
+    return EligibilityDecided(
+        application_id="A-1", scheme=scheme, decided_at=NOW, reference_date=date(2020, 1, 1),  # type: ignore[arg-type]
+        time_zone="Europe/Brussels", outcome=outcome, parameter_version="v", proposed_grant=proposed,  # type: ignore[arg-type]
+        criteria=[CriterionResult(criterion="c", outcome="passed", message_key="vlaio.call.open")],
+        recipient=Recipient(language="nl", contact=Contact(name="An", email="An@Example.org"), organisation_name="O"),
+    )
+
+
+def test_one_email_per_outcome_and_one_webhook_per_interested_agency() -> None:
+    ineligible = plan(decided("ineligible", grant=False), SUBS)
+    assert [(p.channel, p.template) for p in ineligible] == [
+        ("email", "eligibility.ineligible"),
+        ("webhook", "webhook:org.clustergrants.eligibility.decided.v1"),
+        ("webhook", "webhook:org.clustergrants.eligibility.decided.v1"),
+    ]
+    assert ineligible[0].recipient_ref == recipient_ref("an@example.org")
+    assert "@" not in ineligible[0].recipient_ref
+    assert len({p.dedupe_key("evt-1") for p in ineligible}) == 3
+    # Eligible with money: the budget's answer is the one the applicant is told.
+    assert [p.channel for p in plan(decided("eligible", grant=True), SUBS)] == ["webhook", "webhook"]
+    # The scheme filter: another scheme reaches only the unfiltered subscription.
+    other = plan(decided("needs_review", grant=False, scheme="nic.cluster"), SUBS)
+    assert [p.subscription_id for p in other] == [None, "treasury"]
+    reset = CeilingReset(reset_id="vlaio/2021", programme="vlaio", budget_year=2021, opened_at=NOW)
+    planned = [(p.channel, p.subscription_id, p.application_id) for p in plan(reset, SUBS)]
+    assert planned == [("webhook", "treasury", None)]
+
+
+def test_signature_is_stripe_style_and_verifiable_independently() -> None:
+    secret, body, t = b"s3cret-s3cret-s3cret", b'{"a":1}', 1_700_000_000
+    header = signature_header(secret, t, body)
+    expected = hmac.new(secret, f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    assert header == f"t={t},v1={expected}"
+    assert verify(secret, header, body, now=t + 10)
+    assert not verify(secret, header, body + b" ", now=t)  # tampered body
+    assert not verify(b"other-secret-other", header, body, now=t)  # wrong secret
+    assert not verify(secret, header, body, now=t + 301)  # replayed too late
+    assert not verify(secret, "garbage", body, now=t)
+
+
+def test_backoff_doubles_up_to_the_cap() -> None:
+    assert [retry_delay_s(n, 2.0, 30.0) for n in (1, 2, 3, 4, 5, 6)] == [2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert retry_delay_s(3, 2.0, 30.0, jitter=0.5) == 4.0
+
+
+def test_redaction_removes_addresses_and_named_values() -> None:
+    text = "SMTPRecipientsRefused: {'an.demo@example.org': (550, 'no such user')} for An Demo"
+    cleaned = redact(text, "An Demo")
+    assert "example.org" not in cleaned
+    assert "An Demo" not in cleaned
+    assert "550" in cleaned
+
+
+def test_subscriptions_file_is_validated_and_secrets_come_from_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "webhooks.yaml"
+    path.write_text(
+        "subscriptions:\n  - {id: agency, url: 'http://127.0.0.1:1/h', secret_env: AGENCY_SECRET,"
+        " events: [org.clustergrants.grant.committed.v1]}\n"
+    )
+    assert load_subscriptions(path, {"AGENCY_SECRET": "x" * 32}).subscriptions[0].id == "agency"
+    with pytest.raises(WebhookConfigError, match="AGENCY_SECRET is unset"):
+        load_subscriptions(path, {})
+    with pytest.raises(WebhookConfigError) as short:
+        load_subscriptions(path, {"AGENCY_SECRET": "tooshort"})
+    assert "tooshort" not in str(short.value)
+    path.write_text(
+        "subscriptions:\n  - {id: agency, url: 'http://x/h', secret_env: S, events: [org.clustergrants.nope.v1]}\n"
+    )
+    with pytest.raises(WebhookConfigError, match="unknown event types"):
+        load_subscriptions(path, {"S": "x" * 32})
+    assert load_subscriptions(None).subscriptions == []
