@@ -21,6 +21,7 @@ demo: install
 	$(STACK) --services --mail -- $(PY) -m deploy.local.demo
 
 test: install
+	bash deploy/k8s/install-tools.sh
 	$(STACK) -- $(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: install
