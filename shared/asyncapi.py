@@ -22,9 +22,9 @@ from shared.topics import TOPIC_SPECS, Topic
 
 #: What each service writes into its outbox (the services' handlers are the source of truth).
 PUBLISHES: dict[str, tuple[Topic, ...]] = {
-    "intake": (Topic.APPLICATION_RECEIVED, Topic.APPLICATION_REJECTED),
-    "eligibility": (Topic.ELIGIBILITY_DECIDED,),
-    "budget": (Topic.GRANT_COMMITTED, Topic.GRANT_REFUSED, Topic.CEILING_RESET),
+    "intake": (Topic.APPLICATION_RECEIVED, Topic.APPLICATION_REJECTED, Topic.ASSESSMENT_SUBMITTED),
+    "eligibility": (Topic.ELIGIBILITY_DECIDED, Topic.CALL_CLOSED),
+    "budget": (Topic.GRANT_COMMITTED, Topic.GRANT_REFUSED, Topic.CEILING_RESET, Topic.GRANT_RELEASED),
     "notify": (Topic.NOTIFICATION_SENT,),
 }
 
@@ -74,14 +74,17 @@ def consumers() -> dict[str, list[Topic]]:
     from services.eligibility.settings import EligibilitySettings
     from services.intake.app import build as build_intake
     from services.intake.settings import IntakeSettings
+    import httpx
+
     from services.notify.app import build as build_notify
+    from services.notify.domain import Subscriptions
     from services.notify.settings import NotifySettings
 
     runtimes = {
         "intake": build_intake(IntakeSettings(topic_prefix=""))[0],
         "eligibility": build_eligibility(EligibilitySettings(topic_prefix="", eligibility_operator_parameters_file=None)),
         "budget": build_budget(BudgetSettings(topic_prefix="", budget_pots_file=None)),
-        "notify": build_notify(NotifySettings(topic_prefix=""))[0],
+        "notify": build_notify(NotifySettings(topic_prefix=""), Subscriptions(), httpx.AsyncClient())[0],
     }
     return {name: [s.topic for s in runtime.subscriptions] for name, runtime in runtimes.items()}
 

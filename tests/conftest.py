@@ -7,6 +7,7 @@ the shared broker, so runs never see each other's data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -40,31 +41,41 @@ def run_id() -> str:
     return secrets.token_hex(4)
 
 
-@pytest.fixture(scope="session")
-async def database_url(run_id: str) -> AsyncIterator[str]:
+@contextlib.asynccontextmanager
+async def fresh_database(name: str) -> AsyncIterator[str]:
+    """A new, migrated database on the server of DATABASE_URL; dropped afterwards."""
     server = _require("DATABASE_URL")
-    name = f"cg_test_{run_id}"
     admin = await asyncpg.connect(server)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    parts = urlsplit(server)
-    url = urlunsplit(parts._replace(path=f"/{name}"))
+    url = urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
     await migrate(url)
-    yield url
-    admin = await asyncpg.connect(server)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        yield url
     finally:
-        await admin.close()
+        admin = await asyncpg.connect(server)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+async def fresh_topics(bootstrap: str, prefix: str) -> str:
+    await create_topics(bootstrap, prefix)
+    return prefix
+
+
+@pytest.fixture(scope="session")
+async def database_url(run_id: str) -> AsyncIterator[str]:
+    async with fresh_database(f"cg_test_{run_id}") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 async def topic_prefix(kafka_bootstrap: str, run_id: str) -> str:
-    prefix = f"test-{run_id}."
-    await create_topics(kafka_bootstrap, prefix)
-    return prefix
+    return await fresh_topics(kafka_bootstrap, f"test-{run_id}.")
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.handlers import Message as MessageHandler
 
+from tests.conftest import fresh_database, fresh_topics
 from tests.processes import ROOT, ServiceProcesses, free_port
 
 LOCAL = ROOT / "deploy" / "local"  # the local operator files: demo values, not document figures
@@ -46,10 +47,20 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
+async def e2e_database_url(run_id: str) -> AsyncIterator[str]:
+    """The e2e services' own database: integration tests of the same session never see them."""
+    async with fresh_database(f"cg_e2e_{run_id}") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 async def stack(
-    kafka_bootstrap: str, database_url: str, topic_prefix: str, smtp_inbox: tuple[Inbox, int],
+    kafka_bootstrap: str, e2e_database_url: str, run_id: str, smtp_inbox: tuple[Inbox, int],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Stack]:
+    # Their own topics too: the services' consumer groups must not take integration tests' records.
+    topic_prefix = await fresh_topics(kafka_bootstrap, f"e2e-{run_id}.")
+    database_url = e2e_database_url
     log_dir = tmp_path_factory.mktemp("service-logs")
     http_port = free_port()
     env = {
