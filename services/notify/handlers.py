@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from opentelemetry.trace import SpanKind
 
 from services.notify import repository
 from services.notify.domain import Subscriptions, plan, redact, retry_delay_s
@@ -41,6 +42,7 @@ from shared.events import (
     Event,
     NotificationSent,
 )
+from shared.tracing import context_from, span, traceparent_headers
 
 log = structlog.get_logger("notify")
 
@@ -55,6 +57,8 @@ def _cloudevent(event: Event, source_event_id: str, attributes: Attributes | Non
         "time": attributes.time if attributes else None,
         "subject": attributes.subject if attributes else event.subject(),
         "correlationid": attributes.correlationid if attributes else None,
+        # The trace of the consumed event: delivery, later and in another task, continues it.
+        "traceparent": dict(traceparent_headers()).get("traceparent"),
     }
 
 
@@ -146,7 +150,9 @@ class Dispatcher:
 
     async def _deliver(self, uow: UnitOfWork, row: dict[str, Any]) -> None:
         notification_id = str(row["notification_id"])
-        with structlog.contextvars.bound_contextvars(
+        ce = (row["payload"] or {}).get("ce") or {}
+        parent = context_from({"traceparent": ce["traceparent"]} if ce.get("traceparent") else None)
+        with span(f"notify {row['channel']}", parent, SpanKind.PRODUCER), structlog.contextvars.bound_contextvars(
             notification_id=notification_id,
             application_id=row["application_id"],
             source_event_id=row["source_event_id"],

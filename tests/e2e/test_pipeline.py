@@ -96,6 +96,7 @@ async def test_application_is_received_decided_committed_and_notified_once(
             return headers_of(record)["traceparent"].split("-")[1]
 
         assert trace_id(Topic.APPLICATION_RECEIVED) == trace_id(Topic.ELIGIBILITY_DECIDED) == trace_id(Topic.GRANT_COMMITTED)
+        assert trace_id(Topic.NOTIFICATION_SENT) == trace_id(Topic.APPLICATION_RECEIVED)  # through notify's dispatcher
         assert trace_id(Topic.APPLICATION_RECEIVED) != "0" * 32
 
     mails = [m for m in smtp_inbox[0].messages if app_id in m["Subject"]]
