@@ -29,7 +29,8 @@ from rich.progress import Progress
 from rich.table import Table
 
 from services.eligibility import cli as eligibility_cli
-from shared.settings import CommonSettings
+from shared.kafka_security import client_options
+from shared.settings import CommonSettings, database_ssl
 from shared.topics import Topic, topic_name
 
 app = typer.Typer(help="Operate clustergrants.", no_args_is_help=True, pretty_exceptions_enable=False)
@@ -46,7 +47,7 @@ def fail(message: str) -> typer.Exit:
 
 async def _connect(settings: CommonSettings) -> asyncpg.Connection:
     try:
-        return await asyncpg.connect(settings.database_url.get_secret_value(), timeout=10)
+        return await asyncpg.connect(settings.database_url.get_secret_value(), timeout=10, ssl=database_ssl(settings))
     except (OSError, asyncpg.PostgresError) as error:
         raise fail(f"cannot reach PostgreSQL ({type(error).__name__}): check DATABASE_URL") from None
 
@@ -66,7 +67,7 @@ def submit(
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("submitting", total=len(files))
             if kafka:
-                producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_idempotence=True)
+                producer = AIOKafkaProducer(**client_options(settings), enable_idempotence=True)
                 try:
                     await producer.start()
                 except Exception as error:
@@ -163,8 +164,8 @@ def history(application_id: str) -> None:
 
 async def _read_dead_letters(settings: CommonSettings, limit: int) -> list[Any]:
     topic = topic_name(Topic.DEAD_LETTER, settings.topic_prefix)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
-    probe = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
+    probe = AIOKafkaProducer(**client_options(settings))
     try:
         await consumer.start()
         await probe.start()
@@ -229,7 +230,7 @@ def redrive(ids: Annotated[list[str], typer.Argument(help="partition:offset of e
         missing = wanted - {f"{r.partition}:{r.offset}" for r in records}
         if missing:
             raise fail(f"no dead letter {', '.join(sorted(missing))}")
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_idempotence=True)
+        producer = AIOKafkaProducer(**client_options(settings), enable_idempotence=True)
         await producer.start()
         try:
             for record in records:

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from shared.kafka_security import client_options
+from shared.settings import CommonSettings
 from shared.topics import TOPIC_SPECS, topic_name
 
 
-async def create_topics(bootstrap: str, prefix: str = "", replication: int = 1) -> list[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def create_topics(bootstrap: str, prefix: str = "", replication: int = 1, **options: Any) -> list[str]:
+    """Create the missing topics; `options` are aiokafka security settings (see shared.kafka_security)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **options)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -40,8 +43,10 @@ async def create_topics(bootstrap: str, prefix: str = "", replication: int = 1) 
 def main() -> None:
     if sys.argv[1:] != ["create-topics"]:
         sys.exit("usage: python -m shared.kafka_admin create-topics")
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:39092")
-    created = asyncio.run(create_topics(bootstrap, os.environ.get("TOPIC_PREFIX", "")))
+    settings = CommonSettings()
+    options = client_options(settings)
+    bootstrap = options.pop("bootstrap_servers")
+    created = asyncio.run(create_topics(bootstrap, settings.topic_prefix, **options))
     print(f"topics created: {len(created)}", file=sys.stderr)
 
 

@@ -10,11 +10,13 @@ lock lets several replicas (or a Kubernetes Job and a developer) run this at onc
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+
+from shared.settings import CommonSettings, database_ssl
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("intake", "eligibility", "budget", "notify")
@@ -35,9 +37,9 @@ def migration_sql(service: str, path: Path) -> str:
     return sql.replace("{schema}", service) if path.parent == SHARED_MIGRATIONS else sql
 
 
-async def migrate(dsn: str, services: tuple[str, ...] = SERVICES) -> list[str]:
+async def migrate(dsn: str, services: tuple[str, ...] = SERVICES, ssl: Any = None) -> list[str]:
     applied: list[str] = []
-    conn = await asyncpg.connect(dsn)
+    conn = await asyncpg.connect(dsn, **({"ssl": ssl} if ssl is not None else {}))
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", LOCK_KEY)
         await conn.execute(
@@ -64,12 +66,12 @@ async def migrate(dsn: str, services: tuple[str, ...] = SERVICES) -> list[str]:
 
 
 def main() -> None:
-    dsn = os.environ.get("DATABASE_URL", "postgresql://clustergrants@127.0.0.1:55432/clustergrants")
+    settings = CommonSettings()
     services = tuple(sys.argv[1:]) or SERVICES
     unknown = set(services) - set(SERVICES)
     if unknown:
         sys.exit(f"unknown service(s): {', '.join(sorted(unknown))}; known: {', '.join(SERVICES)}")
-    applied = asyncio.run(migrate(dsn, services))
+    applied = asyncio.run(migrate(settings.database_url.get_secret_value(), services, database_ssl(settings)))
     print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}", file=sys.stderr)
 
 

@@ -25,7 +25,8 @@ from faststream.kafka.annotations import KafkaMessage
 from shared.db import create_pool
 from shared.delivery import ConsumeStats, Handler, Incoming, OutboxRelay, UnitOfWork, claim, consume
 from shared.ops import Metrics, OpsServer
-from shared.settings import CommonSettings
+from shared.kafka_security import client_options, security
+from shared.settings import CommonSettings, database_ssl
 from shared.topics import Topic, topic_name
 from shared.tracing import configure_tracing
 
@@ -68,7 +69,9 @@ class ServiceRuntime:
         self.pool: asyncpg.Pool | None = None
         self.producer: AIOKafkaProducer | None = None
         self.relay: OutboxRelay | None = None
-        self.broker = KafkaBroker(settings.kafka_bootstrap_servers, client_id=f"clustergrants-{name}", logger=None)
+        self.broker = KafkaBroker(
+            settings.kafka_bootstrap_servers, client_id=f"clustergrants-{name}", logger=None, security=security(settings)
+        )
         self.subscriptions: list[Subscription] = []
         self.startup: list[Callable[[asyncpg.Pool], Awaitable[None]]] = []
         self.metrics = Metrics(name)
@@ -202,9 +205,9 @@ class ServiceRuntime:
         s = self.settings
         configure_tracing(self.name)
         await self.ops.start()
-        self.pool = await create_pool(s.database_url.get_secret_value(), s.db_pool_min, s.db_pool_max)
+        self.pool = await create_pool(s.database_url.get_secret_value(), s.db_pool_min, s.db_pool_max, database_ssl(s))
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=s.kafka_bootstrap_servers,
+            **client_options(s),
             client_id=f"clustergrants-{self.name}-relay",
             enable_idempotence=True,
             acks="all",

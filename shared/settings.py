@@ -5,6 +5,7 @@ Each service extends `CommonSettings` in its own `settings.py`; only the composi
 
 from __future__ import annotations
 
+import ssl
 from typing import Literal
 
 from pydantic import Field, SecretStr
@@ -15,10 +16,23 @@ class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
 
     kafka_bootstrap_servers: str = Field(default="127.0.0.1:39092", description="Kafka bootstrap servers.")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="How to talk to Kafka: TLS and/or SASL."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(default="SCRAM-SHA-512")
+    kafka_sasl_username: str | None = Field(default=None)
+    kafka_sasl_password: SecretStr | None = Field(default=None, description="Secret: never logged.")
+    kafka_ssl_cafile: str | None = Field(default=None, description="CA bundle that signed the brokers' certificates.")
+    kafka_ssl_certfile: str | None = Field(default=None, description="Client certificate (mutual TLS).")
+    kafka_ssl_keyfile: str | None = Field(default=None, description="Client key (mutual TLS).")
     database_url: SecretStr = Field(
         default=SecretStr("postgresql://clustergrants@127.0.0.1:55432/clustergrants"),
         description="PostgreSQL DSN (may hold a password: never logged).",
     )
+    database_ssl_mode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] | None = Field(
+        default=None, description="PostgreSQL TLS; unset: as DATABASE_URL's sslmode says (libpq default 'prefer')."
+    )
+    database_ssl_root_cert: str | None = Field(default=None, description="CA bundle for verify-ca / verify-full.")
     topic_prefix: str = Field(default="", description="Prefix of every topic name (environments, test runs).")
     log_format: Literal["auto", "json", "console"] = Field(default="auto", description="auto: JSON unless on a terminal.")
     log_level: str = Field(default="INFO")
@@ -36,3 +50,21 @@ class CommonSettings(BaseSettings):
     consumer_batch_timeout_ms: int = Field(default=50, ge=0, description="How long to wait to fill a batch.")
     ops_http_host: str = Field(default="127.0.0.1", description="Address of /healthz, /readyz, /metrics (0.0.0.0 in a pod).")
     ops_http_port: int = Field(default=8081, description="Port of /healthz, /readyz, /metrics.")
+
+
+def ssl_context(cafile: str | None, certfile: str | None = None, keyfile: str | None = None) -> ssl.SSLContext:
+    """A client TLS context that verifies the server (against `cafile`, else the system store)."""
+    context = ssl.create_default_context(cafile=cafile)
+    if certfile:
+        context.load_cert_chain(certfile, keyfile)
+    return context
+
+
+def database_ssl(settings: CommonSettings) -> ssl.SSLContext | str | None:
+    """The `ssl` argument for asyncpg: a verifying context for verify-*, else the mode's name."""
+    mode = settings.database_ssl_mode
+    if mode in ("verify-ca", "verify-full"):
+        context = ssl_context(settings.database_ssl_root_cert)
+        context.check_hostname = mode == "verify-full"
+        return context
+    return mode

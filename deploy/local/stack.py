@@ -207,6 +207,7 @@ class Postgres:
                 [str(bindir / "initdb"), "-D", str(self.datadir), "-U", PG_USER, "--auth=trust", "-E", "UTF8", "--no-locale"],
                 check=True,
                 stdout=subprocess.DEVNULL,
+                cwd="/",  # the postgres user may not be able to enter the checkout
                 user=self.owner.pw_uid if self.owner else None,
                 group=self.owner.pw_gid if self.owner else None,
             )
@@ -225,6 +226,7 @@ class Postgres:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            cwd="/",
             user=self.owner.pw_uid if self.owner else None,
             group=self.owner.pw_gid if self.owner else None,
             start_new_session=True,

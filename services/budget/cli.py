@@ -28,6 +28,7 @@ from services.budget import handlers, repository
 from services.budget.domain import COUNT, ReleaseError
 from services.budget.settings import BudgetSettings
 from shared.db import create_pool
+from shared.settings import database_ssl
 from shared.delivery import UnitOfWork
 from shared.money import MINOR_UNITS
 
@@ -40,7 +41,7 @@ def _run(work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
     settings = BudgetSettings()
 
     async def main() -> T:
-        pool = await create_pool(settings.database_url.get_secret_value(), 1, 2)
+        pool = await create_pool(settings.database_url.get_secret_value(), 1, 2, database_ssl(settings))
         try:
             async with pool.acquire() as conn:
                 return await work(conn)

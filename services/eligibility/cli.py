@@ -22,6 +22,7 @@ from services.eligibility.whatif import what_if
 from shared.db import create_pool
 from shared.delivery import UnitOfWork
 from shared.events import Application
+from shared.settings import database_ssl
 
 app = typer.Typer(help="Eligibility: competitive calls and rule-set what-ifs.", no_args_is_help=True)
 console = Console()
@@ -41,7 +42,7 @@ def _load(operator_file: str | None, schemes_dir: Path | None = None) -> Paramet
 
 async def _connect(settings: EligibilitySettings) -> asyncpg.Pool:
     try:
-        return await create_pool(settings.database_url.get_secret_value(), 1, 2)
+        return await create_pool(settings.database_url.get_secret_value(), 1, 2, database_ssl(settings))
     except (OSError, asyncpg.PostgresError) as error:
         raise _fail(f"cannot reach PostgreSQL ({type(error).__name__}): is DATABASE_URL right?") from None
 

@@ -21,10 +21,11 @@ import asyncpg
 
 from services.notify import repository
 from services.notify.settings import NotifySettings
+from shared.settings import database_ssl
 
 
 async def _list(dsn: str, channel: str | None, limit: int, as_json: bool) -> int:
-    conn = await asyncpg.connect(dsn)
+    conn = await asyncpg.connect(dsn, ssl=database_ssl(NotifySettings()))
     try:
         rows = await repository.dead_letters(conn, channel, limit)
     finally:
@@ -46,7 +47,7 @@ async def _list(dsn: str, channel: str | None, limit: int, as_json: bool) -> int
 
 
 async def _redeliver(dsn: str, ids: list[str]) -> int:
-    conn = await asyncpg.connect(dsn)
+    conn = await asyncpg.connect(dsn, ssl=database_ssl(NotifySettings()))
     failures = 0
     try:
         for raw in ids:

@@ -57,6 +57,12 @@ SERVICES = tuple(SETTINGS)
 #: service must be decided: set in deploy/k8s (ConfigMap or Secret) or listed here.
 DEFAULTS_ACCEPTED: dict[str, str] = {
     "NOTIFY_FAULT_EXIT_AFTER_SENDS": "crash tests only; 0 (off) in a cluster",
+    "KAFKA_SASL_USERNAME": "only with KAFKA_SECURITY_PROTOCOL=SASL_*, from a Secret (deploy/README.md)",
+    "KAFKA_SASL_PASSWORD": "only with KAFKA_SECURITY_PROTOCOL=SASL_*, from a Secret (deploy/README.md)",
+    "KAFKA_SSL_CAFILE": "unset: the system CA store; set to the mounted Strimzi cluster CA for TLS",
+    "KAFKA_SSL_CERTFILE": "only for mutual TLS",
+    "KAFKA_SSL_KEYFILE": "only for mutual TLS",
+    "DATABASE_SSL_ROOT_CERT": "only with DATABASE_SSL_MODE=verify-ca/verify-full and the CNPG CA mounted",
 }
 
 
