@@ -19,8 +19,10 @@ class CommonSettings(BaseSettings):
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         default="PLAINTEXT", description="How to talk to Kafka: TLS and/or SASL."
     )
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(default="SCRAM-SHA-512")
-    kafka_sasl_username: str | None = Field(default=None)
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="SCRAM-SHA-512", description="SASL mechanism when the protocol is SASL_*."
+    )
+    kafka_sasl_username: str | None = Field(default=None, description="SASL user.")
     kafka_sasl_password: SecretStr | None = Field(default=None, description="Secret: never logged.")
     kafka_ssl_cafile: str | None = Field(default=None, description="CA bundle that signed the brokers' certificates.")
     kafka_ssl_certfile: str | None = Field(default=None, description="Client certificate (mutual TLS).")
@@ -35,15 +37,15 @@ class CommonSettings(BaseSettings):
     database_ssl_root_cert: str | None = Field(default=None, description="CA bundle for verify-ca / verify-full.")
     topic_prefix: str = Field(default="", description="Prefix of every topic name (environments, test runs).")
     log_format: Literal["auto", "json", "console"] = Field(default="auto", description="auto: JSON unless on a terminal.")
-    log_level: str = Field(default="INFO")
-    db_pool_min: int = Field(default=2, ge=1)
-    db_pool_max: int = Field(default=10, ge=1)
+    log_level: str = Field(default="INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    db_pool_min: int = Field(default=2, ge=1, description="PostgreSQL connections kept open per process.")
+    db_pool_max: int = Field(default=10, ge=1, description="Most PostgreSQL connections per process.")
     handler_max_attempts: int = Field(
         default=3, ge=1, description="Attempts at a failing message before it is parked on the dead-letter topic."
     )
     handler_retry_backoff_s: float = Field(default=0.2, ge=0, description="First back-off between attempts; doubles.")
     outbox_poll_interval_s: float = Field(default=0.5, gt=0, description="Outbox relay poll interval when idle.")
-    outbox_batch_size: int = Field(default=500, ge=1)
+    outbox_batch_size: int = Field(default=500, ge=1, description="Outbox rows the relay publishes per round.")
     consumer_batch_max: int = Field(
         default=100, ge=1, description="Records handled in one transaction and one offset commit (1: one by one)."
     )

@@ -11,6 +11,7 @@ import yaml
 
 from shared.asyncapi import render
 from shared.events import CeilingReset
+from shared.settings_doc import README, rewrite
 
 pytestmark = pytest.mark.unit
 
@@ -42,3 +43,9 @@ def test_every_reference_resolves_and_payloads_validate_real_events() -> None:
     jsonschema.validate(event.model_dump(mode="json"), schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**event.model_dump(mode="json"), "budget_year": "2015"}, schema)
+
+
+def test_readme_settings_table_is_up_to_date() -> None:
+    text = README.read_text()
+    assert "| `DATABASE_URL` |" in text
+    assert text == rewrite(text), "the README's settings table is stale: run `make docs` and commit it"
