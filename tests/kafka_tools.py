@@ -57,17 +57,21 @@ class Collector:
                 for record in records:
                     self.records[self.names[record.topic]].append(record)
 
-    def bodies(self, topic: Topic, **match: Any) -> list[dict[str, Any]]:
-        """JSON bodies on `topic` whose top-level fields equal `match`."""
+    def matching(self, topic: Topic, **match: Any) -> list[ConsumerRecord[bytes, bytes]]:
+        """Records on `topic` whose JSON body's top-level fields equal `match` (others are skipped)."""
         out = []
         for record in self.records[topic]:
             try:
                 body = json.loads(record.value)
             except (TypeError, ValueError):
                 continue
-            if all(body.get(k) == v for k, v in match.items()):
-                out.append(body)
+            if isinstance(body, dict) and all(body.get(k) == v for k, v in match.items()):
+                out.append(record)
         return out
+
+    def bodies(self, topic: Topic, **match: Any) -> list[dict[str, Any]]:
+        """JSON bodies on `topic` whose top-level fields equal `match`."""
+        return [json.loads(record.value) for record in self.matching(topic, **match)]
 
     async def wait_for(self, check: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
         deadline = time.monotonic() + timeout

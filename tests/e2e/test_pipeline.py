@@ -78,22 +78,19 @@ async def test_application_is_received_decided_committed_and_notified_once(
         assert sent[0]["channel"] == "email" and "@" not in sent[0]["recipient_ref"]
 
         # CloudEvents binary mode: attributes in headers, one correlation id along the whole path.
-        record = next(r for r in seen.records[Topic.GRANT_COMMITTED] if json.loads(r.value)["application_id"] == app_id)
+        record = seen.matching(Topic.GRANT_COMMITTED, application_id=app_id)[0]
         headers = headers_of(record)
         assert headers["ce_specversion"] == "1.0"
         assert headers["ce_type"] == "org.clustergrants.grant.committed.v1"
         assert headers["ce_source"] == "/clustergrants/budget"
         assert headers["ce_subject"] == app_id and headers["content-type"] == "application/json"
         assert record.key == app_id.encode()
-        received_record = next(
-            r for r in seen.records[Topic.APPLICATION_RECEIVED] if json.loads(r.value)["application_id"] == app_id
-        )
+        received_record = seen.matching(Topic.APPLICATION_RECEIVED, application_id=app_id)[0]
         assert headers["ce_correlationid"] == headers_of(received_record)["ce_correlationid"]
 
         # One trace from the HTTP request to the commitment: W3C traceparent in the Kafka headers.
         def trace_id(topic: Topic) -> str:
-            record = next(r for r in seen.records[topic] if json.loads(r.value)["application_id"] == app_id)
-            return headers_of(record)["traceparent"].split("-")[1]
+            return headers_of(seen.matching(topic, application_id=app_id)[0])["traceparent"].split("-")[1]
 
         assert trace_id(Topic.APPLICATION_RECEIVED) == trace_id(Topic.ELIGIBILITY_DECIDED) == trace_id(Topic.GRANT_COMMITTED)
         assert trace_id(Topic.NOTIFICATION_SENT) == trace_id(Topic.APPLICATION_RECEIVED)  # through notify's dispatcher

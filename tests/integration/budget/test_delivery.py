@@ -103,8 +103,7 @@ async def publish_decided(bootstrap: str, prefix: str, event: EligibilityDecided
 
 def committed_for(seen: Collector, application_id: str) -> list[str]:
     """The CloudEvents ids of the GrantCommitted records for `application_id` (copies included)."""
-    return [headers_of(r)["ce_id"] for r in seen.records[Topic.GRANT_COMMITTED]
-            if json.loads(r.value)["application_id"] == application_id]
+    return [headers_of(r)["ce_id"] for r in seen.matching(Topic.GRANT_COMMITTED, application_id=application_id)]
 
 
 async def test_duplicate_delivery_and_a_crash_before_the_offset_commit_yield_one_commitment(
