@@ -57,7 +57,7 @@ def submit(
     files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="Application JSON files.")],
     kafka: Annotated[bool, typer.Option("--kafka", help="Publish to the submitted topic instead of HTTP.")] = False,
     url: Annotated[str, typer.Option(envvar="INTAKE_URL")] = "http://127.0.0.1:38080",
-    token: Annotated[str, typer.Option(envvar="INTAKE_TOKEN", help="Bearer token of the HTTP intake.")] = "dev-token",
+    token: Annotated[str, typer.Option(envvar="INTAKE_TOKEN", help="Bearer token of the HTTP intake.")] = "dev-token",  # noqa: S107
 ) -> None:
     """Submit application files, one application per file; prints what intake answered."""
     settings = CommonSettings()
@@ -118,7 +118,8 @@ def _application_id(raw: bytes) -> str | None:
 
 HISTORY_QUERIES: list[tuple[str, str]] = [
     ("intake", "SELECT received_at AS at, 'received via ' || channel AS what FROM intake.applications WHERE application_id = $1"),
-    ("intake", "SELECT rejected_at AS at, 'rejected (' || reason || ')' AS what FROM intake.rejections WHERE application_id = $1"),
+    ("intake", "SELECT rejected_at AS at, 'rejected (' || reason || ')' AS what FROM intake.rejections "
+               "WHERE application_id = $1"),
     ("eligibility", "SELECT decided_at AS at, 'decided ' || outcome || ' with ' || parameter_version AS what "
                     "FROM eligibility.decisions WHERE application_id = $1"),
     ("eligibility", "SELECT submitted_at AS at, 'assessed by ' || assessor_id AS what FROM eligibility.assessments "

@@ -68,14 +68,14 @@ def _channel_id(topic: Topic) -> str:
 def consumers() -> dict[str, list[Topic]]:
     """Which topics each service subscribes to, read off its real runtime."""
     os.environ.setdefault("ELIGIBILITY_OPERATOR_PARAMETERS_FILE", "")
+    import httpx
+
     from services.budget.app import build as build_budget
     from services.budget.settings import BudgetSettings
     from services.eligibility.app import build as build_eligibility
     from services.eligibility.settings import EligibilitySettings
     from services.intake.app import build as build_intake
     from services.intake.settings import IntakeSettings
-    import httpx
-
     from services.notify.app import build as build_notify
     from services.notify.domain import Subscriptions
     from services.notify.settings import NotifySettings

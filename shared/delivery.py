@@ -31,15 +31,14 @@ from typing import Any, TypeVar
 import asyncpg
 import structlog
 from aiokafka import AIOKafkaProducer, ConsumerRecord
-from opentelemetry.trace import SpanKind
 from aiokafka.errors import KafkaError
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from shared.cloudevents import Attributes, Headers, attributes_for, from_headers, to_headers
-from shared.tracing import traceparent_headers
 from shared.events import Event
 from shared.topics import Topic, topic_name
-from shared.tracing import context_from, current_trace_id, span
+from shared.tracing import context_from, current_trace_id, span, traceparent_headers
 
 log = structlog.get_logger("delivery")
 

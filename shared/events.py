@@ -169,6 +169,12 @@ class Application(Contract):
         default=None, description="Spearhead innovation projects: the spearhead cluster the project is submitted through."
     )
     call_id: Text | None = Field(default=None, description="The call or competitive round applied to.")
+    title: Text | None = Field(
+        default=None, description="Short title of the project, published in open data (360Giving, EU list)."
+    )
+    summary: Text | None = Field(
+        default=None, description="Purpose of the project in a few sentences, published in open data."
+    )
     submitted_at: AwareDatetime = Field(description="When the applicant submitted; the rules' reference time.")
     language: Language = Field(default="en", description="The applicant's language for every message.")
     applicant: Applicant
@@ -380,6 +386,10 @@ class GrantReleased(ApplicationScoped):
 # --- competitive calls ---------------------------------------------------------------------------
 
 
+CriterionName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,64}$")]
+Score = Annotated[int, Field(strict=True, ge=0, le=1000)]
+
+
 class AssessmentSubmitted(ApplicationScoped):
     """One assessor's scores for one application in a competitive call (S3 step 1, Norway)."""
 
@@ -389,7 +399,7 @@ class AssessmentSubmitted(ApplicationScoped):
     assessment_id: ApplicationId = Field(description="Unique per assessor and application; idempotency key.")
     call_id: Text
     assessor_id: ApplicationId = Field(description="Opaque assessor reference (never a name).")
-    scores: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,64}$")], Annotated[int, Field(strict=True, ge=0, le=1000)]] = Field(
+    scores: dict[CriterionName, Score] = Field(
         min_length=1, description="Criterion -> whole-number score."
     )
     submitted_at: AwareDatetime

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from typing import Any
 
@@ -31,10 +32,8 @@ async def create_topics(bootstrap: str, prefix: str = "", replication: int = 1, 
             if topic_name(topic, prefix) not in existing
         ]
         if wanted:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another process created them first
                 await admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass  # another process created them first
         return [t.name for t in wanted]
     finally:
         await admin.close()

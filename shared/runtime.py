@@ -24,8 +24,8 @@ from faststream.kafka.annotations import KafkaMessage
 
 from shared.db import create_pool
 from shared.delivery import ConsumeStats, Handler, Incoming, OutboxRelay, UnitOfWork, claim, consume
-from shared.ops import Metrics, OpsServer
 from shared.kafka_security import client_options, security
+from shared.ops import Metrics, OpsServer
 from shared.settings import CommonSettings, database_ssl
 from shared.topics import Topic, topic_name
 from shared.tracing import configure_tracing

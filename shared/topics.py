@@ -8,10 +8,10 @@ topic, so old and new consumers can run side by side during a migration. An opti
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class Topic(str, Enum):
+class Topic(StrEnum):
     APPLICATION_SUBMITTED = "clustergrants.applications.submitted.v1"
     APPLICATION_RECEIVED = "clustergrants.applications.received.v1"
     APPLICATION_REJECTED = "clustergrants.applications.rejected.v1"

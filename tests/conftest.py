@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -86,5 +86,5 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture
-def samples() -> Iterator[Path]:
-    yield ROOT / "deploy" / "local" / "samples"
+def samples() -> Path:
+    return ROOT / "deploy" / "local" / "samples"

@@ -167,8 +167,8 @@ def postgres_datadir(owner: pwd.struct_passwd | None) -> Path:
     if check.returncode == 0:
         return preferred
     # The checkout sits in a folder the postgres user cannot enter (a 0700 temp dir, say).
-    tag = hashlib.sha1(str(ROOT).encode()).hexdigest()[:10]
-    return Path(f"/var/tmp/clustergrants-{tag}/postgres")
+    tag = hashlib.sha256(str(ROOT).encode()).hexdigest()[:10]
+    return Path(f"/var/tmp/clustergrants-{tag}/postgres")  # noqa: S108  (owned by postgres, per checkout)
 
 
 class Postgres:
@@ -193,10 +193,8 @@ class Postgres:
         self._chown(self.datadir.parent)
         pidfile = self.datadir / "postmaster.pid"
         if pidfile.exists():
-            try:
+            with contextlib.suppress(PermissionError):
                 stop_stale(pidfile, str(self.datadir), "PostgreSQL")
-            except PermissionError:
-                pass
         if not (self.datadir / "PG_VERSION").exists():
             if self.datadir.exists():
                 shutil.rmtree(self.datadir)
@@ -326,7 +324,9 @@ class Kafka:
         self.configure()
         for port in (KAFKA_PORT, CONTROLLER_PORT):
             if port_open(port):
-                raise SystemExit(f"port {port} is taken by another program: set CLUSTERGRANTS_KAFKA_PORT or KAFKA_BOOTSTRAP_SERVERS")
+                raise SystemExit(
+                    f"port {port} is taken by another program: set CLUSTERGRANTS_KAFKA_PORT or KAFKA_BOOTSTRAP_SERVERS"
+                )
         self.log.parent.mkdir(parents=True, exist_ok=True)
         log = self.log.open("ab")
         self.proc = subprocess.Popen(

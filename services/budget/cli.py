@@ -28,9 +28,9 @@ from services.budget import handlers, repository
 from services.budget.domain import COUNT, ReleaseError
 from services.budget.settings import BudgetSettings
 from shared.db import create_pool
-from shared.settings import database_ssl
 from shared.delivery import UnitOfWork
 from shared.money import MINOR_UNITS
+from shared.settings import database_ssl
 
 app = typer.Typer(help="Budget ledger: balances, reconciliation, year openings, releases.", no_args_is_help=True)
 T = TypeVar("T")

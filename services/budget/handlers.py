@@ -99,10 +99,8 @@ async def on_eligibility_decided(
     if refusal is None:
         balances = await repository.lock_pots(conn, (p.pot_id for p in placements))
         missing = sorted({p.pot_id for p in placements} - set(balances))
-        if missing:  # configured, but not (yet) loaded into this ledger
-            refusal = Refusal(f"pot:{missing[0]}", "budget.pot_not_configured")
-        else:
-            refusal = check_fits(placements, balances)
+        # A pot configured but not (yet) loaded into this ledger refuses as not configured.
+        refusal = Refusal(f"pot:{missing[0]}", "budget.pot_not_configured") if missing else check_fits(placements, balances)
     if refusal is not None:
         await repository.record_refusal(
             conn, decided.application_id, refusal.limit, refusal.message_key, refusal.budget_year,

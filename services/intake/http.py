@@ -10,16 +10,16 @@ import structlog
 from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel
 
 from services.intake.handlers import Outcome
-from opentelemetry.trace import SpanKind
-
 from shared.events import ApplicationSubmitted, AssessmentSubmitted, FieldError
 from shared.tracing import context_from, span
 
 log = structlog.get_logger("intake.http")
 
+REF = "#/components/schemas/{model}"
 Receive = Callable[[bytes], Awaitable[Outcome]]
 Assess = Callable[[bytes], Awaitable[list[FieldError]]]
 Ready = Callable[[], Awaitable[bool]]
@@ -62,7 +62,7 @@ def create_app(receive: Receive, assess: Assess, ready: Ready, tokens: list[str]
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": ApplicationSubmitted.model_json_schema(ref_template="#/components/schemas/{model}")}},
+                "content": {"application/json": {"schema": ApplicationSubmitted.model_json_schema(ref_template=REF)}},
             }
         },
         summary="Submit an application",
@@ -93,7 +93,7 @@ def create_app(receive: Receive, assess: Assess, ready: Ready, tokens: list[str]
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": AssessmentSubmitted.model_json_schema(ref_template="#/components/schemas/{model}")}},
+                "content": {"application/json": {"schema": AssessmentSubmitted.model_json_schema(ref_template=REF)}},
             }
         },
         summary="Submit an assessor's scores for an application in a competitive call",

@@ -58,8 +58,8 @@ def test_bad_arguments_get_a_clear_message_not_a_traceback(stack: Stack, tmp_pat
 
 
 async def test_dead_letters_are_listed_and_can_be_redriven(stack: Stack) -> None:
-    from tests.kafka_tools import publish_raw
     from shared.topics import topic_name
+    from tests.kafka_tools import publish_raw
 
     marker = uuid.uuid4().hex[:8]
     await publish_raw(stack.bootstrap, topic_name(Topic.ELIGIBILITY_DECIDED, stack.prefix), f"junk-{marker}".encode(),

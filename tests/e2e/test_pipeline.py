@@ -137,9 +137,9 @@ async def test_poison_message_is_dead_lettered_and_the_next_one_still_flows(stac
     received_topic = topic_name(Topic.APPLICATION_RECEIVED, stack.prefix)
     async with Collector(stack.bootstrap, stack.prefix, ALL) as seen:
         # Same key as the good application: same partition, right in front of it.
-        await publish_raw(stack.bootstrap, received_topic, b"\x00 not an event", good_id.encode(),
-                          [("ce_id", b"poison-1"), ("ce_source", b"/test"), ("ce_type", b"org.clustergrants.application.received.v1"),
-                           ("ce_specversion", b"1.0")])
+        headers = [("ce_id", b"poison-1"), ("ce_source", b"/test"), ("ce_specversion", b"1.0"),
+                   ("ce_type", b"org.clustergrants.application.received.v1")]
+        await publish_raw(stack.bootstrap, received_topic, b"\x00 not an event", good_id.encode(), headers)
         response = await post(stack, application(samples, "vlaio-spearhead-2019.json", good_id))
         assert response.status_code == 202
         await seen.wait_for(lambda: seen.bodies(Topic.ELIGIBILITY_DECIDED, application_id=good_id) != [],
