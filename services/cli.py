@@ -28,13 +28,18 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from services.budget import cli as budget_cli
+from services.budget import opendata_cli
 from services.eligibility import cli as eligibility_cli
+from services.notify import cli as notify_cli
 from shared.kafka_security import client_options
 from shared.settings import CommonSettings, database_ssl
 from shared.topics import Topic, topic_name
 
 app = typer.Typer(help="Operate clustergrants.", no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(eligibility_cli.app, name="calls")
+app.add_typer(budget_cli.app, name="budget")
+app.add_typer(opendata_cli.app, name="export")
 dead_letters = typer.Typer(help="The Kafka dead-letter topic: list and redrive.", no_args_is_help=True)
 app.add_typer(dead_letters, name="dead-letters")
 console = Console()
@@ -243,6 +248,16 @@ def redrive(ids: Annotated[list[str], typer.Argument(help="partition:offset of e
         return len(records)
 
     console.print(f"redriven: {asyncio.run(run())} record(s)")
+
+
+@app.command(
+    "notify",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+def notify(ctx: typer.Context) -> None:
+    """Notify's parked e-mails and webhooks: `notify dead-letters list|redeliver ...` (`notify --help`)."""
+    raise typer.Exit(notify_cli.main(list(ctx.args)))
 
 
 def main() -> None:

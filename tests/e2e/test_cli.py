@@ -20,8 +20,8 @@ from tests.processes import ROOT
 pytestmark = pytest.mark.e2e
 
 
-def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": stack.database_url, "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
+def cli(stack: Stack, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **extra_env, "DATABASE_URL": stack.database_url, "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
            "TOPIC_PREFIX": stack.prefix, "INTAKE_URL": stack.intake_url, "INTAKE_TOKEN": stack.token, "COLUMNS": "250"}
     return subprocess.run([sys.executable, "-m", "services.cli", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120, check=False)
@@ -80,3 +80,26 @@ async def test_dead_letters_are_listed_and_can_be_redriven(stack: Stack) -> None
                             what="parked again after the redrive")
     async with httpx.AsyncClient() as client:
         assert (await client.get(f"{stack.intake_url}/healthz")).status_code == 200
+
+
+def test_ledger_views_and_open_data_exports_of_a_live_run(stack: Stack, tmp_path: Path) -> None:
+    # Runs after the submit test above: at least one TTC voucher is committed.
+    balances = cli(stack, "budget", "balances", "--programme", "ttc")
+    assert balances.returncode == 0, balances.stdout + balances.stderr
+    assert "ttc/erdf" in balances.stdout
+    reconciled = cli(stack, "budget", "reconcile")
+    assert reconciled.returncode == 0 and "reconciliation ok" in reconciled.stdout, reconciled.stdout + reconciled.stderr
+
+    opendata = str(ROOT / "deploy" / "local" / "opendata.yaml")
+    refused = cli(stack, "export", "360giving", "--output", str(tmp_path / "x.json"))
+    assert refused.returncode == 2 and "Traceback" not in refused.stdout + refused.stderr
+    package = cli(stack, "export", "360giving", "--format", "json", "--output", str(tmp_path / "grants.json"),
+                  OPENDATA_FILE=opendata)
+    operations = cli(stack, "export", "eu-operations", "--output", str(tmp_path / "operations.csv"), OPENDATA_FILE=opendata)
+    assert package.returncode == 0, package.stdout + package.stderr
+    grants = json.loads((tmp_path / "grants.json").read_text())["grants"]
+    assert any(g["currency"] == "EUR" and g["amountAwarded"] == 5000 for g in grants)
+    assert operations.returncode == 0, operations.stdout + operations.stderr
+    rows = (tmp_path / "operations.csv").read_text().splitlines()
+    assert rows[0].startswith("Operation code") and any("ERDF" in row and "50.00" in row for row in rows[1:])
+    assert "@" not in (tmp_path / "grants.json").read_text() + "\n".join(rows)

@@ -1,0 +1,110 @@
+"""`clustergrants export ...`: open data of committed grants (a typer sub-app; mount it with
+`app.add_typer(opendata_cli.app, name="export")`). Also runnable alone:
+
+    python -m services.budget.opendata_cli 360giving --format json --output grants.json
+    python -m services.budget.opendata_cli 360giving --format csv --output grants.csv
+    python -m services.budget.opendata_cli eu-operations --output operations.csv
+
+Reads DATABASE_URL (budget and intake schemas of the one PostgreSQL) and OPENDATA_FILE (operator
+identifiers and names, see services/budget/opendata.example.yaml). `--output -` writes to stdout.
+A refused export (an unset operator key, a grant without its application) prints one line naming
+what is missing and exits with code 2; nothing is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import asyncpg
+import typer
+from pydantic import Field
+
+from services.budget import opendata
+from shared.db import create_pool
+from shared.settings import CommonSettings, database_ssl
+
+app = typer.Typer(help="Open data: 360Giving and the EU list of operations.", no_args_is_help=True)
+
+
+class OpenDataSettings(CommonSettings):
+    opendata_file: str | None = Field(
+        default=None, description="Operator YAML file of open-data identifiers and names (opendata.example.yaml)."
+    )
+
+
+class Format(StrEnum):
+    json = "json"
+    csv = "csv"
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _load(programmes: list[str] | None) -> tuple[list[opendata.CommittedGrant], opendata.OpenDataConfig]:
+    settings = OpenDataSettings()
+    try:
+        config = opendata.load_config(settings.opendata_file)
+    except opendata.OpenDataError as error:
+        raise _fail(str(error)) from None
+
+    async def read() -> list[opendata.CommittedGrant]:
+        try:
+            pool = await create_pool(settings.database_url.get_secret_value(), 1, 1, database_ssl(settings))
+        except (OSError, asyncpg.PostgresError) as error:
+            raise _fail(f"cannot reach PostgreSQL ({type(error).__name__}): check DATABASE_URL") from None
+        try:
+            async with pool.acquire() as conn:
+                return await opendata.load_committed(conn, programmes=programmes or None)
+        finally:
+            await pool.close()
+
+    try:
+        return asyncio.run(read()), config
+    except opendata.OpenDataError as error:
+        raise _fail(str(error)) from None
+
+
+def _target(output: str) -> Path | None:
+    return None if output == "-" else Path(output)
+
+
+Output = Annotated[str, typer.Option("--output", "-o", help="File to write ('-': stdout).")]
+Programmes = Annotated[list[str] | None, typer.Option("--programme", help="Only this budget programme (repeatable).")]
+
+
+@app.command("360giving")
+def threesixtygiving(
+    output: Output,
+    fmt: Annotated[Format, typer.Option("--format", help="json: the data package; csv: one row per grant.")] = Format.json,
+    programme: Programmes = None,
+) -> None:
+    """Committed grants in the 360Giving Data Standard (1.4): a JSON package or the CSV form."""
+    grants, config = _load(programme)
+    target = _target(output)
+    try:
+        count = opendata.write_360giving(grants, config, target or sys.stdout, fmt=fmt.value)
+    except opendata.OpenDataError as error:
+        raise _fail(str(error)) from None
+    typer.echo(f"360Giving {fmt.value}: {count} grant(s) written to {output}", err=True)
+
+
+@app.command("eu-operations")
+def eu_operations(output: Output, programme: Programmes = None) -> None:
+    """Grants with an EU fund share as the list of operations of CPR 2021/1060 Article 49(3) (CSV)."""
+    grants, config = _load(programme)
+    target = _target(output)
+    try:
+        count = opendata.write_eu_operations(grants, config, target or sys.stdout)
+    except opendata.OpenDataError as error:
+        raise _fail(str(error)) from None
+    typer.echo(f"EU list of operations: {count} operation(s) written to {output}", err=True)
+
+
+if __name__ == "__main__":
+    app()
