@@ -118,7 +118,7 @@ def stop_pid(pid: int, name: str, sig: int = signal.SIGTERM, timeout: float = 30
         os.kill(pid, signal.SIGKILL)
 
 
-def stop_stale(pidfile: Path, marker: str, name: str) -> None:
+def stop_stale(pidfile: Path, marker: str, name: str, sig: int = signal.SIGTERM) -> None:
     """A crashed earlier run may have left a process: stop it if its command line is still ours."""
     if not pidfile.exists():
         return
@@ -129,8 +129,24 @@ def stop_stale(pidfile: Path, marker: str, name: str) -> None:
         return
     if alive(pid) and marker in cmdline(pid):
         say(f"stopping {name} left over from an earlier run (pid {pid})")
-        stop_pid(pid, name)
+        stop_pid(pid, name, sig)
     pidfile.unlink(missing_ok=True)
+
+
+def stop_stale_children() -> None:
+    """Services and the mail sink of a run that was killed: first, as they hold database connections."""
+    for pidfile in sorted((STATE / "pids").glob("*.pid")):
+        stop_stale(pidfile, "-m ", pidfile.stem)
+
+
+def port_free(port: int, wait_s: float = 10) -> bool:
+    """True once nothing listens on `port` (a process just stopped may need a moment)."""
+    deadline = time.monotonic() + wait_s
+    while port_open(port):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------------
@@ -193,8 +209,8 @@ class Postgres:
         self._chown(self.datadir.parent)
         pidfile = self.datadir / "postmaster.pid"
         if pidfile.exists():
-            with contextlib.suppress(PermissionError):
-                stop_stale(pidfile, str(self.datadir), "PostgreSQL")
+            with contextlib.suppress(PermissionError):  # SIGINT: fast shutdown, clients or not
+                stop_stale(pidfile, str(self.datadir), "PostgreSQL", signal.SIGINT)
         if not (self.datadir / "PG_VERSION").exists():
             if self.datadir.exists():
                 shutil.rmtree(self.datadir)
@@ -209,7 +225,7 @@ class Postgres:
                 user=self.owner.pw_uid if self.owner else None,
                 group=self.owner.pw_gid if self.owner else None,
             )
-        if port_open(PG_PORT):
+        if not port_free(PG_PORT):
             raise SystemExit(f"port {PG_PORT} is taken by another program: set CLUSTERGRANTS_PG_PORT or DATABASE_URL")
         self.log.parent.mkdir(parents=True, exist_ok=True)
         log = self.log.open("ab")
@@ -323,7 +339,7 @@ class Kafka:
         self.resolve_jars()
         self.configure()
         for port in (KAFKA_PORT, CONTROLLER_PORT):
-            if port_open(port):
+            if not port_free(port):
                 raise SystemExit(
                     f"port {port} is taken by another program: set CLUSTERGRANTS_KAFKA_PORT or KAFKA_BOOTSTRAP_SERVERS"
                 )
@@ -378,8 +394,13 @@ class Child:
         self.name = name
         self.log = STATE / "logs" / f"{name}.log"
         self.log.parent.mkdir(parents=True, exist_ok=True)
+        # A run that was killed leaves its children running: stop them (if still ours) first.
+        self.pidfile = STATE / "pids" / f"{name}.pid"
+        self.pidfile.parent.mkdir(parents=True, exist_ok=True)
+        stop_stale(self.pidfile, " ".join(argv[1:]), name)
         out = subprocess.PIPE if foreground else self.log.open("ab")
         self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.pidfile.write_text(str(self.proc.pid))
         if foreground:
             threading.Thread(target=self._pump, daemon=True).start()
 
@@ -393,6 +414,7 @@ class Child:
         stop_pid(self.proc.pid, self.name, signal.SIGTERM, timeout=15)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
+        self.pidfile.unlink(missing_ok=True)
 
 
 def prepare(env: dict[str, str]) -> None:
@@ -407,6 +429,7 @@ def infrastructure(mail: bool) -> Iterator[dict[str, str]]:
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     started: list[Postgres | Kafka | Child] = []
+    stop_stale_children()
     try:
         if "DATABASE_URL" not in env:
             pg = Postgres()
