@@ -174,3 +174,20 @@ async def test_every_service_reports_health_readiness_and_metrics(stack: Stack) 
     assert processed and float(processed[0].rsplit(" ", 1)[1]) >= 1
     dead = [line for line in eligibility.splitlines() if line.startswith("clustergrants_messages_dead_lettered_total")]
     assert dead and float(dead[0].rsplit(" ", 1)[1]) >= 1
+
+
+def test_no_personal_data_in_any_service_log(stack: Stack, samples: Path) -> None:
+    """Runs last in this file: every service has handled the samples' applicants by now."""
+    logs = stack.processes.logs()
+    assert '"service started"' in logs and '"application decided"' in logs  # the logs are the real ones
+    personal = set()
+    for path in samples.glob("*.json"):
+        try:
+            contact = json.loads(path.read_text()).get("contact") or {}
+        except ValueError:
+            continue
+        personal |= {contact.get("name"), contact.get("email")}
+    personal.discard(None)
+    assert "an.demo@example.org" in personal
+    leaked = sorted(p for p in personal if p in logs)
+    assert leaked == [], f"personal data in service logs: {leaked}"
