@@ -12,6 +12,8 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from opentelemetry.trace import SpanKind
 from pydantic import BaseModel
+from starlette.types import ASGIApp, Message, Scope, Send
+from starlette.types import Receive as Receive_
 
 from services.intake.handlers import Outcome
 from shared.events import ApplicationSubmitted, AssessmentSubmitted, FieldError
@@ -37,6 +39,32 @@ class Rejected(BaseModel):
     errors: list[FieldError]
 
 
+class NoLeakOnError:
+    """An unexpected error answers 500 and is logged by its type only: the default ASGI error log
+    would print the exception's message, which may quote the request body (personal data)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive_, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as error:
+            log.error("request failed", path=scope.get("path"), error_type=type(error).__name__)
+            if not started:
+                await JSONResponse({"detail": "internal error"}, status_code=500)(scope, receive, send)
+
+
 def create_app(receive: Receive, assess: Assess, ready: Ready, tokens: list[str], max_body_bytes: int) -> FastAPI:
     app = FastAPI(
         title="clustergrants intake",
@@ -44,6 +72,7 @@ def create_app(receive: Receive, assess: Assess, ready: Ready, tokens: list[str]
         description="Submit applications to innovation-cluster funding schemes. "
         "Outcomes follow as events on the Kafka topics and as notifications.",
     )
+    app.add_middleware(NoLeakOnError)
     bearer = HTTPBearer(auto_error=False)
 
     def authorised(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
@@ -52,6 +81,12 @@ def create_app(receive: Receive, assess: Assess, ready: Ready, tokens: list[str]
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"}
             )
+
+    async def bounded_body(request: Request) -> bytes:
+        raw = await request.body()
+        if len(raw) > max_body_bytes:
+            raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"body larger than {max_body_bytes} bytes")
+        return raw
 
     @app.post(
         "/v1/applications",
@@ -68,9 +103,7 @@ def create_app(receive: Receive, assess: Assess, ready: Ready, tokens: list[str]
         summary="Submit an application",
     )
     async def submit(request: Request) -> Any:
-        raw = await request.body()
-        if len(raw) > max_body_bytes:
-            raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"body larger than {max_body_bytes} bytes")
+        raw = await bounded_body(request)
         with span("POST /v1/applications", context_from(dict(request.headers)), SpanKind.SERVER):
             outcome = await receive(raw)
         if outcome.status == "rejected":
@@ -99,9 +132,7 @@ def create_app(receive: Receive, assess: Assess, ready: Ready, tokens: list[str]
         summary="Submit an assessor's scores for an application in a competitive call",
     )
     async def submit_assessment(request: Request) -> Any:
-        raw = await request.body()
-        if len(raw) > max_body_bytes:
-            raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"body larger than {max_body_bytes} bytes")
+        raw = await bounded_body(request)
         with span("POST /v1/assessments", context_from(dict(request.headers)), SpanKind.SERVER):
             errors = await assess(raw)
         if errors:

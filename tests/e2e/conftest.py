@@ -5,34 +5,18 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.handlers import Message as MessageHandler
 
 from tests.conftest import fresh_database, fresh_topics
 from tests.processes import ROOT, ServiceProcesses, free_port
+from tests.smtp import Inbox, smtp_server
 
 LOCAL = ROOT / "deploy" / "local"  # the local operator files: demo values, not document figures
 
 
-class Inbox(MessageHandler):
-    """A real SMTP server's handler that keeps what arrived, for tests to read."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.messages: list = []  # type: ignore[type-arg]
-
-    def handle_message(self, message) -> None:  # type: ignore[no-untyped-def]
-        self.messages.append(message)
-
-
 @pytest.fixture(scope="session")
 def smtp_inbox() -> Iterator[tuple[Inbox, int]]:
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield inbox, port
-    controller.stop()
+    with smtp_server() as server:
+        yield server
 
 
 @dataclass

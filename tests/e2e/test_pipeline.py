@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from shared.topics import Topic, topic_name
-from tests.e2e.conftest import Inbox, Stack
+from tests.e2e.conftest import Stack
 from tests.kafka_tools import Collector, headers_of, publish_raw
+from tests.smtp import Inbox
 
 pytestmark = pytest.mark.e2e
 

@@ -2,46 +2,26 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
 import hashlib
 import hmac
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from email.message import EmailMessage
 from typing import Any
 
 import pytest
 import uvicorn
-from aiosmtpd.controller import Controller
-from aiosmtpd.handlers import Message as MessageHandler
 from fastapi import FastAPI, Request, Response
 
 from tests.processes import free_port
-
-
-class Inbox(MessageHandler):
-    """Keeps every message that arrived over SMTP, for tests to read."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.messages: list[EmailMessage] = []
-
-    def handle_message(self, message: EmailMessage) -> None:  # type: ignore[override]
-        # Re-read with the modern policy: headers decoded (RFC 2047), as a mail client shows them.
-        self.messages.append(email.message_from_bytes(message.as_bytes(), policy=email.policy.default))  # type: ignore[arg-type]
+from tests.smtp import Inbox, smtp_server
 
 
 @pytest.fixture(scope="session")
 def smtp() -> Iterator[tuple[Inbox, int]]:
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield inbox, port
-    controller.stop()
+    with smtp_server() as server:
+        yield server
 
 
 @dataclass

@@ -14,10 +14,10 @@ import pytest
 from shared.topics import Topic
 from tests.conftest import fresh_database, fresh_topics
 from tests.integration.notify import events as ev
-from tests.integration.notify.conftest import Inbox
 from tests.integration.notify.test_notify_process import env_for
 from tests.kafka_tools import Collector
 from tests.processes import ServiceProcesses
+from tests.smtp import Inbox
 
 pytestmark = pytest.mark.integration
 

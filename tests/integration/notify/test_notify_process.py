@@ -15,9 +15,10 @@ import pytest
 
 from shared.topics import Topic
 from tests.integration.notify import events as ev
-from tests.integration.notify.conftest import Inbox, Receiver, parts
+from tests.integration.notify.conftest import Receiver, parts
 from tests.kafka_tools import Collector
 from tests.processes import ROOT, ServiceProcesses
+from tests.smtp import Inbox
 
 pytestmark = pytest.mark.integration
 
