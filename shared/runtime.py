@@ -74,6 +74,9 @@ class ServiceRuntime:
         )
         self.subscriptions: list[Subscription] = []
         self.startup: list[Callable[[asyncpg.Pool], Awaitable[None]]] = []
+        # Called after each committed batch of consumed records (e.g. wake a worker that reads
+        # what the batch wrote: before the commit it would not see it).
+        self.after_commit: list[Callable[[], None]] = []
         self.metrics = Metrics(name)
         self.ops = OpsServer(settings.ops_http_host, settings.ops_http_port, self.readiness, self.metrics, self._observe)
         self._stopping = asyncio.Event()
@@ -119,6 +122,8 @@ class ServiceRuntime:
                     _BATCH.reset(token)
             if batch.published:
                 self.relay.wake()
+            for hook in self.after_commit:
+                hook()
             if batch.committed:
                 self._after_commit()
 

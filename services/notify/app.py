@@ -46,18 +46,14 @@ def build(
                 async with runtime.transaction(incoming) as uow:
                     if uow.duplicate:
                         return
-                    scheduled = await handlers.on_event(
-                        uow, event, incoming.event_id, incoming.attributes, subscriptions,
-                        settings.notify_decision_wait_s,
-                    )
-                if scheduled:
-                    dispatcher.wake()
+                    scheduled = await handlers.on_event(uow, event, incoming.event_id, incoming.attributes, subscriptions)
                 log.info("event handled", event_type=model.cloudevents_type(), scheduled=scheduled)
 
         runtime.subscribe(topic, on_event)
 
     for topic, model in CONSUMED.items():
         subscribe(topic, model)
+    runtime.after_commit.append(dispatcher.wake)  # what a batch scheduled is visible once it commits
     return runtime, dispatcher
 
 

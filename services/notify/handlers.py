@@ -19,7 +19,7 @@ import os
 import random
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -46,6 +46,7 @@ from shared.tracing import context_from, span, traceparent_headers
 
 log = structlog.get_logger("notify")
 
+DECISION_POLL_S = 0.25
 Transaction = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
 
 
@@ -68,7 +69,6 @@ async def on_event(
     source_event_id: str,
     attributes: Attributes | None,
     subscriptions: Subscriptions,
-    decision_wait_s: float = 0.0,
 ) -> int:
     """Schedule every message `event` owes, in the caller's (inbox) transaction; returns how many were new."""
     conn = uow.conn
@@ -78,14 +78,15 @@ async def on_event(
     payload = {"event": event.model_dump(mode="json"), "ce": _cloudevent(event, source_event_id, attributes)}
     scheduled = 0
     for planned in plan(event, subscriptions):
-        delay = 0.0
-        # A grant e-mail waits (briefly) for the eligibility decision, to explain its criteria too.
-        waits = planned.channel == "email" and planned.template.startswith("grant.") and planned.application_id
-        if waits and await repository.decision(conn, planned.application_id or "") is None:
-            delay = decision_wait_s
-        if await repository.schedule(conn, source_event_id, event.cloudevents_type(), planned, payload, delay):
+        # Due at once; a grant e-mail whose decision has not arrived yet is postponed at send time
+        # (DecisionPending): checking here would race with the decision's own, concurrent transaction.
+        if await repository.schedule(conn, source_event_id, event.cloudevents_type(), planned, payload):
             scheduled += 1
     return scheduled
+
+
+class DecisionPending(Exception):
+    """A grant e-mail's eligibility decision has not arrived yet: look again shortly."""
 
 
 class PermanentFailure(Exception):
@@ -165,6 +166,9 @@ class Dispatcher:
                     await self._send_email(uow, row, notification_id, personal)
                 else:
                     await self._send_webhook(row, notification_id)
+            except DecisionPending:
+                await repository.postpone(uow.conn, row["notification_id"], DECISION_POLL_S)
+                return
             except Exception as error:
                 await self._failed(uow, row, error, personal)
                 return
@@ -191,6 +195,9 @@ class Dispatcher:
         stored = None
         if row["template"].startswith("grant.") and row["application_id"]:
             found = await repository.decision(uow.conn, row["application_id"])
+            waited = datetime.now(UTC) - row["scheduled_at"]
+            if found is None and waited < timedelta(seconds=self.settings.notify_decision_wait_s):
+                raise DecisionPending  # the e-mail explains the criteria too, once the decision is here
             if found is not None:
                 criteria = [CriterionResult.model_validate(c) for c in found["criteria"]]
                 stored = StoredDecision(criteria, found["time_zone"])

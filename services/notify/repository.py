@@ -58,6 +58,14 @@ async def store_decision(
     )
 
 
+async def postpone(conn: asyncpg.Connection, notification_id: uuid.UUID, seconds: float) -> None:
+    """Look at this message again in `seconds`, without counting an attempt."""
+    await conn.execute(
+        "UPDATE notify.notifications SET next_attempt_at = now() + make_interval(secs => $2) WHERE notification_id = $1",
+        notification_id, seconds,
+    )
+
+
 async def decision(conn: asyncpg.Connection, application_id: str) -> dict[str, Any] | None:
     value = await conn.fetchval("SELECT decision FROM notify.decisions WHERE application_id = $1", application_id)
     return value if isinstance(value, dict) else None
