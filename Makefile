@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STACK  := $(PY) deploy/local/stack.py
 
-.PHONY: install run demo test test-unit docs lint bench clean
+.PHONY: install run demo test test-unit docs lint bench bench-eligibility chaos fuzz clean
 
 # The virtualenv is rebuilt whenever pyproject.toml or the lock file changes.
 $(VENV)/.installed: pyproject.toml requirements.lock
@@ -34,8 +34,19 @@ docs: install
 lint: install
 	$(VENV)/bin/ruff check .
 
+# Benchmarks print their figures (and write bench/results/*.json); they are not tests.
 bench: install
-	$(STACK) -- $(PY) bench/eligibility_bench.py
+	$(STACK) -- $(PY) bench/pipeline_bench.py $(BENCH_ARGS)
+
+bench-eligibility: install
+	$(PY) bench/eligibility_bench.py
+
+# 10,000 applications while services, Kafka and PostgreSQL are killed; owns its own Kafka and PostgreSQL.
+chaos: install
+	$(PY) -m deploy.local.chaos $(CHAOS_ARGS)
+
+fuzz: install
+	$(STACK) -- $(PY) bench/fuzz_intake.py --payloads 10000 $(FUZZ_ARGS)
 
 clean:
 	rm -rf $(VENV) .local

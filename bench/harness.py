@@ -1,0 +1,262 @@
+"""What the bench, the chaos run and the fuzz run share: the four services as processes on a fresh database
+and topic prefix, a local SMTP sink, a fast submitter and a tracker of outcomes on the topics.
+
+Everything started here is stopped by process id (tests/processes.py, deploy/local/stack.py's stop_pid).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.workload import Submission  # noqa: E402
+from shared.topics import Topic, topic_name  # noqa: E402
+from tests.conftest import fresh_database, fresh_topics  # noqa: E402
+from tests.processes import SERVICES, ServiceProcesses, free_port  # noqa: E402
+
+LOCAL = ROOT / "deploy" / "local"
+
+
+def say(tag: str, message: str) -> None:
+    print(f"[{tag}] {message}", file=sys.stderr, flush=True)
+
+
+def stop_pid(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """Stop one child of ours by its pid: SIGTERM, wait, SIGKILL."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+class SmtpSink:
+    """aiosmtpd as a process of ours: `Sink` drops what it gets (bench), `Mailbox` keeps it (chaos)."""
+
+    def __init__(self, log_dir: Path, maildir: Path | None = None) -> None:
+        self.port = free_port()
+        argv = [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{self.port}"]
+        if maildir is None:
+            argv += ["-c", "aiosmtpd.handlers.Sink"]
+        else:
+            for sub in ("tmp", "new", "cur"):
+                (maildir / sub).mkdir(parents=True, exist_ok=True)
+            argv += ["-c", "aiosmtpd.handlers.Mailbox", str(maildir)]
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=(log_dir / "smtp.log").open("ab"), stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        stop_pid(self.proc)
+
+
+def service_env(bootstrap: str, database_url: str, prefix: str, smtp_port: int, **extra: str) -> dict[str, str]:
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "DATABASE_URL": database_url,
+        "TOPIC_PREFIX": prefix,
+        "INTAKE_HTTP_PORT": str(free_port()),
+        "INTAKE_API_TOKENS": extra.pop("INTAKE_API_TOKENS", "bench-token"),
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(smtp_port),
+        "BUDGET_POTS_FILE": str(LOCAL / "budget-pots.yaml"),
+        "ELIGIBILITY_OPERATOR_PARAMETERS_FILE": str(LOCAL / "operator-parameters.yaml"),
+        "HANDLER_RETRY_BACKOFF_S": "0.05",
+        "NOTIFY_RETRY_BASE_S": "0.5",
+        "NOTIFY_RETRY_CAP_S": "5",
+        "OTEL_SDK_DISABLED": "true",
+        **extra,
+    }
+
+
+@dataclass
+class Pipeline:
+    processes: ServiceProcesses
+    env: dict[str, str]
+    bootstrap: str
+    database_url: str
+    prefix: str
+    log_dir: Path
+    smtp: SmtpSink
+
+    @property
+    def intake_url(self) -> str:
+        return f"http://127.0.0.1:{self.env['INTAKE_HTTP_PORT']}"
+
+    def peak_rss_mib(self) -> dict[str, float]:
+        """VmHWM (peak resident set) of every running service, in MiB."""
+        out: dict[str, float] = {}
+        for name, proc in self.processes.procs.items():
+            with contextlib.suppress(OSError, ValueError):
+                for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        out[name] = round(int(line.split()[1]) / 1024, 1)
+        return out
+
+
+@contextlib.asynccontextmanager
+async def pipeline(
+    bootstrap: str, server_url: str, log_dir: Path, *, name: str, maildir: Path | None = None, **extra: str
+) -> AsyncIterator[Pipeline]:
+    """The four services on a fresh database `name` (on the server of `server_url`) and fresh topics."""
+    os.environ["DATABASE_URL"] = server_url  # tests.conftest.fresh_database reads the server from it
+    async with fresh_database(name) as database_url:
+        prefix = await fresh_topics(bootstrap, f"{name}.")
+        smtp = SmtpSink(log_dir, maildir)
+        env = service_env(bootstrap, database_url, prefix, smtp.port, **extra)
+        processes = ServiceProcesses(env, log_dir)
+        try:
+            processes.start_all()
+            await asyncio.to_thread(processes.wait_started, 120)
+            yield Pipeline(processes, env, bootstrap, database_url, prefix, log_dir, smtp)
+        finally:
+            await asyncio.to_thread(processes.stop_all)
+            smtp.stop()
+
+
+# --- submitting and tracking ---------------------------------------------------------------------
+
+
+def producer(bootstrap: str) -> AIOKafkaProducer:
+    """An agency portal's producer: idempotent, acks=all, batching like the services' relays."""
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5,
+                            max_batch_size=256 * 1024, request_timeout_ms=30000)
+
+
+@dataclass
+class Sent:
+    submission: Submission
+    timestamp_ms: int = 0
+    position: str = ""
+
+
+async def submit(prod: AIOKafkaProducer, topic: str, items: Iterable[Submission], sent: dict[int, Sent],
+                 rate: float | None = None, window: int = 2000) -> None:
+    """Publish submissions (keyed by application id) as fast as the broker takes them, or at `rate` per s."""
+    pending: list[tuple[Sent, asyncio.Future[Any]]] = []
+    started = time.monotonic()
+
+    async def drain() -> None:
+        for record, future in pending:
+            meta = await future
+            record.timestamp_ms = meta.timestamp
+            record.position = f"{meta.topic}:{meta.partition}:{meta.offset}"
+        pending.clear()
+
+    for count, item in enumerate(items):
+        if rate:
+            delay = started + count / rate - time.monotonic()
+            if delay > 0:
+                await drain()
+                await asyncio.sleep(delay)
+        key = (item.application_id or f"malformed-{item.index}").encode()
+        record = sent[item.index] = Sent(item)
+        pending.append((record, await prod.send(topic, item.body, key=key)))
+        if len(pending) >= window:
+            await drain()
+    await drain()
+
+
+@dataclass
+class Tracker:
+    """Reads the outcome topics of a prefix from the beginning: who got what, when (broker timestamps)."""
+
+    bootstrap: str
+    prefix: str
+    topics: tuple[Topic, ...] = (Topic.NOTIFICATION_SENT, Topic.APPLICATION_REJECTED)
+    done_at: dict[str, int] = field(default_factory=dict)           # application id or input position -> ms
+    records: dict[Topic, list[tuple[int, dict[str, Any], dict[str, str]]]] = field(default_factory=lambda: defaultdict(list))
+    keep: bool = False
+    _task: asyncio.Task[None] | None = None
+    _consumer: AIOKafkaConsumer | None = None
+
+    async def __aenter__(self) -> Tracker:
+        names = {topic_name(t, self.prefix): t for t in self.topics}
+        self._names = names
+        self._consumer = AIOKafkaConsumer(
+            *names, bootstrap_servers=self.bootstrap, group_id=f"bench-tracker-{secrets.token_hex(4)}",
+            auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=2000,
+        )
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None and self._consumer is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self._consumer.stop()
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        while True:
+            try:
+                batch = await self._consumer.getmany(timeout_ms=200, max_records=2000)
+            except Exception as error:  # the broker restarting under a chaos run: keep reading
+                say("tracker", f"read failed ({type(error).__name__}); retrying")
+                await asyncio.sleep(1)
+                continue
+            for records in batch.values():
+                for record in records:
+                    self._record(self._names[record.topic], record)
+
+    def _record(self, topic: Topic, record: Any) -> None:
+        try:
+            body = json.loads(record.value)
+        except (TypeError, ValueError):
+            body = {}
+        if self.keep:
+            headers = {k: v.decode(errors="replace") for k, v in record.headers}
+            self.records[topic].append((record.timestamp, body, headers))
+        if topic is Topic.NOTIFICATION_SENT and body.get("channel") == "email" and body.get("application_id"):
+            self.done_at.setdefault(body["application_id"], record.timestamp)
+        elif topic is Topic.APPLICATION_REJECTED and body.get("application_id") is None and body.get("source_reference"):
+            self.done_at.setdefault(body["source_reference"], record.timestamp)
+
+    def done(self, sent: Sent) -> int | None:
+        """When `sent` got to its end: the applicant's e-mail went out, or (malformed input) its rejection."""
+        key = sent.submission.application_id or sent.position
+        return self.done_at.get(key)
+
+    async def wait_all(self, sent: Iterable[Sent], timeout: float, tag: str = "bench") -> bool:
+        items = list(sent)
+        deadline = time.monotonic() + timeout
+        last_report = 0.0
+        while time.monotonic() < deadline:
+            missing = sum(1 for s in items if self.done(s) is None)
+            if not missing:
+                return True
+            if time.monotonic() - last_report > 10:
+                say(tag, f"waiting: {len(items) - missing:,}/{len(items):,} done")
+                last_report = time.monotonic()
+            await asyncio.sleep(0.25)
+        return False
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+SERVICE_NAMES = SERVICES

@@ -1,0 +1,235 @@
+"""`make bench`: the pipeline against its limits, on the real Kafka and PostgreSQL of this machine.
+
+    KAFKA_BOOTSTRAP_SERVERS=... DATABASE_URL=... python bench/pipeline_bench.py [--applications 5000]
+
+In one run:
+1. the limit: a bare aiokafka consume-and-produce relay over four hops (bench/relay_limit.py) with
+   messages of the pipeline's mean record size, and pgbench's TPS (TPC-B-like, 4 clients) on the same
+   PostgreSQL;
+2. the pipeline: N applications (every scheme's sample, ~8 % invalid, 2 % malformed; bench/workload.py)
+   published on the submitted topic as fast as the broker takes them, the four services as separate
+   processes, until every applicant's NotificationSent (malformed input: its ApplicationRejected);
+   applications per second, and the ratio to the relay limit;
+3. latency at half of that rate: p50/p95/p99 from the submitted record's broker timestamp to the
+   NotificationSent record's;
+4. peak RSS (VmHWM) of every service; the time to reset a budget year with 100,000 grants
+   (bench/budget_reset_bench.py, the real reset handler).
+Prints a summary and writes bench/results/pipeline-<time>.json. A benchmark: it reports, it does not fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import asyncpg  # noqa: E402
+
+from bench import relay_limit  # noqa: E402
+from bench.harness import Sent, Tracker, percentile, pipeline, producer, say, submit  # noqa: E402
+from bench.workload import submissions  # noqa: E402
+from shared.topics import Topic, topic_name  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+TARGETS = {"apps_per_s": 5000, "ratio_to_relay_limit": 0.25, "p99_ms_at_half_load": 250, "rss_mib_per_service": 150,
+           "reset_100k_s": 10}
+
+# Deployment settings of the services for throughput (no business rule changes): bigger consumer batches
+# and relay batches, more notify workers. Override any of them from the environment.
+TUNING = {
+    "CONSUMER_BATCH_MAX": "500",
+    "CONSUMER_BATCH_TIMEOUT_MS": "20",
+    "OUTBOX_BATCH_SIZE": "1000",
+    "OUTBOX_POLL_INTERVAL_S": "0.2",
+    "NOTIFY_DISPATCH_WORKERS": "8",
+    "NOTIFY_POLL_INTERVAL_S": "0.1",
+    "DB_POOL_MAX": "12",
+}
+
+
+async def pipeline_phase(args: argparse.Namespace, bootstrap: str, server: str, log_dir: Path) -> dict:
+    run = secrets.token_hex(3)
+    pii = secrets.token_hex(4)
+    tuning = {k: os.environ.get(k, v) for k, v in TUNING.items()}
+    out: dict = {"tuning": tuning}
+    async with pipeline(bootstrap, server, log_dir, name=f"cg_bench_{run}", **tuning) as stack:
+        topic = topic_name(Topic.APPLICATION_SUBMITTED, stack.prefix)
+        prod = producer(bootstrap)
+        await prod.start()
+        try:
+            async with Tracker(bootstrap, stack.prefix) as tracker:
+                # Warm-up: connections, caches, consumer groups settled.
+                sent: dict[int, Sent] = {}
+                await submit(prod, topic, submissions(args.warmup, f"W{run}", pii), sent)
+                if not await tracker.wait_all(sent.values(), 120):
+                    say("bench", "warm-up did not finish in 120 s")
+
+                # 1. Throughput: N as fast as the broker takes them.
+                say("bench", f"throughput: {args.applications:,} applications")
+                sent = {}
+                items = submissions(args.applications, f"T{run}", pii)
+                started_ms = time.time() * 1000
+                await submit(prod, topic, items, sent)
+                finished = await tracker.wait_all(sent.values(), args.timeout)
+                ends = [t for s in sent.values() if (t := tracker.done(s)) is not None]
+                first = min(s.timestamp_ms for s in sent.values())
+                elapsed_s = (max(ends) - first) / 1000 if ends else float("nan")
+                out["throughput"] = {
+                    "applications": len(items), "completed": len(ends), "all_completed": finished,
+                    "kinds": {k: sum(1 for i in items if i.kind == k) for k in ("valid", "invalid", "malformed")},
+                    "submit_s": round((max(s.timestamp_ms for s in sent.values()) - started_ms) / 1000, 2),
+                    "elapsed_s": round(elapsed_s, 2), "apps_per_s": round(len(ends) / elapsed_s, 1),
+                }
+                say("bench", f"throughput: {out['throughput']}")
+
+                # 2. Latency at half of the measured maximum rate.
+                rate = max(1.0, out["throughput"]["apps_per_s"] / 2)
+                count = max(200, int(rate * args.half_load_s))
+                say("bench", f"half load: {count:,} applications at {rate:.0f}/s")
+                sent = {}
+                await submit(prod, topic, submissions(count, f"H{run}", pii), sent, rate=rate)
+                await tracker.wait_all(sent.values(), args.timeout)
+                latencies = [t - s.timestamp_ms for s in sent.values() if (t := tracker.done(s)) is not None]
+                out["half_load"] = {
+                    "rate_per_s": round(rate, 1), "applications": count, "completed": len(latencies),
+                    "p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95),
+                    "p99_ms": percentile(latencies, 99), "max_ms": max(latencies) if latencies else None,
+                }
+                say("bench", f"half load: {out['half_load']}")
+        finally:
+            await prod.stop()
+        out["peak_rss_mib"] = stack.peak_rss_mib()
+        out["record_bytes"] = await mean_record_bytes(stack.database_url, bootstrap, stack.prefix)
+    return out
+
+
+async def mean_record_bytes(database_url: str, bootstrap: str, prefix: str) -> int:
+    """The mean size (value + headers) of the records on the four hops' topics of this run."""
+    from aiokafka import AIOKafkaConsumer
+
+    names = [topic_name(t, prefix) for t in (Topic.APPLICATION_SUBMITTED, Topic.APPLICATION_RECEIVED,
+                                            Topic.ELIGIBILITY_DECIDED, Topic.GRANT_COMMITTED, Topic.NOTIFICATION_SENT)]
+    consumer = AIOKafkaConsumer(*names, bootstrap_servers=bootstrap, group_id=f"bench-size-{secrets.token_hex(3)}",
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    sizes: list[int] = []
+    try:
+        deadline = time.monotonic() + 20
+        while len(sizes) < 5000 and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=300, max_records=1000)).values():
+                sizes += [len(r.value or b"") + sum(len(k) + len(v) for k, v in r.headers) for r in records]
+    finally:
+        await consumer.stop()
+    return int(sum(sizes) / len(sizes)) if sizes else 2500
+
+
+def pgbench(server: str, seconds: int) -> dict:
+    """pgbench's TPS (default TPC-B-like script, 4 clients, 2 threads) on a scratch database of the same server."""
+    name = f"cg_pgbench_{secrets.token_hex(3)}"
+    parts = urlsplit(server)
+    url = urlunsplit(parts._replace(path=f"/{name}"))
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(server)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        subprocess.run(["pgbench", "-q", "-i", "-s", "10", url], check=True, capture_output=True, timeout=300)
+        result = subprocess.run(["pgbench", "-c", "4", "-j", "2", "-T", str(seconds), url], check=True,
+                                capture_output=True, text=True, timeout=seconds + 120)
+        tps = float(re.search(r"tps = ([\d.]+)", result.stdout).group(1))  # type: ignore[union-attr]
+        latency = re.search(r"latency average = ([\d.]+) ms", result.stdout)
+        return {"tps": round(tps, 1), "clients": 4, "seconds": seconds, "scale": 10,
+                "latency_avg_ms": float(latency.group(1)) if latency else None}
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def reset_bench(server: str, grants: int) -> dict:
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "budget_reset_bench.py"), "--grants", str(grants)],
+                            cwd=ROOT, env={**os.environ, "DATABASE_URL": server}, capture_output=True, text=True,
+                            timeout=1800)
+    resets = [float(s) for s in re.findall(r"^reset \S+: ([\d.]+) s", result.stdout, re.M)]
+    return {"grants": grants, "reset_s": resets, "worst_s": max(resets) if resets else None,
+            "ok": result.returncode == 0 and "reconcile: ok" in result.stdout, "output": result.stdout.strip().splitlines()}
+
+
+def summary(r: dict) -> str:
+    t, h, lim = r["pipeline"]["throughput"], r["pipeline"]["half_load"], r["relay_limit"]
+    ratio = r["ratio_to_relay_limit"]
+    lines = [
+        "",
+        f"clustergrants pipeline bench  {r['started_at']}  ({os.cpu_count()} cores)",
+        f"  relay limit (bare aiokafka, 4 hops, {lim['message_bytes']} B): {lim['msgs_per_s']:,.0f} msgs/s",
+        f"  pgbench (TPC-B-like, 4 clients):              {r['pgbench']['tps']:,.0f} TPS",
+        f"  pipeline: {t['completed']:,}/{t['applications']:,} applications in {t['elapsed_s']} s",
+        f"  applications per second:  {t['apps_per_s']:,.1f}   (target >= {TARGETS['apps_per_s']:,})",
+        f"  ratio to the relay limit: {ratio:.1%}   (target >= {TARGETS['ratio_to_relay_limit']:.0%})",
+        f"  latency at half load ({h['rate_per_s']:.0f}/s, {h['completed']:,} apps): p50 {h['p50_ms']:.0f} ms, "
+        f"p95 {h['p95_ms']:.0f} ms, p99 {h['p99_ms']:.0f} ms   (target p99 < {TARGETS['p99_ms_at_half_load']} ms)",
+        "  peak RSS: " + ", ".join(f"{k} {v:.0f} MiB" for k, v in r["pipeline"]["peak_rss_mib"].items())
+        + f"   (target < {TARGETS['rss_mib_per_service']} MiB)",
+    ]
+    if r.get("reset"):
+        lines.append(f"  reset of a budget year with {r['reset']['grants']:,} grants: {r['reset']['worst_s']} s "
+                     f"(worst of {r['reset']['reset_s']})   (target < {TARGETS['reset_100k_s']} s)")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--applications", type=int, default=int(os.environ.get("BENCH_APPLICATIONS", "5000")))
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--half-load-s", type=float, default=20)
+    parser.add_argument("--timeout", type=float, default=600, help="Longest wait for a phase to complete.")
+    parser.add_argument("--relay-messages", type=int, default=30_000)
+    parser.add_argument("--pgbench-s", type=int, default=15)
+    parser.add_argument("--reset-grants", type=int, default=100_000, help="0: skip the reset bench.")
+    args = parser.parse_args()
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    server = os.environ.get("DATABASE_URL")
+    if not bootstrap or not server:
+        sys.exit("KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL must be set (make bench starts both)")
+    started_at = datetime.now(UTC)
+    result: dict = {"started_at": started_at.isoformat(timespec="seconds"), "cores": os.cpu_count(),
+                    "targets": TARGETS, "args": vars(args)}
+    with tempfile.TemporaryDirectory(prefix="cg-bench-") as tmp:
+        say("bench", f"pipeline (service logs in {tmp})")
+        result["pipeline"] = asyncio.run(pipeline_phase(args, bootstrap, server, Path(tmp)))
+    say("bench", f"relay limit with {result['pipeline']['record_bytes']} B records")
+    result["relay_limit"] = asyncio.run(relay_limit.measure(bootstrap, args.relay_messages,
+                                                            result["pipeline"]["record_bytes"]))
+    say("bench", f"pgbench for {args.pgbench_s} s")
+    result["pgbench"] = pgbench(server, args.pgbench_s)
+    if args.reset_grants:
+        say("bench", f"budget reset with {args.reset_grants:,} grants")
+        result["reset"] = reset_bench(server, args.reset_grants)
+    result["ratio_to_relay_limit"] = round(
+        result["pipeline"]["throughput"]["apps_per_s"] / result["relay_limit"]["msgs_per_s"], 4)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"pipeline-{started_at:%Y%m%dT%H%M%SZ}.json"
+    path.write_text(json.dumps(result, indent=2, default=str))
+    print(summary(result))
+    print(f"  results: {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
