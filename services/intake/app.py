@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Iterator
 
 import structlog
@@ -11,6 +12,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from services.intake import handlers
+from services.intake.domain import nul_characters
 from services.intake.http import create_app
 from services.intake.settings import IntakeSettings
 from shared.delivery import Incoming
@@ -51,6 +53,10 @@ def build(settings: IntakeSettings) -> tuple[ServiceRuntime, uvicorn.Server]:
         return outcome
 
     async def receive_assessment(raw: bytes) -> list[FieldError]:
+        with contextlib.suppress(ValueError, RecursionError):
+            nul = nul_characters(json.loads(raw), [])
+            if nul:
+                return nul
         try:
             assessment = AssessmentSubmitted.model_validate_json(raw)
         except ValidationError as error:

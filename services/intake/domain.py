@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
 from shared.events import Application, ApplicationSubmitted, Contact, FieldError
+
+APPLICATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")  # as the contract's ApplicationId
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ def _best_effort(document: Any) -> tuple[str | None, str | None, Contact | None]
     if not isinstance(document, dict):
         return None, None, None
     app_id = document.get("application_id")
-    app_id = app_id if isinstance(app_id, str) and 0 < len(app_id) <= 64 else None
+    app_id = app_id if isinstance(app_id, str) and APPLICATION_ID.fullmatch(app_id) else None
     language = document.get("language")
     language = language if language in ("nl", "sv", "nb", "en", "de", "fr") else None
     try:
@@ -41,6 +44,24 @@ def _best_effort(document: Any) -> tuple[str | None, str | None, Contact | None]
     return app_id, language, contact
 
 
+def nul_characters(value: Any, loc: list[str | int]) -> list[FieldError]:
+    """Strings with U+0000: JSON allows them, PostgreSQL text cannot hold them, no form field needs them."""
+    found: list[FieldError] = []
+    stack: list[tuple[Any, list[str | int]]] = [(value, loc)]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, str) and "\x00" in node:
+            found.append(FieldError(loc=path, type="string_nul_character", message="text must not contain NUL (U+0000)"))
+        elif isinstance(node, dict):
+            for key, child in node.items():
+                if "\x00" in key:
+                    found.append(FieldError(loc=path, type="string_nul_character", message="a field name contains NUL (U+0000)"))
+                stack.append((child, [*path, key.replace("\x00", "")]))
+        elif isinstance(node, list):
+            stack.extend((child, [*path, i]) for i, child in enumerate(node))
+    return sorted(found, key=lambda e: [str(p) for p in e.loc])
+
+
 def parse_submission(raw: bytes) -> Application | Invalid:
     """Validate one submission; every field error is reported, none is guessed."""
     try:
@@ -48,6 +69,13 @@ def parse_submission(raw: bytes) -> Application | Invalid:
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         message = f"body is not valid JSON: {error.msg if isinstance(error, json.JSONDecodeError) else 'not UTF-8'}"
         return Invalid([FieldError(loc=[], type="json_invalid", message=message)], None, None, None)
+    except RecursionError:
+        message = "body is not acceptable JSON: nested too deeply"
+        return Invalid([FieldError(loc=[], type="json_invalid", message=message)], None, None, None)
+    nul = nul_characters(document, [])
+    if nul:
+        # Nothing of it is stored or echoed: not even the id or the contact, which may hold the NUL.
+        return Invalid(nul, None, None, None)
     app_id, language, contact = _best_effort(document)
     if not isinstance(document, dict):
         return Invalid([FieldError(loc=[], type="object_expected", message="body must be a JSON object")], None, None, None)
