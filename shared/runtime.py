@@ -13,7 +13,7 @@ import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import structlog
@@ -23,7 +23,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from shared.db import create_pool
-from shared.delivery import ConsumeStats, Handler, Incoming, OutboxRelay, UnitOfWork, claim, consume
+from shared.delivery import ConsumeStats, Handler, Incoming, OutboxRelay, UnitOfWork, claim, consume, is_transient
 from shared.kafka_security import client_options, security
 from shared.ops import Metrics, OpsServer
 from shared.settings import CommonSettings, database_ssl
@@ -31,12 +31,28 @@ from shared.topics import Topic, topic_name
 from shared.tracing import configure_tracing
 
 log = structlog.get_logger("runtime")
+T = TypeVar("T")
 
 
 async def _raw_batch(message: Any) -> list[bytes]:
     """FastStream decoder that hands the handler the undecoded Kafka values; we validate them ourselves."""
     body = message.body
     return list(body) if isinstance(body, list | tuple) else [body]
+
+
+async def _until_up(what: str, timeout_s: float, connect: Callable[[], Awaitable[T]]) -> T:
+    """Connect, retrying with back-off while the infrastructure is not up yet (a restart, a rollout)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    delay = 0.5
+    while True:
+        try:
+            return await connect()
+        except Exception as error:
+            if not is_transient(error) or asyncio.get_running_loop().time() + delay > deadline:
+                raise
+            log.warning("waiting for the infrastructure", what=what, error=type(error).__name__, retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 @dataclass
@@ -210,15 +226,24 @@ class ServiceRuntime:
         s = self.settings
         configure_tracing(self.name)
         await self.ops.start()
-        self.pool = await create_pool(s.database_url.get_secret_value(), s.db_pool_min, s.db_pool_max, database_ssl(s))
-        self.producer = AIOKafkaProducer(
-            **client_options(s),
-            client_id=f"clustergrants-{self.name}-relay",
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=2,
+        self.pool = await _until_up(
+            "PostgreSQL", s.startup_timeout_s,
+            lambda: create_pool(s.database_url.get_secret_value(), s.db_pool_min, s.db_pool_max, database_ssl(s)),
         )
-        await self.producer.start()
+
+        async def start_producer() -> AIOKafkaProducer:
+            producer = AIOKafkaProducer(
+                **client_options(s), client_id=f"clustergrants-{self.name}-relay", enable_idempotence=True, acks="all",
+                linger_ms=2,
+            )
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()
+                raise
+            return producer
+
+        self.producer = await _until_up("Kafka", s.startup_timeout_s, start_producer)
         self.relay = OutboxRelay(
             self.pool,
             self.producer,

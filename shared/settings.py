@@ -50,6 +50,9 @@ class CommonSettings(BaseSettings):
         default=100, ge=1, description="Records handled in one transaction and one offset commit (1: one by one)."
     )
     consumer_batch_timeout_ms: int = Field(default=50, ge=0, description="How long to wait to fill a batch.")
+    startup_timeout_s: float = Field(
+        default=120, ge=0, description="How long a starting service waits for PostgreSQL and Kafka to come up."
+    )
     ops_http_host: str = Field(default="127.0.0.1", description="Address of /healthz, /readyz, /metrics (0.0.0.0 in a pod).")
     ops_http_port: int = Field(default=8081, description="Port of /healthz, /readyz, /metrics.")
 
