@@ -298,7 +298,7 @@ class Kafka:
         staging = self.home / "libs.partial"
         shutil.rmtree(staging, ignore_errors=True)
         subprocess.run(
-            ["mvn", "-B", "-q", "-f", str(ROOT / "deploy/local/kafka/pom.xml"), f"-Dkafka.version={KAFKA_VERSION}",
+            ["mvn", "-B", "-q", "-Dstyle.color=never", "-f", str(ROOT / "deploy/local/kafka/pom.xml"), f"-Dkafka.version={KAFKA_VERSION}",
              "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={staging}"],
             check=True,
         )
