@@ -298,8 +298,9 @@ class Kafka:
         staging = self.home / "libs.partial"
         shutil.rmtree(staging, ignore_errors=True)
         subprocess.run(
-            ["mvn", "-B", "-q", "-Dstyle.color=never", "-f", str(ROOT / "deploy/local/kafka/pom.xml"), f"-Dkafka.version={KAFKA_VERSION}",
-             "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={staging}"],
+            ["mvn", "-B", "-q", "-Dstyle.color=never", "-f", str(ROOT / "deploy/local/kafka/pom.xml"),
+             f"-Dkafka.version={KAFKA_VERSION}", "dependency:copy-dependencies", "-DincludeScope=runtime",
+             f"-DoutputDirectory={staging}"],
             check=True,
         )
         (staging / ".complete").write_text(KAFKA_VERSION)
