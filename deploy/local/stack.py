@@ -297,12 +297,16 @@ class Kafka:
         say(f"resolving Apache Kafka {KAFKA_VERSION} jars from Maven Central (first run only)")
         staging = self.home / "libs.partial"
         shutil.rmtree(staging, ignore_errors=True)
-        subprocess.run(
-            ["mvn", "-B", "-q", "-Dstyle.color=never", "-f", str(ROOT / "deploy/local/kafka/pom.xml"),
+        resolved = subprocess.run(
+            ["mvn", "-B", "-q", "-f", str(ROOT / "deploy/local/kafka/pom.xml"),
              f"-Dkafka.version={KAFKA_VERSION}", "dependency:copy-dependencies", "-DincludeScope=runtime",
              f"-DoutputDirectory={staging}"],
-            check=True,
+            check=False,
+            capture_output=True,
+            text=True,
         )
+        if resolved.returncode != 0:  # Maven's own words only when they matter (quiet mode still emits ANSI resets)
+            raise SystemExit(f"Maven could not resolve Kafka's jars:\n{resolved.stdout}{resolved.stderr}")
         (staging / ".complete").write_text(KAFKA_VERSION)
         shutil.rmtree(self.libs, ignore_errors=True)
         staging.rename(self.libs)
