@@ -4,7 +4,8 @@ The shape (see ../shared/notes/KAFKA_AND_DELIVERY.md, and eventsourcing's tracki
 
 * A consumer claims the event id in `<schema>.inbox` (primary key: a second claim inserts nothing),
   changes its state and writes its outgoing events into `<schema>.outbox`, all in ONE PostgreSQL
-  transaction (`Messaging.transaction`). A redelivered event finds its id claimed and changes nothing.
+  transaction (`ServiceRuntime.transaction`; a batch of records shares one, with a savepoint each).
+  A redelivered event finds its id claimed and changes nothing.
 * The offset is committed only after that transaction (FastStream `AckPolicy.NACK_ON_ERROR`):
   a crash in between redelivers the event, and the inbox makes the redelivery a no-op.
 * `OutboxRelay` publishes outbox rows in id order with an idempotent producer (acks=all) and deletes
