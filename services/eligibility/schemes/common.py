@@ -289,6 +289,14 @@ def in_list(name_or_number: list[str | None], recognised: tuple[str, ...]) -> bo
     return any(n is not None and n.strip().casefold() in wanted for n in name_or_number)
 
 
+def required_groups(application: Application, p: InForce) -> tuple[bool, dict[str, Figure]]:
+    """Whether every member group of the parameter `required_member_groups` is present, and the
+    count per group as figures (triple helix: business, knowledge, public)."""
+    present = roles_present(application)
+    required = p.texts("required_member_groups")
+    return all(present[group] > 0 for group in required), {group: count(present[group]) for group in required}
+
+
 def roles_present(application: Application) -> dict[str, int]:
     """Members per helix: business, knowledge, public."""
     counts = {"business": 0, "knowledge": 0, "public": 0}

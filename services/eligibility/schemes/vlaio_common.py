@@ -21,6 +21,7 @@ from services.eligibility.schemes.common import (
     money,
     passed,
     percent,
+    required_groups,
     roles_present,
     share_of,
     text,
@@ -31,6 +32,14 @@ from shared.events import Application
 from shared.money import Money
 
 RECOGNISED = "vlaio.recognised_spearhead_clusters"
+
+
+def recognised_cluster(name: str | None, number: str | None, p: InForce) -> bool:
+    """On the agency's list of recognised spearhead clusters, by name or register number
+    (raises OperatorParameterUnset while the operator has not set the list)."""
+    recognised = p.op(RECOGNISED)
+    assert isinstance(recognised, tuple)
+    return in_list([name, number], recognised)
 
 
 @criterion("call_open", "vlaio.call")
@@ -83,10 +92,8 @@ def enterprise_consortium(application: Application, p: InForce) -> Verdict:
 @criterion("triple_helix", "vlaio.triple_helix")
 def triple_helix(application: Application, p: InForce) -> Verdict:
     """Spearhead clusters are large triple-helix initiatives: enterprises, knowledge institutions, government (000)."""
-    present = roles_present(application)
-    required = p.texts("required_member_groups")
-    figures = {group: count(present[group]) for group in required}
-    if all(present[group] > 0 for group in required):
+    complete, figures = required_groups(application, p)
+    if complete:
         return passed("vlaio.triple_helix.complete", **figures)
     return failed("vlaio.triple_helix.incomplete", **figures)
 
@@ -97,10 +104,8 @@ def recognised_spearhead_cluster(application: Application, p: InForce) -> Verdic
 
     The list of recognised clusters is the agency's: operator key `vlaio.recognised_spearhead_clusters`.
     """
-    recognised = p.op(RECOGNISED)
-    assert isinstance(recognised, tuple)
     applicant = application.applicant
-    if in_list([applicant.organisation_name, applicant.organisation_number], recognised):
+    if recognised_cluster(applicant.organisation_name, applicant.organisation_number, p):
         return passed("vlaio.spearhead.recognised", organisation=text(applicant.organisation_name))
     return failed("vlaio.spearhead.not_recognised", organisation=text(applicant.organisation_name))
 

@@ -29,7 +29,7 @@ from services.eligibility.schemes.common import (
     moment,
     money,
     passed,
-    roles_present,
+    required_groups,
     single_fund,
     text,
     year_span,
@@ -55,10 +55,8 @@ def level(application: Application, p: InForce) -> Verdict:
 @criterion("triple_helix", "nic.composition")
 def triple_helix(application: Application, p: InForce) -> Verdict:
     """Business, knowledge institutions and public development actors are all among the members."""
-    present = roles_present(application)
-    required = p.texts("required_member_groups")
-    figures = {group: count(present[group]) for group in required}
-    if all(present[group] > 0 for group in required):
+    complete, figures = required_groups(application, p)
+    if complete:
         return passed("nic.composition.complete", **figures)
     return failed("nic.composition.incomplete", **figures)
 

@@ -23,7 +23,6 @@ from services.eligibility.schemes.common import (
     funding_of,
     funding_request_check,
     grant,
-    in_list,
     money,
     passed,
     single_fund,
@@ -31,7 +30,7 @@ from services.eligibility.schemes.common import (
     year_span,
     years,
 )
-from services.eligibility.schemes.vlaio_common import RECOGNISED, cluster_organisation
+from services.eligibility.schemes.vlaio_common import cluster_organisation, recognised_cluster
 from shared.events import Application, ProposedGrant
 from shared.money import Money
 
@@ -41,10 +40,8 @@ HERMES_MAXIMUM = "vlaio.hermes_yearly_maximum_eur"
 @criterion("recognised_spearhead_cluster", "vlaio.pact")
 def recognised_spearhead_cluster(application: Application, p: InForce) -> Verdict:
     """A cluster pact belongs to a spearhead cluster the agency decided to support (operator list)."""
-    recognised = p.op(RECOGNISED)
-    assert isinstance(recognised, tuple)
     applicant = application.applicant
-    if in_list([applicant.organisation_name, applicant.organisation_number], recognised):
+    if recognised_cluster(applicant.organisation_name, applicant.organisation_number, p):
         return passed("vlaio.pact.spearhead_recognised", organisation=text(applicant.organisation_name))
     return failed("vlaio.pact.not_spearhead_cluster", organisation=text(applicant.organisation_name))
 

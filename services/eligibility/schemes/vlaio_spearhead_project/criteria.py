@@ -16,12 +16,11 @@ from services.eligibility.schemes.common import (
     Verdict,
     criterion,
     failed,
-    in_list,
     no_grant,
     passed,
     text,
 )
-from services.eligibility.schemes.vlaio_common import RECOGNISED, call_open
+from services.eligibility.schemes.vlaio_common import call_open, recognised_cluster
 from shared.events import Application
 
 
@@ -43,9 +42,7 @@ def via_recognised_spearhead_cluster(application: Application, p: InForce) -> Ve
     via = application.via_cluster
     if via is None:
         return failed("vlaio.project.not_via_spearhead_cluster")
-    recognised = p.op(RECOGNISED)
-    assert isinstance(recognised, tuple)
-    if in_list([via], recognised):
+    if recognised_cluster(via, None, p):
         return passed("vlaio.project.via_recognised_cluster", via_cluster=text(via))
     return failed("vlaio.project.cluster_not_recognised", via_cluster=text(via))
 
