@@ -46,18 +46,31 @@ SAMPLE = 2_000  # grants committed through the real handler
 
 def decided(i: int) -> EligibilityDecided:
     amount = 200_000_00 + (i % 100) * 1_000_00  # EUR 200,000 .. 299,000 a year
-    return EligibilityDecided.model_validate({
-        "application_id": f"BENCH-{i}", "scheme": "vlaio.cluster-pact", "decided_at": "2020-06-01T00:00:00Z",
-        "reference_date": "2020-06-01", "time_zone": "Europe/Brussels", "outcome": "eligible",
-        "parameter_version": "bench", "criteria": [{"criterion": "bench", "outcome": "passed", "message_key": "bench"}],
-        "proposed_grant": {
-            "programme": PROGRAMME, "instrument": "hermes-earmark", "currency": "EUR", "conditional": True,
-            "schedule": [{"budget_year": y, "amount": {"amount_minor": amount, "currency": "EUR"}} for y in YEARS],
-            "fund_shares": [{"fund": "hermes", "numerator": 1, "denominator": 1}],
-        },
-        "recipient": {"language": "nl", "contact": {"name": "Bench", "email": "bench@example.org"},
-                      "organisation_name": "Bench"},
-    })
+    return EligibilityDecided.model_validate(
+        {
+            "application_id": f"BENCH-{i}",
+            "scheme": "vlaio.cluster-pact",
+            "decided_at": "2020-06-01T00:00:00Z",
+            "reference_date": "2020-06-01",
+            "time_zone": "Europe/Brussels",
+            "outcome": "eligible",
+            "parameter_version": "bench",
+            "criteria": [{"criterion": "bench", "outcome": "passed", "message_key": "bench"}],
+            "proposed_grant": {
+                "programme": PROGRAMME,
+                "instrument": "hermes-earmark",
+                "currency": "EUR",
+                "conditional": True,
+                "schedule": [{"budget_year": y, "amount": {"amount_minor": amount, "currency": "EUR"}} for y in YEARS],
+                "fund_shares": [{"fund": "hermes", "numerator": 1, "denominator": 1}],
+            },
+            "recipient": {
+                "language": "nl",
+                "contact": {"name": "Bench", "email": "bench@example.org"},
+                "organisation_name": "Bench",
+            },
+        }
+    )
 
 
 async def bulk_commit(conn: asyncpg.Connection, first: int, last: int) -> None:
@@ -69,7 +82,9 @@ async def bulk_commit(conn: asyncpg.Connection, first: int, last: int) -> None:
                SELECT gen_random_uuid(), 'BENCH-' || i, 'vlaio.cluster-pact', $1, 'hermes-earmark', 'EUR', true,
                       '[["hermes", 1, 1]]'::jsonb, 'committed', '{"bench": true}'::jsonb, now(), now()
                FROM generate_series($2::int, $3::int) AS i""",
-            PROGRAMME, first, last,
+            PROGRAMME,
+            first,
+            last,
         )
         await conn.execute(
             """INSERT INTO budget.slices (grant_id, pot_id, budget_year, programme, unit, fund, amount_minor, state)
@@ -77,7 +92,11 @@ async def bulk_commit(conn: asyncpg.Connection, first: int, last: int) -> None:
                       20000000 + (substring(g.application_id from 7)::int % 100) * 100000, 'scheduled'
                FROM budget.grants g CROSS JOIN unnest($4::int[]) AS y
                WHERE g.programme = $1 AND substring(g.application_id from 7)::int BETWEEN $3 AND $5""",
-            PROGRAMME, POT, first, list(YEARS), last,
+            PROGRAMME,
+            POT,
+            first,
+            list(YEARS),
+            last,
         )
         await conn.execute(
             """INSERT INTO budget.entries (pot_id, grant_id, kind, budget_year, amount_minor, unit, reason, cause,
@@ -85,7 +104,9 @@ async def bulk_commit(conn: asyncpg.Connection, first: int, last: int) -> None:
                SELECT s.pot_id, s.grant_id, 'commit', s.budget_year, s.amount_minor, s.unit, 'committed', 'bench', now()
                FROM budget.slices s JOIN budget.grants g USING (grant_id)
                WHERE s.programme = $1 AND substring(g.application_id from 7)::int BETWEEN $2 AND $3""",
-            PROGRAMME, first, last,
+            PROGRAMME,
+            first,
+            last,
         )
         await conn.execute(
             """UPDATE budget.pots SET committed_minor = (SELECT sum(amount_minor) FROM budget.slices WHERE pot_id = $1)
@@ -95,8 +116,13 @@ async def bulk_commit(conn: asyncpg.Connection, first: int, last: int) -> None:
 
 
 async def reset(pool: asyncpg.Pool, year: int, maximum: int) -> tuple[float, handlers.ResetOutcome]:
-    event = CeilingReset(reset_id=f"{PROGRAMME}/{year}", programme=PROGRAMME, budget_year=year,
-                         opened_at=datetime.now(UTC), yearly_maximum=Money(amount_minor=maximum, currency="EUR"))
+    event = CeilingReset(
+        reset_id=f"{PROGRAMME}/{year}",
+        programme=PROGRAMME,
+        budget_year=year,
+        opened_at=datetime.now(UTC),
+        yearly_maximum=Money(amount_minor=maximum, currency="EUR"),
+    )
     started = time.perf_counter()
     async with pool.acquire() as conn, conn.transaction():
         uow = UnitOfWork(conn=conn, schema="budget", source="/clustergrants/budget", cause=None)
@@ -114,12 +140,31 @@ async def main(grants: int, keep: bool) -> None:
     url = urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
     try:
         await migrate(url, ("budget",))
-        config = merge(read_file(DOCUMENT_FILE), BudgetFile.model_validate({
-            "programmes": [{"programme": PROGRAMME, "currency": "EUR", "yearly_maximum_required": True,
-                            "source": "bench figure (not a document figure)"}],
-            "pots": [{"pot_id": POT, "programme": PROGRAMME, "fund": "hermes", "currency": "EUR",
-                      "total_minor": 10**14, "source": "bench figure (not a document figure)"}],
-        }))
+        config = merge(
+            read_file(DOCUMENT_FILE),
+            BudgetFile.model_validate(
+                {
+                    "programmes": [
+                        {
+                            "programme": PROGRAMME,
+                            "currency": "EUR",
+                            "yearly_maximum_required": True,
+                            "source": "bench figure (not a document figure)",
+                        }
+                    ],
+                    "pots": [
+                        {
+                            "pot_id": POT,
+                            "programme": PROGRAMME,
+                            "fund": "hermes",
+                            "currency": "EUR",
+                            "total_minor": 10**14,
+                            "source": "bench figure (not a document figure)",
+                        }
+                    ],
+                }
+            ),
+        )
         pool = await create_pool(url, 2, 10)
         async with pool.acquire() as conn:
             await repository.load_config(conn, config)
@@ -136,8 +181,10 @@ async def main(grants: int, keep: bool) -> None:
         for batch in range(1, sample + 1, 8):
             await asyncio.gather(*(commit(i) for i in range(batch, min(batch + 8, sample + 1))))
         handler_s = time.perf_counter() - started
-        print(f"commits through the handler: {sample:,} grants in {handler_s:.2f} s "
-              f"({sample / handler_s:,.0f} grants/s, 8 concurrent, one transaction each)")
+        print(
+            f"commits through the handler: {sample:,} grants in {handler_s:.2f} s "
+            f"({sample / handler_s:,.0f} grants/s, 8 concurrent, one transaction each)"
+        )
 
         started = time.perf_counter()
         async with pool.acquire() as conn:
@@ -150,17 +197,18 @@ async def main(grants: int, keep: bool) -> None:
 
         for year in YEARS[:2]:
             seconds, outcome = await reset(pool, year, 250_000_00)
-            print(f"reset {PROGRAMME}/{year}: {seconds:.2f} s in one transaction; slices opened {outcome.opened:,}, "
-                  f"capped at EUR 250,000: {outcome.capped:,} (EUR {outcome.capped_minor // 100:,} released), "
-                  f"closed {outcome.closed:,}")
+            print(
+                f"reset {PROGRAMME}/{year}: {seconds:.2f} s in one transaction; slices opened {outcome.opened:,}, "
+                f"capped at EUR 250,000: {outcome.capped:,} (EUR {outcome.capped_minor // 100:,} released), "
+                f"closed {outcome.closed:,}"
+            )
         seconds, again = await reset(pool, YEARS[1], 250_000_00)
         print(f"the same reset again: {again.decision} in {seconds * 1000:.1f} ms")
 
         started = time.perf_counter()
         async with pool.acquire() as conn:
             problems = await repository.reconcile(conn)
-        print(f"reconcile: {'ok' if not problems else f'{len(problems)} differences'} "
-              f"in {time.perf_counter() - started:.2f} s")
+        print(f"reconcile: {'ok' if not problems else f'{len(problems)} differences'} in {time.perf_counter() - started:.2f} s")
         await pool.close()
         if problems:
             raise SystemExit(1)

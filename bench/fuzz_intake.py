@@ -48,13 +48,31 @@ class FuzzReport:
 
 
 def _specific(errors: Any) -> bool:
-    return (isinstance(errors, list) and len(errors) > 0
-            and all(isinstance(e, dict) and isinstance(e.get("loc"), list) and ERROR_TYPE.match(str(e.get("type", "")))
-                    and isinstance(e.get("message"), str) for e in errors))
+    return (
+        isinstance(errors, list)
+        and len(errors) > 0
+        and all(
+            isinstance(e, dict)
+            and isinstance(e.get("loc"), list)
+            and ERROR_TYPE.match(str(e.get("type", "")))
+            and isinstance(e.get("message"), str)
+            for e in errors
+        )
+    )
 
 
-async def fuzz(intake_url: str, token: str, bootstrap: str, prefix: str, database_url: str, payloads: int,
-               seed: int, alive: Any = None, timeout_s: float = 600, known_bugs: bool = True) -> FuzzReport:
+async def fuzz(
+    intake_url: str,
+    token: str,
+    bootstrap: str,
+    prefix: str,
+    database_url: str,
+    payloads: int,
+    seed: int,
+    alive: Any = None,
+    timeout_s: float = 600,
+    known_bugs: bool = True,
+) -> FuzzReport:
     """`alive()`: names of services that exited (checked at the end); None to skip. `known_bugs`: include
     deeply nested JSON and NUL characters (known intake bugs: HTTP 500 / dead letter) among the payloads."""
     report = FuzzReport()
@@ -112,8 +130,9 @@ async def fuzz(intake_url: str, token: str, bootstrap: str, prefix: str, databas
 
     # --- Kafka: each bad record, then a good one with the same key (same partition, next offset) ---
     topic = topic_name(Topic.APPLICATION_SUBMITTED, prefix)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5,
-                                max_request_size=4 * 1024 * 1024)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5, max_request_size=4 * 1024 * 1024
+    )
     await producer.start()
     positions: dict[str, str] = {}
     try:
@@ -153,26 +172,38 @@ async def fuzz(intake_url: str, token: str, bootstrap: str, prefix: str, databas
         f["kafka"] = {"records": len(wanted), "consumed": consumed, "s": round(time.monotonic() - started, 1)}
         if consumed < len(wanted):
             report.violations.append(f"intake handled only {consumed} of {len(wanted)} fuzz records (the rest failed)")
-        rejected = {r[0]: r[1] for r in await conn.fetch(
-            "SELECT source_reference, errors FROM intake.rejections WHERE source_reference = ANY($1::text[])",
-            [positions[a] for a, _ in kafka_cases])}
-        received = {r[0] for r in await conn.fetch(
-            "SELECT application_id FROM intake.applications WHERE application_id = ANY($1::text[])",
-            good_ids)}
+        rejected = {
+            r[0]: r[1]
+            for r in await conn.fetch(
+                "SELECT source_reference, errors FROM intake.rejections WHERE source_reference = ANY($1::text[])",
+                [positions[a] for a, _ in kafka_cases],
+            )
+        }
+        received = {
+            r[0]
+            for r in await conn.fetch(
+                "SELECT application_id FROM intake.applications WHERE application_id = ANY($1::text[])", good_ids
+            )
+        }
         # A claimed record was handled: a rejection (found by its position) or an application (received or a
         # duplicate; its id may itself be a mutation). An unclaimed one failed: retried, then parked.
-        claimed = {r[0] for r in await conn.fetch(
-            "SELECT event_id FROM intake.inbox WHERE event_id = ANY($1::text[])", wanted)}
+        claimed = {r[0] for r in await conn.fetch("SELECT event_id FROM intake.inbox WHERE event_id = ANY($1::text[])", wanted)}
         neither = [a for a, _ in kafka_cases if positions[a] not in claimed]
-        unspecific = [p for p, errors in rejected.items()
-                      if not _specific(errors if isinstance(errors, list) else json.loads(errors))]
+        unspecific = [
+            p for p, errors in rejected.items() if not _specific(errors if isinstance(errors, list) else json.loads(errors))
+        ]
         missing_good = [g for g in good_ids if g not in received]
         types = Counter()
         for errors in rejected.values():
             for e in errors if isinstance(errors, list) else json.loads(errors):
                 types[e["type"]] += 1
-        f["kafka"].update({"rejected": len(rejected), "valid_or_duplicate": len(kafka_cases) - len(rejected) - len(neither),
-                           "failed": len(neither)})
+        f["kafka"].update(
+            {
+                "rejected": len(rejected),
+                "valid_or_duplicate": len(kafka_cases) - len(rejected) - len(neither),
+                "failed": len(neither),
+            }
+        )
         f["rejection_types"] = dict(types.most_common(25))
         f["good_followers"] = {"sent": len(good_ids), "received": len(good_ids) - len(missing_good)}
         if neither:
@@ -185,8 +216,9 @@ async def fuzz(intake_url: str, token: str, bootstrap: str, prefix: str, databas
         await conn.close()
 
     # --- nothing parked, nobody exited -----------------------------------------------------------
-    consumer = AIOKafkaConsumer(topic_name(Topic.DEAD_LETTER, prefix), bootstrap_servers=bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic_name(Topic.DEAD_LETTER, prefix), bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     parked = 0
     try:
@@ -211,13 +243,30 @@ async def standalone(args: argparse.Namespace) -> FuzzReport:
 
     bootstrap, server = os.environ["KAFKA_BOOTSTRAP_SERVERS"], os.environ["DATABASE_URL"]
     with tempfile.TemporaryDirectory(prefix="cg-fuzz-") as tmp:
-        async with pipeline(bootstrap, server, args.logs or Path(tmp), name=f"cg_fuzz_{os.getpid()}",
-                            INTAKE_API_TOKENS="fuzz-token", CONSUMER_BATCH_MAX="500") as stack:
+        async with pipeline(
+            bootstrap,
+            server,
+            args.logs or Path(tmp),
+            name=f"cg_fuzz_{os.getpid()}",
+            INTAKE_API_TOKENS="fuzz-token",
+            CONSUMER_BATCH_MAX="500",
+        ) as stack:
+
             def exited() -> list[str]:
                 return [n for n, p in stack.processes.procs.items() if p.poll() is not None]
 
-            return await fuzz(stack.intake_url, "fuzz-token", bootstrap, stack.prefix, stack.database_url,
-                              args.payloads, args.seed, exited, args.timeout, not args.no_known_bugs)
+            return await fuzz(
+                stack.intake_url,
+                "fuzz-token",
+                bootstrap,
+                stack.prefix,
+                stack.database_url,
+                args.payloads,
+                args.seed,
+                exited,
+                args.timeout,
+                not args.no_known_bugs,
+            )
 
 
 def main() -> int:
@@ -226,8 +275,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=int(time.time()) % 100_000)
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--logs", type=Path, help="keep the service logs here")
-    parser.add_argument("--no-known-bugs", action="store_true",
-                        help="leave out deeply nested JSON and NUL characters (known intake bugs)")
+    parser.add_argument(
+        "--no-known-bugs", action="store_true", help="leave out deeply nested JSON and NUL characters (known intake bugs)"
+    )
     args = parser.parse_args()
     report = asyncio.run(standalone(args))
     print(json.dumps(report.figures, indent=2))

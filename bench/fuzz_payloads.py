@@ -16,9 +16,33 @@ from typing import Any
 from bench.workload import INVALID, VALID
 
 ODD_VALUES: list[Any] = [
-    None, True, False, 0, -1, 2**63, -(2**63) - 1, 10**30, 1.5, -0.0, 1e308, "", " ", "x" * 5000, "💶",
-    "DROP TABLE applications;", "${jndi:ldap://x}", "<script>alert(1)</script>", "2019-02-30T25:61:00Z", [], {},
-    [None], {"": None}, [[[[[[[[[[[]]]]]]]]]]], "NaN", "1e309", {"amount_minor": "12", "currency": "EUR"},
+    None,
+    True,
+    False,
+    0,
+    -1,
+    2**63,
+    -(2**63) - 1,
+    10**30,
+    1.5,
+    -0.0,
+    1e308,
+    "",
+    " ",
+    "x" * 5000,
+    "💶",
+    "DROP TABLE applications;",
+    "${jndi:ldap://x}",
+    "<script>alert(1)</script>",
+    "2019-02-30T25:61:00Z",
+    [],
+    {},
+    [None],
+    {"": None},
+    [[[[[[[[[[[]]]]]]]]]]],
+    "NaN",
+    "1e309",
+    {"amount_minor": "12", "currency": "EUR"},
 ]
 
 
@@ -38,8 +62,10 @@ def _random_value(rng: random.Random, depth: int = 0, known_bugs: bool = True) -
     if roll < 0.65:
         return rng.randint(-(2**70), 2**70)
     if roll < 0.8:
-        return "".join(chr(rng.choice([rng.randint(32, 126), rng.randint(0x80, 0x2FFF), rng.randint(0x1F300, 0x1F6FF)]))
-                       for _ in range(rng.randint(0, 40)))
+        return "".join(
+            chr(rng.choice([rng.randint(32, 126), rng.randint(0x80, 0x2FFF), rng.randint(0x1F300, 0x1F6FF)]))
+            for _ in range(rng.randint(0, 40))
+        )
     if roll < 0.9:
         return [_random_value(rng, depth + 1, known_bugs) for _ in range(rng.randint(0, 4))]
     return {f"k{i}": _random_value(rng, depth + 1, known_bugs) for i in range(rng.randint(0, 4))}
@@ -99,8 +125,9 @@ def _mutate_bytes(rng: random.Random, raw: bytes, known_bugs: bool = True) -> by
     if roll < 0.8:
         return b"\xef\xbb\xbf" + raw  # a byte-order mark
     if roll < 0.9:
-        return rng.choice([b"", b"null", b"[]", b"42", b'"text"', b"{", b"{}" * 1000, b"\xff\xfe\xfd",
-                           *(DEEP if known_bugs else ())])
+        return rng.choice(
+            [b"", b"null", b"[]", b"42", b'"text"', b"{", b"{}" * 1000, b"\xff\xfe\xfd", *(DEEP if known_bugs else ())]
+        )
     return json.dumps(rng.choice(ODD_VALUES)).encode()
 
 

@@ -137,8 +137,14 @@ async def pipeline(
 
 def producer(bootstrap: str) -> AIOKafkaProducer:
     """An agency portal's producer: idempotent, acks=all, batching like the services' relays."""
-    return AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5,
-                            max_batch_size=256 * 1024, request_timeout_ms=30000)
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+        request_timeout_ms=30000,
+    )
 
 
 @dataclass
@@ -148,8 +154,14 @@ class Sent:
     position: str = ""
 
 
-async def submit(prod: AIOKafkaProducer, topic: str, items: Iterable[Submission], sent: dict[int, Sent],
-                 rate: float | None = None, window: int = 2000) -> None:
+async def submit(
+    prod: AIOKafkaProducer,
+    topic: str,
+    items: Iterable[Submission],
+    sent: dict[int, Sent],
+    rate: float | None = None,
+    window: int = 2000,
+) -> None:
     """Publish submissions (keyed by application id) as fast as the broker takes them, or at `rate` per s."""
     pending: list[tuple[Sent, asyncio.Future[Any]]] = []
     started = time.monotonic()
@@ -182,7 +194,7 @@ class Tracker:
     bootstrap: str
     prefix: str
     topics: tuple[Topic, ...] = (Topic.NOTIFICATION_SENT, Topic.APPLICATION_REJECTED)
-    done_at: dict[str, int] = field(default_factory=dict)           # application id or input position -> ms
+    done_at: dict[str, int] = field(default_factory=dict)  # application id or input position -> ms
     records: dict[Topic, list[tuple[int, dict[str, Any], dict[str, str]]]] = field(default_factory=lambda: defaultdict(list))
     keep: bool = False
     _task: asyncio.Task[None] | None = None
@@ -192,8 +204,12 @@ class Tracker:
         names = {topic_name(t, self.prefix): t for t in self.topics}
         self._names = names
         self._consumer = AIOKafkaConsumer(
-            *names, bootstrap_servers=self.bootstrap, group_id=f"bench-tracker-{secrets.token_hex(4)}",
-            auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=2000,
+            *names,
+            bootstrap_servers=self.bootstrap,
+            group_id=f"bench-tracker-{secrets.token_hex(4)}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            max_poll_records=2000,
         )
         await self._consumer.start()
         self._task = asyncio.create_task(self._run())

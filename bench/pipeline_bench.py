@@ -44,8 +44,13 @@ from bench.workload import submissions  # noqa: E402
 from shared.topics import Topic, topic_name  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-TARGETS = {"apps_per_s": 5000, "ratio_to_relay_limit": 0.25, "p99_ms_at_half_load": 250, "rss_mib_per_service": 150,
-           "reset_100k_s": 10}
+TARGETS = {
+    "apps_per_s": 5000,
+    "ratio_to_relay_limit": 0.25,
+    "p99_ms_at_half_load": 250,
+    "rss_mib_per_service": 150,
+    "reset_100k_s": 10,
+}
 
 # Deployment settings of the services for throughput (no business rule changes): bigger consumer batches
 # and relay batches, more notify workers. Override any of them from the environment.
@@ -88,10 +93,13 @@ async def pipeline_phase(args: argparse.Namespace, bootstrap: str, server: str, 
                 first = min(s.timestamp_ms for s in sent.values())
                 elapsed_s = (max(ends) - first) / 1000 if ends else float("nan")
                 out["throughput"] = {
-                    "applications": len(items), "completed": len(ends), "all_completed": finished,
+                    "applications": len(items),
+                    "completed": len(ends),
+                    "all_completed": finished,
                     "kinds": {k: sum(1 for i in items if i.kind == k) for k in ("valid", "invalid", "malformed")},
                     "submit_s": round((max(s.timestamp_ms for s in sent.values()) - started_ms) / 1000, 2),
-                    "elapsed_s": round(elapsed_s, 2), "apps_per_s": round(len(ends) / elapsed_s, 1),
+                    "elapsed_s": round(elapsed_s, 2),
+                    "apps_per_s": round(len(ends) / elapsed_s, 1),
                 }
                 say("bench", f"throughput: {out['throughput']}")
 
@@ -104,9 +112,13 @@ async def pipeline_phase(args: argparse.Namespace, bootstrap: str, server: str, 
                 await tracker.wait_all(sent.values(), args.timeout)
                 latencies = [t - s.timestamp_ms for s in sent.values() if (t := tracker.done(s)) is not None]
                 out["half_load"] = {
-                    "rate_per_s": round(rate, 1), "applications": count, "completed": len(latencies),
-                    "p50_ms": percentile(latencies, 50), "p95_ms": percentile(latencies, 95),
-                    "p99_ms": percentile(latencies, 99), "max_ms": max(latencies) if latencies else None,
+                    "rate_per_s": round(rate, 1),
+                    "applications": count,
+                    "completed": len(latencies),
+                    "p50_ms": percentile(latencies, 50),
+                    "p95_ms": percentile(latencies, 95),
+                    "p99_ms": percentile(latencies, 99),
+                    "max_ms": max(latencies) if latencies else None,
                 }
                 say("bench", f"half load: {out['half_load']}")
         finally:
@@ -120,10 +132,23 @@ async def mean_record_bytes(database_url: str, bootstrap: str, prefix: str) -> i
     """The mean size (value + headers) of the records on the four hops' topics of this run."""
     from aiokafka import AIOKafkaConsumer
 
-    names = [topic_name(t, prefix) for t in (Topic.APPLICATION_SUBMITTED, Topic.APPLICATION_RECEIVED,
-                                            Topic.ELIGIBILITY_DECIDED, Topic.GRANT_COMMITTED, Topic.NOTIFICATION_SENT)]
-    consumer = AIOKafkaConsumer(*names, bootstrap_servers=bootstrap, group_id=f"bench-size-{secrets.token_hex(3)}",
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    names = [
+        topic_name(t, prefix)
+        for t in (
+            Topic.APPLICATION_SUBMITTED,
+            Topic.APPLICATION_RECEIVED,
+            Topic.ELIGIBILITY_DECIDED,
+            Topic.GRANT_COMMITTED,
+            Topic.NOTIFICATION_SENT,
+        )
+    ]
+    consumer = AIOKafkaConsumer(
+        *names,
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-size-{secrets.token_hex(3)}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     sizes: list[int] = []
     try:
@@ -152,23 +177,43 @@ def pgbench(server: str, seconds: int) -> dict:
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     try:
         subprocess.run(["pgbench", "-q", "-i", "-s", "10", url], check=True, capture_output=True, timeout=300)
-        result = subprocess.run(["pgbench", "-c", "4", "-j", "2", "-T", str(seconds), url], check=True,
-                                capture_output=True, text=True, timeout=seconds + 120)
+        result = subprocess.run(
+            ["pgbench", "-c", "4", "-j", "2", "-T", str(seconds), url],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=seconds + 120,
+        )
         tps = float(re.search(r"tps = ([\d.]+)", result.stdout).group(1))  # type: ignore[union-attr]
         latency = re.search(r"latency average = ([\d.]+) ms", result.stdout)
-        return {"tps": round(tps, 1), "clients": 4, "seconds": seconds, "scale": 10,
-                "latency_avg_ms": float(latency.group(1)) if latency else None}
+        return {
+            "tps": round(tps, 1),
+            "clients": 4,
+            "seconds": seconds,
+            "scale": 10,
+            "latency_avg_ms": float(latency.group(1)) if latency else None,
+        }
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def reset_bench(server: str, grants: int) -> dict:
-    result = subprocess.run([sys.executable, str(ROOT / "bench" / "budget_reset_bench.py"), "--grants", str(grants)],
-                            cwd=ROOT, env={**os.environ, "DATABASE_URL": server}, capture_output=True, text=True,
-                            timeout=1800)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "budget_reset_bench.py"), "--grants", str(grants)],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": server},
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     resets = [float(s) for s in re.findall(r"^reset \S+: ([\d.]+) s", result.stdout, re.M)]
-    return {"grants": grants, "reset_s": resets, "worst_s": max(resets) if resets else None,
-            "ok": result.returncode == 0 and "reconcile: ok" in result.stdout, "output": result.stdout.strip().splitlines()}
+    return {
+        "grants": grants,
+        "reset_s": resets,
+        "worst_s": max(resets) if resets else None,
+        "ok": result.returncode == 0 and "reconcile: ok" in result.stdout,
+        "output": result.stdout.strip().splitlines(),
+    }
 
 
 def summary(r: dict) -> str:
@@ -184,12 +229,15 @@ def summary(r: dict) -> str:
         f"  ratio to the relay limit: {ratio:.1%}   (target >= {TARGETS['ratio_to_relay_limit']:.0%})",
         f"  latency at half load ({h['rate_per_s']:.0f}/s, {h['completed']:,} apps): p50 {h['p50_ms']:.0f} ms, "
         f"p95 {h['p95_ms']:.0f} ms, p99 {h['p99_ms']:.0f} ms   (target p99 < {TARGETS['p99_ms_at_half_load']} ms)",
-        "  peak RSS: " + ", ".join(f"{k} {v:.0f} MiB" for k, v in r["pipeline"]["peak_rss_mib"].items())
+        "  peak RSS: "
+        + ", ".join(f"{k} {v:.0f} MiB" for k, v in r["pipeline"]["peak_rss_mib"].items())
         + f"   (target < {TARGETS['rss_mib_per_service']} MiB)",
     ]
     if r.get("reset"):
-        lines.append(f"  reset of a budget year with {r['reset']['grants']:,} grants: {r['reset']['worst_s']} s "
-                     f"(worst of {r['reset']['reset_s']})   (target < {TARGETS['reset_100k_s']} s)")
+        lines.append(
+            f"  reset of a budget year with {r['reset']['grants']:,} grants: {r['reset']['worst_s']} s "
+            f"(worst of {r['reset']['reset_s']})   (target < {TARGETS['reset_100k_s']} s)"
+        )
     return "\n".join(lines)
 
 
@@ -208,21 +256,25 @@ def main() -> int:
     if not bootstrap or not server:
         sys.exit("KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL must be set (make bench starts both)")
     started_at = datetime.now(UTC)
-    result: dict = {"started_at": started_at.isoformat(timespec="seconds"), "cores": os.cpu_count(),
-                    "targets": TARGETS, "args": vars(args)}
+    result: dict = {
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "cores": os.cpu_count(),
+        "targets": TARGETS,
+        "args": vars(args),
+    }
     with tempfile.TemporaryDirectory(prefix="cg-bench-") as tmp:
         say("bench", f"pipeline (service logs in {tmp})")
         result["pipeline"] = asyncio.run(pipeline_phase(args, bootstrap, server, Path(tmp)))
     say("bench", f"relay limit with {result['pipeline']['record_bytes']} B records")
-    result["relay_limit"] = asyncio.run(relay_limit.measure(bootstrap, args.relay_messages,
-                                                            result["pipeline"]["record_bytes"]))
+    result["relay_limit"] = asyncio.run(relay_limit.measure(bootstrap, args.relay_messages, result["pipeline"]["record_bytes"]))
     say("bench", f"pgbench for {args.pgbench_s} s")
     result["pgbench"] = pgbench(server, args.pgbench_s)
     if args.reset_grants:
         say("bench", f"budget reset with {args.reset_grants:,} grants")
         result["reset"] = reset_bench(server, args.reset_grants)
     result["ratio_to_relay_limit"] = round(
-        result["pipeline"]["throughput"]["apps_per_s"] / result["relay_limit"]["msgs_per_s"], 4)
+        result["pipeline"]["throughput"]["apps_per_s"] / result["relay_limit"]["msgs_per_s"], 4
+    )
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"pipeline-{started_at:%Y%m%dT%H%M%SZ}.json"
     path.write_text(json.dumps(result, indent=2, default=str))

@@ -30,8 +30,14 @@ PARTITIONS = 6
 
 
 async def relay(bootstrap: str, source: str, target: str, group: str, count: int, deadline_s: float) -> None:
-    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
-                                enable_auto_commit=False, max_poll_records=500)
+    consumer = AIOKafkaConsumer(
+        source,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_records=500,
+    )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=2)
     await consumer.start()
     await producer.start()
@@ -57,8 +63,24 @@ async def relay(bootstrap: str, source: str, target: str, group: str, count: int
 
 
 def _spawn(source: str, target: str, group: str, bootstrap: str, messages: int, timeout_s: float) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, __file__, "--relay", source, target, group, "--bootstrap", bootstrap,
-                             "--messages", str(messages), "--timeout", str(timeout_s)], cwd=ROOT, stdout=subprocess.PIPE)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--relay",
+            source,
+            target,
+            group,
+            "--bootstrap",
+            bootstrap,
+            "--messages",
+            str(messages),
+            "--timeout",
+            str(timeout_s),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+    )
 
 
 async def measure(bootstrap: str, messages: int, size: int, timeout_s: float = 300) -> dict[str, float]:
@@ -70,24 +92,35 @@ async def measure(bootstrap: str, messages: int, size: int, timeout_s: float = 3
         await admin.create_topics([NewTopic(t, num_partitions=PARTITIONS, replication_factor=1) for t in topics])
     finally:
         await admin.close()
-    relays = [_spawn(topics[i], topics[i + 1], f"bench-relay-{run}-{i}", bootstrap, messages, timeout_s)
-              for i in range(HOPS)]
+    relays = [_spawn(topics[i], topics[i + 1], f"bench-relay-{run}-{i}", bootstrap, messages, timeout_s) for i in range(HOPS)]
     for proc in relays:  # every relay joined its group (a fresh broker takes a while for the first)
         assert proc.stdout is not None
         await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout=120)
-    sink = AIOKafkaConsumer(topics[-1], bootstrap_servers=bootstrap, group_id=f"bench-relay-{run}-sink",
-                            auto_offset_reset="earliest", enable_auto_commit=False)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5,
-                                max_batch_size=256 * 1024)
+    sink = AIOKafkaConsumer(
+        topics[-1],
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-relay-{run}-sink",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5, max_batch_size=256 * 1024
+    )
     await sink.start()
     await producer.start()
     try:
         while not sink.assignment():
             await sink.getmany(timeout_ms=100)
         # Headers like the pipeline's CloudEvents ones, and a JSON-ish body of `size` bytes.
-        headers = [("ce_specversion", b"1.0"), ("ce_id", b"0" * 36), ("ce_source", b"/clustergrants/bench"),
-                   ("ce_type", b"org.clustergrants.bench.v1"), ("ce_time", b"2026-01-01T00:00:00+00:00"),
-                   ("content-type", b"application/json"), ("traceparent", b"00-" + b"0" * 32 + b"-" + b"0" * 16 + b"-01")]
+        headers = [
+            ("ce_specversion", b"1.0"),
+            ("ce_id", b"0" * 36),
+            ("ce_source", b"/clustergrants/bench"),
+            ("ce_type", b"org.clustergrants.bench.v1"),
+            ("ce_time", b"2026-01-01T00:00:00+00:00"),
+            ("content-type", b"application/json"),
+            ("traceparent", b"00-" + b"0" * 32 + b"-" + b"0" * 16 + b"-01"),
+        ]
         body = json.dumps({"pad": "x" * max(0, size - 12)}).encode()
         started = time.monotonic()
         futures = []
@@ -122,9 +155,15 @@ async def measure(bootstrap: str, messages: int, size: int, timeout_s: float = 3
                 await admin.delete_topics(topics)
         finally:
             await admin.close()
-    return {"messages": messages, "received": received, "message_bytes": len(body), "hops": HOPS,
-            "produce_s": round(produced_s, 2), "elapsed_s": round(elapsed, 2),
-            "msgs_per_s": round(received / elapsed, 1)}
+    return {
+        "messages": messages,
+        "received": received,
+        "message_bytes": len(body),
+        "hops": HOPS,
+        "produce_s": round(produced_s, 2),
+        "elapsed_s": round(elapsed, 2),
+        "msgs_per_s": round(received / elapsed, 1),
+    }
 
 
 def main() -> None:

@@ -55,8 +55,13 @@ def submission(index: int, run: str, pii_token: str, invalid_every: int = 12, ma
     app_id = f"{run}-{index:07d}"
     document["application_id"] = app_id
     document["contact"] = {"name": f"Pii{pii_token} Person{index}", "email": f"pii{pii_token}.p{index}@example.org"}
-    return Submission(index, "invalid" if invalid else "valid", app_id, str(document.get("scheme")),
-                      json.dumps(document, separators=(",", ":")).encode())
+    return Submission(
+        index,
+        "invalid" if invalid else "valid",
+        app_id,
+        str(document.get("scheme")),
+        json.dumps(document, separators=(",", ":")).encode(),
+    )
 
 
 def submissions(n: int, run: str, pii_token: str, start: int = 0, **mix: int) -> list[Submission]:

@@ -81,8 +81,9 @@ def submit(
                     for path in files:
                         raw = path.read_bytes()
                         key = _application_id(raw)
-                        await producer.send_and_wait(topic_name(Topic.APPLICATION_SUBMITTED, settings.topic_prefix),
-                                                     raw, key=key.encode() if key else None)
+                        await producer.send_and_wait(
+                            topic_name(Topic.APPLICATION_SUBMITTED, settings.topic_prefix), raw, key=key.encode() if key else None
+                        )
                         results.append((path.name, "published"))
                         progress.advance(task)
                 finally:
@@ -92,7 +93,8 @@ def submit(
                 for path in files:
                     try:
                         response = await client.post(
-                            f"{url}/v1/applications", content=path.read_bytes(),
+                            f"{url}/v1/applications",
+                            content=path.read_bytes(),
                             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
                         )
                     except httpx.HTTPError as error:
@@ -101,8 +103,9 @@ def submit(
                     detail = body.get("status", "")
                     if response.status_code >= 400:
                         errors = body.get("errors") or [{"loc": [], "type": body.get("detail", response.text[:80])}]
-                        detail = "; ".join(f"{'.'.join(map(str, e.get('loc', []))) or '(body)'}: {e.get('type')}"
-                                           for e in errors[:5])
+                        detail = "; ".join(
+                            f"{'.'.join(map(str, e.get('loc', []))) or '(body)'}: {e.get('type')}" for e in errors[:5]
+                        )
                     results.append((path.name, f"{response.status_code} {detail}"))
                     progress.advance(task)
         return results
@@ -123,18 +126,34 @@ def _application_id(raw: bytes) -> str | None:
 
 HISTORY_QUERIES: list[tuple[str, str]] = [
     ("intake", "SELECT received_at AS at, 'received via ' || channel AS what FROM intake.applications WHERE application_id = $1"),
-    ("intake", "SELECT rejected_at AS at, 'rejected (' || reason || ')' AS what FROM intake.rejections "
-               "WHERE application_id = $1"),
-    ("eligibility", "SELECT decided_at AS at, 'decided ' || outcome || ' with ' || parameter_version AS what "
-                    "FROM eligibility.decisions WHERE application_id = $1"),
-    ("eligibility", "SELECT submitted_at AS at, 'assessed by ' || assessor_id AS what FROM eligibility.assessments "
-                    "WHERE application_id = $1"),
-    ("budget", "SELECT committed_at AS at, 'committed ' || programme || ' ' || currency AS what FROM budget.grants "
-               "WHERE application_id = $1"),
-    ("budget", "SELECT refused_at AS at, 'refused by ' || limit_id || ' (' || message_key || ')' AS what "
-               "FROM budget.refusals WHERE application_id = $1"),
-    ("notify", "SELECT coalesce(sent_at, scheduled_at) AS at, channel || ' ' || template || ': ' || status AS what "
-               "FROM notify.notifications WHERE application_id = $1"),
+    (
+        "intake",
+        "SELECT rejected_at AS at, 'rejected (' || reason || ')' AS what FROM intake.rejections WHERE application_id = $1",
+    ),
+    (
+        "eligibility",
+        "SELECT decided_at AS at, 'decided ' || outcome || ' with ' || parameter_version AS what "
+        "FROM eligibility.decisions WHERE application_id = $1",
+    ),
+    (
+        "eligibility",
+        "SELECT submitted_at AS at, 'assessed by ' || assessor_id AS what FROM eligibility.assessments WHERE application_id = $1",
+    ),
+    (
+        "budget",
+        "SELECT committed_at AS at, 'committed ' || programme || ' ' || currency AS what FROM budget.grants "
+        "WHERE application_id = $1",
+    ),
+    (
+        "budget",
+        "SELECT refused_at AS at, 'refused by ' || limit_id || ' (' || message_key || ')' AS what "
+        "FROM budget.refusals WHERE application_id = $1",
+    ),
+    (
+        "notify",
+        "SELECT coalesce(sent_at, scheduled_at) AS at, channel || ' ' || template || ': ' || status AS what "
+        "FROM notify.notifications WHERE application_id = $1",
+    ),
 ]
 
 
@@ -211,9 +230,14 @@ def list_dead_letters(limit: Annotated[int, typer.Option(min=1)] = 200) -> None:
     table = Table("id", "from", "group", "attempts", "error", "parked at", title="dead letters")
     for record in records:
         h = _dlt_headers(record)
-        table.add_row(f"{record.partition}:{record.offset}", f"{h.get('cg_dlt_topic')}@{h.get('cg_dlt_partition')}:"
-                      f"{h.get('cg_dlt_offset')}", h.get("cg_dlt_group", "?"), h.get("cg_dlt_attempts", "?"),
-                      h.get("cg_dlt_error", "?")[:80], h.get("cg_dlt_parked_at", "?"))
+        table.add_row(
+            f"{record.partition}:{record.offset}",
+            f"{h.get('cg_dlt_topic')}@{h.get('cg_dlt_partition')}:{h.get('cg_dlt_offset')}",
+            h.get("cg_dlt_group", "?"),
+            h.get("cg_dlt_attempts", "?"),
+            h.get("cg_dlt_error", "?")[:80],
+            h.get("cg_dlt_parked_at", "?"),
+        )
     console.print(table)
     console.print(f"{len(records)} dead letter(s)")
 
@@ -241,8 +265,7 @@ def redrive(ids: Annotated[list[str], typer.Argument(help="partition:offset of e
         try:
             for record in records:
                 headers = [(k, v) for k, v in record.headers if not k.startswith("cg_dlt_")]
-                await producer.send_and_wait(_dlt_headers(record)["cg_dlt_topic"], record.value, key=record.key,
-                                             headers=headers)
+                await producer.send_and_wait(_dlt_headers(record)["cg_dlt_topic"], record.value, key=record.key, headers=headers)
         finally:
             await producer.stop()
         return len(records)

@@ -338,16 +338,22 @@ async def consume(
     incoming = Incoming(record=record, attributes=from_headers(record.headers))
     stats.count("consumed")
     started = time.perf_counter()
-    with span(f"{record.topic} process", context_from(record.headers), SpanKind.CONSUMER,
-              **{"messaging.system": "kafka", "messaging.destination.name": record.topic,
-                 "messaging.kafka.offset": record.offset}), structlog.contextvars.bound_contextvars(
-        trace_id=current_trace_id(),
-        event_id=incoming.event_id,
-        correlation_id=incoming.correlation_id,
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        kafka_key=record.key.decode(errors="replace") if isinstance(record.key, bytes) else None,
+    with (
+        span(
+            f"{record.topic} process",
+            context_from(record.headers),
+            SpanKind.CONSUMER,
+            **{"messaging.system": "kafka", "messaging.destination.name": record.topic, "messaging.kafka.offset": record.offset},
+        ),
+        structlog.contextvars.bound_contextvars(
+            trace_id=current_trace_id(),
+            event_id=incoming.event_id,
+            correlation_id=incoming.correlation_id,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            kafka_key=record.key.decode(errors="replace") if isinstance(record.key, bytes) else None,
+        ),
     ):
         attempt = 0
         while True:

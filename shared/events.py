@@ -172,9 +172,7 @@ class Application(Contract):
     title: Text | None = Field(
         default=None, description="Short title of the project, published in open data (360Giving, EU list)."
     )
-    summary: Text | None = Field(
-        default=None, description="Purpose of the project in a few sentences, published in open data."
-    )
+    summary: Text | None = Field(default=None, description="Purpose of the project in a few sentences, published in open data.")
     submitted_at: AwareDatetime = Field(description="When the applicant submitted; the rules' reference time.")
     language: Language = Field(default="en", description="The applicant's language for every message.")
     applicant: Applicant
@@ -399,9 +397,7 @@ class AssessmentSubmitted(ApplicationScoped):
     assessment_id: ApplicationId = Field(description="Unique per assessor and application; idempotency key.")
     call_id: Text
     assessor_id: ApplicationId = Field(description="Opaque assessor reference (never a name).")
-    scores: dict[CriterionName, Score] = Field(
-        min_length=1, description="Criterion -> whole-number score."
-    )
+    scores: dict[CriterionName, Score] = Field(min_length=1, description="Criterion -> whole-number score.")
     submitted_at: AwareDatetime
 
 

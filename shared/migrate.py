@@ -48,8 +48,9 @@ async def migrate(dsn: str, services: tuple[str, ...] = SERVICES, ssl: Any = Non
                    applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (service, version))"""
         )
         for service in services:
-            done = {r["version"] for r in await conn.fetch(
-                "SELECT version FROM public.schema_migrations WHERE service = $1", service)}
+            done = {
+                r["version"] for r in await conn.fetch("SELECT version FROM public.schema_migrations WHERE service = $1", service)
+            }
             for path in migration_files(service):
                 if path.stem in done:
                     continue

@@ -27,9 +27,7 @@ def _whole_non_negative_minor_units(value: Any) -> Any:
                 "money_fractional",
                 "amount_minor must be a whole number of minor units (cents, öre, øre); fractions are not allowed",
             )
-        raise PydanticCustomError(
-            "money_type", "amount_minor must be a JSON integer, not a decimal number"
-        )
+        raise PydanticCustomError("money_type", "amount_minor must be a JSON integer, not a decimal number")
     if isinstance(value, str):
         raise PydanticCustomError("money_type", "amount_minor must be a JSON integer, not a string")
     if isinstance(value, int) and value < 0:

@@ -36,21 +36,27 @@ class Metrics:
             "clustergrants_messages_dead_lettered", "Records parked on the dead-letter topic.", labels, registry=self.registry
         )
         self.latency = Histogram(
-            "clustergrants_handling_seconds", "Time to handle one record.", labels, registry=self.registry,
+            "clustergrants_handling_seconds",
+            "Time to handle one record.",
+            labels,
+            registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
-        self.outbox_backlog = Gauge("clustergrants_outbox_backlog", "Outbox rows not yet published.", ["service"],
-                                    registry=self.registry)
-        self.consumer_lag = Gauge("clustergrants_consumer_lag", "Records behind the end of the topic.", labels,
-                                  registry=self.registry)
+        self.outbox_backlog = Gauge(
+            "clustergrants_outbox_backlog", "Outbox rows not yet published.", ["service"], registry=self.registry
+        )
+        self.consumer_lag = Gauge(
+            "clustergrants_consumer_lag", "Records behind the end of the topic.", labels, registry=self.registry
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
 
 class OpsServer:
-    def __init__(self, host: str, port: int, ready: Check, metrics: Metrics,
-                 before_scrape: Callable[[], Awaitable[None]] | None = None) -> None:
+    def __init__(
+        self, host: str, port: int, ready: Check, metrics: Metrics, before_scrape: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         self.host = host
         self.port = port
         self.ready = ready
@@ -77,7 +83,8 @@ class OpsServer:
             status, content_type, body = await self._route(parts[0] if parts else "", path)
             writer.write(
                 f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
-                f"Connection: close\r\n\r\n".encode() + body
+                f"Connection: close\r\n\r\n".encode()
+                + body
             )
             await writer.drain()
         except (TimeoutError, ConnectionError):

@@ -227,13 +227,17 @@ class ServiceRuntime:
         configure_tracing(self.name)
         await self.ops.start()
         self.pool = await _until_up(
-            "PostgreSQL", s.startup_timeout_s,
+            "PostgreSQL",
+            s.startup_timeout_s,
             lambda: create_pool(s.database_url.get_secret_value(), s.db_pool_min, s.db_pool_max, database_ssl(s)),
         )
 
         async def start_producer() -> AIOKafkaProducer:
             producer = AIOKafkaProducer(
-                **client_options(s), client_id=f"clustergrants-{self.name}-relay", enable_idempotence=True, acks="all",
+                **client_options(s),
+                client_id=f"clustergrants-{self.name}-relay",
+                enable_idempotence=True,
+                acks="all",
                 linger_ms=2,
             )
             try:
@@ -256,8 +260,9 @@ class ServiceRuntime:
         for step in self.startup:  # before consuming: e.g. load configuration into the database
             await step(self.pool)
         await self.broker.start()
-        log.info("service started", topics=[sub.topic.value for sub in self.subscriptions], group=self.group,
-                 ops_port=s.ops_http_port)
+        log.info(
+            "service started", topics=[sub.topic.value for sub in self.subscriptions], group=self.group, ops_port=s.ops_http_port
+        )
 
     async def stop(self) -> None:
         with contextlib.suppress(Exception):

@@ -1,7 +1,7 @@
 """The settings table of README.md, generated from the settings classes (`make docs`).
 
-    python -m shared.settings_doc --write    # rewrite the table between the README's markers
-    python -m shared.settings_doc            # print it
+python -m shared.settings_doc --write    # rewrite the table between the README's markers
+python -m shared.settings_doc            # print it
 """
 
 from __future__ import annotations
@@ -24,8 +24,13 @@ def _classes() -> list[tuple[str, type[BaseSettings]]]:
     from services.intake.settings import IntakeSettings
     from services.notify.settings import NotifySettings
 
-    return [("all", CommonSettings), ("intake", IntakeSettings), ("eligibility", EligibilitySettings),
-            ("budget", BudgetSettings), ("notify", NotifySettings)]
+    return [
+        ("all", CommonSettings),
+        ("intake", IntakeSettings),
+        ("eligibility", EligibilitySettings),
+        ("budget", BudgetSettings),
+        ("notify", NotifySettings),
+    ]
 
 
 def _default(field: object) -> str:

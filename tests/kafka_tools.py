@@ -33,8 +33,11 @@ class Collector:
         self.prefix = prefix
         self.names = {topic_name(t, prefix): t for t in topics}
         self.consumer = AIOKafkaConsumer(
-            *self.names, bootstrap_servers=bootstrap, group_id=f"test-collector-{secrets.token_hex(4)}",
-            auto_offset_reset="earliest", enable_auto_commit=False,
+            *self.names,
+            bootstrap_servers=bootstrap,
+            group_id=f"test-collector-{secrets.token_hex(4)}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
         )
         self.records: dict[Topic, list[ConsumerRecord[bytes, bytes]]] = defaultdict(list)
         self._task: asyncio.Task[None] | None = None

@@ -48,8 +48,15 @@ from services.notify.domain import SIGNATURE_HEADER, verify  # noqa: E402
 from shared.topics import Topic, topic_name  # noqa: E402
 from tests.processes import SERVICES  # noqa: E402
 
-TRACKED = (Topic.APPLICATION_RECEIVED, Topic.APPLICATION_REJECTED, Topic.ELIGIBILITY_DECIDED, Topic.GRANT_COMMITTED,
-           Topic.GRANT_REFUSED, Topic.NOTIFICATION_SENT, Topic.DEAD_LETTER)
+TRACKED = (
+    Topic.APPLICATION_RECEIVED,
+    Topic.APPLICATION_REJECTED,
+    Topic.ELIGIBILITY_DECIDED,
+    Topic.GRANT_COMMITTED,
+    Topic.GRANT_REFUSED,
+    Topic.NOTIFICATION_SENT,
+    Topic.DEAD_LETTER,
+)
 DECIDED_TYPE = "org.clustergrants.eligibility.decided.v1"
 HOOK_SECRET = "chaos-webhook-secret-" + "x" * 16
 
@@ -66,8 +73,8 @@ class Receiver:
 
     def __init__(self) -> None:
         self.deliveries: Counter[str] = Counter()
-        self.bad_signatures = 0      # signature does not verify with the subscription's secret
-        self.tamper_accepted = 0     # the signature also verified a tampered body (must never happen)
+        self.bad_signatures = 0  # signature does not verify with the subscription's secret
+        self.tamper_accepted = 0  # the signature also verified a tampered body (must never happen)
         self.server: asyncio.base_events.Server | None = None
         self.port = 0
 
@@ -85,8 +92,10 @@ class Receiver:
         try:
             while True:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
-                headers = {k.strip().lower(): v.strip() for k, _, v in
-                           (line.decode("latin-1").partition(":") for line in head.split(b"\r\n")[1:] if line)}
+                headers = {
+                    k.strip().lower(): v.strip()
+                    for k, _, v in (line.decode("latin-1").partition(":") for line in head.split(b"\r\n")[1:] if line)
+                }
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 if "x-clustergrants-delivery" in headers:
                     self.deliveries[headers["x-clustergrants-delivery"]] += 1
@@ -168,7 +177,7 @@ class OwnInfra:
 class Plan:
     applications: int
     kills_per_service: int
-    rate: float                      # submissions per second
+    rate: float  # submissions per second
     restart_kafka: bool = False
     restart_postgres: bool = False
     seed: int = 7
@@ -184,8 +193,7 @@ class Report:
         self.violations.append(message)
 
 
-async def _submit_resilient(stack: Pipeline, items: list[Submission], rate: float, sent: dict[int, Sent],
-                            deadline: float) -> int:
+async def _submit_resilient(stack: Pipeline, items: list[Submission], rate: float, sent: dict[int, Sent], deadline: float) -> int:
     """Publish each submission once acknowledged (re-publish on a broker error: intake drops the copy)."""
     topic = topic_name(Topic.APPLICATION_SUBMITTED, stack.prefix)
     prod = producer(stack.bootstrap)
@@ -274,7 +282,8 @@ async def _quiet(database_url: str, timeout: float) -> bool:
                 busy = await conn.fetchval(
                     "SELECT (SELECT count(*) FROM intake.outbox) + (SELECT count(*) FROM eligibility.outbox)"
                     " + (SELECT count(*) FROM budget.outbox) + (SELECT count(*) FROM notify.outbox)"
-                    " + (SELECT count(*) FROM notify.notifications WHERE status = 'scheduled')")
+                    " + (SELECT count(*) FROM notify.notifications WHERE status = 'scheduled')"
+                )
             finally:
                 await conn.close()
         except (OSError, asyncpg.PostgresError):
@@ -289,9 +298,20 @@ async def _quiet(database_url: str, timeout: float) -> bool:
 def _write_subscriptions(log_dir: Path, port: int) -> Path:
     log_dir.mkdir(parents=True, exist_ok=True)
     webhooks = log_dir / "webhooks.yaml"
-    webhooks.write_text(json.dumps({"subscriptions": [{  # JSON is YAML
-        "id": "chaos-agency", "url": f"http://127.0.0.1:{port}/hook", "events": [DECIDED_TYPE],
-        "secret_env": "CHAOS_HOOK_SECRET"}]}))
+    webhooks.write_text(
+        json.dumps(
+            {
+                "subscriptions": [
+                    {  # JSON is YAML
+                        "id": "chaos-agency",
+                        "url": f"http://127.0.0.1:{port}/hook",
+                        "events": [DECIDED_TYPE],
+                        "secret_env": "CHAOS_HOOK_SECRET",
+                    }
+                ]
+            }
+        )
+    )
     return webhooks
 
 
@@ -304,15 +324,26 @@ async def run(bootstrap: str, server_url: str, plan: Plan, log_dir: Path, infra:
     receiver = Receiver()
     await receiver.start()
     webhooks = _write_subscriptions(log_dir, receiver.port)
-    env = {"NOTIFY_WEBHOOKS_FILE": str(webhooks), "CHAOS_HOOK_SECRET": HOOK_SECRET, "NOTIFY_RETRY_BASE_S": "0.5",
-           "NOTIFY_RETRY_CAP_S": "5", "NOTIFY_MAX_ATTEMPTS": "50", "NOTIFY_WEBHOOK_MAX_ATTEMPTS": "50",
-           "NOTIFY_DECISION_WAIT_S": "2", "CONSUMER_BATCH_MAX": "200", "NOTIFY_DISPATCH_WORKERS": "8",
-           "NOTIFY_POLL_INTERVAL_S": "0.2", "OUTBOX_POLL_INTERVAL_S": "0.2"}
+    env = {
+        "NOTIFY_WEBHOOKS_FILE": str(webhooks),
+        "CHAOS_HOOK_SECRET": HOOK_SECRET,
+        "NOTIFY_RETRY_BASE_S": "0.5",
+        "NOTIFY_RETRY_CAP_S": "5",
+        "NOTIFY_MAX_ATTEMPTS": "50",
+        "NOTIFY_WEBHOOK_MAX_ATTEMPTS": "50",
+        "NOTIFY_DECISION_WAIT_S": "2",
+        "CONSUMER_BATCH_MAX": "200",
+        "NOTIFY_DISPATCH_WORKERS": "8",
+        "NOTIFY_POLL_INTERVAL_S": "0.2",
+        "OUTBOX_POLL_INTERVAL_S": "0.2",
+    }
     started = time.monotonic()
     deadline = started + plan.timeout_s
     try:
-        async with pipeline(bootstrap, server_url, log_dir, name=f"cg_chaos_{run_id.lower()}", **env) as stack, \
-                Tracker(bootstrap, stack.prefix, TRACKED, keep=True) as tracker:
+        async with (
+            pipeline(bootstrap, server_url, log_dir, name=f"cg_chaos_{run_id.lower()}", **env) as stack,
+            Tracker(bootstrap, stack.prefix, TRACKED, keep=True) as tracker,
+        ):
             sent: dict[int, Sent] = {}
             done = asyncio.Event()
             stop_watch = asyncio.Event()
@@ -337,13 +368,17 @@ async def run(bootstrap: str, server_url: str, plan: Plan, log_dir: Path, infra:
     return report
 
 
-async def _check(stack: Pipeline, tracker: Tracker, items: list[Submission], receiver: Receiver, pii: str,
-                 report: Report) -> None:
+async def _check(
+    stack: Pipeline, tracker: Tracker, items: list[Submission], receiver: Receiver, pii: str, report: Report
+) -> None:
     f = report.figures
     valid = {i.application_id for i in items if i.kind == "valid"}
     invalid = {i.application_id for i in items if i.kind == "invalid"}
-    f["applications"] = {"valid": len(valid), "invalid": len(invalid),
-                         "malformed": sum(1 for i in items if i.kind == "malformed")}
+    f["applications"] = {
+        "valid": len(valid),
+        "invalid": len(invalid),
+        "malformed": sum(1 for i in items if i.kind == "malformed"),
+    }
 
     def distinct(topic: Topic, key: str = "application_id") -> dict[str, set[str]]:
         """Per application: the distinct CloudEvents ids on `topic` (a re-sent copy has the same id)."""
@@ -353,49 +388,68 @@ async def _check(stack: Pipeline, tracker: Tracker, items: list[Submission], rec
                 out[body[key]].add(headers.get("ce_id", ""))
         return out
 
-    decided, committed, refused = (distinct(t) for t in (Topic.ELIGIBILITY_DECIDED, Topic.GRANT_COMMITTED,
-                                                        Topic.GRANT_REFUSED))
+    decided, committed, refused = (distinct(t) for t in (Topic.ELIGIBILITY_DECIDED, Topic.GRANT_COMMITTED, Topic.GRANT_REFUSED))
     rejected = distinct(Topic.APPLICATION_REJECTED)
     sent: dict[tuple[str, str], set[str]] = defaultdict(set)
     for _ts, body, _h in tracker.records[Topic.NOTIFICATION_SENT]:
         if body.get("application_id"):
             sent[(body["application_id"], body["channel"])].add(body["notification_id"])
     f["records_on_topics"] = {t.name.lower(): len(tracker.records[t]) for t in TRACKED}
-    f["wire_duplicates"] = {t.name.lower(): len(tracker.records[t]) - len({h.get("ce_id") for _, _, h in tracker.records[t]})
-                            for t in TRACKED if t is not Topic.DEAD_LETTER}
+    f["wire_duplicates"] = {
+        t.name.lower(): len(tracker.records[t]) - len({h.get("ce_id") for _, _, h in tracker.records[t]})
+        for t in TRACKED
+        if t is not Topic.DEAD_LETTER
+    }
 
     conn = await asyncpg.connect(stack.database_url)
     try:
         db_decisions = Counter(r[0] for r in await conn.fetch("SELECT application_id FROM eligibility.decisions"))
         db_grants = Counter(r[0] for r in await conn.fetch("SELECT application_id FROM budget.grants"))
         db_refusals = Counter(r[0] for r in await conn.fetch("SELECT application_id FROM budget.refusals"))
-        db_notes = Counter((r[0], r[1]) for r in await conn.fetch(
-            "SELECT application_id, channel FROM notify.notifications WHERE status = 'sent' AND application_id IS NOT NULL"))
+        db_notes = Counter(
+            (r[0], r[1])
+            for r in await conn.fetch(
+                "SELECT application_id, channel FROM notify.notifications WHERE status = 'sent' AND application_id IS NOT NULL"
+            )
+        )
         db_open = await conn.fetchval("SELECT count(*) FROM notify.notifications WHERE status <> 'sent'")
         from services.budget import repository as ledger
 
         problems = await ledger.reconcile(conn)
         negative = await conn.fetch(
             "SELECT pot_id, total_minor, committed_minor, released_minor FROM budget.pots"
-            " WHERE committed_minor - released_minor < 0 OR total_minor - committed_minor + released_minor < 0")
+            " WHERE committed_minor - released_minor < 0 OR total_minor - committed_minor + released_minor < 0"
+        )
         pots = await conn.fetch(
             "SELECT p.pot_id, p.committed_minor - p.released_minor AS balance,"
             " coalesce(sum(e.amount_minor) FILTER (WHERE e.kind = 'commit'), 0)"
             " - coalesce(sum(e.amount_minor) FILTER (WHERE e.kind = 'release'), 0) AS entries"
-            " FROM budget.pots p LEFT JOIN budget.entries e USING (pot_id) GROUP BY p.pot_id")
-        f["outcomes"] = dict(Counter(r[0] for r in await conn.fetch(
-            "SELECT outcome FROM eligibility.decisions WHERE application_id LIKE $1", f"{next(iter(valid))[:7]}%")))
+            " FROM budget.pots p LEFT JOIN budget.entries e USING (pot_id) GROUP BY p.pot_id"
+        )
+        f["outcomes"] = dict(
+            Counter(
+                r[0]
+                for r in await conn.fetch(
+                    "SELECT outcome FROM eligibility.decisions WHERE application_id LIKE $1", f"{next(iter(valid))[:7]}%"
+                )
+            )
+        )
     finally:
         await conn.close()
     f["grants_committed"] = sum(1 for a in valid if db_grants[a])
     f["grants_refused"] = sum(1 for a in valid if db_refusals[a])
     f["pots"] = len(pots)
     f["notifications_not_sent"] = db_open
-    f["webhook_deliveries"] = {"distinct": len(receiver.deliveries), "posts": sum(receiver.deliveries.values()),
-                               "bad_signatures": receiver.bad_signatures, "tampered_accepted": receiver.tamper_accepted}
+    f["webhook_deliveries"] = {
+        "distinct": len(receiver.deliveries),
+        "posts": sum(receiver.deliveries.values()),
+        "bad_signatures": receiver.bad_signatures,
+        "tampered_accepted": receiver.tamper_accepted,
+    }
     if receiver.bad_signatures or receiver.tamper_accepted:
-        report.violate(f"webhook signatures: {receiver.bad_signatures} did not verify, "
-                       f"{receiver.tamper_accepted} verified a tampered body")
+        report.violate(
+            f"webhook signatures: {receiver.bad_signatures} did not verify, {receiver.tamper_accepted} verified a tampered body"
+        )
 
     def bad(what: str, ids: list[str]) -> None:
         if ids:
@@ -403,14 +457,20 @@ async def _check(stack: Pipeline, tracker: Tracker, items: list[Submission], rec
 
     bad("valid applications without exactly one decision (database)", [a for a in valid if db_decisions[a] != 1])
     bad("valid applications without exactly one decision (topic)", [a for a in valid if len(decided.get(a, ())) != 1])
-    bad("applications with more than one commitment or a commitment and a refusal",
-        [a for a in valid if db_grants[a] + db_refusals[a] > 1 or len(committed.get(a, ())) + len(refused.get(a, ())) > 1])
+    bad(
+        "applications with more than one commitment or a commitment and a refusal",
+        [a for a in valid if db_grants[a] + db_refusals[a] > 1 or len(committed.get(a, ())) + len(refused.get(a, ())) > 1],
+    )
     bad("committed grants (database) not on the topic", [a for a in valid if db_grants[a] and len(committed.get(a, ())) != 1])
     for channel in ("email", "webhook"):
-        bad(f"valid applications without exactly one {channel} notification (database)",
-            [a for a in valid if db_notes[(a, channel)] != 1])
-        bad(f"valid applications without exactly one {channel} notification (topic)",
-            [a for a in valid if len(sent.get((a, channel), ())) != 1])
+        bad(
+            f"valid applications without exactly one {channel} notification (database)",
+            [a for a in valid if db_notes[(a, channel)] != 1],
+        )
+        bad(
+            f"valid applications without exactly one {channel} notification (topic)",
+            [a for a in valid if len(sent.get((a, channel), ())) != 1],
+        )
     bad("invalid submissions without exactly one rejection", [a for a in invalid if len(rejected.get(a, ())) != 1])
     bad("invalid submissions without exactly one e-mail", [a for a in invalid if len(sent.get((a, "email"), ())) != 1])
     bad("invalid submissions that were decided", [a for a in invalid if db_decisions[a]])
@@ -446,8 +506,7 @@ def main() -> int:
     parser.add_argument("--applications", type=int)
     parser.add_argument("--kills-per-service", type=int)
     parser.add_argument("--rate", type=float, help="submissions per second (default: 40 full, 25 small)")
-    parser.add_argument("--external", action="store_true",
-                        help="use KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL; restart neither")
+    parser.add_argument("--external", action="store_true", help="use KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL; restart neither")
     parser.add_argument("--seed", type=int, default=int(time.time()))
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--logs", type=Path, help="keep the service logs here")
@@ -456,7 +515,10 @@ def main() -> int:
         applications=args.applications or (300 if args.small else 10_000),
         kills_per_service=args.kills_per_service or (1 if args.small else 3),
         rate=args.rate or (25 if args.small else 40),
-        restart_kafka=not args.external, restart_postgres=not args.external, seed=args.seed, timeout_s=args.timeout,
+        restart_kafka=not args.external,
+        restart_postgres=not args.external,
+        seed=args.seed,
+        timeout_s=args.timeout,
     )
     tag(f"plan: {plan}")
     infra = None if args.external else OwnInfra()

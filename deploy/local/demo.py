@@ -22,8 +22,13 @@ from aiokafka import AIOKafkaConsumer
 from shared.topics import Topic, topic_name
 
 SAMPLES = Path(__file__).with_name("samples")
-WATCHED = [Topic.APPLICATION_REJECTED, Topic.ELIGIBILITY_DECIDED, Topic.GRANT_COMMITTED, Topic.GRANT_REFUSED,
-           Topic.NOTIFICATION_SENT]
+WATCHED = [
+    Topic.APPLICATION_REJECTED,
+    Topic.ELIGIBILITY_DECIDED,
+    Topic.GRANT_COMMITTED,
+    Topic.GRANT_REFUSED,
+    Topic.NOTIFICATION_SENT,
+]
 TIMEOUT_S = 60
 
 
@@ -58,8 +63,9 @@ async def submit(client: httpx.AsyncClient, url: str, token: str, path: Path, ru
     app_id = document.get("application_id") if isinstance(document, dict) else None
     scheme = str(document.get("scheme", "?")) if isinstance(document, dict) else "?"
     row = Row(path.stem, app_id if isinstance(app_id, str) else None, scheme)
-    response = await client.post(f"{url}/v1/applications", content=raw,
-                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    response = await client.post(
+        f"{url}/v1/applications", content=raw, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    )
     row.http_status = response.status_code
     if response.status_code >= 400:
         errors = response.json().get("errors", [])
@@ -91,8 +97,11 @@ async def main() -> int:
     prefix = os.environ.get("TOPIC_PREFIX", "")
     run = secrets.token_hex(3)
     consumer = AIOKafkaConsumer(
-        *[topic_name(t, prefix) for t in WATCHED], bootstrap_servers=os.environ["KAFKA_BOOTSTRAP_SERVERS"],
-        group_id=f"demo-{run}", auto_offset_reset="latest", enable_auto_commit=False,
+        *[topic_name(t, prefix) for t in WATCHED],
+        bootstrap_servers=os.environ["KAFKA_BOOTSTRAP_SERVERS"],
+        group_id=f"demo-{run}",
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
     )
     await consumer.start()
     try:

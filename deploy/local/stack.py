@@ -233,10 +233,25 @@ class Postgres:
         # from its WAL, so commits stay durable across process crashes (the chaos run relies on it).
         self.proc = subprocess.Popen(
             [
-                str(bindir / "postgres"), "-D", str(self.datadir), "-c", f"port={PG_PORT}",
-                "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.datadir}",
-                "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=300",
-                "-c", "shared_buffers=256MB", "-c", "log_min_messages=warning",
+                str(bindir / "postgres"),
+                "-D",
+                str(self.datadir),
+                "-c",
+                f"port={PG_PORT}",
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                f"unix_socket_directories={self.datadir}",
+                "-c",
+                "fsync=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=300",
+                "-c",
+                "shared_buffers=256MB",
+                "-c",
+                "log_min_messages=warning",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -258,8 +273,9 @@ class Postgres:
 
     def _create_database(self, bindir: Path) -> None:
         psql = ["psql", "-h", "127.0.0.1", "-p", str(PG_PORT), "-U", PG_USER, "-d", "postgres", "-tAq"]
-        exists = subprocess.run([*psql, "-c", f"SELECT 1 FROM pg_database WHERE datname = '{PG_DB}'"],
-                                check=True, capture_output=True, text=True).stdout.strip()
+        exists = subprocess.run(
+            [*psql, "-c", f"SELECT 1 FROM pg_database WHERE datname = '{PG_DB}'"], check=True, capture_output=True, text=True
+        ).stdout.strip()
         if exists != "1":
             subprocess.run([*psql, "-c", f"CREATE DATABASE {PG_DB}"], check=True)
 
@@ -298,9 +314,17 @@ class Kafka:
         staging = self.home / "libs.partial"
         shutil.rmtree(staging, ignore_errors=True)
         resolved = subprocess.run(
-            ["mvn", "-B", "-q", "-f", str(ROOT / "deploy/local/kafka/pom.xml"),
-             f"-Dkafka.version={KAFKA_VERSION}", "dependency:copy-dependencies", "-DincludeScope=runtime",
-             f"-DoutputDirectory={staging}"],
+            [
+                "mvn",
+                "-B",
+                "-q",
+                "-f",
+                str(ROOT / "deploy/local/kafka/pom.xml"),
+                f"-Dkafka.version={KAFKA_VERSION}",
+                "dependency:copy-dependencies",
+                "-DincludeScope=runtime",
+                f"-DoutputDirectory={staging}",
+            ],
             check=False,
             capture_output=True,
             text=True,
@@ -332,8 +356,18 @@ class Kafka:
             cluster_id_file.write_text(cid)
         if not (self.data / "meta.properties").exists():
             subprocess.run(
-                ["java", "-cp", f"{self.libs}/*", "kafka.tools.StorageTool", "format", "-t",
-                 cluster_id_file.read_text().strip(), "-c", str(self.props), "--ignore-formatted"],
+                [
+                    "java",
+                    "-cp",
+                    f"{self.libs}/*",
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    cluster_id_file.read_text().strip(),
+                    "-c",
+                    str(self.props),
+                    "--ignore-formatted",
+                ],
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
@@ -351,9 +385,19 @@ class Kafka:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         log = self.log.open("ab")
         self.proc = subprocess.Popen(
-            ["java", "-Xms256m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-             f"-Dlog4j2.configurationFile={ROOT / 'deploy/local/kafka/log4j2.yaml'}",
-             f"-Dkafka.logs.dir={STATE / 'logs'}", "-cp", f"{self.libs}/*", "kafka.Kafka", str(self.props)],
+            [
+                "java",
+                "-Xms256m",
+                "-Xmx512m",
+                "-XX:+UseSerialGC",
+                "-XX:TieredStopAtLevel=1",
+                f"-Dlog4j2.configurationFile={ROOT / 'deploy/local/kafka/log4j2.yaml'}",
+                f"-Dkafka.logs.dir={STATE / 'logs'}",
+                "-cp",
+                f"{self.libs}/*",
+                "kafka.Kafka",
+                str(self.props),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -454,8 +498,22 @@ def infrastructure(mail: bool) -> Iterator[dict[str, str]]:
             maildir = STATE / "mail"
             for sub in ("tmp", "new", "cur"):  # a Maildir
                 (maildir / sub).mkdir(parents=True, exist_ok=True)
-            sink = Child("mail-sink", [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{SMTP_PORT}",
-                                       "-c", "aiosmtpd.handlers.Mailbox", str(maildir)], env, foreground=False)
+            sink = Child(
+                "mail-sink",
+                [
+                    sys.executable,
+                    "-m",
+                    "aiosmtpd",
+                    "-n",
+                    "-l",
+                    f"127.0.0.1:{SMTP_PORT}",
+                    "-c",
+                    "aiosmtpd.handlers.Mailbox",
+                    str(maildir),
+                ],
+                env,
+                foreground=False,
+            )
             started.append(sink)
             wait_until("mail sink", lambda: port_open(SMTP_PORT), 20, sink.proc, sink.log)
             env["SMTP_HOST"], env["SMTP_PORT"] = "127.0.0.1", str(SMTP_PORT)
@@ -482,9 +540,11 @@ def start_services(env: dict[str, str], foreground: bool) -> list[Child]:
         for i, name in enumerate(SERVICES)
     ]
     wait_until("intake HTTP", lambda: port_open(HTTP_PORT), 60, children[0].proc, children[0].log)
-    say(f"services started: {', '.join(f'{c.name} (pid {c.proc.pid})' for c in children)}; "
+    say(
+        f"services started: {', '.join(f'{c.name} (pid {c.proc.pid})' for c in children)}; "
         f"HTTP intake on http://127.0.0.1:{HTTP_PORT} (OpenAPI at /docs); health and metrics on ports "
-        f"{HTTP_PORT + 1}-{HTTP_PORT + len(SERVICES)} (/healthz, /readyz, /metrics)")
+        f"{HTTP_PORT + 1}-{HTTP_PORT + len(SERVICES)} (/healthz, /readyz, /metrics)"
+    )
     return children
 
 

@@ -91,9 +91,7 @@ def read_file(path: Path) -> BudgetFile:
     try:
         return BudgetFile.model_validate(data or {})
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors(include_input=False)
-        )
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors(include_input=False))
         raise ConfigError(f"{path}: {problems}") from None
 
 
@@ -127,8 +125,7 @@ def merge(document: BudgetFile, operator: BudgetFile | None, operator_path: Path
                 low, high = known_entry.range
                 if not low <= entry.max_count <= high:
                     raise ConfigError(
-                        f"{where}: {entry.pot_id}.max_count: {entry.max_count} "
-                        f"lies outside the document's range {low}-{high}"
+                        f"{where}: {entry.pot_id}.max_count: {entry.max_count} lies outside the document's range {low}-{high}"
                     )
             pots[entry.pot_id] = entry.model_copy(update={"range": known_entry.range})
         ceilings += operator.ceilings
@@ -139,32 +136,49 @@ def merge(document: BudgetFile, operator: BudgetFile | None, operator_path: Path
             raise ConfigError(f"{entry.pot_id}: programme {entry.programme!r} is not declared under programmes")
         if isinstance(entry, PotEntry):
             if entry.currency != programme.currency:
-                raise ConfigError(
-                    f"{entry.pot_id}: currency {entry.currency}, but {entry.programme} is in {programme.currency}"
+                raise ConfigError(f"{entry.pot_id}: currency {entry.currency}, but {entry.programme} is in {programme.currency}")
+            specs.append(
+                PotSpec(
+                    pot_id=entry.pot_id,
+                    programme=entry.programme,
+                    unit=entry.currency,
+                    total=entry.total_minor,
+                    source=entry.source,
+                    fund=entry.fund,
+                    budget_year=entry.budget_year,
                 )
-            specs.append(PotSpec(
-                pot_id=entry.pot_id, programme=entry.programme, unit=entry.currency, total=entry.total_minor,
-                source=entry.source, fund=entry.fund, budget_year=entry.budget_year,
-            ))
+            )
         else:
-            specs.append(PotSpec(
-                pot_id=entry.pot_id, programme=entry.programme, unit=COUNT, total=entry.max_count, source=entry.source,
-                instruments=tuple(sorted(entry.instruments)), allowed_range=entry.range,
-            ))
+            specs.append(
+                PotSpec(
+                    pot_id=entry.pot_id,
+                    programme=entry.programme,
+                    unit=COUNT,
+                    total=entry.max_count,
+                    source=entry.source,
+                    instruments=tuple(sorted(entry.instruments)),
+                    allowed_range=entry.range,
+                )
+            )
     keys = [(s.programme, s.fund, s.unit, s.budget_year) for s in specs if not s.is_count]
     if len(set(keys)) != len(keys):
         raise ConfigError("two money pots share programme, fund, currency and budget year")
     return BudgetConfig(
         programmes={
-            name: ProgrammeSpec(p.programme, p.currency, p.source, p.yearly_maximum_required)
-            for name, p in programmes.items()
+            name: ProgrammeSpec(p.programme, p.currency, p.source, p.yearly_maximum_required) for name, p in programmes.items()
         },
         pots=tuple(sorted(specs, key=lambda s: s.pot_id)),
         ceilings=tuple(
             Ceiling(
-                scheme=c.scheme, instrument=c.instrument, currency=c.currency, source=c.source,
-                yearly_minor=c.yearly_ceiling_minor, total_minor=c.grant_ceiling_minor, max_years=c.max_years,
-                from_year=c.from_year, to_year=c.to_year,
+                scheme=c.scheme,
+                instrument=c.instrument,
+                currency=c.currency,
+                source=c.source,
+                yearly_minor=c.yearly_ceiling_minor,
+                total_minor=c.grant_ceiling_minor,
+                max_years=c.max_years,
+                from_year=c.from_year,
+                to_year=c.to_year,
             )
             for c in ceilings
         ),

@@ -181,17 +181,30 @@ def check_ceilings(scheme: str, grant: ProposedGrant, ceilings: Iterable[Ceiling
                 return Refusal(f"ceiling:{name}", "budget.currency_mismatch", unit=grant.currency)
             if ceiling.yearly_minor is not None and slice_.amount.amount_minor > ceiling.yearly_minor:
                 return Refusal(
-                    f"yearly-ceiling:{name}", "budget.yearly_ceiling_exceeded", slice_.budget_year,
-                    ceiling.yearly_minor, slice_.amount.amount_minor, grant.currency,
+                    f"yearly-ceiling:{name}",
+                    "budget.yearly_ceiling_exceeded",
+                    slice_.budget_year,
+                    ceiling.yearly_minor,
+                    slice_.amount.amount_minor,
+                    grant.currency,
                 )
             if ceiling.total_minor is not None and total > ceiling.total_minor:
                 return Refusal(
-                    f"grant-ceiling:{name}", "budget.grant_ceiling_exceeded", years[0],
-                    ceiling.total_minor, total, grant.currency,
+                    f"grant-ceiling:{name}",
+                    "budget.grant_ceiling_exceeded",
+                    years[0],
+                    ceiling.total_minor,
+                    total,
+                    grant.currency,
                 )
             if ceiling.max_years is not None and span > ceiling.max_years:
                 return Refusal(
-                    f"duration:{name}", "budget.too_many_years", years[-1], ceiling.max_years, span, "years",
+                    f"duration:{name}",
+                    "budget.too_many_years",
+                    years[-1],
+                    ceiling.max_years,
+                    span,
+                    "years",
                 )
     return None
 
@@ -202,13 +215,14 @@ def check_years(grant: ProposedGrant, open_year: int | None, yearly_maximum: int
         year = slice_.budget_year
         if open_year is not None and year < open_year and slice_.amount.amount_minor > 0:
             return Refusal(f"year:{grant.programme}/{year}", "budget.year_closed", year)
-        if (
-            grant.conditional and year == open_year and yearly_maximum is not None
-            and slice_.amount.amount_minor > yearly_maximum
-        ):
+        if grant.conditional and year == open_year and yearly_maximum is not None and slice_.amount.amount_minor > yearly_maximum:
             return Refusal(
-                f"yearly-maximum:{grant.programme}/{year}", "budget.yearly_maximum_exceeded", year,
-                yearly_maximum, slice_.amount.amount_minor, grant.currency,
+                f"yearly-maximum:{grant.programme}/{year}",
+                "budget.yearly_maximum_exceeded",
+                year,
+                yearly_maximum,
+                slice_.amount.amount_minor,
+                grant.currency,
             )
     return None
 
@@ -231,9 +245,7 @@ def split(grant: ProposedGrant) -> list[Draw]:
     for slice_ in grant.schedule:
         parts = split_amount(slice_.amount.amount_minor, shares)
         draws += [
-            Draw(share.fund, slice_.budget_year, part)
-            for share, part in zip(grant.fund_shares, parts, strict=True)
-            if part > 0
+            Draw(share.fund, slice_.budget_year, part) for share, part in zip(grant.fund_shares, parts, strict=True) if part > 0
         ]
     return draws
 
@@ -251,10 +263,7 @@ def fund_pot(draw: Draw, pots: list[PotSpec], currency: str) -> PotSpec | None:
 def count_pots(grant: ProposedGrant, pots: list[PotSpec]) -> list[PotSpec]:
     """Counted limits on the grant's instrument: the whole-period ones, and those of its first year."""
     first = min(s.budget_year for s in grant.schedule)
-    return [
-        p for p in pots
-        if p.is_count and grant.instrument in p.instruments and p.budget_year in (None, first)
-    ]
+    return [p for p in pots if p.is_count and grant.instrument in p.instruments and p.budget_year in (None, first)]
 
 
 def place(grant: ProposedGrant, config: BudgetConfig) -> list[Placement] | Refusal:
@@ -265,8 +274,12 @@ def place(grant: ProposedGrant, config: BudgetConfig) -> list[Placement] | Refus
         pot = fund_pot(draw, pots, grant.currency)
         if pot is None:
             return Refusal(
-                f"pot:{grant.programme}/{draw.fund}", "budget.pot_not_configured", draw.budget_year,
-                None, draw.amount_minor, grant.currency,
+                f"pot:{grant.programme}/{draw.fund}",
+                "budget.pot_not_configured",
+                draw.budget_year,
+                None,
+                draw.amount_minor,
+                grant.currency,
             )
         if pot.total is None:
             return Refusal(f"pot:{pot.pot_id}", "budget.limit_not_set", draw.budget_year)
@@ -297,7 +310,10 @@ def check_fits(placements: list[Placement], balances: Mapping[str, PotBalance]) 
             return Refusal(
                 f"{'count' if counted else 'pot'}:{pot_id}",
                 "budget.count_exhausted" if counted else "budget.pot_exhausted",
-                first_year[pot_id], balance.available, need[pot_id], balance.unit,
+                first_year[pot_id],
+                balance.available,
+                need[pot_id],
+                balance.unit,
             )
     return None
 
@@ -335,19 +351,20 @@ class ReleaseError(ValueError):
     """A release the ledger cannot make (an operator error, not a budget refusal)."""
 
 
-def plan_release(
-    slices: list[Slice], shares: list[tuple[str, int, int]], reduce_to: Mapping[int, int] | None
-) -> ReleasePlan:
+def plan_release(slices: list[Slice], shares: list[tuple[str, int, int]], reduce_to: Mapping[int, int] | None) -> ReleasePlan:
     """What a withdrawal (`reduce_to` None) or a reduction returns: only future, scheduled slices.
 
     Withdrawn: every scheduled slice returns whole, counted limits included (the voucher was never
     used). Reduced: each named year's money slices are cut to the new yearly amount, split over the
     fund shares as at commitment; a year already opened (or closed) cannot be released."""
     if reduce_to is None:
-        return ReleasePlan([
-            Placement(s.pot_id, s.budget_year, s.unit, s.amount, s.fund)
-            for s in slices if s.state == "scheduled" and s.amount > 0
-        ])
+        return ReleasePlan(
+            [
+                Placement(s.pot_id, s.budget_year, s.unit, s.amount, s.fund)
+                for s in slices
+                if s.state == "scheduled" and s.amount > 0
+            ]
+        )
     money = [s for s in slices if s.unit != COUNT]
     by_year: dict[int, list[Slice]] = defaultdict(list)
     for s in money:

@@ -103,38 +103,76 @@ async def on_eligibility_decided(
         refusal = Refusal(f"pot:{missing[0]}", "budget.pot_not_configured") if missing else check_fits(placements, balances)
     if refusal is not None:
         await repository.record_refusal(
-            conn, decided.application_id, refusal.limit, refusal.message_key, refusal.budget_year,
-            refusal.available, refusal.requested, refusal.unit, now,
+            conn,
+            decided.application_id,
+            refusal.limit,
+            refusal.message_key,
+            refusal.budget_year,
+            refusal.available,
+            refusal.requested,
+            refusal.unit,
+            now,
         )
-        await uow.publish(GrantRefused(
-            application_id=decided.application_id, refused_at=now, scheme=decided.scheme, limit=refusal.limit,
-            message_key=refusal.message_key, budget_year=refusal.budget_year,
-            available=_money(refusal.available, refusal.unit), requested=_money(refusal.requested, refusal.unit),
-            available_count=_count(refusal.available, refusal.unit),
-            requested_count=_count(refusal.requested, refusal.unit),
-            recipient=decided.recipient,
-        ))
-        log.info("grant refused", limit=refusal.limit, message_key=refusal.message_key, budget_year=refusal.budget_year,
-                 available=refusal.available, requested=refusal.requested, unit=refusal.unit)
+        await uow.publish(
+            GrantRefused(
+                application_id=decided.application_id,
+                refused_at=now,
+                scheme=decided.scheme,
+                limit=refusal.limit,
+                message_key=refusal.message_key,
+                budget_year=refusal.budget_year,
+                available=_money(refusal.available, refusal.unit),
+                requested=_money(refusal.requested, refusal.unit),
+                available_count=_count(refusal.available, refusal.unit),
+                requested_count=_count(refusal.requested, refusal.unit),
+                recipient=decided.recipient,
+            )
+        )
+        log.info(
+            "grant refused",
+            limit=refusal.limit,
+            message_key=refusal.message_key,
+            budget_year=refusal.budget_year,
+            available=refusal.available,
+            requested=refusal.requested,
+            unit=refusal.unit,
+        )
         return "refused"
 
     assert state is not None
     grant_id = str(uuid.uuid4())
     new = repository.NewGrant(
-        grant_id=grant_id, application_id=decided.application_id, scheme=decided.scheme, programme=grant.programme,
-        instrument=grant.instrument, currency=grant.currency, conditional=grant.conditional,
+        grant_id=grant_id,
+        application_id=decided.application_id,
+        scheme=decided.scheme,
+        programme=grant.programme,
+        instrument=grant.instrument,
+        currency=grant.currency,
+        conditional=grant.conditional,
         fund_shares=[(s.fund, s.numerator, s.denominator) for s in grant.fund_shares],
         grant_json=grant.model_dump(mode="json"),
     )
     states = [initial_state(p.budget_year, state.open_year) for p in placements]
     await repository.record_commitment(conn, new, placements, states, cause=cause, at=now)
-    await uow.publish(GrantCommitted(
-        application_id=decided.application_id, grant_id=grant_id, committed_at=now, scheme=decided.scheme,
-        grant=grant, recipient=decided.recipient,
-    ))
-    log.info("grant committed", grant_id=grant_id, programme=grant.programme, instrument=grant.instrument,
-             currency=grant.currency, amount_minor=grant.total.amount_minor,
-             pots=sorted({p.pot_id for p in placements}))
+    await uow.publish(
+        GrantCommitted(
+            application_id=decided.application_id,
+            grant_id=grant_id,
+            committed_at=now,
+            scheme=decided.scheme,
+            grant=grant,
+            recipient=decided.recipient,
+        )
+    )
+    log.info(
+        "grant committed",
+        grant_id=grant_id,
+        programme=grant.programme,
+        instrument=grant.instrument,
+        currency=grant.currency,
+        amount_minor=grant.total.amount_minor,
+        pots=sorted({p.pot_id for p in placements}),
+    )
     return "committed"
 
 
@@ -150,9 +188,7 @@ class ResetOutcome:
     closed: int = 0
 
 
-async def on_ceiling_reset(
-    uow: UnitOfWork, reset: CeilingReset, *, cause: str, now: datetime | None = None
-) -> ResetOutcome:
+async def on_ceiling_reset(uow: UnitOfWork, reset: CeilingReset, *, cause: str, now: datetime | None = None) -> ResetOutcome:
     """Open the programme's next budget year for all its grants at once (set-based, one transaction).
 
     Idempotent per programme and year: the same year again changes nothing; an earlier year stays
@@ -175,26 +211,46 @@ async def on_ceiling_reset(
             f"cannot open {reset.budget_year}: {reset.programme} has {state.open_year} open; open the years in turn"
         )
     if decision != "open":
-        log.info("ceiling reset changes nothing", decision=decision, programme=reset.programme,
-                 budget_year=reset.budget_year, open_year=state.open_year)
+        log.info(
+            "ceiling reset changes nothing",
+            decision=decision,
+            programme=reset.programme,
+            budget_year=reset.budget_year,
+            open_year=state.open_year,
+        )
         return ResetOutcome(decision)
     if maximum is None and state.yearly_maximum_required:
         raise PoisonMessage(f"{reset.programme} needs the agency's yearly maximum to open {reset.budget_year}")
     result = await repository.apply_reset(
-        conn, reset.programme, reset.budget_year, maximum.amount_minor if maximum else None,
-        reset_id=reset.reset_id, opened_at=reset.opened_at, cause=cause, at=now,
+        conn,
+        reset.programme,
+        reset.budget_year,
+        maximum.amount_minor if maximum else None,
+        reset_id=reset.reset_id,
+        opened_at=reset.opened_at,
+        cause=cause,
+        at=now,
     )
-    log.info("budget year opened", programme=reset.programme, budget_year=reset.budget_year,
-             slices_opened=result.slices_opened, slices_capped=result.slices_capped,
-             amount_capped_minor=result.amount_capped_minor, slices_closed=result.slices_closed)
-    return ResetOutcome(
-        "open", result.slices_opened, result.slices_capped, result.amount_capped_minor, result.slices_closed
+    log.info(
+        "budget year opened",
+        programme=reset.programme,
+        budget_year=reset.budget_year,
+        slices_opened=result.slices_opened,
+        slices_capped=result.slices_capped,
+        amount_capped_minor=result.amount_capped_minor,
+        slices_closed=result.slices_closed,
     )
+    return ResetOutcome("open", result.slices_opened, result.slices_capped, result.amount_capped_minor, result.slices_closed)
 
 
 async def request_year_opening(
-    uow: UnitOfWork, config: BudgetConfig, programme: str, budget_year: int, yearly_maximum_minor: int | None,
-    *, now: datetime | None = None,
+    uow: UnitOfWork,
+    config: BudgetConfig,
+    programme: str,
+    budget_year: int,
+    yearly_maximum_minor: int | None,
+    *,
+    now: datetime | None = None,
 ) -> Literal["requested", "already_requested"]:
     """The operator command (or a scheduled job): publish CeilingReset through the outbox, once per
     programme and year. The service applies it when it consumes it."""
@@ -203,9 +259,7 @@ async def request_year_opening(
     if spec is None:
         raise ValueError(f"unknown programme {programme!r}; known: {', '.join(sorted(config.programmes))}")
     if spec.yearly_maximum_required and yearly_maximum_minor is None:
-        raise ValueError(
-            f"{programme}: the agency's yearly maximum for {budget_year} is required (--yearly-maximum-minor)"
-        )
+        raise ValueError(f"{programme}: the agency's yearly maximum for {budget_year} is required (--yearly-maximum-minor)")
     row = await repository.programme_row(uow.conn, programme)
     open_year = row["open_year"] if row is not None else None
     if open_year is not None and budget_year not in (open_year, open_year + 1):
@@ -213,10 +267,16 @@ async def request_year_opening(
     event_id = reset_event_id(programme, budget_year)
     if not await repository.request_reset(uow.conn, programme, budget_year, event_id, now):
         return "already_requested"
-    await uow.publish(CeilingReset(
-        reset_id=reset_id(programme, budget_year), programme=programme, budget_year=budget_year, opened_at=now,
-        yearly_maximum=_money(yearly_maximum_minor, spec.currency) if yearly_maximum_minor is not None else None,
-    ), event_id=event_id)
+    await uow.publish(
+        CeilingReset(
+            reset_id=reset_id(programme, budget_year),
+            programme=programme,
+            budget_year=budget_year,
+            opened_at=now,
+            yearly_maximum=_money(yearly_maximum_minor, spec.currency) if yearly_maximum_minor is not None else None,
+        ),
+        event_id=event_id,
+    )
     return "requested"
 
 
@@ -224,7 +284,11 @@ async def request_year_opening(
 
 
 async def release_grant(
-    uow: UnitOfWork, application_id: str, reduce_to: Mapping[int, int] | None, *, cause: str,
+    uow: UnitOfWork,
+    application_id: str,
+    reduce_to: Mapping[int, int] | None,
+    *,
+    cause: str,
     now: datetime | None = None,
 ) -> GrantReleased | None:
     """Return a withdrawn grant's future slices (reduce_to None), or cut named future years to new
@@ -255,14 +319,20 @@ async def release_grant(
             remaining[s.budget_year] = remaining.get(s.budget_year, 0) + s.amount
     currency = grant.currency
     event = GrantReleased(
-        application_id=application_id, grant_id=grant.grant_id, released_at=now, scheme=grant.scheme,  # type: ignore[arg-type]
-        programme=grant.programme, reason=reason,
+        application_id=application_id,
+        grant_id=grant.grant_id,
+        released_at=now,
+        scheme=grant.scheme,  # type: ignore[arg-type]
+        programme=grant.programme,
+        reason=reason,
         released=[
             ReleasedAmount(
-                budget_year=p.budget_year, fund=p.fund or "",
+                budget_year=p.budget_year,
+                fund=p.fund or "",
                 amount=Money(amount_minor=p.amount, currency=currency),  # type: ignore[arg-type]
             )
-            for p in plan.releases if p.unit != COUNT
+            for p in plan.releases
+            if p.unit != COUNT
         ],
         remaining=[
             ScheduledAmount(budget_year=y, amount=Money(amount_minor=a, currency=currency))  # type: ignore[arg-type]
@@ -270,7 +340,11 @@ async def release_grant(
         ],
     )
     await uow.publish(event)
-    log.info("grant released", grant_id=grant.grant_id, reason=reason,
-             released_minor=sum(p.amount for p in plan.releases if p.unit != COUNT),
-             counts_released=sum(p.amount for p in plan.releases if p.unit == COUNT))
+    log.info(
+        "grant released",
+        grant_id=grant.grant_id,
+        reason=reason,
+        released_minor=sum(p.amount for p in plan.releases if p.unit != COUNT),
+        counts_released=sum(p.amount for p in plan.releases if p.unit == COUNT),
+    )
     return event

@@ -144,9 +144,10 @@ class OpenDataConfig(_Strict):
         Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")],
         Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}-[A-Z0-9_]{2,40}$")] | None,
     ] = Field(default_factory=dict)
-    programmes: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,119}$")], ProgrammeSettings] = (
-        Field(default_factory=dict)
+    programmes: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,119}$")], ProgrammeSettings] = Field(
+        default_factory=dict
     )
+
     @field_validator("recipient_org_id_schemes", mode="before")
     @classmethod
     def _quoted_country_codes(cls, value: Any) -> Any:
@@ -223,8 +224,15 @@ class CommittedGrant:
 
     @classmethod
     def from_proposed(
-        cls, grant_id: str, application: Application, proposed: ProposedGrant, committed_at: datetime,
-        *, scheme: str | None = None, updated_at: datetime | None = None, status: str = "committed",
+        cls,
+        grant_id: str,
+        application: Application,
+        proposed: ProposedGrant,
+        committed_at: datetime,
+        *,
+        scheme: str | None = None,
+        updated_at: datetime | None = None,
+        status: str = "committed",
         amounts: Mapping[int, int] | None = None,
     ) -> CommittedGrant:
         """A record from the committed ProposedGrant (amounts: as committed unless given)."""
@@ -234,11 +242,18 @@ class CommittedGrant:
                 summed[item.budget_year] = summed.get(item.budget_year, 0) + item.amount.amount_minor
             amounts = summed
         return cls(
-            grant_id=grant_id, application_id=application.application_id, scheme=scheme or application.scheme,
-            programme=proposed.programme, instrument=proposed.instrument, currency=proposed.currency,
-            status=status, fund_shares=tuple(proposed.fund_shares),
+            grant_id=grant_id,
+            application_id=application.application_id,
+            scheme=scheme or application.scheme,
+            programme=proposed.programme,
+            instrument=proposed.instrument,
+            currency=proposed.currency,
+            status=status,
+            fund_shares=tuple(proposed.fund_shares),
             amounts=tuple(sorted((y, a) for y, a in amounts.items() if a > 0)),
-            committed_at=committed_at, updated_at=updated_at or committed_at, application=application,
+            committed_at=committed_at,
+            updated_at=updated_at or committed_at,
+            application=application,
         )
 
 
@@ -267,7 +282,9 @@ def _json(value: Any) -> Any:
 
 
 async def load_committed(
-    conn: asyncpg.Connection, *, programmes: Collection[str] | None = None,
+    conn: asyncpg.Connection,
+    *,
+    programmes: Collection[str] | None = None,
     application_ids: Collection[str] | None = None,
 ) -> list[CommittedGrant]:
     """Every grant the ledger holds money for (status committed, or withdrawn with opened years left),
@@ -289,11 +306,18 @@ async def load_committed(
             continue  # nothing left: withdrawn before any of its years opened
         proposed = ProposedGrant.model_validate(_json(row["grant_json"]))
         application = Application.model_validate(_json(row["application"]))
-        grants.append(CommittedGrant.from_proposed(
-            row["grant_id"], application, proposed, row["committed_at"], scheme=row["scheme"],
-            updated_at=row["updated_at"], status=row["status"],
-            amounts=dict(zip(row["years"], row["amounts"], strict=True)),
-        ))
+        grants.append(
+            CommittedGrant.from_proposed(
+                row["grant_id"],
+                application,
+                proposed,
+                row["committed_at"],
+                scheme=row["scheme"],
+                updated_at=row["updated_at"],
+                status=row["status"],
+                amounts=dict(zip(row["years"], row["amounts"], strict=True)),
+            )
+        )
     return grants
 
 
@@ -374,8 +398,7 @@ class _Missing:
         if self.keys:
             listed = "; ".join(f"{key} ({why})" for key, why in sorted(self.keys.items()))
             raise OpenDataError(
-                f"{what} refused: operator key(s) not set in {self.config.source} (the file named by {ENV_FILE}): "
-                f"{listed}",
+                f"{what} refused: operator key(s) not set in {self.config.source} (the file named by {ENV_FILE}): {listed}",
                 missing_keys=sorted(self.keys),
             )
 
@@ -400,12 +423,21 @@ def recipient_org_id(grant: CommittedGrant, config: OpenDataConfig, prefix: str)
 def _grant_360(grant: CommittedGrant, config: OpenDataConfig, missing: _Missing) -> dict[str, Any]:
     settings = _programme(config, grant.programme)
     base = f"programmes.{grant.programme}"
-    prefix = missing.need(config.threesixtygiving.identifier_prefix, "threesixtygiving.identifier_prefix",
-                          "360Giving prefix of every grant identifier")
-    funder_id = missing.need(settings.funding_organisation.id, f"{base}.funding_organisation.id",
-                             f"Funding Org:Identifier of programme {grant.programme}")
-    funder_name = missing.need(settings.funding_organisation.name, f"{base}.funding_organisation.name",
-                               f"Funding Org:Name of programme {grant.programme}")
+    prefix = missing.need(
+        config.threesixtygiving.identifier_prefix,
+        "threesixtygiving.identifier_prefix",
+        "360Giving prefix of every grant identifier",
+    )
+    funder_id = missing.need(
+        settings.funding_organisation.id,
+        f"{base}.funding_organisation.id",
+        f"Funding Org:Identifier of programme {grant.programme}",
+    )
+    funder_name = missing.need(
+        settings.funding_organisation.name,
+        f"{base}.funding_organisation.name",
+        f"Funding Org:Name of programme {grant.programme}",
+    )
     applicant = grant.application.applicant
     start, end = planned_dates(grant)
     recipient: dict[str, Any] = {
@@ -427,10 +459,12 @@ def _grant_360(grant: CommittedGrant, config: OpenDataConfig, missing: _Missing)
         "awardDate": _utc(grant.committed_at).date().isoformat(),
         "plannedDates": [{"startDate": start.isoformat(), "endDate": end.isoformat()}],
         "recipientOrganization": [recipient],
-        "beneficiaryLocation": [{
-            "name": applicant.region or country_name(applicant.country),
-            "countryCode": applicant.country,
-        }],
+        "beneficiaryLocation": [
+            {
+                "name": applicant.region or country_name(applicant.country),
+                "countryCode": applicant.country,
+            }
+        ],
         "fundingOrganization": [{"id": funder_id, "name": funder_name}],
         "grantProgramme": [programme],
         "dateModified": _utc(grant.updated_at).isoformat(timespec="seconds"),
@@ -452,8 +486,9 @@ def threesixtygiving_package(
     missing = _Missing(config)
     settings = config.threesixtygiving
     license_url = missing.need(settings.license, "threesixtygiving.license", "licence URL of the published data")
-    publisher_name = missing.need(settings.publisher.name, "threesixtygiving.publisher.name",
-                                  "name of the publishing organisation")
+    publisher_name = missing.need(
+        settings.publisher.name, "threesixtygiving.publisher.name", "name of the publishing organisation"
+    )
     items = [_grant_360(g, config, missing) for g in grants]
     missing.check("360Giving export")
     if not items:
@@ -552,36 +587,48 @@ def eu_operation_rows(grants: Iterable[CommittedGrant], config: OpenDataConfig) 
             continue
         eu = _programme(config, grant.programme).eu
         base = f"programmes.{grant.programme}.eu"
-        template = missing.need(eu.operation_code, f"{base}.operation_code",
-                                f"operation code scheme of programme {grant.programme}")
+        template = missing.need(
+            eu.operation_code, f"{base}.operation_code", f"operation code scheme of programme {grant.programme}"
+        )
         code = ""
         if template:
             fields = _template_fields(template)
             cci = eu.cci
             if "cci" in fields:
                 cci = missing.need(eu.cci, f"{base}.cci", f"CCI code used by {base}.operation_code")
-            code = template.format(**{k: v for k, v in {
-                "cci": cci or "", "application_id": grant.application_id, "grant_id": grant.grant_id,
-                "programme": grant.programme, "award_year": str(_utc(grant.committed_at).year),
-            }.items() if k in fields})
+            code = template.format(
+                **{
+                    k: v
+                    for k, v in {
+                        "cci": cci or "",
+                        "application_id": grant.application_id,
+                        "grant_id": grant.grant_id,
+                        "programme": grant.programme,
+                        "award_year": str(_utc(grant.committed_at).year),
+                    }.items()
+                    if k in fields
+                }
+            )
         applicant = grant.application.applicant
         start, end = planned_dates(grant)
         funds = sorted({EU_FUNDS[s.fund] for s in grant.fund_shares if s.fund in EU_FUNDS})
-        rows.append([
-            code,
-            applicant.organisation_name,
-            title_of(grant),
-            description_of(grant, config),
-            start.isoformat(),
-            end.isoformat(),
-            _cell(major_units(grant.total_minor, grant.currency)),
-            grant.currency,
-            "; ".join(funds),
-            _cell(percent(eu_share(grant))),
-            applicant.region or country_name(applicant.country),
-            applicant.country,
-            country_name(applicant.country),
-        ])
+        rows.append(
+            [
+                code,
+                applicant.organisation_name,
+                title_of(grant),
+                description_of(grant, config),
+                start.isoformat(),
+                end.isoformat(),
+                _cell(major_units(grant.total_minor, grant.currency)),
+                grant.currency,
+                "; ".join(funds),
+                _cell(percent(eu_share(grant))),
+                applicant.region or country_name(applicant.country),
+                applicant.country,
+                country_name(applicant.country),
+            ]
+        )
     missing.check("EU list of operations")
     codes = [row[0] for row in rows[1:]]
     duplicates = sorted({c for c in codes if codes.count(c) > 1})
@@ -601,9 +648,7 @@ def dumps_json(value: Any, indent: int = 2) -> str:
         if isinstance(item, Mapping):
             if not item:
                 return "{}"
-            members = [
-                f"{inner}{json.dumps(str(k), ensure_ascii=False)}: {encode(v, level + 1)}" for k, v in item.items()
-            ]
+            members = [f"{inner}{json.dumps(str(k), ensure_ascii=False)}: {encode(v, level + 1)}" for k, v in item.items()]
             return "{\n" + ",\n".join(members) + f"\n{outer}}}"
         if isinstance(item, list | tuple):
             if not item:
@@ -646,8 +691,12 @@ def _write(text: str, output: Path | TextIO) -> None:
 
 
 def write_360giving(
-    grants: Sequence[CommittedGrant], config: OpenDataConfig, output: Path | TextIO, *,
-    fmt: Literal["json", "csv"] = "json", issued: datetime | None = None,
+    grants: Sequence[CommittedGrant],
+    config: OpenDataConfig,
+    output: Path | TextIO,
+    *,
+    fmt: Literal["json", "csv"] = "json",
+    issued: datetime | None = None,
 ) -> int:
     """Write the 360Giving JSON package or CSV; returns the number of grants written."""
     if fmt == "json":

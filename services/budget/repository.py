@@ -36,7 +36,10 @@ async def load_config(conn: asyncpg.Connection, config: BudgetConfig) -> int:
                    ON CONFLICT (programme) DO UPDATE SET yearly_maximum_required = EXCLUDED.yearly_maximum_required,
                                                          source = EXCLUDED.source
                    RETURNING currency""",
-                spec.programme, spec.currency, spec.yearly_maximum_required, spec.source,
+                spec.programme,
+                spec.currency,
+                spec.yearly_maximum_required,
+                spec.source,
             )
             if row["currency"] != spec.currency:
                 raise LedgerConfigError(
@@ -52,8 +55,14 @@ async def load_config(conn: asyncpg.Connection, config: BudgetConfig) -> int:
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                    ON CONFLICT (pot_id) DO UPDATE SET total_minor = EXCLUDED.total_minor, source = EXCLUDED.source
                    RETURNING programme, unit, fund, instruments, budget_year""",
-                pot.pot_id, pot.programme, pot.unit, pot.fund, list(pot.instruments) if pot.is_count else None,
-                pot.budget_year, pot.total, pot.source,
+                pot.pot_id,
+                pot.programme,
+                pot.unit,
+                pot.fund,
+                list(pot.instruments) if pot.is_count else None,
+                pot.budget_year,
+                pot.total,
+                pot.source,
             )
             instruments = tuple(sorted(row["instruments"] or ()))
             stored = (row["programme"], row["unit"], row["fund"], instruments, row["budget_year"])
@@ -86,8 +95,7 @@ async def lock_programme(conn: asyncpg.Connection, programme: str, *, exclusive:
     """Lock 2: FOR SHARE by commits and releases (they run side by side), FOR UPDATE by a reset."""
     mode = "FOR UPDATE" if exclusive else "FOR SHARE"
     row = await conn.fetchrow(
-        "SELECT programme, currency, open_year, yearly_maximum_required FROM budget.programmes"
-        f" WHERE programme = $1 {mode}",
+        f"SELECT programme, currency, open_year, yearly_maximum_required FROM budget.programmes WHERE programme = $1 {mode}",
         programme,
     )
     if row is None:
@@ -96,7 +104,8 @@ async def lock_programme(conn: asyncpg.Connection, programme: str, *, exclusive:
     if row["open_year"] is not None:
         maximum = await conn.fetchval(
             "SELECT yearly_maximum_minor FROM budget.budget_years WHERE programme = $1 AND budget_year = $2",
-            programme, row["open_year"],
+            programme,
+            row["open_year"],
         )
     return ProgrammeState(row["programme"], row["currency"], row["open_year"], maximum, row["yearly_maximum_required"])
 
@@ -109,8 +118,7 @@ async def lock_pots(conn: asyncpg.Connection, pot_ids: Iterable[str]) -> dict[st
         sorted(set(pot_ids)),
     )
     return {
-        r["pot_id"]: PotBalance(r["pot_id"], r["unit"], r["total_minor"], r["committed_minor"], r["released_minor"])
-        for r in rows
+        r["pot_id"]: PotBalance(r["pot_id"], r["unit"], r["total_minor"], r["committed_minor"], r["released_minor"]) for r in rows
     }
 
 
@@ -118,11 +126,13 @@ async def lock_pots(conn: asyncpg.Connection, pot_ids: Iterable[str]) -> dict[st
 
 
 async def already_decided(conn: asyncpg.Connection, application_id: str) -> bool:
-    return bool(await conn.fetchval(
-        """SELECT EXISTS (SELECT 1 FROM budget.grants WHERE application_id = $1)
+    return bool(
+        await conn.fetchval(
+            """SELECT EXISTS (SELECT 1 FROM budget.grants WHERE application_id = $1)
                OR EXISTS (SELECT 1 FROM budget.refusals WHERE application_id = $1)""",
-        application_id,
-    ))
+            application_id,
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -139,8 +149,13 @@ class NewGrant:
 
 
 async def record_commitment(
-    conn: asyncpg.Connection, grant: NewGrant, placements: Sequence[Placement], states: Sequence[SliceState],
-    *, cause: str, at: datetime,
+    conn: asyncpg.Connection,
+    grant: NewGrant,
+    placements: Sequence[Placement],
+    states: Sequence[SliceState],
+    *,
+    cause: str,
+    at: datetime,
 ) -> None:
     """The grant, its slices, one commit entry per slice (and an open entry for an open year's
     slice), and the pots' materialised balances: all in the caller's transaction."""
@@ -148,14 +163,24 @@ async def record_commitment(
         """INSERT INTO budget.grants (grant_id, application_id, scheme, programme, instrument, currency, conditional,
                                       fund_shares, status, grant_json, committed_at, updated_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'committed', $9, $10, $10)""",
-        grant.grant_id, grant.application_id, grant.scheme, grant.programme, grant.instrument, grant.currency,
-        grant.conditional, [list(s) for s in grant.fund_shares], grant.grant_json, at,
+        grant.grant_id,
+        grant.application_id,
+        grant.scheme,
+        grant.programme,
+        grant.instrument,
+        grant.currency,
+        grant.conditional,
+        [list(s) for s in grant.fund_shares],
+        grant.grant_json,
+        at,
     )
     await conn.executemany(
         """INSERT INTO budget.slices (grant_id, pot_id, budget_year, programme, unit, fund, amount_minor, state)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
-        [(grant.grant_id, p.pot_id, p.budget_year, grant.programme, p.unit, p.fund, p.amount, s)
-         for p, s in zip(placements, states, strict=True)],
+        [
+            (grant.grant_id, p.pot_id, p.budget_year, grant.programme, p.unit, p.fund, p.amount, s)
+            for p, s in zip(placements, states, strict=True)
+        ],
     )
     entries = [(p, "commit", "committed") for p in placements]
     entries += [(p, "open", "committed_in_open_year") for p, s in zip(placements, states, strict=True) if s == "open"]
@@ -175,20 +200,37 @@ async def insert_entries(
         """INSERT INTO budget.entries
                           (pot_id, grant_id, kind, budget_year, amount_minor, unit, reason, cause, created_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
-        [(p.pot_id, grant_id, kind, p.budget_year, p.amount, p.unit, reason, cause, at)
-         for p, kind, reason in entries if p.amount > 0],
+        [
+            (p.pot_id, grant_id, kind, p.budget_year, p.amount, p.unit, reason, cause, at)
+            for p, kind, reason in entries
+            if p.amount > 0
+        ],
     )
 
 
 async def record_refusal(
-    conn: asyncpg.Connection, application_id: str, limit_id: str, message_key: str, budget_year: int | None,
-    available: int | None, requested: int | None, unit: str | None, at: datetime,
+    conn: asyncpg.Connection,
+    application_id: str,
+    limit_id: str,
+    message_key: str,
+    budget_year: int | None,
+    available: int | None,
+    requested: int | None,
+    unit: str | None,
+    at: datetime,
 ) -> None:
     await conn.execute(
         """INSERT INTO budget.refusals
                   (application_id, limit_id, message_key, budget_year, available, requested, unit, refused_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
-        application_id, limit_id, message_key, budget_year, available, requested, unit, at,
+        application_id,
+        limit_id,
+        message_key,
+        budget_year,
+        available,
+        requested,
+        unit,
+        at,
     )
 
 
@@ -217,8 +259,16 @@ async def lock_grant(conn: asyncpg.Connection, application_id: str) -> GrantRow 
     if row is None:
         return None
     shares = [(str(f), int(n), int(d)) for f, n, d in row["fund_shares"]]
-    return GrantRow(row["grant_id"], row["application_id"], row["scheme"], row["programme"], row["instrument"],
-                    row["currency"], row["status"], shares)
+    return GrantRow(
+        row["grant_id"],
+        row["application_id"],
+        row["scheme"],
+        row["programme"],
+        row["instrument"],
+        row["currency"],
+        row["status"],
+        shares,
+    )
 
 
 async def programme_of_grant(conn: asyncpg.Connection, application_id: str) -> str | None:
@@ -237,8 +287,14 @@ async def slices_of(conn: asyncpg.Connection, grant_id: str) -> list[Slice]:
 
 
 async def record_release(
-    conn: asyncpg.Connection, grant_id: str, releases: Sequence[Placement], *, reason: str, withdraw: bool,
-    cause: str, at: datetime,
+    conn: asyncpg.Connection,
+    grant_id: str,
+    releases: Sequence[Placement],
+    *,
+    reason: str,
+    withdraw: bool,
+    cause: str,
+    at: datetime,
 ) -> None:
     await insert_entries(conn, grant_id, [(p, "release", reason) for p in releases], cause=cause, at=at)
     await conn.executemany(
@@ -256,7 +312,8 @@ async def record_release(
     await conn.execute(
         f"""UPDATE budget.grants SET updated_at = $2{", status = 'withdrawn'" if withdraw else ""}
             WHERE grant_id = $1""",
-        grant_id, at,
+        grant_id,
+        at,
     )
 
 
@@ -272,8 +329,15 @@ class ResetResult:
 
 
 async def apply_reset(
-    conn: asyncpg.Connection, programme: str, budget_year: int, yearly_maximum: int | None, *,
-    reset_id: str, opened_at: datetime, cause: str, at: datetime,
+    conn: asyncpg.Connection,
+    programme: str,
+    budget_year: int,
+    yearly_maximum: int | None,
+    *,
+    reset_id: str,
+    opened_at: datetime,
+    cause: str,
+    at: datetime,
 ) -> ResetResult:
     """Open `budget_year` for `programme`, in the caller's transaction (which holds the programme
     FOR UPDATE): close the earlier years, cap conditional slices at the yearly maximum (the excess
@@ -283,7 +347,8 @@ async def apply_reset(
     closed = await conn.execute(
         """UPDATE budget.slices SET state = 'closed'
            WHERE programme = $1 AND budget_year < $2 AND state IN ('open', 'scheduled')""",
-        programme, budget_year,
+        programme,
+        budget_year,
     )
     capped_count, capped_amount = 0, 0
     if yearly_maximum is not None:
@@ -311,7 +376,11 @@ async def apply_reset(
                )
                SELECT (SELECT count(*) FROM cut) AS n, (SELECT coalesce(sum(excess), 0) FROM over) AS amount,
                       (SELECT count(*) FROM pots) AS pots""",
-            programme, budget_year, yearly_maximum, cause, at,
+            programme,
+            budget_year,
+            yearly_maximum,
+            cause,
+            at,
         )
         capped_count, capped_amount = int(row["n"]), int(row["amount"])
     opened = await conn.fetchval(
@@ -327,34 +396,51 @@ async def apply_reset(
                RETURNING 1
            )
            SELECT count(*) FROM opened""",
-        programme, budget_year, cause, at,
+        programme,
+        budget_year,
+        cause,
+        at,
     )
     await conn.execute("UPDATE budget.programmes SET open_year = $2 WHERE programme = $1", programme, budget_year)
     await conn.execute(
         """INSERT INTO budget.budget_years (programme, budget_year, reset_id, yearly_maximum_minor, opened_at,
                                             applied_at, slices_opened, slices_capped, amount_capped_minor)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
-        programme, budget_year, reset_id, yearly_maximum, opened_at, at, int(opened), capped_count, capped_amount,
+        programme,
+        budget_year,
+        reset_id,
+        yearly_maximum,
+        opened_at,
+        at,
+        int(opened),
+        capped_count,
+        capped_amount,
     )
     return ResetResult(int(opened), capped_count, capped_amount, int(closed.split()[-1]))
 
 
 async def year_opened(conn: asyncpg.Connection, programme: str, budget_year: int) -> bool:
-    return bool(await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM budget.budget_years WHERE programme = $1 AND budget_year = $2)",
-        programme, budget_year,
-    ))
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM budget.budget_years WHERE programme = $1 AND budget_year = $2)",
+            programme,
+            budget_year,
+        )
+    )
 
 
-async def request_reset(
-    conn: asyncpg.Connection, programme: str, budget_year: int, event_id: str, at: datetime
-) -> bool:
+async def request_reset(conn: asyncpg.Connection, programme: str, budget_year: int, event_id: str, at: datetime) -> bool:
     """Record an operator's (or a job's) request to open a year; False if it was already asked for."""
-    return bool(await conn.fetchval(
-        """INSERT INTO budget.reset_requests (programme, budget_year, event_id, requested_at) VALUES ($1, $2, $3, $4)
+    return bool(
+        await conn.fetchval(
+            """INSERT INTO budget.reset_requests (programme, budget_year, event_id, requested_at) VALUES ($1, $2, $3, $4)
            ON CONFLICT DO NOTHING RETURNING true""",
-        programme, budget_year, event_id, at,
-    ))
+            programme,
+            budget_year,
+            event_id,
+            at,
+        )
+    )
 
 
 async def programme_row(conn: asyncpg.Connection, programme: str) -> asyncpg.Record | None:

@@ -30,8 +30,11 @@ def build(settings: EligibilitySettings) -> ServiceRuntime:
                 if uow.duplicate:
                     return
                 outcome = await handlers.on_application_received(uow, received, parameters)
-            log.info("application decided" if outcome else "application already decided",
-                     scheme=received.application.scheme, outcome=outcome)
+            log.info(
+                "application decided" if outcome else "application already decided",
+                scheme=received.application.scheme,
+                outcome=outcome,
+            )
 
     runtime.subscribe(Topic.APPLICATION_RECEIVED, on_received)
 

@@ -35,8 +35,12 @@ async def record_assessment(conn: asyncpg.Connection, assessment: AssessmentSubm
                assessment_id = EXCLUDED.assessment_id, submitted_at = EXCLUDED.submitted_at
            WHERE eligibility.assessments.submitted_at < EXCLUDED.submitted_at
            RETURNING true""",
-        assessment.assessment_id, assessment.application_id, assessment.call_id, assessment.assessor_id,
-        dict(assessment.scores), assessment.submitted_at,
+        assessment.assessment_id,
+        assessment.application_id,
+        assessment.call_id,
+        assessment.assessor_id,
+        dict(assessment.scores),
+        assessment.submitted_at,
     )
     return bool(inserted)
 
@@ -60,7 +64,8 @@ async def close_call(
     rows = await conn.fetch(
         """SELECT a.application FROM eligibility.decisions d JOIN eligibility.applications a USING (application_id)
            WHERE d.scheme = $1 AND a.call_id = $2 AND d.outcome = 'eligible'""",
-        scheme, call_id,
+        scheme,
+        call_id,
     )
     applications = [Application.model_validate(r["application"]) for r in rows]
     scores: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
@@ -75,14 +80,24 @@ async def close_call(
     unscored = sorted(a.application_id for a in applications if a.application_id not in scored_ids)
     ranked = rank_and_select([Candidate.of(a, scores[a.application_id]) for a in scored], criteria, cap)
     event = CallClosed(
-        call_id=call_id, scheme=scheme, closed_at=datetime.now(UTC), cap=cap, criteria=list(criteria),  # type: ignore[arg-type]
-        tie_rule=TIE_RULE, unscored=unscored,
-        ranking=[RankedApplication(application_id=r.application_id, rank=r.rank, total_score=str(r.total),
-                                   selected=r.selected) for r in ranked],
+        call_id=call_id,
+        scheme=scheme,
+        closed_at=datetime.now(UTC),
+        cap=cap,
+        criteria=list(criteria),  # type: ignore[arg-type]
+        tie_rule=TIE_RULE,
+        unscored=unscored,
+        ranking=[
+            RankedApplication(application_id=r.application_id, rank=r.rank, total_score=str(r.total), selected=r.selected)
+            for r in ranked
+        ],
     )
     await conn.execute(
         "INSERT INTO eligibility.calls (call_id, scheme, closed_at, result) VALUES ($1, $2, $3, $4)",
-        call_id, scheme, event.closed_at, event.model_dump(mode="json"),
+        call_id,
+        scheme,
+        event.closed_at,
+        event.model_dump(mode="json"),
     )
     await uow.publish(event)
     return event, True

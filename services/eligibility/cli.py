@@ -1,7 +1,7 @@
 """Operator commands of the eligibility service (also mounted in the `clustergrants` CLI).
 
-    python -m services.eligibility.cli close-call s3.platform s3-2018 [--cap 25]
-    python -m services.eligibility.cli what-if --proposed-operator-file new.yaml [--scheme nic.cluster]
+python -m services.eligibility.cli close-call s3.platform s3-2018 [--cap 25]
+python -m services.eligibility.cli what-if --proposed-operator-file new.yaml [--scheme nic.cluster]
 """
 
 from __future__ import annotations
@@ -125,8 +125,12 @@ def what_if_command(
         changed += r.changed
         if r.changed or show_unchanged:
             table.add_row(
-                r.application_id, r.scheme, r.outcome_before, r.outcome_after,
-                str(r.total_before or "-"), str(r.total_after or "-"),
+                r.application_id,
+                r.scheme,
+                r.outcome_before,
+                r.outcome_after,
+                str(r.total_before or "-"),
+                str(r.total_after or "-"),
                 ", ".join(f"{c.criterion}: {c.before}->{c.after}" for c in r.criteria_changed) or "-",
             )
     console.print(table)

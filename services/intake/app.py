@@ -40,16 +40,26 @@ def build(settings: IntakeSettings) -> tuple[ServiceRuntime, uvicorn.Server]:
             if uow.duplicate:
                 return
             outcome = await handlers.receive(uow, incoming.body, "kafka", incoming.position)
-        log.info("submission handled", channel="kafka", status=outcome.status, application_id=outcome.application_id,
-                 errors=len(outcome.errors))
+        log.info(
+            "submission handled",
+            channel="kafka",
+            status=outcome.status,
+            application_id=outcome.application_id,
+            errors=len(outcome.errors),
+        )
 
     runtime.subscribe(Topic.APPLICATION_SUBMITTED, on_submitted)
 
     async def receive_http(raw: bytes) -> handlers.Outcome:
         async with runtime.transaction() as uow:
             outcome = await handlers.receive(uow, raw, "http")
-        log.info("submission handled", channel="http", status=outcome.status, application_id=outcome.application_id,
-                 errors=len(outcome.errors))
+        log.info(
+            "submission handled",
+            channel="http",
+            status=outcome.status,
+            application_id=outcome.application_id,
+            errors=len(outcome.errors),
+        )
         return outcome
 
     async def receive_assessment(raw: bytes) -> list[FieldError]:
@@ -60,8 +70,10 @@ def build(settings: IntakeSettings) -> tuple[ServiceRuntime, uvicorn.Server]:
         try:
             assessment = AssessmentSubmitted.model_validate_json(raw)
         except ValidationError as error:
-            return [FieldError(loc=list(e["loc"]), type=e["type"], message=e["msg"])
-                    for e in error.errors(include_url=False, include_input=False)]
+            return [
+                FieldError(loc=list(e["loc"]), type=e["type"], message=e["msg"])
+                for e in error.errors(include_url=False, include_input=False)
+            ]
         async with runtime.transaction() as uow:
             await uow.publish(assessment)
         log.info("assessment accepted", channel="http", application_id=assessment.application_id)
@@ -77,10 +89,16 @@ def build(settings: IntakeSettings) -> tuple[ServiceRuntime, uvicorn.Server]:
 
     tokens = [t.strip() for t in settings.intake_api_tokens.get_secret_value().split(",") if t.strip()]
     http = create_app(receive_http, receive_assessment, ready, tokens, settings.intake_max_body_bytes)
-    server = _Server(uvicorn.Config(
-        http, host=settings.intake_http_host, port=settings.intake_http_port, log_config=None, access_log=False,
-        lifespan="off",
-    ))
+    server = _Server(
+        uvicorn.Config(
+            http,
+            host=settings.intake_http_host,
+            port=settings.intake_http_port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
+    )
     return runtime, server
 
 

@@ -35,9 +35,11 @@ async def _accept(uow: UnitOfWork, application: Application, channel: Channel, s
     fingerprint = body_fingerprint(application)
     stored = await repository.insert_application(uow.conn, application, channel, fingerprint, now)
     if stored is None:
-        await uow.publish(ApplicationReceived(
-            application_id=application.application_id, received_at=now, channel=channel, application=application
-        ))
+        await uow.publish(
+            ApplicationReceived(
+                application_id=application.application_id, received_at=now, channel=channel, application=application
+            )
+        )
         return Outcome("received", application.application_id, [])
     if stored == fingerprint:
         return Outcome("duplicate", application.application_id, [])

@@ -1,7 +1,5 @@
 """The public HTTP intake: agency portals POST applications as JSON (OpenAPI at /docs, /openapi.json)."""
 
-
-
 import hmac
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any

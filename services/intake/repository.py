@@ -25,9 +25,9 @@ async def insert_application(
     )
     if inserted:
         return None
-    return str(await conn.fetchval(
-        "SELECT body_sha256 FROM intake.applications WHERE application_id = $1", application.application_id
-    ))
+    return str(
+        await conn.fetchval("SELECT body_sha256 FROM intake.applications WHERE application_id = $1", application.application_id)
+    )
 
 
 async def insert_rejection(conn: asyncpg.Connection, rejection: ApplicationRejected) -> None:

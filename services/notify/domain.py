@@ -123,10 +123,16 @@ def plan(event: Event, subscriptions: Subscriptions) -> list[Planned]:
         planned.append(Planned("email", recipient_ref(contact.email), template, language, application_id))
     for subscription in subscriptions.subscriptions:
         if subscription.wants(event):
-            planned.append(Planned(
-                "webhook", f"webhook:{subscription.id}", f"webhook:{event.cloudevents_type()}", language,
-                application_id, subscription.id,
-            ))
+            planned.append(
+                Planned(
+                    "webhook",
+                    f"webhook:{subscription.id}",
+                    f"webhook:{event.cloudevents_type()}",
+                    language,
+                    application_id,
+                    subscription.id,
+                )
+            )
     return planned
 
 

@@ -153,12 +153,15 @@ class Dispatcher:
         notification_id = str(row["notification_id"])
         ce = (row["payload"] or {}).get("ce") or {}
         parent = context_from({"traceparent": ce["traceparent"]} if ce.get("traceparent") else None)
-        with span(f"notify {row['channel']}", parent, SpanKind.PRODUCER), structlog.contextvars.bound_contextvars(
-            notification_id=notification_id,
-            application_id=row["application_id"],
-            source_event_id=row["source_event_id"],
-            channel=row["channel"],
-            recipient_ref=row["recipient_ref"],
+        with (
+            span(f"notify {row['channel']}", parent, SpanKind.PRODUCER),
+            structlog.contextvars.bound_contextvars(
+                notification_id=notification_id,
+                application_id=row["application_id"],
+                source_event_id=row["source_event_id"],
+                channel=row["channel"],
+                recipient_ref=row["recipient_ref"],
+            ),
         ):
             personal: list[str] = []
             try:
@@ -179,9 +182,7 @@ class Dispatcher:
             self.sent += 1
             log.info("notification sent", template=row["template"], attempts=row["attempts"] + 1)
 
-    async def _send_email(
-        self, uow: UnitOfWork, row: dict[str, Any], notification_id: str, personal: list[str]
-    ) -> None:
+    async def _send_email(self, uow: UnitOfWork, row: dict[str, Any], notification_id: str, personal: list[str]) -> None:
         """Render in the applicant's language at send time and send. `personal` receives the contact
         details used, so that an error text can be scrubbed of them before it is logged or stored."""
         event = _event_of(row)
@@ -234,7 +235,9 @@ class Dispatcher:
         self.failed += 1
         log.warning(
             "delivery failed; parked as dead letter" if dead else "delivery failed; will retry",
-            attempts=attempts, retry_in_s=None if dead else round(delay, 2), error=text[:300],
+            attempts=attempts,
+            retry_in_s=None if dead else round(delay, 2),
+            error=text[:300],
         )
 
     async def _publish_sent(self, uow: UnitOfWork, row: dict[str, Any], notification_id: str, now: datetime) -> None:
@@ -269,4 +272,3 @@ def _event_of(row: dict[str, Any]) -> Event:
     if payload is None or model is None:
         raise PermanentFailure("nothing stored to send (delivered before, or an unknown event type)")
     return model.model_validate(payload["event"])
-

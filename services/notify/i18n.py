@@ -34,7 +34,12 @@ FALLBACK: Final[Language] = "en"
 
 #: The locale of each language when the scheme's country does not refine it.
 DEFAULT_LOCALE: Final[Mapping[str, str]] = {
-    "nl": "nl_BE", "sv": "sv_SE", "nb": "nb_NO", "en": "en_GB", "de": "de_DE", "fr": "fr_BE",
+    "nl": "nl_BE",
+    "sv": "sv_SE",
+    "nb": "nb_NO",
+    "en": "en_GB",
+    "de": "de_DE",
+    "fr": "fr_BE",
 }
 #: The country a scheme's programme runs in; its locale variant is used when Babel has one
 #: (a Dutch text about a VLAIO scheme is written nl_BE, an English one about Norway en_NO).

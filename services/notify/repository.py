@@ -41,13 +41,13 @@ async def schedule(
     return bool(inserted)
 
 
-async def store_decision(
-    conn: asyncpg.Connection, application_id: str, source_event_id: str, decision: dict[str, Any]
-) -> None:
+async def store_decision(conn: asyncpg.Connection, application_id: str, source_event_id: str, decision: dict[str, Any]) -> None:
     await conn.execute(
         """INSERT INTO notify.decisions (application_id, source_event_id, decision) VALUES ($1, $2, $3)
            ON CONFLICT (application_id) DO NOTHING""",
-        application_id, source_event_id, decision,
+        application_id,
+        source_event_id,
+        decision,
     )
     # Grant e-mails that were waiting for this decision may go now.
     await conn.execute(
@@ -62,7 +62,8 @@ async def postpone(conn: asyncpg.Connection, notification_id: uuid.UUID, seconds
     """Look at this message again in `seconds`, without counting an attempt."""
     await conn.execute(
         "UPDATE notify.notifications SET next_attempt_at = now() + make_interval(secs => $2) WHERE notification_id = $1",
-        notification_id, seconds,
+        notification_id,
+        seconds,
     )
 
 
@@ -87,7 +88,8 @@ async def mark_sent(conn: asyncpg.Connection, notification_id: uuid.UUID, at: da
         """UPDATE notify.notifications
            SET status = 'sent', sent_at = $2, attempts = attempts + 1, payload = NULL, message = NULL
            WHERE notification_id = $1""",
-        notification_id, at,
+        notification_id,
+        at,
     )
 
 
@@ -101,7 +103,10 @@ async def mark_failed_attempt(
                status = CASE WHEN $4 THEN 'dead' ELSE status END,
                dead_at = CASE WHEN $4 THEN now() ELSE dead_at END
            WHERE notification_id = $1""",
-        notification_id, error[:500], retry_in_s, dead,
+        notification_id,
+        error[:500],
+        retry_in_s,
+        dead,
     )
 
 
@@ -113,7 +118,8 @@ async def dead_letters(conn: asyncpg.Connection, channel: str | None = None, lim
            FROM notify.notifications
            WHERE status = 'dead' AND ($1::text IS NULL OR channel = $1)
            ORDER BY dead_at DESC LIMIT $2""",
-        channel, limit,
+        channel,
+        limit,
     )
     return [dict(r) for r in rows]
 

@@ -26,7 +26,8 @@ class NotifySettings(CommonSettings):
     notify_dispatch_workers: int = Field(default=4, ge=1, description="Messages sent concurrently.")
     notify_poll_interval_s: float = Field(default=0.5, gt=0, description="Idle workers' poll interval.")
     notify_decision_wait_s: float = Field(
-        default=30.0, ge=0,
+        default=30.0,
+        ge=0,
         description="How long a grant e-mail waits for its eligibility decision (to explain the criteria too).",
     )
     notify_fault_exit_after_sends: int = Field(

@@ -39,7 +39,10 @@ async def e2e_database_url(run_id: str) -> AsyncIterator[str]:
 
 @pytest.fixture(scope="session")
 async def stack(
-    kafka_bootstrap: str, e2e_database_url: str, run_id: str, smtp_inbox: tuple[Inbox, int],
+    kafka_bootstrap: str,
+    e2e_database_url: str,
+    run_id: str,
+    smtp_inbox: tuple[Inbox, int],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Stack]:
     # Their own topics too: the services' consumer groups must not take integration tests' records.
@@ -66,4 +69,3 @@ async def stack(
         yield Stack(processes, f"http://127.0.0.1:{http_port}", "e2e-token", topic_prefix, kafka_bootstrap, database_url)
     finally:
         await asyncio.to_thread(processes.stop_all)
-

@@ -21,10 +21,19 @@ pytestmark = pytest.mark.e2e
 
 
 def cli(stack: Stack, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **extra_env, "DATABASE_URL": stack.database_url, "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
-           "TOPIC_PREFIX": stack.prefix, "INTAKE_URL": stack.intake_url, "INTAKE_TOKEN": stack.token, "COLUMNS": "250"}
-    return subprocess.run([sys.executable, "-m", "services.cli", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    env = {
+        **os.environ,
+        **extra_env,
+        "DATABASE_URL": stack.database_url,
+        "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
+        "TOPIC_PREFIX": stack.prefix,
+        "INTAKE_URL": stack.intake_url,
+        "INTAKE_TOKEN": stack.token,
+        "COLUMNS": "250",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 async def test_submit_then_history_shows_every_service(stack: Stack, samples: Path, tmp_path: Path) -> None:
@@ -39,8 +48,12 @@ async def test_submit_then_history_shows_every_service(stack: Stack, samples: Pa
         await seen.wait_for(lambda: bool(seen.bodies(Topic.NOTIFICATION_SENT, application_id=app_id)), what="notified")
     shown = cli(stack, "history", app_id)
     assert shown.returncode == 0, shown.stdout + shown.stderr
-    for service, fact in (("intake", "received via http"), ("eligibility", "decided eligible"),
-                          ("budget", "committed ttc EUR"), ("notify", "email")):
+    for service, fact in (
+        ("intake", "received via http"),
+        ("eligibility", "decided eligible"),
+        ("budget", "committed ttc EUR"),
+        ("notify", "email"),
+    ):
         assert any(service in line and fact in line for line in shown.stdout.splitlines()), (service, shown.stdout)
 
 
@@ -62,13 +75,24 @@ async def test_dead_letters_are_listed_and_can_be_redriven(stack: Stack) -> None
     from tests.kafka_tools import publish_raw
 
     marker = uuid.uuid4().hex[:8]
-    await publish_raw(stack.bootstrap, topic_name(Topic.ELIGIBILITY_DECIDED, stack.prefix), f"junk-{marker}".encode(),
-                      marker.encode(), [("ce_id", marker.encode()), ("ce_source", b"/t"), ("ce_specversion", b"1.0"),
-                                        ("ce_type", b"org.clustergrants.eligibility.decided.v1")])
+    await publish_raw(
+        stack.bootstrap,
+        topic_name(Topic.ELIGIBILITY_DECIDED, stack.prefix),
+        f"junk-{marker}".encode(),
+        marker.encode(),
+        [
+            ("ce_id", marker.encode()),
+            ("ce_source", b"/t"),
+            ("ce_specversion", b"1.0"),
+            ("ce_type", b"org.clustergrants.eligibility.decided.v1"),
+        ],
+    )
     async with Collector(stack.bootstrap, stack.prefix, [Topic.DEAD_LETTER]) as seen:
         # budget and notify both consume decisions: both park the junk.
-        await seen.wait_for(lambda: sum(r.value == f"junk-{marker}".encode() for r in seen.records[Topic.DEAD_LETTER]) == 2,
-                            what="two dead letters")
+        await seen.wait_for(
+            lambda: sum(r.value == f"junk-{marker}".encode() for r in seen.records[Topic.DEAD_LETTER]) == 2,
+            what="two dead letters",
+        )
         record = next(r for r in seen.records[Topic.DEAD_LETTER] if r.value == f"junk-{marker}".encode())
         listed = cli(stack, "dead-letters", "list")
         assert listed.returncode == 0, listed.stdout + listed.stderr
@@ -76,8 +100,10 @@ async def test_dead_letters_are_listed_and_can_be_redriven(stack: Stack) -> None
         redriven = cli(stack, "dead-letters", "redrive", f"{record.partition}:{record.offset}")
         assert redriven.returncode == 0 and "redriven: 1" in redriven.stdout, redriven.stdout + redriven.stderr
         # Still junk: the consumers park it again (and nothing else happens).
-        await seen.wait_for(lambda: sum(r.value == f"junk-{marker}".encode() for r in seen.records[Topic.DEAD_LETTER]) == 4,
-                            what="parked again after the redrive")
+        await seen.wait_for(
+            lambda: sum(r.value == f"junk-{marker}".encode() for r in seen.records[Topic.DEAD_LETTER]) == 4,
+            what="parked again after the redrive",
+        )
     async with httpx.AsyncClient() as client:
         assert (await client.get(f"{stack.intake_url}/healthz")).status_code == 200
 
@@ -93,8 +119,9 @@ def test_ledger_views_and_open_data_exports_of_a_live_run(stack: Stack, tmp_path
     opendata = str(ROOT / "deploy" / "local" / "opendata.yaml")
     refused = cli(stack, "export", "360giving", "--output", str(tmp_path / "x.json"))
     assert refused.returncode == 2 and "Traceback" not in refused.stdout + refused.stderr
-    package = cli(stack, "export", "360giving", "--format", "json", "--output", str(tmp_path / "grants.json"),
-                  OPENDATA_FILE=opendata)
+    package = cli(
+        stack, "export", "360giving", "--format", "json", "--output", str(tmp_path / "grants.json"), OPENDATA_FILE=opendata
+    )
     operations = cli(stack, "export", "eu-operations", "--output", str(tmp_path / "operations.csv"), OPENDATA_FILE=opendata)
     assert package.returncode == 0, package.stdout + package.stderr
     grants = json.loads((tmp_path / "grants.json").read_text())["grants"]

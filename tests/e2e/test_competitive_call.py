@@ -28,8 +28,11 @@ pytestmark = pytest.mark.e2e
 
 def assessment(app_id: str, call_id: str, assessor: str, score: int) -> dict:  # type: ignore[type-arg]
     return {
-        "application_id": app_id, "assessment_id": f"{app_id}-{assessor}", "call_id": call_id,
-        "assessor_id": assessor, "scores": {c: score for c in S3_CRITERIA},
+        "application_id": app_id,
+        "assessment_id": f"{app_id}-{assessor}",
+        "call_id": call_id,
+        "assessor_id": assessor,
+        "scores": {c: score for c in S3_CRITERIA},
         "submitted_at": datetime.now(UTC).isoformat(),
     }
 
@@ -38,7 +41,12 @@ def close_call(stack: Stack, call_id: str, cap: int) -> subprocess.CompletedProc
     env = {**os.environ, "DATABASE_URL": stack.database_url, "COLUMNS": "200"}
     return subprocess.run(
         [sys.executable, "-m", "services.eligibility.cli", "close-call", "s3.platform", call_id, "--cap", str(cap)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -50,25 +58,32 @@ async def test_a_call_ranks_by_scores_breaks_ties_by_time_and_selects_the_cap(st
     async with Collector(stack.bootstrap, stack.prefix, [Topic.ELIGIBILITY_DECIDED, Topic.CALL_CLOSED]) as seen:
         async with httpx.AsyncClient(timeout=10) as client:
             for n, app_id in enumerate(ids):
-                body = {**base, "application_id": app_id, "call_id": call_id,
-                        "submitted_at": f"2018-05-2{n}T10:00:00+02:00"}
+                body = {**base, "application_id": app_id, "call_id": call_id, "submitted_at": f"2018-05-2{n}T10:00:00+02:00"}
                 assert (await client.post(f"{stack.intake_url}/v1/applications", json=body, headers=headers)).status_code == 202
-            await seen.wait_for(lambda: all(seen.bodies(Topic.ELIGIBILITY_DECIDED, application_id=i) for i in ids),
-                                what="four decisions")
+            await seen.wait_for(
+                lambda: all(seen.bodies(Topic.ELIGIBILITY_DECIDED, application_id=i) for i in ids), what="four decisions"
+            )
             assert all(seen.bodies(Topic.ELIGIBILITY_DECIDED, application_id=i)[0]["outcome"] == "eligible" for i in ids)
             # Scores: ids[2] best; ids[0] and ids[1] tie (ids[0] submitted earlier); ids[3] has no scores.
             for app_id, score in ((ids[0], 5), (ids[1], 5), (ids[2], 9)):
-                response = await client.post(f"{stack.intake_url}/v1/assessments",
-                                             json=assessment(app_id, call_id, "assessor-a", score), headers=headers)
+                response = await client.post(
+                    f"{stack.intake_url}/v1/assessments", json=assessment(app_id, call_id, "assessor-a", score), headers=headers
+                )
                 assert response.status_code == 202, response.text
-            bad = await client.post(f"{stack.intake_url}/v1/assessments",
-                                    json={**assessment(ids[0], call_id, "assessor-b", 1), "scores": {"x": 1.5}},
-                                    headers=headers)
+            bad = await client.post(
+                f"{stack.intake_url}/v1/assessments",
+                json={**assessment(ids[0], call_id, "assessor-b", 1), "scores": {"x": 1.5}},
+                headers=headers,
+            )
             assert bad.status_code == 422
         # A second assessor for ids[1], through Kafka: its mean stays 5, so the tie with ids[0] remains.
         second = AssessmentSubmitted.model_validate(assessment(ids[1], call_id, "assessor-b", 5))
-        await publish_raw(stack.bootstrap, topic_name(Topic.ASSESSMENT_SUBMITTED, stack.prefix),
-                          second.model_dump_json().encode(), ids[1].encode())
+        await publish_raw(
+            stack.bootstrap,
+            topic_name(Topic.ASSESSMENT_SUBMITTED, stack.prefix),
+            second.model_dump_json().encode(),
+            ids[1].encode(),
+        )
         conn = await asyncpg.connect(stack.database_url)
         try:
             for _ in range(300):  # the assessments travel intake -> Kafka -> eligibility
@@ -99,7 +114,12 @@ def test_closing_needs_a_competitive_scheme_and_says_why(stack: Stack) -> None:
     env = {**os.environ, "DATABASE_URL": stack.database_url}
     result = subprocess.run(
         [sys.executable, "-m", "services.eligibility.cli", "close-call", "ttc.innovation-voucher", "x"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 2
     assert "not a competitive scheme" in result.stdout and "Traceback" not in result.stdout + result.stderr

@@ -25,8 +25,13 @@ TOKEN = "fuzz-token"
 
 @pytest.fixture(scope="module")
 async def services(kafka_bootstrap: str, run_id: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Pipeline]:
-    async with pipeline(kafka_bootstrap, os.environ["DATABASE_URL"], tmp_path_factory.mktemp("fuzz-logs"),
-                        name=f"cg_fuzz_{run_id}", INTAKE_API_TOKENS=TOKEN) as stack:
+    async with pipeline(
+        kafka_bootstrap,
+        os.environ["DATABASE_URL"],
+        tmp_path_factory.mktemp("fuzz-logs"),
+        name=f"cg_fuzz_{run_id}",
+        INTAKE_API_TOKENS=TOKEN,
+    ) as stack:
         yield stack
 
 
@@ -36,8 +41,18 @@ async def test_fuzzed_payloads_over_http_and_kafka(services: Pipeline) -> None:
 
     seed = int.from_bytes(os.urandom(2), "big")
     # Includes deeply nested JSON and NUL characters: once HTTP 500s and dead letters, now rejections.
-    report = await fuzz(services.intake_url, TOKEN, services.bootstrap, services.prefix, services.database_url,
-                        payloads=400, seed=seed, alive=exited, timeout_s=180, known_bugs=True)
+    report = await fuzz(
+        services.intake_url,
+        TOKEN,
+        services.bootstrap,
+        services.prefix,
+        services.database_url,
+        payloads=400,
+        seed=seed,
+        alive=exited,
+        timeout_s=180,
+        known_bugs=True,
+    )
     assert not report.violations, (seed, report.violations, report.figures)
     assert report.figures["good_followers"]["received"] == 400
     assert report.figures["kafka"]["rejected"] > 0
@@ -47,6 +62,9 @@ async def test_a_nul_character_is_a_specific_rejection(services: Pipeline) -> No
     body = json.loads(good(f"E2E-NUL-{os.getpid()}"))
     body["applicant"]["organisation_name"] = "Demo\u0000 Cluster"
     async with httpx.AsyncClient(timeout=10) as client:
-        response = await client.post(f"{services.intake_url}/v1/applications", content=json.dumps(body).encode(),
-                                     headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+        response = await client.post(
+            f"{services.intake_url}/v1/applications",
+            content=json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        )
     assert response.status_code == 422, response.text

@@ -19,8 +19,13 @@ from tests.smtp import Inbox
 pytestmark = pytest.mark.e2e
 
 ALL = [
-    Topic.APPLICATION_RECEIVED, Topic.APPLICATION_REJECTED, Topic.ELIGIBILITY_DECIDED, Topic.GRANT_COMMITTED,
-    Topic.GRANT_REFUSED, Topic.NOTIFICATION_SENT, Topic.DEAD_LETTER,
+    Topic.APPLICATION_RECEIVED,
+    Topic.APPLICATION_REJECTED,
+    Topic.ELIGIBILITY_DECIDED,
+    Topic.GRANT_COMMITTED,
+    Topic.GRANT_REFUSED,
+    Topic.NOTIFICATION_SENT,
+    Topic.DEAD_LETTER,
 ]
 
 
@@ -34,7 +39,8 @@ async def post(stack: Stack, body: dict | bytes, token: str | None = None) -> ht
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
     async with httpx.AsyncClient(timeout=10) as client:
         return await client.post(
-            f"{stack.intake_url}/v1/applications", content=content,
+            f"{stack.intake_url}/v1/applications",
+            content=content,
             headers={"Authorization": f"Bearer {token or stack.token}", "Content-Type": "application/json"},
         )
 
@@ -51,8 +57,9 @@ async def test_application_is_received_decided_committed_and_notified_once(
         # The same application again over HTTP, and once more through the portal topic.
         again = await post(stack, body)
         assert again.json()["status"] == "duplicate"
-        await publish_raw(stack.bootstrap, topic_name(Topic.APPLICATION_SUBMITTED, stack.prefix),
-                          json.dumps(body).encode(), app_id.encode())
+        await publish_raw(
+            stack.bootstrap, topic_name(Topic.APPLICATION_SUBMITTED, stack.prefix), json.dumps(body).encode(), app_id.encode()
+        )
 
         await seen.wait_for(lambda: seen.bodies(Topic.NOTIFICATION_SENT, application_id=app_id) != [], what="NotificationSent")
         # Let the copy from the portal topic pass through intake, and anything it caused settle.
@@ -60,8 +67,7 @@ async def test_application_is_received_decided_committed_and_notified_once(
         conn = await asyncpg.connect(stack.database_url)
         try:
             for _ in range(300):
-                copies = await conn.fetchval(
-                    "SELECT count(*) FROM intake.inbox WHERE event_id LIKE $1", f"{submitted}:%")
+                copies = await conn.fetchval("SELECT count(*) FROM intake.inbox WHERE event_id LIKE $1", f"{submitted}:%")
                 if copies:
                     break
                 await asyncio.sleep(0.1)
@@ -122,8 +128,10 @@ async def test_invalid_submissions_are_rejected_with_every_error(stack: Stack, s
         topic = topic_name(Topic.APPLICATION_SUBMITTED, stack.prefix)
         await publish_raw(stack.bootstrap, topic, b'{"application_id": "E2E-TRUNC', b"E2E-TRUNC")
         await seen.wait_for(
-            lambda: any(e["errors"][0]["type"] == "json_invalid" and e["channel"] == "kafka"
-                        for e in seen.bodies(Topic.APPLICATION_REJECTED)),
+            lambda: any(
+                e["errors"][0]["type"] == "json_invalid" and e["channel"] == "kafka"
+                for e in seen.bodies(Topic.APPLICATION_REJECTED)
+            ),
             what="rejection of malformed JSON",
         )
         http_rejection = seen.bodies(Topic.APPLICATION_REJECTED, application_id=app_id)
@@ -138,15 +146,23 @@ async def test_poison_message_is_dead_lettered_and_the_next_one_still_flows(stac
     received_topic = topic_name(Topic.APPLICATION_RECEIVED, stack.prefix)
     async with Collector(stack.bootstrap, stack.prefix, ALL) as seen:
         # Same key as the good application: same partition, right in front of it.
-        headers = [("ce_id", b"poison-1"), ("ce_source", b"/test"), ("ce_specversion", b"1.0"),
-                   ("ce_type", b"org.clustergrants.application.received.v1")]
+        headers = [
+            ("ce_id", b"poison-1"),
+            ("ce_source", b"/test"),
+            ("ce_specversion", b"1.0"),
+            ("ce_type", b"org.clustergrants.application.received.v1"),
+        ]
         await publish_raw(stack.bootstrap, received_topic, b"\x00 not an event", good_id.encode(), headers)
         response = await post(stack, application(samples, "vlaio-spearhead-2019.json", good_id))
         assert response.status_code == 202
-        await seen.wait_for(lambda: seen.bodies(Topic.ELIGIBILITY_DECIDED, application_id=good_id) != [],
-                            what="decision behind the poison message")
-        await seen.wait_for(lambda: any(headers_of(r).get("ce_id") == "poison-1" for r in seen.records[Topic.DEAD_LETTER]),
-                            what="poison message on the dead-letter topic")
+        await seen.wait_for(
+            lambda: seen.bodies(Topic.ELIGIBILITY_DECIDED, application_id=good_id) != [],
+            what="decision behind the poison message",
+        )
+        await seen.wait_for(
+            lambda: any(headers_of(r).get("ce_id") == "poison-1" for r in seen.records[Topic.DEAD_LETTER]),
+            what="poison message on the dead-letter topic",
+        )
         parked = next(r for r in seen.records[Topic.DEAD_LETTER] if headers_of(r).get("ce_id") == "poison-1")
         headers = headers_of(parked)
         assert headers["cg_dlt_topic"] == received_topic
@@ -169,7 +185,8 @@ async def test_every_service_reports_health_readiness_and_metrics(stack: Stack) 
         # The earlier tests pushed records through eligibility: its counters show them.
         eligibility = (await client.get(f"http://127.0.0.1:{stack.processes.ops_ports['eligibility']}/metrics")).text
     processed = [
-        line for line in eligibility.splitlines()
+        line
+        for line in eligibility.splitlines()
         if line.startswith("clustergrants_messages_processed_total") and "applications.received" in line
     ]
     assert processed and float(processed[0].rsplit(" ", 1)[1]) >= 1

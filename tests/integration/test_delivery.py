@@ -39,8 +39,9 @@ async def producer(kafka_bootstrap: str) -> AIOKafkaProducer:
 
 
 def reset(year: int, programme: str = "ttc") -> CeilingReset:
-    return CeilingReset(reset_id=f"{programme}/{year}", programme=programme, budget_year=year,
-                        opened_at=datetime(year, 1, 1, tzinfo=UTC))
+    return CeilingReset(
+        reset_id=f"{programme}/{year}", programme=programme, budget_year=year, opened_at=datetime(year, 1, 1, tzinfo=UTC)
+    )
 
 
 async def test_the_inbox_admits_an_event_id_once(pool: asyncpg.Pool, schema: str) -> None:
@@ -108,10 +109,19 @@ async def test_a_failing_handler_is_retried_then_parked_with_its_error(
     marker = secrets.token_hex(4).encode()
     stats = ConsumeStats()
     async with Collector(kafka_bootstrap, topic_prefix, [Topic.DEAD_LETTER]) as seen:
-        await consume(record(b"payload-" + marker), always_fails, producer=producer, prefix=topic_prefix, group="g-test",
-                      max_attempts=3, backoff_s=0.01, stats=stats)
-        await seen.wait_for(lambda: any(r.value == b"payload-" + marker for r in seen.records[Topic.DEAD_LETTER]),
-                            what="the parked record")
+        await consume(
+            record(b"payload-" + marker),
+            always_fails,
+            producer=producer,
+            prefix=topic_prefix,
+            group="g-test",
+            max_attempts=3,
+            backoff_s=0.01,
+            stats=stats,
+        )
+        await seen.wait_for(
+            lambda: any(r.value == b"payload-" + marker for r in seen.records[Topic.DEAD_LETTER]), what="the parked record"
+        )
     parked = next(r for r in seen.records[Topic.DEAD_LETTER] if r.value == b"payload-" + marker)
     headers = headers_of(parked)
     assert len(calls) == 3 and stats.retried == 2 and stats.dead_lettered == 1 and stats.processed == 0
@@ -131,8 +141,9 @@ async def test_a_poison_message_is_parked_at_once_and_a_flaky_one_is_retried(
         raise PoisonMessage("not the contract")
 
     stats = ConsumeStats()
-    await consume(record(b"x"), poison, producer=producer, prefix=topic_prefix, group="g", max_attempts=5,
-                  backoff_s=0.01, stats=stats)
+    await consume(
+        record(b"x"), poison, producer=producer, prefix=topic_prefix, group="g", max_attempts=5, backoff_s=0.01, stats=stats
+    )
     assert len(attempts) == 1 and stats.dead_lettered == 1
 
     async def flaky(incoming: Incoming) -> None:
@@ -141,8 +152,9 @@ async def test_a_poison_message_is_parked_at_once_and_a_flaky_one_is_retried(
             raise RuntimeError("transient bug")
 
     stats = ConsumeStats()
-    await consume(record(b"y"), flaky, producer=producer, prefix=topic_prefix, group="g", max_attempts=5,
-                  backoff_s=0.01, stats=stats)
+    await consume(
+        record(b"y"), flaky, producer=producer, prefix=topic_prefix, group="g", max_attempts=5, backoff_s=0.01, stats=stats
+    )
     assert stats.processed == 1 and stats.retried == 1 and stats.dead_lettered == 0
 
 
@@ -152,7 +164,15 @@ async def test_an_unreachable_database_is_not_the_message_s_fault(producer: AIOK
 
     stats = ConsumeStats()
     with pytest.raises(OSError, match=r"Connect call failed|connection refused|Errno"):
-        await consume(record(b"z"), database_down, producer=producer, prefix=topic_prefix, group="g", max_attempts=1,
-                      backoff_s=0.01, stats=stats)
+        await consume(
+            record(b"z"),
+            database_down,
+            producer=producer,
+            prefix=topic_prefix,
+            group="g",
+            max_attempts=1,
+            backoff_s=0.01,
+            stats=stats,
+        )
     assert stats.dead_lettered == 0  # raised, so the offset is not committed and the record comes again
     assert topic_name(Topic.DEAD_LETTER, topic_prefix).startswith(topic_prefix)

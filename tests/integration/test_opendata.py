@@ -34,26 +34,32 @@ EU_SHARES = [("erdf", 2497011, 4994022), ("co-financing", 2497011, 4994022)]
 async def _store_application(pool: asyncpg.Pool, application: Application) -> None:
     body = application.model_dump_json().encode()
     async with pool.acquire() as conn:
-        assert await intake_repository.insert_application(
-            conn, application, "http", hashlib.sha256(body).hexdigest(), datetime.now(UTC)
-        ) is None
+        assert (
+            await intake_repository.insert_application(
+                conn, application, "http", hashlib.sha256(body).hexdigest(), datetime.now(UTC)
+            )
+            is None
+        )
 
 
 def _config(eu_programme: str, agency_programme: str) -> OpenDataConfig:
-    return OpenDataConfig.model_validate({
-        "threesixtygiving": {
-            "identifier_prefix": "360G-test", "license": "https://creativecommons.org/licenses/by/4.0/",
-            "publisher": {"name": "integration test publisher"},
-        },
-        "programmes": {
-            eu_programme: {
-                "title": "EU test programme",
-                "funding_organisation": {"id": "360G-test-funder-eu", "name": "EU test funder"},
-                "eu": {"cci": "TESTCCI", "operation_code": "{cci}-{application_id}"},
+    return OpenDataConfig.model_validate(
+        {
+            "threesixtygiving": {
+                "identifier_prefix": "360G-test",
+                "license": "https://creativecommons.org/licenses/by/4.0/",
+                "publisher": {"name": "integration test publisher"},
             },
-            agency_programme: {"funding_organisation": {"id": "360G-test-funder-agency", "name": "Agency"}},
-        },
-    })
+            "programmes": {
+                eu_programme: {
+                    "title": "EU test programme",
+                    "funding_organisation": {"id": "360G-test-funder-eu", "name": "EU test funder"},
+                    "eu": {"cci": "TESTCCI", "operation_code": "{cci}-{application_id}"},
+                },
+                agency_programme: {"funding_organisation": {"id": "360G-test-funder-agency", "name": "Agency"}},
+            },
+        }
+    )
 
 
 async def test_committed_grants_are_exported_from_the_ledger_and_intake(
@@ -68,22 +74,40 @@ async def test_committed_grants_are_exported_from_the_ledger_and_intake(
     run = secrets.token_hex(4).upper()
 
     # an EU-funded grant over two years, with a title; one year reduced afterwards
-    fund = sample("ttc-fund-without-matching", application_id=f"IT-{run}-FUND", title="Sensor pilot",
-                  summary="A cross-border pilot line.")
+    fund = sample(
+        "ttc-fund-without-matching", application_id=f"IT-{run}-FUND", title="Sensor pilot", summary="A cross-border pilot line."
+    )
     # an agency grant (no EU fund) and one withdrawn before any of its years opened
     spc = sample("vlaio-spearhead-2019", application_id=f"IT-{run}-SPC")
     gone = sample("ttc-voucher", application_id=f"IT-{run}-GONE")
     for application in (fund, spc, gone):
         await _store_application(pool, application)
-    assert await ledger.decide(decided(
-        grant(eu_programme, {2031: 10_000_000, 2032: 5_000_000}, instrument="innovation-fund-grant",
-              shares=EU_SHARES),
-        scheme="ttc.innovation-fund", application_id=fund.application_id), cfg) == "committed"
-    assert await ledger.decide(decided(
-        grant(agency_programme, {2031: 12_345_67}), application_id=spc.application_id), cfg) == "committed"
-    assert await ledger.decide(decided(
-        grant(eu_programme, {2033: 400_000}, instrument="innovation-fund-grant", shares=EU_SHARES),
-        scheme="ttc.innovation-fund", application_id=gone.application_id), cfg) == "committed"
+    assert (
+        await ledger.decide(
+            decided(
+                grant(eu_programme, {2031: 10_000_000, 2032: 5_000_000}, instrument="innovation-fund-grant", shares=EU_SHARES),
+                scheme="ttc.innovation-fund",
+                application_id=fund.application_id,
+            ),
+            cfg,
+        )
+        == "committed"
+    )
+    assert (
+        await ledger.decide(decided(grant(agency_programme, {2031: 12_345_67}), application_id=spc.application_id), cfg)
+        == "committed"
+    )
+    assert (
+        await ledger.decide(
+            decided(
+                grant(eu_programme, {2033: 400_000}, instrument="innovation-fund-grant", shares=EU_SHARES),
+                scheme="ttc.innovation-fund",
+                application_id=gone.application_id,
+            ),
+            cfg,
+        )
+        == "committed"
+    )
     await ledger.in_uow(lambda uow: handlers.release_grant(uow, fund.application_id, {2032: 2_000_000}, cause="t"))
     await ledger.in_uow(lambda uow: handlers.release_grant(uow, gone.application_id, None, cause="t"))
 
@@ -91,7 +115,8 @@ async def test_committed_grants_are_exported_from_the_ledger_and_intake(
     async with pool.acquire() as conn:
         grants = await opendata.load_committed(conn, application_ids=ours)
         assert [g.application_id for g in await opendata.load_committed(conn, programmes=[agency_programme])] == [
-            spc.application_id]
+            spc.application_id
+        ]
     plain = await asyncpg.connect(database_url)  # as `clustergrants` connects: jsonb arrives as text
     try:
         assert await opendata.load_committed(plain, application_ids=ours) == grants
@@ -117,9 +142,15 @@ async def test_committed_grants_are_exported_from_the_ledger_and_intake(
     assert opendata.write_360giving(grants, settings, tmp_path / "grants.csv", fmt="csv") == 2
     assert opendata.write_eu_operations(grants, settings, tmp_path / "operations.csv") == 1
     [operation] = list(csv.DictReader(io.StringIO((tmp_path / "operations.csv").read_text(encoding="utf-8"))))
-    assert (operation["Operation code"], operation["Operation name"], operation["Total cost"], operation["Fund"],
-            operation["Union co-financing rate (%)"], operation["Location"], operation["Country code"]) == (
-        f"TESTCCI-{fund.application_id}", "Sensor pilot", "120000.00", "ERDF", "50.00", "Hasselt", "BE")
+    assert (
+        operation["Operation code"],
+        operation["Operation name"],
+        operation["Total cost"],
+        operation["Fund"],
+        operation["Union co-financing rate (%)"],
+        operation["Location"],
+        operation["Country code"],
+    ) == (f"TESTCCI-{fund.application_id}", "Sensor pilot", "120000.00", "ERDF", "50.00", "Hasselt", "BE")
 
     _assert_no_contact_data(tmp_path, [fund, spc])
 

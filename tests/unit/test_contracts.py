@@ -18,8 +18,14 @@ pytestmark = pytest.mark.unit
 
 @pytest.mark.parametrize(
     ("amount", "error_type"),
-    [(-1, "money_negative"), (1.5, "money_fractional"), (100.0, "money_type"), ("100", "money_type"),
-     (True, "money_type"), (None, "int_type")],
+    [
+        (-1, "money_negative"),
+        (1.5, "money_fractional"),
+        (100.0, "money_type"),
+        ("100", "money_type"),
+        (True, "money_type"),
+        (None, "int_type"),
+    ],
 )
 def test_money_refuses_what_is_not_whole_non_negative_minor_units(amount: object, error_type: str) -> None:
     with pytest.raises(ValidationError) as caught:
@@ -35,8 +41,11 @@ def test_money_never_adds_two_currencies() -> None:
 
 
 def test_a_funding_request_keeps_one_currency_and_distinct_years() -> None:
-    year = {"year": 2020, "eligible_costs": {"amount_minor": 1, "currency": "EUR"},
-            "requested": {"amount_minor": 1, "currency": "SEK"}}
+    year = {
+        "year": 2020,
+        "eligible_costs": {"amount_minor": 1, "currency": "EUR"},
+        "requested": {"amount_minor": 1, "currency": "SEK"},
+    }
     with pytest.raises(ValidationError, match="request's currency EUR"):
         FundingRequest.model_validate({"currency": "EUR", "years": [year]})
     same = {**year, "requested": {"amount_minor": 1, "currency": "EUR"}}

@@ -27,8 +27,9 @@ def assert_application_or_specific_rejection(raw: bytes) -> None:
     result = parse_submission(raw)
     if isinstance(result, Application):
         # A valid one travels on as an ApplicationReceived and reads back the same.
-        event = ApplicationReceived(application_id=result.application_id, received_at=datetime.now(UTC),
-                                    channel="kafka", application=result)
+        event = ApplicationReceived(
+            application_id=result.application_id, received_at=datetime.now(UTC), channel="kafka", application=result
+        )
         assert ApplicationReceived.model_validate_json(event.model_dump_json()) == event
         return
     assert isinstance(result, Invalid)
@@ -38,9 +39,15 @@ def assert_application_or_specific_rejection(raw: bytes) -> None:
         assert isinstance(error.loc, list) and error.message
     # ... and is a valid rejection event (what intake publishes and notify reads).
     rejection = ApplicationRejected(
-        rejection_id=str(uuid.uuid4()), application_id=result.application_id, rejected_at=datetime.now(UTC),
-        channel="kafka", source_reference="t:0:1", reason="invalid", errors=result.errors,
-        language=result.language, contact=result.contact,  # type: ignore[arg-type]
+        rejection_id=str(uuid.uuid4()),
+        application_id=result.application_id,
+        rejected_at=datetime.now(UTC),
+        channel="kafka",
+        source_reference="t:0:1",
+        reason="invalid",
+        errors=result.errors,
+        language=result.language,
+        contact=result.contact,  # type: ignore[arg-type]
     )
     assert ApplicationRejected.model_validate_json(rejection.model_dump_json()) == rejection
 

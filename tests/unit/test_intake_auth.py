@@ -32,10 +32,23 @@ def client() -> tuple[httpx.AsyncClient, list[bytes]]:
 
 
 @pytest.mark.parametrize("path", ["/v1/applications", "/v1/assessments"])
-@pytest.mark.parametrize("authorization", [
-    None, "", "Bearer", "Bearer ", "Bearer wrong", f"Basic {TOKENS[0]}", f"bearer{TOKENS[0]}", f"Bearer {TOKENS[0]}x",
-    f"Bearer {TOKENS[0][:-1]}", f"Bearer {TOKENS[0].upper()}", f"Bearer {TOKENS[0]},{TOKENS[1]}", "Bearer dev-token",
-])
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "",
+        "Bearer",
+        "Bearer ",
+        "Bearer wrong",
+        f"Basic {TOKENS[0]}",
+        f"bearer{TOKENS[0]}",
+        f"Bearer {TOKENS[0]}x",
+        f"Bearer {TOKENS[0][:-1]}",
+        f"Bearer {TOKENS[0].upper()}",
+        f"Bearer {TOKENS[0]},{TOKENS[1]}",
+        "Bearer dev-token",
+    ],
+)
 async def test_requests_without_a_valid_bearer_token_are_refused(path: str, authorization: str | None) -> None:
     http, seen = client()
     headers = {"Content-Type": "application/json"}
@@ -52,8 +65,9 @@ async def test_requests_without_a_valid_bearer_token_are_refused(path: str, auth
 async def test_each_configured_token_is_accepted(token: str) -> None:
     http, seen = client()
     async with http:
-        response = await http.post("/v1/applications", content=b"{}",
-                                   headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        response = await http.post(
+            "/v1/applications", content=b"{}", headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        )
     assert response.status_code == 202 and seen == [b"{}"]
 
 

@@ -41,12 +41,21 @@ def test_a_valid_submission_becomes_an_application() -> None:
         (lambda d: d.update(scheme="vlaio.nope"), ("scheme",), "literal_error"),
         (lambda d: d.update(submitted_at="2019-10-01T10:00:00"), ("submitted_at",), "timezone_aware"),
         (lambda d: d["applicant"].update(legal_person="yes please"), ("applicant", "legal_person"), "bool_parsing"),
-        (lambda d: d["funding"]["years"][0]["requested"].update(amount_minor=-1),
-         ("funding", "years", 0, "requested", "amount_minor"), "money_negative"),
-        (lambda d: d["funding"]["years"][0]["requested"].update(amount_minor=0.5),
-         ("funding", "years", 0, "requested", "amount_minor"), "money_fractional"),
-        (lambda d: d["funding"]["years"][0]["requested"].update(currency="USD"),
-         ("funding", "years", 0, "requested", "currency"), "literal_error"),
+        (
+            lambda d: d["funding"]["years"][0]["requested"].update(amount_minor=-1),
+            ("funding", "years", 0, "requested", "amount_minor"),
+            "money_negative",
+        ),
+        (
+            lambda d: d["funding"]["years"][0]["requested"].update(amount_minor=0.5),
+            ("funding", "years", 0, "requested", "amount_minor"),
+            "money_fractional",
+        ),
+        (
+            lambda d: d["funding"]["years"][0]["requested"].update(currency="USD"),
+            ("funding", "years", 0, "requested", "currency"),
+            "literal_error",
+        ),
         (lambda d: d.update(unexpected=1), ("unexpected",), "extra_forbidden"),
         (lambda d: d["contact"].update(email="not-an-address"), ("contact", "email"), "string_pattern_mismatch"),
     ],
@@ -96,8 +105,13 @@ def test_the_fingerprint_tells_resubmissions_from_conflicts() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
-                    lambda children: st.lists(children) | st.dictionaries(st.text(), children), max_leaves=30))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+        lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+        max_leaves=30,
+    )
+)
 def test_any_json_is_an_application_or_a_specific_rejection(document: object) -> None:
     try:
         raw = json.dumps(document).encode()

@@ -44,8 +44,9 @@ async def test_an_unexpected_error_answers_500_without_quoting_the_body(capsys: 
         raise ValueError(f"cannot handle {raw!r}")
 
     async with client(broken) as http:
-        response = await http.post("/v1/applications", content=b'{"email": "secret.person@example.org"}',
-                                   headers={"Authorization": "Bearer token-a"})
+        response = await http.post(
+            "/v1/applications", content=b'{"email": "secret.person@example.org"}', headers={"Authorization": "Bearer token-a"}
+        )
     assert response.status_code == 500 and response.json() == {"detail": "internal error"}
     captured = capsys.readouterr()
     assert "request failed" in captured.out + captured.err

@@ -164,7 +164,8 @@ def input_topics(service: str) -> set[Topic]:
     subscribes; publishing happens in handlers through the outbox)."""
     tree = ast.parse((ROOT / "services" / service / "app.py").read_text())
     names = {
-        node.attr for node in ast.walk(tree)
+        node.attr
+        for node in ast.walk(tree)
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "Topic"
     }
     assert names, f"services/{service}/app.py names no Topic"
@@ -393,9 +394,9 @@ def test_intake_is_reachable_through_its_service(layer: str) -> None:
     ports = {p["name"]: p for p in service["spec"]["ports"]}
     assert port_number(c, ports["http"]["targetPort"]) == 8080
     assert port_number(c, ports["metrics"]["targetPort"]) == 8081
-    assert service["spec"]["selector"].items() <= one(docs, "Deployment", "intake")["spec"]["template"]["metadata"][
-        "labels"
-    ].items()
+    assert (
+        service["spec"]["selector"].items() <= one(docs, "Deployment", "intake")["spec"]["template"]["metadata"]["labels"].items()
+    )
 
 
 # --- scaling against the topics -------------------------------------------------------------------
@@ -490,9 +491,14 @@ def test_postgres_is_a_cloudnativepg_cluster(layer: str) -> None:
 def test_network_is_denied_by_default_and_opened_per_need(layer: str) -> None:
     docs = render(layer)
     policies = of_kind(docs, "NetworkPolicy")
-    deny = [p for p in policies.values()
-            if p["spec"]["podSelector"] == {} and set(p["spec"]["policyTypes"]) == {"Ingress", "Egress"}
-            and not p["spec"].get("ingress") and not p["spec"].get("egress")]
+    deny = [
+        p
+        for p in policies.values()
+        if p["spec"]["podSelector"] == {}
+        and set(p["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+        and not p["spec"].get("ingress")
+        and not p["spec"].get("egress")
+    ]
     assert deny, "no default-deny NetworkPolicy"
 
     def selects(policy: dict[str, Any], labels: dict[str, str]) -> bool:

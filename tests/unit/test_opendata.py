@@ -107,29 +107,51 @@ def grants() -> list[CommittedGrant]:
     """One committed grant per programme with a grant, from the local samples."""
     return [
         CommittedGrant.from_proposed(
-            "00000000-0000-4000-8000-000000000001", sample("vlaio-spearhead-2019"),
-            grant("vlaio.clusters", {2020: 40_000_000, 2021: 50_000_000}), COMMITTED),
+            "00000000-0000-4000-8000-000000000001",
+            sample("vlaio-spearhead-2019"),
+            grant("vlaio.clusters", {2020: 40_000_000, 2021: 50_000_000}),
+            COMMITTED,
+        ),
         CommittedGrant.from_proposed(
-            "00000000-0000-4000-8000-000000000002", sample("vlaio-cluster-pact-hermes"),
-            grant("vlaio.hermes", {2018: 100_000_000, 2019: 90_000_000, 2020: 80_000_000},
-                  instrument="hermes-earmark", shares=[("hermes", 1, 1)], conditional=True), COMMITTED),
+            "00000000-0000-4000-8000-000000000002",
+            sample("vlaio-cluster-pact-hermes"),
+            grant(
+                "vlaio.hermes",
+                {2018: 100_000_000, 2019: 90_000_000, 2020: 80_000_000},
+                instrument="hermes-earmark",
+                shares=[("hermes", 1, 1)],
+                conditional=True,
+            ),
+            COMMITTED,
+        ),
         CommittedGrant.from_proposed(
-            "00000000-0000-4000-8000-000000000003", sample("ttc-voucher"),
-            grant("ttc", {2012: 500_000}, instrument="innovation-voucher", shares=TTC_SHARES), COMMITTED),
+            "00000000-0000-4000-8000-000000000003",
+            sample("ttc-voucher"),
+            grant("ttc", {2012: 500_000}, instrument="innovation-voucher", shares=TTC_SHARES),
+            COMMITTED,
+        ),
         CommittedGrant.from_proposed(
             "00000000-0000-4000-8000-000000000004",
-            sample("ttc-fund-without-matching", title="Cross-border sensor pilot",
-                   summary="Pilot line for medical sensors built by partners in Hasselt and Eindhoven."),
+            sample(
+                "ttc-fund-without-matching",
+                title="Cross-border sensor pilot",
+                summary="Pilot line for medical sensors built by partners in Hasselt and Eindhoven.",
+            ),
             grant("ttc", {2013: 12_345_67, 2014: 10_000_00}, instrument="innovation-fund-grant", shares=TTC_SHARES),
-            COMMITTED),
+            COMMITTED,
+        ),
         CommittedGrant.from_proposed(
-            "00000000-0000-4000-8000-000000000005", sample("s3-financing-vinnvaxt"),
+            "00000000-0000-4000-8000-000000000005",
+            sample("s3-financing-vinnvaxt"),
             grant("s3", {2019: 30_000_000, 2020: 30_000_000}, currency="SEK", instrument="s3-pilot-financing"),
-            COMMITTED),
+            COMMITTED,
+        ),
         CommittedGrant.from_proposed(
-            "00000000-0000-4000-8000-000000000006", sample("nic-nce"),
+            "00000000-0000-4000-8000-000000000006",
+            sample("nic-nce"),
             grant("nic", {2025: 200_000_000, 2026: 150_000_000}, currency="NOK", instrument="cluster-gce"),
-            COMMITTED),
+            COMMITTED,
+        ),
     ]
 
 
@@ -158,8 +180,7 @@ def csv_rows(text: str) -> list[dict[str, str]]:
 
 def test_the_json_package_validates_against_the_published_360giving_schema(tmp_path: Path) -> None:
     output = tmp_path / "grants.json"
-    count = opendata.write_360giving(grants(), demo(), output, fmt="json",
-                                     issued=datetime(2024, 5, 1, 12, 0, tzinfo=UTC))
+    count = opendata.write_360giving(grants(), demo(), output, fmt="json", issued=datetime(2024, 5, 1, 12, 0, tzinfo=UTC))
     assert count == 6
     text = output.read_text(encoding="utf-8")
     package = json.loads(text, parse_float=Decimal)
@@ -187,15 +208,19 @@ def test_one_grant_maps_as_documented() -> None:
         "id": "360G-demo-clustergrants-DEMO-VLAIO-SPC-001",
         "title": "Cluster coordination subsidy to Demo Speerpuntcluster vzw",
         "description": "Cluster coordination subsidy under VLAIO innovation clusters (demo title) "
-                       "(scheme vlaio.spearhead-cluster).",
+        "(scheme vlaio.spearhead-cluster).",
         "currency": "EUR",
         "amountAwarded": Decimal("900000.00"),
         "awardDate": "2019-10-02",
         "plannedDates": [{"startDate": "2020-01-01", "endDate": "2021-12-31"}],
-        "recipientOrganization": [{
-            "id": "BE-BCE_KBO-0700000001", "name": "Demo Speerpuntcluster vzw",
-            "addressRegion": "Vlaanderen", "addressCountry": "Belgium",
-        }],
+        "recipientOrganization": [
+            {
+                "id": "BE-BCE_KBO-0700000001",
+                "name": "Demo Speerpuntcluster vzw",
+                "addressRegion": "Vlaanderen",
+                "addressCountry": "Belgium",
+            }
+        ],
         "beneficiaryLocation": [{"name": "Vlaanderen", "countryCode": "BE"}],
         "fundingOrganization": [{"id": "360G-demo-funder-vlaio", "name": "VLAIO (demo entry)"}],
         "grantProgramme": [{"code": "vlaio.clusters", "title": "VLAIO innovation clusters (demo title)"}],
@@ -239,8 +264,12 @@ def test_amounts_are_exact_decimals_with_two_places_never_floats(tmp_path: Path)
 def test_released_money_is_not_published_and_dates_follow_the_years_left() -> None:
     voucher = grants()[0]
     reduced = CommittedGrant.from_proposed(
-        voucher.grant_id, voucher.application, grant("vlaio.clusters", {2020: 40_000_000, 2021: 50_000_000}),
-        COMMITTED, amounts={2020: 40_000_000, 2021: 0})
+        voucher.grant_id,
+        voucher.application,
+        grant("vlaio.clusters", {2020: 40_000_000, 2021: 50_000_000}),
+        COMMITTED,
+        amounts={2020: 40_000_000, 2021: 0},
+    )
     [item] = opendata.to_360giving([reduced], demo())
     assert item["amountAwarded"] == Decimal("400000.00")
     assert item["plannedDates"] == [{"startDate": "2020-01-01", "endDate": "2020-12-31"}]
@@ -285,9 +314,7 @@ def heading_from_schema(path: tuple[str | int, ...]) -> str:
 
 
 @pytest.mark.parametrize(("heading", "path"), THREESIXTYGIVING_COLUMNS, ids=[h for h, _ in THREESIXTYGIVING_COLUMNS])
-def test_every_csv_column_is_a_360giving_field_titled_as_the_schema_titles_it(
-    heading: str, path: tuple[str | int, ...]
-) -> None:
+def test_every_csv_column_is_a_360giving_field_titled_as_the_schema_titles_it(heading: str, path: tuple[str | int, ...]) -> None:
     assert heading == heading_from_schema(path)
     if len(path) == 3:  # a field of the first item of an array: the schema lets it roll up to the grant row
         _, schema = _schemas()
@@ -300,8 +327,7 @@ def test_the_csv_has_the_standard_headings_and_reads_back_into_valid_grants(tmp_
     raw = output.read_bytes()
     assert raw.startswith(b"Identifier,Title,Description,Currency,Amount Awarded,Award Date,")
     rows = csv_rows(raw.decode("utf-8"))
-    assert [r["Amount Awarded"] for r in rows] == ["900000.00", "2700000.00", "5000.00", "22345.67", "600000.00",
-                                                   "3500000.00"]
+    assert [r["Amount Awarded"] for r in rows] == ["900000.00", "2700000.00", "5000.00", "22345.67", "600000.00", "3500000.00"]
     assert rows[4]["Currency"] == "SEK"
     assert rows[5]["Recipient Org:Country"] == "Norway"
     rebuilt: list[dict[str, Any]] = []
@@ -345,14 +371,20 @@ def test_the_eu_list_holds_only_grants_with_an_eu_fund_share(tmp_path: Path) -> 
         "Country": "Germany",
     }
     assert (fund["Operation name"], fund["Total cost"], fund["Start date"], fund["End date"]) == (
-        "Cross-border sensor pilot", "22345.67", "2013-01-01", "2014-12-31")
+        "Cross-border sensor pilot",
+        "22345.67",
+        "2013-01-01",
+        "2014-12-31",
+    )
 
 
 def test_the_operation_code_template_may_use_the_grant_and_the_award_year() -> None:
     cfg = config(programmes__ttc__eu__operation_code="TTC/{award_year}/{grant_id}", programmes__ttc__eu__cci=None)
     rows = opendata.eu_operation_rows(grants(), cfg)
-    assert [r[0] for r in rows[1:]] == ["TTC/2019/00000000-0000-4000-8000-000000000003",
-                                        "TTC/2019/00000000-0000-4000-8000-000000000004"]
+    assert [r[0] for r in rows[1:]] == [
+        "TTC/2019/00000000-0000-4000-8000-000000000003",
+        "TTC/2019/00000000-0000-4000-8000-000000000004",
+    ]
 
 
 # --- personal data ----------------------------------------------------------------------------------------
@@ -383,8 +415,13 @@ def test_an_export_without_the_operator_keys_it_needs_is_refused_naming_them(tmp
     with pytest.raises(OpenDataError) as refused:
         opendata.write_360giving(grants(), opendata.load_config(EXAMPLE_FILE), output, fmt="json")
     message = str(refused.value)
-    for key in ("threesixtygiving.identifier_prefix", "threesixtygiving.license", "threesixtygiving.publisher.name",
-                "programmes.ttc.funding_organisation.id", "programmes.nic.funding_organisation.name"):
+    for key in (
+        "threesixtygiving.identifier_prefix",
+        "threesixtygiving.license",
+        "threesixtygiving.publisher.name",
+        "programmes.ttc.funding_organisation.id",
+        "programmes.nic.funding_organisation.name",
+    ):
         assert key in refused.value.missing_keys
         assert key in message
     assert "OPENDATA_FILE" in message and str(EXAMPLE_FILE) in message
@@ -420,14 +457,17 @@ def test_an_empty_package_is_refused_but_an_empty_csv_has_its_header() -> None:
     assert opendata.threesixtygiving_rows([]) == [[h for h, _ in THREESIXTYGIVING_COLUMNS]]
 
 
-@pytest.mark.parametrize(("text", "problem"), [
-    ("threesixtygiving: {prefix: 360G-x}\n", "prefix"),
-    ("threesixtygiving: {identifier_prefix: GB-x}\n", "identifier_prefix"),
-    ("programmes: {ttc: {eu: {operation_code: 'TTC-{year}'}}}\n", "unknown placeholder"),
-    ("programmes: {ttc: {eu: {operation_code: 'TTC-{cci}'}}}\n", "application_id"),
-    ("programmes: {ttc: {eu: {operation_code: '{application_id.__class__}'}}}\n", "bare name"),
-    ("recipient_org_id_schemes: {NO: NO-BRC}\n", "quote the country codes"),
-])
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("threesixtygiving: {prefix: 360G-x}\n", "prefix"),
+        ("threesixtygiving: {identifier_prefix: GB-x}\n", "identifier_prefix"),
+        ("programmes: {ttc: {eu: {operation_code: 'TTC-{year}'}}}\n", "unknown placeholder"),
+        ("programmes: {ttc: {eu: {operation_code: 'TTC-{cci}'}}}\n", "application_id"),
+        ("programmes: {ttc: {eu: {operation_code: '{application_id.__class__}'}}}\n", "bare name"),
+        ("recipient_org_id_schemes: {NO: NO-BRC}\n", "quote the country codes"),
+    ],
+)
 def test_a_bad_operator_file_is_refused_with_the_file_and_the_key(tmp_path: Path, text: str, problem: str) -> None:
     path = tmp_path / "opendata.yaml"
     path.write_text(text, encoding="utf-8")

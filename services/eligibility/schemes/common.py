@@ -205,9 +205,7 @@ def funding_of(application: Application, p: InForce, prefix: str) -> FundingRequ
     if funding is None:
         raise Undecidable(f"{prefix}.funding.missing")
     if funding.currency != p.currency:
-        raise Undecidable(
-            f"{prefix}.funding.wrong_currency", currency=text(funding.currency), scheme_currency=text(p.currency)
-        )
+        raise Undecidable(f"{prefix}.funding.wrong_currency", currency=text(funding.currency), scheme_currency=text(p.currency))
     return funding
 
 
@@ -228,9 +226,7 @@ def funding_request_check(prefix: str) -> Check:
         if funding is None:
             raise Undecidable(f"{prefix}.funding.missing")
         if funding.currency != p.currency:
-            return failed(
-                f"{prefix}.funding.wrong_currency", currency=text(funding.currency), scheme_currency=text(p.currency)
-            )
+            return failed(f"{prefix}.funding.wrong_currency", currency=text(funding.currency), scheme_currency=text(p.currency))
         return passed(f"{prefix}.funding.valid", budget_years=count(len(funding.years)))
 
     return check

@@ -51,9 +51,7 @@ def euregio_location(application: Application, p: InForce) -> Verdict:
     if place_country is None:
         raise Undecidable("ttc.location.region_not_listed", region=text(applicant.region))
     if place_country != applicant.country:
-        return failed(
-            "ttc.location.region_country_mismatch", region=text(applicant.region), country=text(applicant.country)
-        )
+        return failed("ttc.location.region_country_mismatch", region=text(applicant.region), country=text(applicant.country))
     return passed("ttc.location.euregio", region=text(applicant.region), country=text(applicant.country))
 
 

@@ -39,17 +39,18 @@ class Ledger:
         async with self.pool.acquire() as conn:
             await repository.load_config(conn, config)
 
-    async def decide(
-        self, decided: EligibilityDecided, config: BudgetConfig, event_id: str | None = None
-    ) -> str | None:
+    async def decide(self, decided: EligibilityDecided, config: BudgetConfig, event_id: str | None = None) -> str | None:
         event_id = event_id or str(uuid.uuid4())
-        return await self.in_uow(
-            lambda uow: handlers.on_eligibility_decided(uow, decided, config, cause=event_id), event_id
-        )
+        return await self.in_uow(lambda uow: handlers.on_eligibility_decided(uow, decided, config, cause=event_id), event_id)
 
     async def reset(self, programme: str, year: int, maximum: Money | None = None) -> handlers.ResetOutcome | None:
-        event = CeilingReset(reset_id=f"{programme}/{year}", programme=programme, budget_year=year,
-                             opened_at=datetime.now(UTC), yearly_maximum=maximum)
+        event = CeilingReset(
+            reset_id=f"{programme}/{year}",
+            programme=programme,
+            budget_year=year,
+            opened_at=datetime.now(UTC),
+            yearly_maximum=maximum,
+        )
         event_id = str(uuid.uuid4())
         return await self.in_uow(lambda uow: handlers.on_ceiling_reset(uow, event, cause=event_id), event_id)
 

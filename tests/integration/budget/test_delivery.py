@@ -45,9 +45,11 @@ class Budget:
     def start(self, name: str, **extra_env: str) -> None:
         with (self.log_dir / f"{name}.log").open("ab") as log:
             self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "services.budget"], cwd=ROOT,
+                [sys.executable, "-m", "services.budget"],
+                cwd=ROOT,
                 env={**self.env, "OPS_HTTP_PORT": str(free_port()), **extra_env},
-                stdout=log, stderr=subprocess.STDOUT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
 
     def wait_started(self, name: str, timeout: float = 60) -> None:
@@ -79,12 +81,15 @@ class Budget:
 
 
 @pytest.fixture
-def budget_env(
-    kafka_bootstrap: str, database_url: str, topic_prefix: str, tmp_path: Path
-) -> tuple[dict[str, str], Path]:
+def budget_env(kafka_bootstrap: str, database_url: str, topic_prefix: str, tmp_path: Path) -> tuple[dict[str, str], Path]:
     return (
-        {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "DATABASE_URL": database_url, "TOPIC_PREFIX": topic_prefix,
-         "HANDLER_RETRY_BACKOFF_S": "0.05", "OUTBOX_POLL_INTERVAL_S": "0.2"},
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "DATABASE_URL": database_url,
+            "TOPIC_PREFIX": topic_prefix,
+            "HANDLER_RETRY_BACKOFF_S": "0.05",
+            "OUTBOX_POLL_INTERVAL_S": "0.2",
+        },
         tmp_path,
     )
 
@@ -96,8 +101,13 @@ def write_pots(path: Path, programme: str, total: int) -> Path:
 
 async def publish_decided(bootstrap: str, prefix: str, event: EligibilityDecided, event_id: str | None = None) -> str:
     attributes = attributes_for(event, source="/clustergrants/eligibility", event_id=event_id)
-    await publish_raw(bootstrap, topic_name(Topic.ELIGIBILITY_DECIDED, prefix), event.model_dump_json().encode(),
-                      event.key().encode(), to_headers(attributes))
+    await publish_raw(
+        bootstrap,
+        topic_name(Topic.ELIGIBILITY_DECIDED, prefix),
+        event.model_dump_json().encode(),
+        event.key().encode(),
+        to_headers(attributes),
+    )
     return attributes.id
 
 
@@ -141,15 +151,15 @@ async def test_duplicate_delivery_and_a_crash_before_the_offset_commit_yield_one
             crash_event_id = await publish_decided(kafka_bootstrap, topic_prefix, crash)
             assert await asyncio.to_thread(budget.wait_exit, "crashing") == 70
             budget.procs.pop("crashing")
-            assert await conn.fetchval("SELECT count(*) FROM budget.grants WHERE application_id = $1",
-                                       crash.application_id) == 1
+            assert await conn.fetchval("SELECT count(*) FROM budget.grants WHERE application_id = $1", crash.application_id) == 1
             assert committed_for(seen, crash.application_id) == []  # the outbox row waits for the relay
             budget.start("restarted")
             await asyncio.to_thread(budget.wait_started, "restarted")
-            await seen.wait_for(lambda: committed_for(seen, crash.application_id) != [],
-                                what="GrantCommitted after the crash")
-            await seen.wait_for(lambda: '"duplicate delivery ignored"' in budget.log("restarted"),
-                                what="the redelivered decision dropped by the inbox")
+            await seen.wait_for(lambda: committed_for(seen, crash.application_id) != [], what="GrantCommitted after the crash")
+            await seen.wait_for(
+                lambda: '"duplicate delivery ignored"' in budget.log("restarted"),
+                what="the redelivered decision dropped by the inbox",
+            )
             await asyncio.sleep(1)
             assert len(committed_for(seen, crash.application_id)) == 1
             assert await conn.fetchval("SELECT count(*) FROM budget.inbox WHERE event_id = $1", crash_event_id) == 1
@@ -159,8 +169,8 @@ async def test_duplicate_delivery_and_a_crash_before_the_offset_commit_yield_one
         pot = await conn.fetchrow("SELECT committed_minor FROM budget.pots WHERE pot_id = $1", f"{programme}/agency")
         assert pot["committed_minor"] == 3_000_000
         entries = await conn.fetchval(
-            "SELECT count(*) FROM budget.entries e JOIN budget.grants g USING (grant_id) WHERE g.programme = $1",
-            programme)
+            "SELECT count(*) FROM budget.entries e JOIN budget.grants g USING (grant_id) WHERE g.programme = $1", programme
+        )
         assert entries == 2
     finally:
         await conn.close()
@@ -189,8 +199,10 @@ async def test_replicas_in_one_consumer_group_never_overspend(
             await asyncio.gather(*(publish_decided(kafka_bootstrap, topic_prefix, d) for d in decisions))
 
             def outcomes() -> tuple[set[str], set[str]]:
-                done = {t: {json.loads(r.value)["application_id"] for r in seen.records[t]} & mine
-                        for t in (Topic.GRANT_COMMITTED, Topic.GRANT_REFUSED)}
+                done = {
+                    t: {json.loads(r.value)["application_id"] for r in seen.records[t]} & mine
+                    for t in (Topic.GRANT_COMMITTED, Topic.GRANT_REFUSED)
+                }
                 return done[Topic.GRANT_COMMITTED], done[Topic.GRANT_REFUSED]
 
             await seen.wait_for(lambda: sum(map(len, outcomes())) == 60, timeout=120, what="60 outcomes")

@@ -44,9 +44,7 @@ async def test_concurrent_commits_commit_exactly_as_many_as_fit(ledger: Ledger, 
     assert await ledger.reconcile() == []
 
 
-async def test_two_fund_commits_stop_at_the_smaller_pot_and_neither_goes_below_zero(
-    ledger: Ledger, programme: str
-) -> None:
+async def test_two_fund_commits_stop_at_the_smaller_pot_and_neither_goes_below_zero(ledger: Ledger, programme: str) -> None:
     """Shares 1/2 each; co-financing holds only 7 halves: exactly 7 of 30 concurrent grants commit."""
     cfg = config(programme_with_pots(programme, {"erdf": 10_000_000, "co": 7_000_000}))
     await ledger.load(cfg)
@@ -68,8 +66,9 @@ async def test_ttc_vouchers_stop_at_35_under_concurrency_and_split_erdf_co_finan
     cfg = config()
     await ledger.load(cfg)
     decisions = [
-        decided(grant("ttc", {2015: 500_000}, instrument="innovation-voucher", shares=TTC_SHARES),
-                scheme="ttc.innovation-voucher")
+        decided(
+            grant("ttc", {2015: 500_000}, instrument="innovation-voucher", shares=TTC_SHARES), scheme="ttc.innovation-voucher"
+        )
         for _ in range(50)
     ]
     results = await asyncio.gather(*(ledger.decide(d, cfg) for d in decisions))
@@ -78,8 +77,11 @@ async def test_ttc_vouchers_stop_at_35_under_concurrency_and_split_erdf_co_finan
     erdf, co = await ledger.pot("ttc/erdf"), await ledger.pot("ttc/co-financing")
     assert count["committed_minor"] == 35
     assert erdf["committed_minor"] == co["committed_minor"] == 35 * 250_000
-    refused = [r for r in await ledger.outbox("org.clustergrants.grant.refused")
-               if r["application_id"] in {d.application_id for d in decisions}]
+    refused = [
+        r
+        for r in await ledger.outbox("org.clustergrants.grant.refused")
+        if r["application_id"] in {d.application_id for d in decisions}
+    ]
     assert len(refused) == 15
     assert {(r["limit"], r["available_count"], r["requested_count"]) for r in refused} == {
         ("count:ttc/innovation-voucher/count", 0, 1)
@@ -134,9 +136,13 @@ async def test_reset_opens_each_year_once_and_a_closed_year_stays_closed(ledger:
     assert earlier is not None
     assert earlier.decision == "closed"
 
-    states = dict(await ledger.pool.fetch(
-        "SELECT s.budget_year, s.state FROM budget.slices s JOIN budget.grants g USING (grant_id) "
-        "WHERE g.application_id = $1", first.application_id))
+    states = dict(
+        await ledger.pool.fetch(
+            "SELECT s.budget_year, s.state FROM budget.slices s JOIN budget.grants g USING (grant_id) "
+            "WHERE g.application_id = $1",
+            first.application_id,
+        )
+    )
     assert states == {2021: "closed", 2022: "open", 2023: "scheduled"}
 
     late = decided(grant(programme, {2021: 1_000, 2022: 1_000}))
@@ -147,7 +153,9 @@ async def test_reset_opens_each_year_once_and_a_closed_year_stays_closed(ledger:
     assert await ledger.decide(now, cfg) == "committed"
     opened_now = await ledger.pool.fetchval(
         "SELECT count(*) FROM budget.entries e JOIN budget.grants g USING (grant_id) "
-        "WHERE g.application_id = $1 AND e.kind = 'open' AND e.budget_year = 2022", now.application_id)
+        "WHERE g.application_id = $1 AND e.kind = 'open' AND e.budget_year = 2022",
+        now.application_id,
+    )
     assert opened_now == 1
     assert await ledger.reconcile() == []
 
@@ -156,10 +164,20 @@ async def test_hermes_yearly_maximum_applies_when_the_year_opens(ledger: Ledger,
     """Conditional commitments over three years; each year's maximum comes with its reset."""
     cfg = config(programme_with_pots(programme, {"hermes": 200_000_000}, yearly_maximum_required=True))
     await ledger.load(cfg)
-    pact = decided(grant(programme, {2021: 400_000_00, 2022: 400_000_00, 2023: 400_000_00}, instrument="hermes-earmark",
-                         shares=[("hermes", 1, 1)], conditional=True), scheme="vlaio.cluster-pact")
-    small = decided(grant(programme, {2021: 100_000_00}, instrument="hermes-earmark", shares=[("hermes", 1, 1)],
-                          conditional=True), scheme="vlaio.cluster-pact")
+    pact = decided(
+        grant(
+            programme,
+            {2021: 400_000_00, 2022: 400_000_00, 2023: 400_000_00},
+            instrument="hermes-earmark",
+            shares=[("hermes", 1, 1)],
+            conditional=True,
+        ),
+        scheme="vlaio.cluster-pact",
+    )
+    small = decided(
+        grant(programme, {2021: 100_000_00}, instrument="hermes-earmark", shares=[("hermes", 1, 1)], conditional=True),
+        scheme="vlaio.cluster-pact",
+    )
     assert await ledger.decide(pact, cfg) == "committed"
     assert await ledger.decide(small, cfg) == "committed"
     assert (await ledger.pot(f"{programme}/hermes"))["committed_minor"] == 1_300_000_00
@@ -172,8 +190,10 @@ async def test_hermes_yearly_maximum_applies_when_the_year_opens(ledger: Ledger,
     pot = await ledger.pot(f"{programme}/hermes")
     assert (pot["committed_minor"], pot["released_minor"]) == (1_300_000_00, 150_000_00)
 
-    over = decided(grant(programme, {2021: 250_000_01}, instrument="hermes-earmark", shares=[("hermes", 1, 1)],
-                         conditional=True), scheme="vlaio.cluster-pact")
+    over = decided(
+        grant(programme, {2021: 250_000_01}, instrument="hermes-earmark", shares=[("hermes", 1, 1)], conditional=True),
+        scheme="vlaio.cluster-pact",
+    )
     assert await ledger.decide(over, cfg) == "refused"
     [refusal] = await ledger.outbox("org.clustergrants.grant.refused", over.application_id)
     assert refusal["limit"] == f"yearly-maximum:{programme}/2021"
@@ -184,11 +204,15 @@ async def test_hermes_yearly_maximum_applies_when_the_year_opens(ledger: Ledger,
 
 
 async def test_withdrawal_and_reduction_return_future_slices_as_entries(ledger: Ledger, programme: str) -> None:
-    cfg = config(programme_with_pots(
-        programme, {"agency": 50_000_000},
-        counts=[{"pot_id": f"{programme}/count", "programme": programme, "instruments": ["coordination-subsidy"],
-                 "max_count": 5}],
-    ))
+    cfg = config(
+        programme_with_pots(
+            programme,
+            {"agency": 50_000_000},
+            counts=[
+                {"pot_id": f"{programme}/count", "programme": programme, "instruments": ["coordination-subsidy"], "max_count": 5}
+            ],
+        )
+    )
     await ledger.load(cfg)
     withdrawn = decided(grant(programme, {2021: 1_000_000, 2022: 2_000_000, 2023: 3_000_000}))
     reduced = decided(grant(programme, {2022: 4_000_000, 2023: 4_000_000}))
@@ -205,13 +229,11 @@ async def test_withdrawal_and_reduction_return_future_slices_as_entries(ledger: 
     count = await ledger.pot(f"{programme}/count")
     assert (count["committed_minor"], count["released_minor"]) == (2, 0)  # 2021's grant had its year opened
 
-    cut = await ledger.in_uow(
-        lambda uow: handlers.release_grant(uow, reduced.application_id, {2023: 1_500_000}, cause="t"))
+    cut = await ledger.in_uow(lambda uow: handlers.release_grant(uow, reduced.application_id, {2023: 1_500_000}, cause="t"))
     assert cut is not None
     assert [(r.budget_year, r.amount.amount_minor) for r in cut.released] == [(2023, 2_500_000)]
     with pytest.raises(ReleaseError, match="raise"):
-        await ledger.in_uow(
-            lambda uow: handlers.release_grant(uow, reduced.application_id, {2022: 5_000_000}, cause="t"))
+        await ledger.in_uow(lambda uow: handlers.release_grant(uow, reduced.application_id, {2022: 5_000_000}, cause="t"))
     assert (await ledger.reset(programme, 2022)) is not None
     count_before = (await ledger.pot(f"{programme}/count"))["released_minor"]
     with pytest.raises(ReleaseError, match="already opened"):
@@ -227,10 +249,13 @@ async def test_withdrawal_and_reduction_return_future_slices_as_entries(ledger: 
 
 
 async def test_withdrawing_a_grant_before_its_year_opens_returns_its_count(ledger: Ledger, programme: str) -> None:
-    cfg = config(programme_with_pots(
-        programme, {"agency": 10_000_000},
-        counts=[{"pot_id": f"{programme}/count", "programme": programme, "instruments": ["voucher"], "max_count": 1}],
-    ))
+    cfg = config(
+        programme_with_pots(
+            programme,
+            {"agency": 10_000_000},
+            counts=[{"pot_id": f"{programme}/count", "programme": programme, "instruments": ["voucher"], "max_count": 1}],
+        )
+    )
     await ledger.load(cfg)
     first = decided(grant(programme, {2024: 1_000}, instrument="voucher"))
     second = decided(grant(programme, {2024: 1_000}, instrument="voucher"))
@@ -253,8 +278,13 @@ def cli(database_url: str, *args: str, pots_file: Path | None = None) -> subproc
     if pots_file is not None:
         env["BUDGET_POTS_FILE"] = str(pots_file)
     return subprocess.run(
-        [sys.executable, "-m", "services.budget.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=60, check=False,
+        [sys.executable, "-m", "services.budget.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -275,7 +305,8 @@ async def test_operator_commands_balances_reconcile_open_year(
     ok = await asyncio.to_thread(cli, database_url, "reconcile")
     assert ok.returncode == 0, ok.stderr
     await ledger.pool.execute(
-        "UPDATE budget.pots SET committed_minor = committed_minor + 1 WHERE pot_id = $1", f"{programme}/agency")
+        "UPDATE budget.pots SET committed_minor = committed_minor + 1 WHERE pot_id = $1", f"{programme}/agency"
+    )
     try:
         broken = await asyncio.to_thread(cli, database_url, "reconcile")
         assert broken.returncode == 1
@@ -283,7 +314,8 @@ async def test_operator_commands_balances_reconcile_open_year(
         assert f"{programme}/agency" in broken.stderr
     finally:
         await ledger.pool.execute(
-            "UPDATE budget.pots SET committed_minor = committed_minor - 1 WHERE pot_id = $1", f"{programme}/agency")
+            "UPDATE budget.pots SET committed_minor = committed_minor - 1 WHERE pot_id = $1", f"{programme}/agency"
+        )
     assert await ledger.reconcile() == []
 
     # open-year goes through the outbox, once per programme and year. The CLI reads the operator

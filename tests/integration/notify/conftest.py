@@ -62,8 +62,13 @@ def verify_like_an_agency(secret: bytes, header: str, body: bytes, tolerance_s: 
 
 @pytest.fixture(scope="session")
 def receiver() -> Iterator[Receiver]:
-    state = Receiver(secrets={"ok": b"ok-secret-0123456789abcdef", "flaky": b"flaky-secret-0123456789abcdef",
-                              "down": b"down-secret-0123456789abcdef"})
+    state = Receiver(
+        secrets={
+            "ok": b"ok-secret-0123456789abcdef",
+            "flaky": b"flaky-secret-0123456789abcdef",
+            "down": b"down-secret-0123456789abcdef",
+        }
+    )
     app = FastAPI()
 
     @app.post("/{path}")

@@ -35,45 +35,84 @@ def person(language: str, name: str, email: str, org: str) -> Recipient:
 
 def ineligible(app_id: str, who: Recipient) -> EligibilityDecided:
     return EligibilityDecided(
-        application_id=app_id, scheme="ttc.innovation-voucher", decided_at=NOW, reference_date=date(2012, 4, 2),
-        time_zone="Europe/Brussels", outcome="ineligible", parameter_version="2012-01-01", recipient=who,
+        application_id=app_id,
+        scheme="ttc.innovation-voucher",
+        decided_at=NOW,
+        reference_date=date(2012, 4, 2),
+        time_zone="Europe/Brussels",
+        outcome="ineligible",
+        parameter_version="2012-01-01",
+        recipient=who,
         criteria=[
             CriterionResult(criterion="first_voucher", outcome="passed", message_key="ttc.voucher.first"),
-            CriterionResult(criterion="voucher_amount", outcome="failed", message_key="ttc.voucher.amount_exceeded",
-                            figures={"requested": Figure(unit="money", value=500_001, currency="EUR"),
-                                     "limit": Figure(unit="money", value=500_000, currency="EUR")}),
+            CriterionResult(
+                criterion="voucher_amount",
+                outcome="failed",
+                message_key="ttc.voucher.amount_exceeded",
+                figures={
+                    "requested": Figure(unit="money", value=500_001, currency="EUR"),
+                    "limit": Figure(unit="money", value=500_000, currency="EUR"),
+                },
+            ),
         ],
     )
 
 
 def vlaio_grant() -> ProposedGrant:
     return ProposedGrant(
-        programme="vlaio", instrument="coordination-subsidy", currency="EUR",
-        schedule=[ScheduledAmount(budget_year=2020, amount=Money(amount_minor=40_000_000, currency="EUR")),
-                  ScheduledAmount(budget_year=2021, amount=Money(amount_minor=50_000_000, currency="EUR"))],
+        programme="vlaio",
+        instrument="coordination-subsidy",
+        currency="EUR",
+        schedule=[
+            ScheduledAmount(budget_year=2020, amount=Money(amount_minor=40_000_000, currency="EUR")),
+            ScheduledAmount(budget_year=2021, amount=Money(amount_minor=50_000_000, currency="EUR")),
+        ],
         fund_shares=[FundShare(fund="agency", numerator=1, denominator=1)],
     )
 
 
 def eligible_with_grant(app_id: str, who: Recipient) -> EligibilityDecided:
     return EligibilityDecided(
-        application_id=app_id, scheme="vlaio.spearhead-cluster", decided_at=NOW, reference_date=date(2019, 10, 1),
-        time_zone="Europe/Brussels", outcome="eligible", parameter_version="2019", recipient=who,
+        application_id=app_id,
+        scheme="vlaio.spearhead-cluster",
+        decided_at=NOW,
+        reference_date=date(2019, 10, 1),
+        time_zone="Europe/Brussels",
+        outcome="eligible",
+        parameter_version="2019",
+        recipient=who,
         proposed_grant=vlaio_grant(),
-        criteria=[CriterionResult(criterion="call_open", outcome="passed", message_key="vlaio.call.open",
-                                  figures={"reference_date": Figure(unit="date", value="2019-10-01")})],
+        criteria=[
+            CriterionResult(
+                criterion="call_open",
+                outcome="passed",
+                message_key="vlaio.call.open",
+                figures={"reference_date": Figure(unit="date", value="2019-10-01")},
+            )
+        ],
     )
 
 
 def committed(app_id: str, who: Recipient) -> GrantCommitted:
-    return GrantCommitted(application_id=app_id, grant_id=str(uuid.uuid4()), committed_at=NOW,
-                          scheme="vlaio.spearhead-cluster", grant=vlaio_grant(), recipient=who)
+    return GrantCommitted(
+        application_id=app_id,
+        grant_id=str(uuid.uuid4()),
+        committed_at=NOW,
+        scheme="vlaio.spearhead-cluster",
+        grant=vlaio_grant(),
+        recipient=who,
+    )
 
 
 def refused(app_id: str, who: Recipient) -> GrantRefused:
     return GrantRefused(
-        application_id=app_id, refused_at=NOW, scheme="nic.cluster", limit="pot:nic/agency",
-        message_key="budget.pot_exhausted", budget_year=2024, recipient=who,
+        application_id=app_id,
+        refused_at=NOW,
+        scheme="nic.cluster",
+        limit="pot:nic/agency",
+        message_key="budget.pot_exhausted",
+        budget_year=2024,
+        recipient=who,
         available=Money(amount_minor=100_000_000, currency="NOK"),
         requested=Money(amount_minor=250_000_000, currency="NOK"),
     )
@@ -81,8 +120,13 @@ def refused(app_id: str, who: Recipient) -> GrantRefused:
 
 def rejected(app_id: str, name: str, email: str) -> ApplicationRejected:
     return ApplicationRejected(
-        rejection_id=str(uuid.uuid4()), application_id=app_id, rejected_at=NOW, channel="http", reason="invalid",
-        language="sv", contact=Contact(name=name, email=email),
+        rejection_id=str(uuid.uuid4()),
+        application_id=app_id,
+        rejected_at=NOW,
+        channel="http",
+        reason="invalid",
+        language="sv",
+        contact=Contact(name=name, email=email),
         errors=[FieldError(loc=["submitted_at"], type="missing", message="Field required")],
     )
 
@@ -94,6 +138,7 @@ def reset(programme: str, year: int) -> CeilingReset:
 async def publish(bootstrap: str, prefix: str, event: Event, event_id: str | None = None) -> str:
     """Publish `event` in CloudEvents binary mode, as the producing service's relay would; returns its id."""
     attributes = attributes_for(event, source="/clustergrants/test", event_id=event_id)
-    await publish_raw(bootstrap, topic_name(event.topic, prefix), event.model_dump_json().encode(),
-                      event.key().encode(), to_headers(attributes))
+    await publish_raw(
+        bootstrap, topic_name(event.topic, prefix), event.model_dump_json().encode(), event.key().encode(), to_headers(attributes)
+    )
     return attributes.id

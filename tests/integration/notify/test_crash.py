@@ -44,7 +44,10 @@ async def topic_prefix(kafka_bootstrap: str) -> str:
 
 
 async def test_a_crash_after_sending_resends_once_and_records_once(
-    database_url: str, kafka_bootstrap: str, topic_prefix: str, smtp: tuple[Inbox, int],
+    database_url: str,
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    smtp: tuple[Inbox, int],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     inbox, port = smtp
@@ -71,14 +74,16 @@ async def test_a_crash_after_sending_resends_once_and_records_once(
         try:
             await asyncio.to_thread(restarted.wait_started, 60)
             async with Collector(kafka_bootstrap, topic_prefix, [Topic.NOTIFICATION_SENT]) as seen:
-                await seen.wait_for(lambda: seen.bodies(Topic.NOTIFICATION_SENT, application_id=app_id) != [],
-                                    timeout=60, what="NotificationSent after the restart")
+                await seen.wait_for(
+                    lambda: seen.bodies(Topic.NOTIFICATION_SENT, application_id=app_id) != [],
+                    timeout=60,
+                    what="NotificationSent after the restart",
+                )
                 await asyncio.sleep(2)
                 sent = seen.bodies(Topic.NOTIFICATION_SENT, application_id=app_id)
         finally:
             await asyncio.to_thread(restarted.stop_all)
-        row = await conn.fetchrow(
-            "SELECT status, attempts, payload FROM notify.notifications WHERE application_id = $1", app_id)
+        row = await conn.fetchrow("SELECT status, attempts, payload FROM notify.notifications WHERE application_id = $1", app_id)
     finally:
         await conn.close()
     assert len(sent) == 1

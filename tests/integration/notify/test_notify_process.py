@@ -34,33 +34,68 @@ PEOPLE = {
 
 def env_for(database_url: str, kafka_bootstrap: str, topic_prefix: str, smtp_port: int, **extra: str) -> dict[str, str]:
     return {
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "DATABASE_URL": database_url, "TOPIC_PREFIX": topic_prefix,
-        "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp_port), "HANDLER_RETRY_BACKOFF_S": "0.05",
-        "NOTIFY_RETRY_BASE_S": "0.2", "NOTIFY_RETRY_CAP_S": "1", "NOTIFY_POLL_INTERVAL_S": "0.1", **extra,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "DATABASE_URL": database_url,
+        "TOPIC_PREFIX": topic_prefix,
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(smtp_port),
+        "HANDLER_RETRY_BACKOFF_S": "0.05",
+        "NOTIFY_RETRY_BASE_S": "0.2",
+        "NOTIFY_RETRY_CAP_S": "1",
+        "NOTIFY_POLL_INTERVAL_S": "0.1",
+        **extra,
     }
 
 
 @pytest.fixture(scope="module")
 async def notify(
-    database_url: str, kafka_bootstrap: str, topic_prefix: str, smtp: tuple[Inbox, int], receiver: Receiver,
+    database_url: str,
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    smtp: tuple[Inbox, int],
+    receiver: Receiver,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[ServiceProcesses]:
     directory = tmp_path_factory.mktemp("notify")
     webhooks = directory / "webhooks.yaml"
-    all_types = ["org.clustergrants.eligibility.decided.v1", "org.clustergrants.grant.committed.v1",
-                 "org.clustergrants.grant.refused.v1", "org.clustergrants.application.rejected.v1",
-                 "org.clustergrants.budget.ceiling-reset.v1"]
-    webhooks.write_text(json.dumps({"subscriptions": [
-        {"id": "ok", "url": receiver.url("ok"), "events": all_types, "secret_env": "HOOK_SECRET_OK"},
-        {"id": "flaky", "url": receiver.url("flaky"), "events": ["org.clustergrants.grant.committed.v1"],
-         "secret_env": "HOOK_SECRET_FLAKY"},
-        {"id": "down", "url": receiver.url("down"), "events": ["org.clustergrants.budget.ceiling-reset.v1"],
-         "secret_env": "HOOK_SECRET_DOWN"},
-    ]}))  # JSON is YAML
+    all_types = [
+        "org.clustergrants.eligibility.decided.v1",
+        "org.clustergrants.grant.committed.v1",
+        "org.clustergrants.grant.refused.v1",
+        "org.clustergrants.application.rejected.v1",
+        "org.clustergrants.budget.ceiling-reset.v1",
+    ]
+    webhooks.write_text(
+        json.dumps(
+            {
+                "subscriptions": [
+                    {"id": "ok", "url": receiver.url("ok"), "events": all_types, "secret_env": "HOOK_SECRET_OK"},
+                    {
+                        "id": "flaky",
+                        "url": receiver.url("flaky"),
+                        "events": ["org.clustergrants.grant.committed.v1"],
+                        "secret_env": "HOOK_SECRET_FLAKY",
+                    },
+                    {
+                        "id": "down",
+                        "url": receiver.url("down"),
+                        "events": ["org.clustergrants.budget.ceiling-reset.v1"],
+                        "secret_env": "HOOK_SECRET_DOWN",
+                    },
+                ]
+            }
+        )
+    )  # JSON is YAML
     env = env_for(
-        database_url, kafka_bootstrap, topic_prefix, smtp[1],
-        NOTIFY_WEBHOOKS_FILE=str(webhooks), NOTIFY_WEBHOOK_MAX_ATTEMPTS="3", NOTIFY_DECISION_WAIT_S="20",
-        HOOK_SECRET_OK=receiver.secrets["ok"].decode(), HOOK_SECRET_FLAKY=receiver.secrets["flaky"].decode(),
+        database_url,
+        kafka_bootstrap,
+        topic_prefix,
+        smtp[1],
+        NOTIFY_WEBHOOKS_FILE=str(webhooks),
+        NOTIFY_WEBHOOK_MAX_ATTEMPTS="3",
+        NOTIFY_DECISION_WAIT_S="20",
+        HOOK_SECRET_OK=receiver.secrets["ok"].decode(),
+        HOOK_SECRET_FLAKY=receiver.secrets["flaky"].decode(),
         HOOK_SECRET_DOWN=receiver.secrets["down"].decode(),
     )
     processes = ServiceProcesses(env, directory)
@@ -74,14 +109,23 @@ async def notify(
 
 def cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.notify.cli", "dead-letters", *args], cwd=ROOT, capture_output=True,
-        text=True, env={**os.environ, "DATABASE_URL": database_url}, timeout=60, check=False,
+        [sys.executable, "-m", "services.notify.cli", "dead-letters", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DATABASE_URL": database_url},
+        timeout=60,
+        check=False,
     )
 
 
 async def test_every_outcome_is_told_once_by_email_and_signed_webhook_without_pii_in_logs(
-    notify: ServiceProcesses, kafka_bootstrap: str, topic_prefix: str, database_url: str,
-    smtp: tuple[Inbox, int], receiver: Receiver,
+    notify: ServiceProcesses,
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    database_url: str,
+    smtp: tuple[Inbox, int],
+    receiver: Receiver,
 ) -> None:
     inbox = smtp[0]
     fr, de, nb = (ev.person(lang, *PEOPLE[lang]) for lang in ("fr", "de", "nb"))
@@ -131,7 +175,11 @@ async def test_every_outcome_is_told_once_by_email_and_signed_webhook_without_pi
     assert all("@" not in str(n["recipient_ref"]) for n in notifications)
     emails_sent = [n for n in notifications if n["channel"] == "email"]
     assert sorted(str(n["template"]) for n in emails_sent) == [
-        "application.rejected", "eligibility.ineligible", "grant.committed", "grant.refused"]
+        "application.rejected",
+        "eligibility.ineligible",
+        "grant.committed",
+        "grant.refused",
+    ]
 
     # E-mails: one per application, to the contact, in their language, with text and HTML parts.
     expected_subjects = {
@@ -175,4 +223,3 @@ async def test_every_outcome_is_told_once_by_email_and_signed_webhook_without_pi
         for needle in (name, email, email.split("@")[0]):
             assert needle not in logs, f"personal data in the logs: {needle!r}"
             assert json.dumps(name)[1:-1] not in logs  # also not JSON-escaped
-

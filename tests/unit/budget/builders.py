@@ -21,11 +21,18 @@ from shared.money import Money
 
 
 def grant(
-    programme: str, schedule: dict[int, int], *, currency: str = "EUR", instrument: str = "coordination-subsidy",
-    shares: list[tuple[str, int, int]] | None = None, conditional: bool = False,
+    programme: str,
+    schedule: dict[int, int],
+    *,
+    currency: str = "EUR",
+    instrument: str = "coordination-subsidy",
+    shares: list[tuple[str, int, int]] | None = None,
+    conditional: bool = False,
 ) -> ProposedGrant:
     return ProposedGrant(
-        programme=programme, instrument=instrument, currency=currency,  # type: ignore[arg-type]
+        programme=programme,
+        instrument=instrument,
+        currency=currency,  # type: ignore[arg-type]
         schedule=[
             ScheduledAmount(budget_year=y, amount=Money(amount_minor=a, currency=currency))  # type: ignore[arg-type]
             for y, a in sorted(schedule.items())
@@ -36,7 +43,10 @@ def grant(
 
 
 def decided(
-    proposed: ProposedGrant | None, *, scheme: str = "vlaio.spearhead-cluster", application_id: str | None = None,
+    proposed: ProposedGrant | None,
+    *,
+    scheme: str = "vlaio.spearhead-cluster",
+    application_id: str | None = None,
     outcome: str = "eligible",
 ) -> EligibilityDecided:
     return EligibilityDecided(
@@ -49,8 +59,9 @@ def decided(
         parameter_version="test",
         criteria=[CriterionResult(criterion="test", outcome="passed", message_key="test.passed")],
         proposed_grant=proposed,
-        recipient=Recipient(language="en", contact=Contact(name="Test Person", email="t@example.org"),
-                            organisation_name="Test Org"),
+        recipient=Recipient(
+            language="en", contact=Contact(name="Test Person", email="t@example.org"), organisation_name="Test Org"
+        ),
     )
 
 
@@ -59,16 +70,32 @@ def config(operator: dict[str, Any] | None = None) -> BudgetConfig:
     return merge(read_file(DOCUMENT_FILE), BudgetFile.model_validate(operator) if operator is not None else None)
 
 
-def programme_with_pots(programme: str, pots: dict[str, int], *, currency: str = "EUR",
-                        counts: list[dict[str, Any]] | None = None, yearly_maximum_required: bool = False,
-                        ceilings: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def programme_with_pots(
+    programme: str,
+    pots: dict[str, int],
+    *,
+    currency: str = "EUR",
+    counts: list[dict[str, Any]] | None = None,
+    yearly_maximum_required: bool = False,
+    ceilings: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """An operator file for one test programme: `pots` maps fund -> total in minor units."""
     source = "test figure (not a document figure)"
     return {
-        "programmes": [{"programme": programme, "currency": currency, "source": source,
-                        "yearly_maximum_required": yearly_maximum_required}],
-        "pots": [{"pot_id": f"{programme}/{fund}", "programme": programme, "fund": fund, "currency": currency,
-                  "total_minor": total, "source": source} for fund, total in pots.items()],
+        "programmes": [
+            {"programme": programme, "currency": currency, "source": source, "yearly_maximum_required": yearly_maximum_required}
+        ],
+        "pots": [
+            {
+                "pot_id": f"{programme}/{fund}",
+                "programme": programme,
+                "fund": fund,
+                "currency": currency,
+                "total_minor": total,
+                "source": source,
+            }
+            for fund, total in pots.items()
+        ],
         "counts": [{"source": source, **c} for c in counts or []],
         "ceilings": [{"source": source, **c} for c in ceilings or []],
     }

@@ -23,12 +23,18 @@ def test_document_file_holds_the_seed_figures_with_their_sources() -> None:
     assert pots["s3/selection"].total is None  # 20-25: the operator's to choose
     assert pots["s3/selection"].allowed_range == (20, 25)
     ceilings = {(c.scheme, c.instrument): c for c in docs.ceilings}
-    assert (ceilings["vlaio.spearhead-cluster", "coordination-subsidy"].yearly_minor,
-            ceilings["vlaio.spearhead-cluster", "coordination-subsidy"].max_years) == (500_000_00, 10)
-    assert (ceilings["vlaio.business-network", "coordination-subsidy"].yearly_minor,
-            ceilings["vlaio.business-network", "coordination-subsidy"].max_years) == (150_000_00, 3)
-    assert (ceilings["s3.financing", "s3-pilot-financing"].total_minor,
-            ceilings["s3.financing", "s3-pilot-financing"].max_years) == (600_000_00, 2)
+    assert (
+        ceilings["vlaio.spearhead-cluster", "coordination-subsidy"].yearly_minor,
+        ceilings["vlaio.spearhead-cluster", "coordination-subsidy"].max_years,
+    ) == (500_000_00, 10)
+    assert (
+        ceilings["vlaio.business-network", "coordination-subsidy"].yearly_minor,
+        ceilings["vlaio.business-network", "coordination-subsidy"].max_years,
+    ) == (150_000_00, 3)
+    assert (
+        ceilings["s3.financing", "s3-pilot-financing"].total_minor,
+        ceilings["s3.financing", "s3-pilot-financing"].max_years,
+    ) == (600_000_00, 2)
     assert docs.programmes["vlaio.hermes"].yearly_maximum_required
     assert all("seed" in p.source for p in docs.pots)
     assert all("seed" in c.source for c in docs.ceilings)
@@ -36,11 +42,34 @@ def test_document_file_holds_the_seed_figures_with_their_sources() -> None:
 
 def test_operator_cannot_change_a_document_figure() -> None:
     with pytest.raises(ConfigError, match="document figure"):
-        config({"pots": [{"pot_id": "ttc/erdf", "programme": "ttc", "fund": "erdf", "currency": "EUR",
-                          "total_minor": 1, "source": "operator"}]})
+        config(
+            {
+                "pots": [
+                    {
+                        "pot_id": "ttc/erdf",
+                        "programme": "ttc",
+                        "fund": "erdf",
+                        "currency": "EUR",
+                        "total_minor": 1,
+                        "source": "operator",
+                    }
+                ]
+            }
+        )
     with pytest.raises(ConfigError, match="document figure"):
-        config({"counts": [{"pot_id": "ttc/innovation-voucher/count", "programme": "ttc",
-                            "instruments": ["innovation-voucher"], "max_count": 40, "source": "operator"}]})
+        config(
+            {
+                "counts": [
+                    {
+                        "pot_id": "ttc/innovation-voucher/count",
+                        "programme": "ttc",
+                        "instruments": ["innovation-voucher"],
+                        "max_count": 40,
+                        "source": "operator",
+                    }
+                ]
+            }
+        )
 
 
 def test_operator_sets_the_selection_cap_within_the_document_range() -> None:

@@ -38,8 +38,10 @@ def test_spearhead_yearly_ceiling_is_500000_a_year_for_up_to_10_years() -> None:
     over = grant("vlaio.clusters", {2020: 500_000 * EUR + 1})
     refusal = check_ceilings("vlaio.spearhead-cluster", over, DOCS.ceilings)
     assert refusal is not None
-    assert (refusal.limit, refusal.message_key) == ("yearly-ceiling:vlaio.spearhead-cluster/coordination-subsidy",
-                                                    "budget.yearly_ceiling_exceeded")
+    assert (refusal.limit, refusal.message_key) == (
+        "yearly-ceiling:vlaio.spearhead-cluster/coordination-subsidy",
+        "budget.yearly_ceiling_exceeded",
+    )
     assert (refusal.available, refusal.requested, refusal.budget_year) == (500_000 * EUR, 500_000 * EUR + 1, 2020)
     eleven = grant("vlaio.clusters", {2020: EUR, 2030: EUR})
     too_long = check_ceilings("vlaio.spearhead-cluster", eleven, DOCS.ceilings)
@@ -49,8 +51,9 @@ def test_spearhead_yearly_ceiling_is_500000_a_year_for_up_to_10_years() -> None:
 
 
 def test_network_ceiling_is_150000_a_year_for_up_to_3_years() -> None:
-    assert check_ceilings("vlaio.business-network", grant("vlaio.clusters", {2020: 150_000 * EUR, 2022: 1}),
-                          DOCS.ceilings) is None
+    assert (
+        check_ceilings("vlaio.business-network", grant("vlaio.clusters", {2020: 150_000 * EUR, 2022: 1}), DOCS.ceilings) is None
+    )
     over = check_ceilings("vlaio.business-network", grant("vlaio.clusters", {2020: 150_000 * EUR + 1}), DOCS.ceilings)
     assert over is not None
     assert over.available == 150_000 * EUR
@@ -61,8 +64,9 @@ def test_network_ceiling_is_150000_a_year_for_up_to_3_years() -> None:
 
 def test_s3_financing_is_at_most_600000_sek_over_at_most_two_years() -> None:
     def s3(schedule: dict[int, int]) -> object:
-        return check_ceilings("s3.financing", grant("s3", schedule, currency="SEK", instrument="s3-pilot-financing"),
-                              DOCS.ceilings)
+        return check_ceilings(
+            "s3.financing", grant("s3", schedule, currency="SEK", instrument="s3-pilot-financing"), DOCS.ceilings
+        )
 
     assert s3({2018: 300_000 * 100, 2019: 300_000 * 100}) is None
     over = s3({2018: 300_000 * 100, 2019: 300_000 * 100 + 1})
@@ -78,7 +82,9 @@ def test_ttc_draws_on_erdf_and_co_financing_in_the_programme_proportion_exactly(
     placed = place(voucher, DOCS)
     assert isinstance(placed, list)
     assert {(p.pot_id, p.unit, p.amount) for p in placed} == {
-        ("ttc/erdf", "EUR", 250_001), ("ttc/co-financing", "EUR", 250_000), ("ttc/innovation-voucher/count", COUNT, 1),
+        ("ttc/erdf", "EUR", 250_001),
+        ("ttc/co-financing", "EUR", 250_000),
+        ("ttc/innovation-voucher/count", COUNT, 1),
     }
 
 
@@ -117,7 +123,9 @@ def test_a_pot_without_an_operator_total_refuses_instead_of_guessing() -> None:
 
 def test_neither_pot_may_go_below_zero() -> None:
     placements = [
-        Placement("p/a", 2020, "EUR", 60), Placement("p/b", 2020, "EUR", 40), Placement("p/a", 2021, "EUR", 5),
+        Placement("p/a", 2020, "EUR", 60),
+        Placement("p/b", 2020, "EUR", 40),
+        Placement("p/a", 2021, "EUR", 5),
     ]
     fits = {"p/a": PotBalance("p/a", "EUR", 100, 40, 5), "p/b": PotBalance("p/b", "EUR", 100, 0, 0)}
     assert check_fits(placements, fits) is None  # a: 65 of 65 left
@@ -135,8 +143,7 @@ def test_neither_pot_may_go_below_zero() -> None:
 
 
 def test_closed_years_stay_closed_and_the_open_year_applies_its_maximum() -> None:
-    g = grant("vlaio.hermes", {2021: 300, 2022: 300}, instrument="hermes-earmark", shares=[("hermes", 1, 1)],
-              conditional=True)
+    g = grant("vlaio.hermes", {2021: 300, 2022: 300}, instrument="hermes-earmark", shares=[("hermes", 1, 1)], conditional=True)
     assert check_years(g, None, None) is None
     assert check_years(g, 2021, 300) is None
     over = check_years(g, 2021, 299)

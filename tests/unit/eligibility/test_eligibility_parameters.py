@@ -149,9 +149,7 @@ def test_every_shipped_parameter_names_its_seed_file() -> None:
 )
 def test_scheme_file_errors_name_file_key_and_problem(unit: str, raw: object, problem: str) -> None:
     with pytest.raises(SchemeParameterError) as caught:
-        SchemeParameters.from_mapping(
-            scheme_yaml({"2019-01-01": {"value": raw}}, unit=unit), source="x/parameters.yaml"
-        )
+        SchemeParameters.from_mapping(scheme_yaml({"2019-01-01": {"value": raw}}, unit=unit), source="x/parameters.yaml")
     message = str(caught.value)
     assert message.startswith("x/parameters.yaml: parameters.ceiling")
     assert problem in message
@@ -259,9 +257,7 @@ def test_from_env_reads_the_operator_file_path(tmp_path: Path) -> None:
         ("- a list", "(file)", "must be a mapping"),
     ],
 )
-def test_operator_file_errors_name_file_key_and_problem(
-    tmp_path: Path, content: object, key: str, problem: str
-) -> None:
+def test_operator_file_errors_name_file_key_and_problem(tmp_path: Path, content: object, key: str, problem: str) -> None:
     path = write(tmp_path, content)
     with pytest.raises(OperatorParameterError) as caught:
         ParameterStore.load(operator_file=path)

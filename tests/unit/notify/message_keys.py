@@ -36,15 +36,44 @@ PASS_THROUGH = {
 KEY = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
 BUDGET_KEY = re.compile(r"^budget\.[a-z0-9_]+(\.[a-z0-9_]+)*$")
 
-INTAKE_OWN_TYPES = ("money_negative", "money_fractional", "money_type", "json_invalid", "object_expected",
-                    "application_id_conflict")
+INTAKE_OWN_TYPES = (
+    "money_negative",
+    "money_fractional",
+    "money_type",
+    "json_invalid",
+    "object_expected",
+    "application_id_conflict",
+)
 #: Pydantic error types an Application can produce; each has its own text (others get the generic "*").
 INTAKE_PYDANTIC_TYPES = (
-    "missing", "extra_forbidden", "literal_error", "string_type", "string_too_short", "string_too_long",
-    "string_pattern_mismatch", "int_type", "int_parsing", "int_from_float", "bool_type", "bool_parsing",
-    "list_type", "dict_type", "model_type", "model_attributes_type", "too_short", "too_long",
-    "greater_than_equal", "less_than_equal", "date_type", "date_parsing", "date_from_datetime_parsing",
-    "datetime_type", "datetime_parsing", "datetime_from_date_parsing", "timezone_aware", "value_error",
+    "missing",
+    "extra_forbidden",
+    "literal_error",
+    "string_type",
+    "string_too_short",
+    "string_too_long",
+    "string_pattern_mismatch",
+    "int_type",
+    "int_parsing",
+    "int_from_float",
+    "bool_type",
+    "bool_parsing",
+    "list_type",
+    "dict_type",
+    "model_type",
+    "model_attributes_type",
+    "too_short",
+    "too_long",
+    "greater_than_equal",
+    "less_than_equal",
+    "date_type",
+    "date_parsing",
+    "date_from_datetime_parsing",
+    "datetime_type",
+    "datetime_parsing",
+    "datetime_from_date_parsing",
+    "timezone_aware",
+    "value_error",
 )
 
 

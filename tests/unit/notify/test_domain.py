@@ -34,23 +34,48 @@ from shared.money import Money
 pytestmark = pytest.mark.unit
 
 NOW = datetime(2024, 3, 1, tzinfo=UTC)
-SUBS = Subscriptions.model_validate({"subscriptions": [
-    {"id": "vlaio-dossier", "url": "https://vlaio.example/hook", "secret_env": "SECRET_A",
-     "events": ["org.clustergrants.eligibility.decided.v1"], "schemes": ["vlaio.spearhead-cluster"]},
-    {"id": "treasury", "url": "https://treasury.example/hook", "secret_env": "SECRET_B",
-     "events": ["org.clustergrants.budget.ceiling-reset.v1", "org.clustergrants.eligibility.decided.v1"]},
-]})
+SUBS = Subscriptions.model_validate(
+    {
+        "subscriptions": [
+            {
+                "id": "vlaio-dossier",
+                "url": "https://vlaio.example/hook",
+                "secret_env": "SECRET_A",
+                "events": ["org.clustergrants.eligibility.decided.v1"],
+                "schemes": ["vlaio.spearhead-cluster"],
+            },
+            {
+                "id": "treasury",
+                "url": "https://treasury.example/hook",
+                "secret_env": "SECRET_B",
+                "events": ["org.clustergrants.budget.ceiling-reset.v1", "org.clustergrants.eligibility.decided.v1"],
+            },
+        ]
+    }
+)
 
 
 def decided(outcome: str, grant: bool, scheme: str = "vlaio.spearhead-cluster") -> EligibilityDecided:
-    proposed = ProposedGrant(
-        programme="vlaio", instrument="coordination-subsidy", currency="EUR",
-        schedule=[ScheduledAmount(budget_year=2020, amount=Money(amount_minor=1, currency="EUR"))],
-        fund_shares=[FundShare(fund="agency", numerator=1, denominator=1)],
-    ) if grant else None
+    proposed = (
+        ProposedGrant(
+            programme="vlaio",
+            instrument="coordination-subsidy",
+            currency="EUR",
+            schedule=[ScheduledAmount(budget_year=2020, amount=Money(amount_minor=1, currency="EUR"))],
+            fund_shares=[FundShare(fund="agency", numerator=1, denominator=1)],
+        )
+        if grant
+        else None
+    )
     return EligibilityDecided(
-        application_id="A-1", scheme=scheme, decided_at=NOW, reference_date=date(2020, 1, 1),  # type: ignore[arg-type]
-        time_zone="Europe/Brussels", outcome=outcome, parameter_version="v", proposed_grant=proposed,  # type: ignore[arg-type]
+        application_id="A-1",
+        scheme=scheme,
+        decided_at=NOW,
+        reference_date=date(2020, 1, 1),  # type: ignore[arg-type]
+        time_zone="Europe/Brussels",
+        outcome=outcome,
+        parameter_version="v",
+        proposed_grant=proposed,  # type: ignore[arg-type]
         criteria=[CriterionResult(criterion="c", outcome="passed", message_key="vlaio.call.open")],
         recipient=Recipient(language="nl", contact=Contact(name="An", email="An@Example.org"), organisation_name="O"),
     )
@@ -113,9 +138,7 @@ def test_subscriptions_file_is_validated_and_secrets_come_from_the_environment(t
     with pytest.raises(WebhookConfigError) as short:
         load_subscriptions(path, {"AGENCY_SECRET": "tooshort"})
     assert "tooshort" not in str(short.value)
-    path.write_text(
-        "subscriptions:\n  - {id: agency, url: 'http://x/h', secret_env: S, events: [org.clustergrants.nope.v1]}\n"
-    )
+    path.write_text("subscriptions:\n  - {id: agency, url: 'http://x/h', secret_env: S, events: [org.clustergrants.nope.v1]}\n")
     with pytest.raises(WebhookConfigError, match="unknown event types"):
         load_subscriptions(path, {"S": "x" * 32})
     assert load_subscriptions(None).subscriptions == []

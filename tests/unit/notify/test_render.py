@@ -52,8 +52,9 @@ def fmt(language: str, scheme: str | None = None) -> Formatter:
         ("en", None, 12_345_678_901_234_567, "EUR", "€123,456,789,012,345.67"),
     ],
 )
-def test_money_is_written_exactly_in_the_locale(language: str, scheme: str | None, minor: int, currency: str,
-                                                 expected: str) -> None:
+def test_money_is_written_exactly_in_the_locale(
+    language: str, scheme: str | None, minor: int, currency: str, expected: str
+) -> None:
     assert fmt(language, scheme).money(minor, currency) == expected
 
 
@@ -75,14 +76,24 @@ def test_percentages_dates_years_and_countries_per_locale() -> None:
 
 def test_an_ineligible_decision_is_explained_criterion_by_criterion_in_french() -> None:
     event = EligibilityDecided(
-        application_id="TTC-V-7", scheme="ttc.innovation-voucher", decided_at=NOW, reference_date=date(2012, 4, 2),
-        time_zone="Europe/Brussels", outcome="ineligible", parameter_version="2012", recipient=recipient("fr"),
+        application_id="TTC-V-7",
+        scheme="ttc.innovation-voucher",
+        decided_at=NOW,
+        reference_date=date(2012, 4, 2),
+        time_zone="Europe/Brussels",
+        outcome="ineligible",
+        parameter_version="2012",
+        recipient=recipient("fr"),
         criteria=[
             CriterionResult(criterion="first_voucher", outcome="passed", message_key="ttc.voucher.first"),
             CriterionResult(
-                criterion="voucher_amount", outcome="failed", message_key="ttc.voucher.amount_exceeded",
-                figures={"requested": Figure(unit="money", value=500_001, currency="EUR"),
-                         "limit": Figure(unit="money", value=500_000, currency="EUR")},
+                criterion="voucher_amount",
+                outcome="failed",
+                message_key="ttc.voucher.amount_exceeded",
+                figures={
+                    "requested": Figure(unit="money", value=500_001, currency="EUR"),
+                    "limit": Figure(unit="money", value=500_000, currency="EUR"),
+                },
             ),
             CriterionResult(criterion="funding_request", outcome="not_decidable", message_key="ttc.funding.missing"),
         ],
@@ -92,8 +103,7 @@ def test_an_ineligible_decision_is_explained_criterion_by_criterion_in_french() 
     assert email.subject == "Demande TTC-V-7 : non recevable"
     assert "Bonjour Jo Test," in email.text
     assert "✓ rempli: Le chèque finance les tout premiers travaux" in email.text
-    assert "✗ non rempli: La demande de 5\u202f000,01\u00a0€ dépasse le montant du chèque de 5\u202f000,00\u00a0€." \
-        in email.text
+    assert "✗ non rempli: La demande de 5\u202f000,01\u00a0€ dépasse le montant du chèque de 5\u202f000,00\u00a0€." in email.text
     assert "? à examiner: La demande ne contient aucune demande de financement." in email.text  # via *.funding.missing
     assert '<html lang="fr">' in email.html
     assert "5\u202f000,01\u00a0€" in email.html
@@ -101,16 +111,32 @@ def test_an_ineligible_decision_is_explained_criterion_by_criterion_in_french() 
 
 def test_a_committed_grant_in_german_lists_amounts_per_year_and_the_criteria_and_escapes_html() -> None:
     grant = ProposedGrant(
-        programme="vlaio", instrument="coordination-subsidy", currency="EUR",
-        schedule=[ScheduledAmount(budget_year=2021, amount=Money(amount_minor=50_000_000, currency="EUR")),
-                  ScheduledAmount(budget_year=2020, amount=Money(amount_minor=40_000_000, currency="EUR"))],
+        programme="vlaio",
+        instrument="coordination-subsidy",
+        currency="EUR",
+        schedule=[
+            ScheduledAmount(budget_year=2021, amount=Money(amount_minor=50_000_000, currency="EUR")),
+            ScheduledAmount(budget_year=2020, amount=Money(amount_minor=40_000_000, currency="EUR")),
+        ],
         fund_shares=[FundShare(fund="agency", numerator=1, denominator=1)],
     )
-    event = GrantCommitted(application_id="VLAIO-1", grant_id="g-1", committed_at=NOW, scheme="vlaio.spearhead-cluster",
-                           grant=grant, recipient=recipient("de"))
+    event = GrantCommitted(
+        application_id="VLAIO-1",
+        grant_id="g-1",
+        committed_at=NOW,
+        scheme="vlaio.spearhead-cluster",
+        grant=grant,
+        recipient=recipient("de"),
+    )
     decision = StoredDecision(
-        [CriterionResult(criterion="call_open", outcome="passed", message_key="vlaio.call.open",
-                         figures={"reference_date": Figure(unit="date", value="2019-10-01")})],
+        [
+            CriterionResult(
+                criterion="call_open",
+                outcome="passed",
+                message_key="vlaio.call.open",
+                figures={"reference_date": Figure(unit="date", value="2019-10-01")},
+            )
+        ],
         "Europe/Brussels",
     )
     email = render_email(CATALOG, event, decision)
@@ -125,8 +151,13 @@ def test_a_committed_grant_in_german_lists_amounts_per_year_and_the_criteria_and
 
 def test_a_refusal_in_norwegian_and_a_rejection_in_swedish() -> None:
     refused = GrantRefused(
-        application_id="NIC-9", refused_at=NOW, scheme="nic.cluster", limit="pot:nic/agency",
-        message_key="budget.pot_exhausted", budget_year=2024, recipient=recipient("nb"),
+        application_id="NIC-9",
+        refused_at=NOW,
+        scheme="nic.cluster",
+        limit="pot:nic/agency",
+        message_key="budget.pot_exhausted",
+        budget_year=2024,
+        recipient=recipient("nb"),
         available=Money(amount_minor=100_000_000, currency="NOK"),
         requested=Money(amount_minor=250_000_000, currency="NOK"),
     )
@@ -134,7 +165,12 @@ def test_a_refusal_in_norwegian_and_a_rejection_in_swedish() -> None:
     assert email.problems == []
     assert "Budsjettet for 2024 har 1\u00a0000\u00a0000,00\u00a0kr igjen" in email.text
     rejected = ApplicationRejected(
-        rejection_id="r-1", application_id="S3-1", rejected_at=NOW, channel="http", reason="invalid", language="sv",
+        rejection_id="r-1",
+        application_id="S3-1",
+        rejected_at=NOW,
+        channel="http",
+        reason="invalid",
+        language="sv",
         contact=Contact(name="Sven Test", email="sven@example.org"),
         errors=[
             FieldError(loc=["funding", "years", 0, "requested", "amount_minor"], type="money_negative", message="m"),
@@ -149,11 +185,23 @@ def test_a_refusal_in_norwegian_and_a_rejection_in_swedish() -> None:
 
 def test_a_key_without_text_falls_back_and_is_reported_by_key_only() -> None:
     event = EligibilityDecided(
-        application_id="X-1", scheme="nic.cluster", decided_at=NOW, reference_date=date(2024, 1, 1),
-        time_zone="Europe/Oslo", outcome="ineligible", parameter_version="v", recipient=recipient("nb"),
-        criteria=[CriterionResult(criterion="brand_new_rule", outcome="failed", message_key="nic.brand_new.key"),
-                  CriterionResult(criterion="duration", outcome="failed", message_key="nic.funding.duration_exceeded",
-                                  figures={"requested": Figure(unit="years", value=12)})],  # {limit} missing
+        application_id="X-1",
+        scheme="nic.cluster",
+        decided_at=NOW,
+        reference_date=date(2024, 1, 1),
+        time_zone="Europe/Oslo",
+        outcome="ineligible",
+        parameter_version="v",
+        recipient=recipient("nb"),
+        criteria=[
+            CriterionResult(criterion="brand_new_rule", outcome="failed", message_key="nic.brand_new.key"),
+            CriterionResult(
+                criterion="duration",
+                outcome="failed",
+                message_key="nic.funding.duration_exceeded",
+                figures={"requested": Figure(unit="years", value=12)},
+            ),
+        ],  # {limit} missing
     )
     email = render_email(CATALOG, event)
     assert "Kriterium «brand new rule»" in email.text

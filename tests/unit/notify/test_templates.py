@@ -42,9 +42,7 @@ STORE = ParameterStore.load()
 
 
 def test_the_scan_finds_keys_for_every_scheme_and_resolves_every_emitter() -> None:
-    assert not SCAN.unresolved, "message keys the scan cannot resolve (extend message_keys.py):\n" + "\n".join(
-        SCAN.unresolved
-    )
+    assert not SCAN.unresolved, "message keys the scan cannot resolve (extend message_keys.py):\n" + "\n".join(SCAN.unresolved)
     assert len(SCAN.keys) >= 50, f"only {len(SCAN.keys)} message keys found: is the scan looking in the right place?"
     prefixes = {key.split(".")[0] for key in SCAN.keys}
     assert {s.split(".")[0] for s in SCHEMES} <= prefixes, f"schemes without keys: {prefixes}"
