@@ -33,6 +33,7 @@ docs: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # Benchmarks print their figures (and write bench/results/*.json); they are not tests.
 bench: install
