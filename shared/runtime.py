@@ -27,7 +27,7 @@ from shared.delivery import ConsumeStats, Handler, Incoming, OutboxRelay, UnitOf
 from shared.kafka_security import client_options, security
 from shared.ops import Metrics, OpsServer
 from shared.settings import CommonSettings, database_ssl
-from shared.topics import Topic, topic_name
+from shared.topics import Topic, service_source, topic_name
 from shared.tracing import configure_tracing
 
 log = structlog.get_logger("runtime")
@@ -80,7 +80,7 @@ class ServiceRuntime:
         self.name = name
         self.settings = settings
         self.schema = schema
-        self.source = f"/clustergrants/{name}"
+        self.source = service_source(name)
         self.group = f"clustergrants.{name}"
         self.pool: asyncpg.Pool | None = None
         self.producer: AIOKafkaProducer | None = None

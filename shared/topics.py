@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Literal
 
 
 class Topic(StrEnum):
@@ -26,29 +27,51 @@ class Topic(StrEnum):
     CALL_CLOSED = "clustergrants.calls.closed.v1"
 
 
+Producer = Literal["portal", "intake", "eligibility", "budget", "notify"]
+"""Who may publish to a topic: an agency portal (any authenticated portal principal) or one service."""
+
+SERVICE_SOURCE_PREFIX = "/clustergrants/"
+
+
+def service_source(service: str) -> str:
+    """The CloudEvents `source` of everything a service publishes."""
+    return f"{SERVICE_SOURCE_PREFIX}{service}"
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     partitions: int
     retention_ms: int
     description: str
+    producers: tuple[Producer, ...]
+    """The only principals that may write the topic: the broker's ACLs and every consumer's check of
+    `ce_source` are derived from this (a service publishes with source `/clustergrants/<service>`)."""
 
 
 DAY_MS = 24 * 60 * 60 * 1000
 
-#: Partitions bound how many replicas of a consuming service can share the work.
+#: Partitions bound how many replicas of a consuming service can share the work. Assessments come from
+#: portals on Kafka and through intake's HTTP endpoint (intake publishes those); dead letters from
+#: whichever service parked the record.
 TOPIC_SPECS: dict[Topic, TopicSpec] = {
-    Topic.APPLICATION_SUBMITTED: TopicSpec(6, 30 * DAY_MS, "Applications as agency portals submit them."),
-    Topic.APPLICATION_RECEIVED: TopicSpec(6, 365 * DAY_MS, "Applications that passed validation."),
-    Topic.APPLICATION_REJECTED: TopicSpec(3, 365 * DAY_MS, "Input refused by intake, with every error."),
-    Topic.ELIGIBILITY_DECIDED: TopicSpec(6, 365 * DAY_MS, "Eligibility decisions, criterion by criterion."),
-    Topic.GRANT_COMMITTED: TopicSpec(6, 365 * DAY_MS, "Grants committed against the budget ledger."),
-    Topic.GRANT_REFUSED: TopicSpec(3, 365 * DAY_MS, "Eligible grants that did not fit a pot or limit."),
-    Topic.CEILING_RESET: TopicSpec(1, 10 * 365 * DAY_MS, "Budget years opened per programme."),
-    Topic.NOTIFICATION_SENT: TopicSpec(6, 90 * DAY_MS, "Every message delivered to an applicant or agency."),
-    Topic.DEAD_LETTER: TopicSpec(3, 90 * DAY_MS, "Messages a consumer could not process, with the error."),
-    Topic.GRANT_RELEASED: TopicSpec(3, 365 * DAY_MS, "Future slices of grants returned to their pots (withdrawn, reduced)."),
-    Topic.ASSESSMENT_SUBMITTED: TopicSpec(3, 365 * DAY_MS, "Assessors' scores per criterion in competitive calls."),
-    Topic.CALL_CLOSED: TopicSpec(1, 10 * 365 * DAY_MS, "Competitive calls closed: ranking and selection."),
+    Topic.APPLICATION_SUBMITTED: TopicSpec(6, 30 * DAY_MS, "Applications as agency portals submit them.", ("portal",)),
+    Topic.APPLICATION_RECEIVED: TopicSpec(6, 365 * DAY_MS, "Applications that passed validation.", ("intake",)),
+    Topic.APPLICATION_REJECTED: TopicSpec(3, 365 * DAY_MS, "Input refused by intake, with every error.", ("intake",)),
+    Topic.ELIGIBILITY_DECIDED: TopicSpec(6, 365 * DAY_MS, "Eligibility decisions, criterion by criterion.", ("eligibility",)),
+    Topic.GRANT_COMMITTED: TopicSpec(6, 365 * DAY_MS, "Grants committed against the budget ledger.", ("budget",)),
+    Topic.GRANT_REFUSED: TopicSpec(3, 365 * DAY_MS, "Eligible grants that did not fit a pot or limit.", ("budget",)),
+    Topic.CEILING_RESET: TopicSpec(1, 10 * 365 * DAY_MS, "Budget years opened per programme.", ("budget",)),
+    Topic.NOTIFICATION_SENT: TopicSpec(6, 90 * DAY_MS, "Every message delivered to an applicant or agency.", ("notify",)),
+    Topic.DEAD_LETTER: TopicSpec(
+        3, 90 * DAY_MS, "Messages a consumer could not process, with the error.", ("intake", "eligibility", "budget", "notify")
+    ),
+    Topic.GRANT_RELEASED: TopicSpec(
+        3, 365 * DAY_MS, "Future slices of grants returned to their pots (withdrawn, reduced).", ("budget",)
+    ),
+    Topic.ASSESSMENT_SUBMITTED: TopicSpec(
+        3, 365 * DAY_MS, "Assessors' scores per criterion in competitive calls.", ("portal", "intake")
+    ),
+    Topic.CALL_CLOSED: TopicSpec(1, 10 * 365 * DAY_MS, "Competitive calls closed: ranking and selection.", ("eligibility",)),
 }
 
 
