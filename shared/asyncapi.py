@@ -86,7 +86,7 @@ def consumers() -> dict[str, list[Topic]]:
         "budget": build_budget(BudgetSettings(topic_prefix="", budget_pots_file=None)),
         "notify": build_notify(NotifySettings(topic_prefix=""), Subscriptions(), httpx.AsyncClient())[0],
     }
-    return {name: [s.topic for s in runtime.subscriptions] for name, runtime in runtimes.items()}
+    return {name: [s.topic for s in runtime.subscriptions.values()] for name, runtime in runtimes.items()}
 
 
 def document() -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Literal
 
 from services.intake import repository
 from services.intake.domain import Invalid, body_fingerprint, parse_submission
-from shared.delivery import UnitOfWork
+from shared.delivery import Cause, UnitOfWork
 from shared.events import Application, ApplicationReceived, ApplicationRejected, FieldError
 
 Channel = Literal["http", "kafka"]
@@ -23,14 +23,23 @@ class Outcome:
     rejection_id: str | None = None
 
 
-async def receive(uow: UnitOfWork, raw: bytes, channel: Channel, source_reference: str | None = None) -> Outcome:
+async def receive(
+    uow: UnitOfWork, raw: bytes, channel: Channel, source_reference: str | None = None, *, cause: Cause = None
+) -> Outcome:
     parsed = parse_submission(raw)
     if isinstance(parsed, Invalid):
-        return await _reject(uow, channel, source_reference, "invalid", parsed.errors, parsed)
-    return await _accept(uow, parsed, channel, source_reference)
+        return await _reject(uow, channel, source_reference, "invalid", parsed.errors, parsed, cause)
+    return await _accept(uow, parsed, channel, source_reference, cause)
 
 
-async def _accept(uow: UnitOfWork, application: Application, channel: Channel, source_reference: str | None) -> Outcome:
+async def reject_unreadable(uow: UnitOfWork, errors: list[FieldError], source_reference: str, *, cause: Cause = None) -> Outcome:
+    """A Kafka record that is not a readable CloudEvent: rejected with the cause, nothing of it echoed."""
+    return await _reject(uow, "kafka", source_reference, "invalid", errors, Invalid(errors, None, None, None), cause)
+
+
+async def _accept(
+    uow: UnitOfWork, application: Application, channel: Channel, source_reference: str | None, cause: Cause
+) -> Outcome:
     now = datetime.now(UTC)
     fingerprint = body_fingerprint(application)
     stored = await repository.insert_application(uow.conn, application, channel, fingerprint, now)
@@ -38,7 +47,8 @@ async def _accept(uow: UnitOfWork, application: Application, channel: Channel, s
         await uow.publish(
             ApplicationReceived(
                 application_id=application.application_id, received_at=now, channel=channel, application=application
-            )
+            ),
+            cause=cause,
         )
         return Outcome("received", application.application_id, [])
     if stored == fingerprint:
@@ -49,7 +59,7 @@ async def _accept(uow: UnitOfWork, application: Application, channel: Channel, s
         message="an application with this id was already received with different content",
     )
     invalid = Invalid([error], application.application_id, application.language, application.contact)
-    return await _reject(uow, channel, source_reference, "conflict", [error], invalid)
+    return await _reject(uow, channel, source_reference, "conflict", [error], invalid, cause)
 
 
 async def _reject(
@@ -59,6 +69,7 @@ async def _reject(
     reason: Literal["invalid", "conflict"],
     errors: list[FieldError],
     invalid: Invalid,
+    cause: Cause,
 ) -> Outcome:
     rejection = ApplicationRejected(
         rejection_id=str(uuid.uuid4()),
@@ -72,5 +83,5 @@ async def _reject(
         contact=invalid.contact,
     )
     await repository.insert_rejection(uow.conn, rejection)
-    await uow.publish(rejection)
+    await uow.publish(rejection, cause=cause)
     return Outcome("rejected", invalid.application_id, errors, rejection.rejection_id)
