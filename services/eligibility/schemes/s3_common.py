@@ -1,8 +1,8 @@
 """Criteria shared by the two steps of Tillväxtverket's S3 pilot (seed 003).
 
-Source: /work/shared/seeds/003_2a022b9e52d62383.txt, "Kluster med koppling till smart
-specialisering - S3-piloten" (2018): the applicant is the cluster organisation, "en juridisk
-person eller representeras av en juridisk person".
+Source: Tillväxtverket, "Kluster med koppling till smart specialisering – S3-piloten" (the 2018
+call; the page carries no date), seed `../shared/seeds/003_2a022b9e52d62383.txt`: the applicant is
+the cluster organisation, "en juridisk person eller representeras av en juridisk person".
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Criteria shared by the VLAIO schemes (seeds 000 and 001).
 
-Source: /work/shared/seeds/000_b8f1635a33d3043b.txt, VLAIO "Innovatieclusters", last changed
-11 June 2020 and marked "Geen aanvraag meer mogelijk" (no application possible any more).
+Sources: VLAIO (Agentschap Innoveren & Ondernemen), "Innovatieclusters", last changed 11 June 2020
+and marked "Geen aanvraag meer mogelijk" (no application possible any more), seed
+`../shared/seeds/000_b8f1635a33d3043b.txt`; and VLAIO, "Het clusterpact" (no date on the page),
+seed `../shared/seeds/001_2aac08539ee69503.txt`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Norwegian Innovation Clusters: admission at level Arena, Arena Pro or GCE.
 
-Source: /work/shared/seeds/004_353bc3df9124071f.txt. Cluster status goes to collaborations of
+Source: the programme page "Klyngeprogrammet Norwegian Innovation Clusters" (run by Innovasjon
+Norge, Siva and Forskningsrådet; its "Publisert" and "Sist oppdatert" dates are empty), seed
+`../shared/seeds/004_353bc3df9124071f.txt`. Cluster status goes to collaborations of
 business, knowledge institutions and public development actors, with business "i førersetet" (in
 the driver's seat). Three levels: Arena, Arena Pro, GCE; "NCE er ikke lenger et program, men et
 merkenavn": an application for NCE is refused as a level. Deadline "midten av september hvert år"

@@ -1,6 +1,7 @@
 """Tillväxtverket S3 pilot, step 2 (autumn 2018): financing for the selected organisations.
 
-Source: /work/shared/seeds/003_2a022b9e52d62383.txt: "Högsta belopp att söka är 600 000 kronor
+Source: Tillväxtverket, "Kluster med koppling till smart specialisering – S3-piloten" (the 2018
+call; the page carries no date), seed `../shared/seeds/003_2a022b9e52d62383.txt`: "Högsta belopp att söka är 600 000 kronor
 för maximalt två år. Ett krav är medfinansiering på 50 procent."; the pilot runs 2018-2021;
 organisations already funded by Vinnova's Vinnväxt programme cannot apply for S3-pilot financing
 (the exception overrides the base rule: they may still join the platform). The step-2 deadline

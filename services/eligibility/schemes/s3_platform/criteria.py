@@ -1,6 +1,8 @@
 """Tillväxtverket S3 pilot, step 1: expression of interest for the shared learning platform.
 
-Source: /work/shared/seeds/003_2a022b9e52d62383.txt (2018). Eligibility only: the selection of
+Source: Tillväxtverket, "Kluster med koppling till smart specialisering – S3-piloten" (the 2018
+call; the page carries no date), seed `../shared/seeds/003_2a022b9e52d62383.txt`. Eligibility
+only: the selection of
 20-25 organisations is competitive (see `services/eligibility/competition.py`). No money is given
 through this step, so no grant is proposed. A Vinnväxt-funded organisation may join the platform
 (the Vinnväxt exclusion applies to step 2 only).

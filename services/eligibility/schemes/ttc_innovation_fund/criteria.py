@@ -1,6 +1,8 @@
 """TTC cross-border innovation fund (GCS cluster stimulation fund) grant.
 
-Source: /work/shared/seeds/002_be53197c6b0f1ecb.txt (dated 30 September 2014): "subsidies uit
+Source: the project page "TTC: Grensoverschrijdend netwerken ter bevordering van innovatie bij het
+mkb" (Interreg IVA Euregio Maas-Rijn; the page names no publisher), "Ontwerpdatum 30/09/2014",
+seed `../shared/seeds/002_be53197c6b0f1ecb.txt`: "subsidies uit
 grensoverschrijdende innovatiefondsen van tussen 100 000 EUR en 250 000 EUR ..., die niet hoeven
 worden terugbetaald op voorwaarde dat evenredige financiering is verzekerd". The proportion of the
 matching funding is not stated: operator key `ttc.innovation_fund_matching_share_percent`. No

@@ -1,6 +1,8 @@
 """TTC innovation voucher: EUR 5,000 for the very first R&D work of a participating SME.
 
-Source: /work/shared/seeds/002_be53197c6b0f1ecb.txt (dated 30 September 2014): "een
+Source: the project page "TTC: Grensoverschrijdend netwerken ter bevordering van innovatie bij het
+mkb" (Interreg IVA Euregio Maas-Rijn; the page names no publisher), "Ontwerpdatum 30/09/2014",
+seed `../shared/seeds/002_be53197c6b0f1ecb.txt`: "een
 innovatievoucher van 5 000 EUR, die kan worden gebruikt om het allereerste onderzoeks- en
 ontwikkelingswerk uit te voeren"; 35 vouchers over the whole project (counted by the budget
 service against parameter `vouchers_total`, not here). Every voucher splits into ERDF and

@@ -1,6 +1,7 @@
 """VLAIO cluster pact: earmarked resources from the Hermes fund.
 
-Source: /work/shared/seeds/001_2aac08539ee69503.txt ("Het clusterpact"): the pact of a spearhead
+Source: VLAIO (Agentschap Innoveren & Ondernemen), "Het clusterpact" (the page carries no date),
+seed `../shared/seeds/001_2aac08539ee69503.txt`: the pact of a spearhead
 cluster is negotiated in the first year after the decision to support it; its key element is the
 earmark from the Hermes fund, "een voorwaardelijk engagement ... voor drie jaar" with "het maximum
 bedrag ... jaarlijks bepaald". The yearly maximum is the operator key

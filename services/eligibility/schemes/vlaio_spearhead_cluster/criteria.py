@@ -1,6 +1,7 @@
 """VLAIO spearhead cluster (speerpuntcluster): coordination subsidy.
 
-Source: /work/shared/seeds/000_b8f1635a33d3043b.txt (last changed 11 June 2020, call closed):
+Source: VLAIO (Agentschap Innoveren & Ondernemen), "Innovatieclusters", last changed 11 June 2020
+and marked "Geen aanvraag meer mogelijk", seed `../shared/seeds/000_b8f1635a33d3043b.txt`:
 50 % of cluster-coordination costs, at most EUR 500,000 per year for at most 10 years, for a
 recognised, triple-helix spearhead cluster whose cluster organisation the enterprises mandated.
 """

@@ -1,6 +1,7 @@
 """VLAIO innovation projects of spearhead clusters: admissibility on this route.
 
-Source: /work/shared/seeds/000_b8f1635a33d3043b.txt, "Innovatieprojecten van speerpuntclusters":
+Source: VLAIO (Agentschap Innoveren & Ondernemen), "Innovatieclusters", last changed 11 June 2020,
+seed `../shared/seeds/000_b8f1635a33d3043b.txt`, section "Innovatieprojecten van speerpuntclusters":
 projects are submitted *through* the spearhead cluster, as an O&O (research or development),
 COOCK, cSBO, ICON or cooperative project. A project not submitted through a recognised spearhead
 cluster, or of another type, is not admissible on this route. The amounts follow each project
