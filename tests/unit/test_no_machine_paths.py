@@ -1,8 +1,9 @@
 """No tracked file names a path that exists on one machine only.
 
-A clone elsewhere has no `/work/...`, `/home/<user>/...` or `C:\\Users\\...`: sources are cited by
-what they are (publisher, title, date, and the seed file as `../shared/seeds/<name>`), files by
-their path relative to the repository. What is NOT a machine path, and must not be reported:
+A clone elsewhere has no working copy under `work`, a user's home, or a Windows drive of the machine
+that wrote the file: sources are cited by what they are (publisher, title, date, and the seed file
+as `../shared/seeds/<name>`), files by their path relative to the repository. What is NOT a machine
+path, and must not be reported:
 
 * URLs (`https://example.org/work/x`): the path follows a host;
 * the CloudEvents sources `/clustergrants/<service>` and HTTP routes (`/v1/applications`);
@@ -48,9 +49,9 @@ MACHINE_PATH = re.compile(
     r"(?<![\w.:/~$%-])/(?:" + "|".join(re.escape(r) for r in _MACHINE_ROOTS) + r")/"
     # A file URL to any absolute path.
     r"|file://(?:localhost)?/"
-    # A Windows drive path, with either separator: C:\Users\..., D:/data/...
+    # A Windows drive path, with either separator (drive letter, colon, separator, a folder, separator).
     r"|(?<![\w\\/])[A-Za-z]:[\\/](?=[A-Za-z0-9_ .$-]+[\\/])"
-    # A UNC share: \\server\share
+    # A UNC share (two backslashes, server, backslash, share).
     r"|(?<![\w\\])\\\\[A-Za-z0-9_.-]+\\[A-Za-z0-9_$.-]+"
 )
 
