@@ -14,9 +14,9 @@ from datetime import date, datetime
 from decimal import Decimal
 from fractions import Fraction
 from functools import lru_cache
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
-from services.eligibility.parameters import InForce, OperatorParameterUnset, ParameterNotInForce
+from services.eligibility.parameters import InForce, OperatorKey, OperatorParameterUnset, ParameterNotInForce
 from shared.events import (
     Application,
     CriterionResult,
@@ -163,18 +163,40 @@ def criterion(id_: str, key_prefix: str) -> Callable[[Check], Criterion]:
 Proposer = Callable[[Application, InForce], ProposedGrant | None]
 
 
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """A competitive selection: the criteria assessors score, and the operator key of the cap.
+
+    `competition.rank_and_select` ranks a call's eligible applications by these criteria and
+    selects at most the cap (the `close-call` command).
+    """
+
+    criteria: tuple[str, ...]
+    cap: OperatorKey[int]
+    doc: str
+
+    def __post_init__(self) -> None:
+        if not self.criteria or len(set(self.criteria)) != len(self.criteria):
+            raise ValueError(f"assessment criteria must be distinct and not empty: {self.criteria}")
+
+
 @dataclass(frozen=True)
 class SchemeRules:
-    """A scheme's criteria, in the order a decision lists them, and its grant proposal."""
+    """Everything a scheme declares, in its folder: its criteria (in the order a decision lists
+    them), its grant proposal, the operator keys its rules read, and its competitive selection."""
 
     scheme: SchemeId
     criteria: tuple[Criterion, ...]
     propose: Proposer
+    operator_keys: tuple[OperatorKey[Any], ...] = ()
+    assessment: Assessment | None = None
 
     def __post_init__(self) -> None:
         ids = [c.id for c in self.criteria]
         if len(set(ids)) != len(ids):
             raise ValueError(f"{self.scheme}: duplicate criterion ids {ids}")
+        if self.assessment is not None and self.assessment.cap not in self.operator_keys:
+            raise ValueError(f"{self.scheme}: the selection cap {self.assessment.cap.key} is not among its operator keys")
 
 
 def no_grant(application: Application, p: InForce) -> ProposedGrant | None:

@@ -8,7 +8,8 @@ seed `../shared/seeds/001_2aac08539ee69503.txt`.
 
 from __future__ import annotations
 
-from services.eligibility.parameters import InForce
+from services.eligibility.parameters import InForce, OperatorKey
+from services.eligibility.parameters.operator_file import text_list
 from services.eligibility.schemes.common import (
     Criterion,
     Undecidable,
@@ -33,15 +34,20 @@ from services.eligibility.schemes.common import (
 from shared.events import Application
 from shared.money import Money
 
-RECOGNISED = "vlaio.recognised_spearhead_clusters"
+RECOGNISED_SPEARHEAD_CLUSTERS: OperatorKey[tuple[str, ...]] = OperatorKey(
+    "vlaio.recognised_spearhead_clusters",
+    text_list,
+    "Recognised spearhead clusters (organisation names or register numbers): coordination support "
+    "and the innovation-projects route are open only to them (000, 001).",
+)
+"""The agency's list: 000 speaks of "erkende speerpuntclusters" (recognised spearhead clusters) and
+names none; the spearhead-cluster track, the project route and the cluster pact read it."""
 
 
 def recognised_cluster(name: str | None, number: str | None, p: InForce) -> bool:
     """On the agency's list of recognised spearhead clusters, by name or register number
     (raises OperatorParameterUnset while the operator has not set the list)."""
-    recognised = p.op(RECOGNISED)
-    assert isinstance(recognised, tuple)
-    return in_list([name, number], recognised)
+    return in_list([name, number], p.op(RECOGNISED_SPEARHEAD_CLUSTERS))
 
 
 @criterion("call_open", "vlaio.call")

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[3]
 STORE = ParameterStore.load()
 PURE_FILES = [
     ROOT / "services/eligibility/domain.py",
-    ROOT / "services/eligibility/parameters.py",
+    *sorted((ROOT / "services/eligibility/parameters").glob("*.py")),
     ROOT / "services/eligibility/competition.py",
     ROOT / "services/eligibility/whatif.py",
     *sorted((ROOT / "services/eligibility/schemes").rglob("*.py")),

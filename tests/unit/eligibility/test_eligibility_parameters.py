@@ -3,6 +3,7 @@ validation errors that name the file, the key and the problem."""
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from fractions import Fraction
 from pathlib import Path
@@ -12,7 +13,6 @@ import yaml
 
 from services.eligibility.parameters import (
     OPERATOR_FILE_ENV,
-    OPERATOR_KEYS,
     UNDATED,
     DatedValue,
     OperatorParameterError,
@@ -24,6 +24,7 @@ from services.eligibility.parameters import (
     SchemeParameterError,
     SchemeParameters,
 )
+from services.eligibility.schemes import OPERATOR_KEYS, SCHEMES
 from shared.money import Money
 
 pytestmark = pytest.mark.unit
@@ -38,6 +39,13 @@ def scheme_yaml(values: dict[object, object], unit: str = "currency") -> dict[st
         "time_zone": "Europe/Brussels",
         "currency": "EUR",
         "programme": "vlaio.clusters",
+        "source": {
+            "publisher": "VLAIO",
+            "title": "Innovatieclusters",
+            "date": "last changed 11 June 2020",
+            "file": "../shared/seeds/000_x.txt",
+            "language": "nl",
+        },
         "parameters": {"ceiling": {"unit": unit, "reference": "000_x.txt", "values": values}},
     }
 
@@ -153,6 +161,46 @@ def test_scheme_file_errors_name_file_key_and_problem(unit: str, raw: object, pr
     message = str(caught.value)
     assert message.startswith("x/parameters.yaml: parameters.ceiling")
     assert problem in message
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "problem"),
+    [
+        ({"source": None}, "source", "must name the document"),
+        ({"source": {"publisher": "VLAIO"}}, "source.title", "non-empty text"),
+        ({"file": "/srv/seeds/000_x.txt"}, "source.file", "relative to the repository"),
+        ({"language": "da"}, "source.language", "unknown language"),
+    ],
+)
+def test_scheme_file_must_cite_its_document(change: dict[str, object], key: str, problem: str) -> None:
+    data = scheme_yaml({"2019-01-01": {"value": 1}})
+    if "source" in change:
+        data["source"] = change["source"]
+    else:
+        data["source"] = {**data["source"], **change}  # type: ignore[dict-item]
+    with pytest.raises(SchemeParameterError) as caught:
+        SchemeParameters.from_mapping(data, source="x.yaml")
+    assert (caught.value.key, problem in caught.value.problem) == (key, True)
+
+
+def test_every_shipped_scheme_cites_its_seed_relative_to_the_repository() -> None:
+    """The seeds sit beside the repository (`../shared/seeds/`); where they do, the cited file exists."""
+    root = Path(__file__).resolve().parents[3]
+    for scheme in SCHEMES:
+        document = STORE.scheme(scheme).source
+        assert re.fullmatch(r"\.\./shared/seeds/00[0-4]_[0-9a-f]{16}\.txt", document.file), (scheme, document.file)
+        if (root / "../shared/seeds").is_dir():
+            assert (root / document.file).is_file(), f"{scheme}: {document.file} does not exist"
+
+
+def test_a_documentation_change_does_not_re_version_decisions() -> None:
+    before = SchemeParameters.from_mapping(scheme_yaml({"2019-01-01": {"value": 1}}), source="a.yaml")
+    changed = scheme_yaml({"2019-01-01": {"value": 1}})
+    changed["parameters"]["ceiling"]["reference"] = "000_x.txt, a better quote"  # type: ignore[index]
+    changed["parameters"]["ceiling"]["description"] = "reworded"  # type: ignore[index]
+    assert SchemeParameters.from_mapping(changed, source="b.yaml").content_hash == before.content_hash
+    dearer = scheme_yaml({"2019-01-01": {"value": 2}})
+    assert SchemeParameters.from_mapping(dearer, source="c.yaml").content_hash != before.content_hash
 
 
 def test_scheme_file_without_reference_is_refused() -> None:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from services.eligibility.parameters import InForce
+from services.eligibility.parameters import InForce, OperatorKey
+from services.eligibility.parameters.operator_file import a_date
 from services.eligibility.schemes.common import (
     SchemeRules,
     Undecidable,
@@ -38,15 +39,17 @@ from services.eligibility.schemes.s3_common import cluster_organisation, deadlin
 from shared.events import Application, ProposedGrant
 from shared.money import Money
 
-DEADLINE = "s3.financing_application_deadline"
+DEADLINE: OperatorKey[date] = OperatorKey(
+    "s3.financing_application_deadline",
+    a_date,
+    "S3 step 2 (autumn 2018, separate call): last day to apply, Europe/Stockholm (not in 003).",
+)
 
 
 @criterion("deadline", "s3.financing.deadline")
 def deadline(application: Application, p: InForce) -> Verdict:
     """On time through the end of the operator-set day, Europe/Stockholm."""
-    last_day = p.op(DEADLINE)
-    assert isinstance(last_day, date)
-    return deadline_verdict(application, p, last_day, "s3.financing.deadline")
+    return deadline_verdict(application, p, p.op(DEADLINE), "s3.financing.deadline")
 
 
 @criterion("selected_for_platform", "s3.financing")
@@ -147,4 +150,5 @@ RULES = SchemeRules(
         co_financing,
     ),
     propose=propose,
+    operator_keys=(DEADLINE,),
 )

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from services.eligibility.parameters import InForce
+from services.eligibility.parameters import InForce, OperatorKey
+from services.eligibility.parameters.operator_file import positive_percent
 from services.eligibility.schemes.common import (
     SchemeRules,
     Verdict,
@@ -37,7 +38,12 @@ from services.eligibility.schemes.ttc_common import (
 )
 from shared.events import Application, ProposedGrant
 
-MATCHING_SHARE = "ttc.innovation_fund_matching_share_percent"
+MATCHING_SHARE: OperatorKey[Fraction] = OperatorKey(
+    "ttc.innovation_fund_matching_share_percent",
+    positive_percent,
+    "Innovation fund: secured matching funding must reach at least this percent of the grant "
+    "(002 says only 'evenredige financiering').",
+)
 
 
 @criterion("cross_border", "ttc.fund")
@@ -74,7 +80,6 @@ def matching_funding(application: Application, p: InForce) -> Verdict:
     if secured.amount_minor == 0:
         return failed("ttc.fund.matching_not_secured", secured=money(secured), requested=money(requested))
     share = p.op(MATCHING_SHARE)
-    assert isinstance(share, Fraction)
     figures = {"secured": money(secured), "requested": money(requested), "share": percent(share)}
     if secured.amount_minor >= requested.amount_minor * share:
         return passed("ttc.fund.matching_secured", **figures)
@@ -99,4 +104,5 @@ RULES = SchemeRules(
         matching_funding,
     ),
     propose=propose,
+    operator_keys=(MATCHING_SHARE,),
 )

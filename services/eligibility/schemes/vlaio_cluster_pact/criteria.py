@@ -10,9 +10,11 @@ bedrag ... jaarlijks bepaald". The yearly maximum is the operator key
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 
-from services.eligibility.parameters import InForce
+from services.eligibility.parameters import InForce, OperatorKey
+from services.eligibility.parameters.operator_file import money_of, yearly
 from services.eligibility.schemes.common import (
     SchemeRules,
     Undecidable,
@@ -31,11 +33,15 @@ from services.eligibility.schemes.common import (
     year_span,
     years,
 )
-from services.eligibility.schemes.vlaio_common import cluster_organisation, recognised_cluster
+from services.eligibility.schemes.vlaio_common import RECOGNISED_SPEARHEAD_CLUSTERS, cluster_organisation, recognised_cluster
 from shared.events import Application, ProposedGrant
 from shared.money import Money
 
-HERMES_MAXIMUM = "vlaio.hermes_yearly_maximum_eur"
+HERMES_MAXIMUM: OperatorKey[Mapping[int, Money]] = OperatorKey(
+    "vlaio.hermes_yearly_maximum_eur",
+    yearly(money_of("EUR")),
+    "Cluster pact: maximum Hermes earmark per budget year, EUR (001: 'jaarlijks bepaald').",
+)
 
 
 @criterion("recognised_spearhead_cluster", "vlaio.pact")
@@ -83,10 +89,8 @@ def commitment_years(application: Application, p: InForce) -> Verdict:
     return failed("vlaio.pact.commitment_too_long", requested=years(span), limit=years(limit))
 
 
-def _maxima(p: InForce) -> dict[int, Money]:
-    maxima = p.op(HERMES_MAXIMUM)
-    assert isinstance(maxima, dict)
-    return maxima
+def _maxima(p: InForce) -> Mapping[int, Money]:
+    return p.op(HERMES_MAXIMUM)
 
 
 @criterion("hermes_yearly_maximum", "vlaio.pact")
@@ -130,4 +134,5 @@ RULES = SchemeRules(
         hermes_yearly_maximum,
     ),
     propose=propose,
+    operator_keys=(RECOGNISED_SPEARHEAD_CLUSTERS, HERMES_MAXIMUM),
 )

@@ -12,6 +12,7 @@ from services.eligibility.parameters import InForce
 from services.eligibility.schemes.common import SchemeRules, grant, single_fund
 from services.eligibility.schemes.vlaio_common import (
     COORDINATION_CRITERIA,
+    RECOGNISED_SPEARHEAD_CLUSTERS,
     coordination_schedule,
     recognised_spearhead_cluster,
     triple_helix,
@@ -28,4 +29,5 @@ RULES = SchemeRules(
     scheme="vlaio.spearhead-cluster",
     criteria=(*COORDINATION_CRITERIA[:4], triple_helix, recognised_spearhead_cluster, *COORDINATION_CRITERIA[4:]),
     propose=propose,
+    operator_keys=(RECOGNISED_SPEARHEAD_CLUSTERS,),
 )

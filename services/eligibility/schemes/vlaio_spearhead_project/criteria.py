@@ -21,7 +21,7 @@ from services.eligibility.schemes.common import (
     passed,
     text,
 )
-from services.eligibility.schemes.vlaio_common import call_open, recognised_cluster
+from services.eligibility.schemes.vlaio_common import RECOGNISED_SPEARHEAD_CLUSTERS, call_open, recognised_cluster
 from shared.events import Application
 
 
@@ -52,4 +52,5 @@ RULES = SchemeRules(
     scheme="vlaio.spearhead-project",
     criteria=(call_open, project_type, via_recognised_spearhead_cluster),
     propose=no_grant,
+    operator_keys=(RECOGNISED_SPEARHEAD_CLUSTERS,),
 )
