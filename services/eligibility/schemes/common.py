@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import Any, Final, Literal
 
 from services.eligibility.parameters import InForce, OperatorKey, OperatorParameterUnset, ParameterNotInForce
+from services.eligibility.registers import Identified, Identity, identify
 from shared.events import (
     Application,
     CriterionResult,
@@ -302,9 +303,55 @@ def local_submission(application: Application, p: InForce) -> datetime:
     return application.submitted_at.astimezone(p.zone)
 
 
-def in_list(name_or_number: list[str | None], recognised: tuple[str, ...]) -> bool:
-    wanted = {r.casefold() for r in recognised}
-    return any(n is not None and n.strip().casefold() in wanted for n in name_or_number)
+# --- the beneficiary: an identity, not a name ------------------------------------------------------
+
+
+def beneficiary_of(application: Application) -> Identity:
+    """The applicant's identity in its country's register (`services.eligibility.registers`)."""
+    applicant = application.applicant
+    return identify(applicant.country, applicant.organisation_number)
+
+
+def beneficiary_check(prefix: str) -> Check:
+    """The criterion every scheme that pays money has: the beneficiary is identified by its number in
+    its country's register. Without a valid number, the grant could not be kept against the
+    beneficiary's ceilings, so a case handler identifies it (not decidable, with the reason)."""
+
+    def check(application: Application, p: InForce) -> Verdict:
+        """The beneficiary is identified by a valid number in its country's register (KBO/BCE, KVK,
+        Handelsregister, organisationsnummer, organisasjonsnummer); without one, a case handler
+        identifies it."""
+        identity = beneficiary_of(application)
+        if isinstance(identity, Identified):
+            return passed(
+                f"{prefix}.beneficiary.identified", register=text(identity.register.name), beneficiary=text(identity.org_id)
+            )
+        country = text(application.applicant.country)
+        if identity.register is None:
+            return undecidable(f"{prefix}.beneficiary.register_not_supported", country=country)
+        register = text(identity.register.name)
+        match identity.reason:
+            case "number_missing":
+                return undecidable(f"{prefix}.beneficiary.number_missing", register=register, country=country)
+            case "wrong_length":
+                expected = identity.register.digits or 0
+                return undecidable(
+                    f"{prefix}.beneficiary.wrong_length",
+                    register=register,
+                    digits=count(identity.digits or 0),
+                    expected=count(expected),
+                )
+            case "check_digit_invalid":
+                return undecidable(f"{prefix}.beneficiary.check_digit_invalid", register=register)
+            case "establishment_number":
+                return undecidable(f"{prefix}.beneficiary.establishment_number", register=register)
+            case "personal_identity_number":
+                return undecidable(f"{prefix}.beneficiary.personal_identity_number", register=register)
+            case "court_unknown":
+                return undecidable(f"{prefix}.beneficiary.court_unknown", register=register)
+        return undecidable(f"{prefix}.beneficiary.malformed", register=register)
+
+    return check
 
 
 def required_groups(application: Application, p: InForce) -> tuple[bool, dict[str, Figure]]:

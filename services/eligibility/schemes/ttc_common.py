@@ -13,6 +13,7 @@ from services.eligibility.parameters import InForce
 from services.eligibility.schemes.common import (
     Undecidable,
     Verdict,
+    beneficiary_check,
     count,
     criterion,
     failed,
@@ -67,6 +68,10 @@ def high_tech_sector(application: Application, p: InForce) -> Verdict:
         return passed("ttc.sector.high_tech", sector=text(matching[0]))
     return failed("ttc.sector.not_high_tech", sectors=count(len(application.sectors)))
 
+
+beneficiary = criterion("beneficiary", "ttc.beneficiary")(beneficiary_check("ttc"))
+"""The company that receives the voucher or grant, identified in its register (KBO/BCE, KVK or
+Handelsregister: the Euregio spans Belgium, the Netherlands and Germany)."""
 
 funding_request = criterion("funding_request", "ttc.funding")(funding_request_check("ttc"))
 """The amount requested per budget year, in EUR."""

@@ -8,19 +8,22 @@ seed `../shared/seeds/001_2aac08539ee69503.txt`.
 
 from __future__ import annotations
 
+import re
+
 from services.eligibility.parameters import InForce, OperatorKey
-from services.eligibility.parameters.operator_file import text_list
+from services.eligibility.registers import Identified, identify, parse_org_id
 from services.eligibility.schemes.common import (
     Criterion,
     Undecidable,
     Verdict,
+    beneficiary_check,
+    beneficiary_of,
     count,
     criterion,
     day,
     failed,
     funding_of,
     funding_request_check,
-    in_list,
     money,
     passed,
     percent,
@@ -28,26 +31,46 @@ from services.eligibility.schemes.common import (
     roles_present,
     share_of,
     text,
+    undecidable,
     year_span,
     years,
 )
 from shared.events import Application
 from shared.money import Money
 
-RECOGNISED_SPEARHEAD_CLUSTERS: OperatorKey[tuple[str, ...]] = OperatorKey(
+ORG_ID_FORM = re.compile(r"^[A-Z]{2}-[A-Z]")
+
+
+def _cluster_identities(value: object) -> frozenset[str]:
+    """The recognised clusters by their identity: KBO/BCE enterprise numbers (a spearhead cluster is a
+    Flemish cluster organisation), or org-id.guide identifiers such as BE-BCE_KBO-0521749439. A name
+    identifies nothing (two organisations may share one, and anyone can type it), so it is refused."""
+    if not isinstance(value, list) or not all(isinstance(x, str) and x.strip() for x in value):
+        raise ValueError("must be a list of register numbers (KBO/BCE enterprise numbers or org-id.guide identifiers)")
+    found: set[str] = set()
+    for position, entry in enumerate(value, 1):
+        identity = parse_org_id(entry) if ORG_ID_FORM.match(entry.strip()) else identify("BE", entry)
+        if not isinstance(identity, Identified):
+            raise ValueError(f"entry {position} ({entry!r}) is not a valid register number: {identity.reason.replace('_', ' ')}")
+        found.add(identity.org_id)
+    return frozenset(found)
+
+
+RECOGNISED_SPEARHEAD_CLUSTERS: OperatorKey[frozenset[str]] = OperatorKey(
     "vlaio.recognised_spearhead_clusters",
-    text_list,
-    "Recognised spearhead clusters (organisation names or register numbers): coordination support "
-    "and the innovation-projects route are open only to them (000, 001).",
+    _cluster_identities,
+    "Recognised spearhead clusters, by KBO/BCE enterprise number (or org-id.guide identifier), never by "
+    "name: coordination support, the innovation-projects route and the cluster pact are open only to them "
+    "(000, 001).",
 )
 """The agency's list: 000 speaks of "erkende speerpuntclusters" (recognised spearhead clusters) and
 names none; the spearhead-cluster track, the project route and the cluster pact read it."""
 
 
-def recognised_cluster(name: str | None, number: str | None, p: InForce) -> bool:
-    """On the agency's list of recognised spearhead clusters, by name or register number
-    (raises OperatorParameterUnset while the operator has not set the list)."""
-    return in_list([name, number], p.op(RECOGNISED_SPEARHEAD_CLUSTERS))
+def recognised_cluster(org_id: str, p: InForce) -> bool:
+    """On the agency's list of recognised spearhead clusters, by identity (raises
+    OperatorParameterUnset while the operator has not set the list)."""
+    return org_id in p.op(RECOGNISED_SPEARHEAD_CLUSTERS)
 
 
 @criterion("call_open", "vlaio.call")
@@ -108,14 +131,24 @@ def triple_helix(application: Application, p: InForce) -> Verdict:
 
 @criterion("recognised_spearhead_cluster", "vlaio.spearhead")
 def recognised_spearhead_cluster(application: Application, p: InForce) -> Verdict:
-    """Coordination support goes to recognised spearhead clusters (000: "erkende speerpuntclusters").
+    """Coordination support goes to recognised spearhead clusters (000: "erkende speerpuntclusters"),
+    matched by register number, never by the name the applicant gives.
 
     The list of recognised clusters is the agency's: operator key `vlaio.recognised_spearhead_clusters`.
+    Without a valid register number it cannot be told whether the applicant is on it: not decidable.
     """
-    applicant = application.applicant
-    if recognised_cluster(applicant.organisation_name, applicant.organisation_number, p):
-        return passed("vlaio.spearhead.recognised", organisation=text(applicant.organisation_name))
-    return failed("vlaio.spearhead.not_recognised", organisation=text(applicant.organisation_name))
+    organisation = text(application.applicant.organisation_name)
+    identity = beneficiary_of(application)
+    if not isinstance(identity, Identified):
+        return undecidable("vlaio.spearhead.identity_unknown", organisation=organisation)
+    figures = {"organisation": organisation, "beneficiary": text(identity.org_id)}
+    if recognised_cluster(identity.org_id, p):
+        return passed("vlaio.spearhead.recognised", **figures)
+    return failed("vlaio.spearhead.not_recognised", **figures)
+
+
+beneficiary = criterion("beneficiary", "vlaio.beneficiary")(beneficiary_check("vlaio"))
+"""The cluster organisation, which "receives the subsidy", is identified by its KBO/BCE number."""
 
 
 funding_request = criterion("funding_request", "vlaio.funding")(funding_request_check("vlaio"))
@@ -188,6 +221,7 @@ def coordination_schedule(application: Application, p: InForce) -> list[tuple[in
 COORDINATION_CRITERIA: tuple[Criterion, ...] = (
     call_open,
     cluster_organisation,
+    beneficiary,
     mandated_by_members,
     enterprise_consortium,
     funding_request,

@@ -69,9 +69,11 @@ def test_case(case: Case) -> None:
         return
     want_grant = expected["grant"]
     assert grant is not None, f"{case.source}: expected a grant"
+    # Every grant names its beneficiary: the schemes that pay money refer an unidentified applicant.
+    assert grant.beneficiary_id is not None and grant.beneficiary_id == decision.beneficiary_id, case.source
     schedule = {s.budget_year: s.amount for s in grant.schedule}
     assert schedule == {int(y): money_of(a) for y, a in want_grant["schedule"].items()}
-    for field in ("programme", "instrument", "currency", "conditional"):
+    for field in ("programme", "instrument", "currency", "conditional", "beneficiary_id"):
         if field in want_grant:
             assert getattr(grant, field) == want_grant[field], field
     if "fund_shares" in want_grant:

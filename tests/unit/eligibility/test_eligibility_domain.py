@@ -70,6 +70,7 @@ def test_every_decision_fits_the_event_contract() -> None:
             criteria=decision.criteria,
             proposed_grant=decision.proposed_grant,
             recipient=Recipient(language=app.language, contact=app.contact, organisation_name="x"),
+            beneficiary_id=decision.beneficiary_id,
         )
         again = EligibilityDecided.model_validate_json(event.model_dump_json())
         assert again == event, case.source
@@ -82,9 +83,7 @@ def test_evaluation_is_deterministic() -> None:
 
 
 BASE = next(c for c in load_cases("vlaio.spearhead-cluster") if c.name.startswith("eligible at exactly")).application
-BASE_STORE = STORE.with_operator(
-    OperatorParameters.from_mapping({"vlaio": {"recognised_spearhead_clusters": ["Flanders Make vzw"]}})
-)
+BASE_STORE = STORE.with_operator(OperatorParameters.from_mapping({"vlaio": {"recognised_spearhead_clusters": ["0700.000.005"]}}))
 
 
 def with_one_year(costs: int, requested: int) -> Application:
@@ -119,3 +118,21 @@ def test_vlaio_coordination_grant_matches_the_rule(costs: int, requested: int) -
         if requested > 50_000_000:
             expected.add("yearly_ceiling")
         assert failed == expected
+
+
+def test_the_decision_event_names_the_beneficiary_by_its_register_identity() -> None:
+    from services.eligibility.handlers import decide
+    from shared.events import ApplicationReceived
+
+    case = next(c for c in load_cases("vlaio.spearhead-cluster") if c.name.startswith("recognised by register number"))
+    received = ApplicationReceived(
+        application_id=case.application.application_id,
+        received_at=datetime(2019, 3, 1, tzinfo=UTC),
+        channel="http",
+        application=case.application,
+    )
+    event = decide(received, STORE.with_operator(OperatorParameters.from_mapping(case.operator)))
+    assert event.outcome == "eligible"
+    assert event.beneficiary_id == "BE-BCE_KBO-0700000005"
+    assert event.proposed_grant is not None and event.proposed_grant.beneficiary_id == "BE-BCE_KBO-0700000005"
+    assert EligibilityDecided.model_validate_json(event.model_dump_json()).beneficiary_id == event.beneficiary_id

@@ -107,7 +107,7 @@ def test_version_names_scheme_latest_date_and_content() -> None:
 def test_version_changes_with_the_operator_values_of_the_scheme_family_only() -> None:
     day = date(2019, 3, 1)
     nic = STORE.with_operator(OperatorParameters.from_mapping({"nic": {"selection_cap": 5}}))
-    vlaio = STORE.with_operator(OperatorParameters.from_mapping({"vlaio": {"recognised_spearhead_clusters": ["X"]}}))
+    vlaio = STORE.with_operator(OperatorParameters.from_mapping({"vlaio": {"recognised_spearhead_clusters": ["0700.000.005"]}}))
     base = STORE.in_force("vlaio.spearhead-cluster", day).version
     assert nic.in_force("vlaio.spearhead-cluster", day).version == base
     assert vlaio.in_force("vlaio.spearhead-cluster", day).version != base
@@ -250,7 +250,7 @@ def test_valid_operator_file(tmp_path: Path) -> None:
         tmp_path,
         {
             "vlaio": {
-                "recognised_spearhead_clusters": ["Flux50 vzw"],
+                "recognised_spearhead_clusters": ["0700.000.104", "BE-BCE_KBO-0700000005"],
                 "hermes_yearly_maximum_eur": {2020: "1000000.50"},
             },
             "s3": {"platform_selection_cap": 25, "financing_application_deadline": "2018-10-31"},
@@ -265,6 +265,7 @@ def test_valid_operator_file(tmp_path: Path) -> None:
     assert op.get("nic.levels.gce.yearly_maximum_nok") == Money.of_major(10_000_000, "NOK")
     assert op.get("ttc.innovation_fund_matching_share_percent") == Fraction(1)
     assert op.get("s3.financing_application_deadline") == date(2018, 10, 31)
+    assert op.get("vlaio.recognised_spearhead_clusters") == {"BE-BCE_KBO-0700000104", "BE-BCE_KBO-0700000005"}
 
 
 def test_from_env_reads_the_operator_file_path(tmp_path: Path) -> None:
@@ -293,6 +294,16 @@ def test_from_env_reads_the_operator_file_path(tmp_path: Path) -> None:
         ({"nic": {"application_deadline": {2024: "mid-September"}}}, "nic.application_deadline", "YYYY-MM-DD"),
         ({"vlaio": {"hermes_yearly_maximum_eur": {"next": 100}}}, "vlaio.hermes_yearly_maximum_eur", "whole year"),
         ({"vlaio": {"recognised_spearhead_clusters": "Flux50"}}, "vlaio.recognised_spearhead_clusters", "list"),
+        (
+            {"vlaio": {"recognised_spearhead_clusters": ["0700.000.104", "Flux50 vzw"]}},
+            "vlaio.recognised_spearhead_clusters",
+            "entry 2 ('Flux50 vzw') is not a valid register number",
+        ),
+        (
+            {"vlaio": {"recognised_spearhead_clusters": ["0700.000.105"]}},
+            "vlaio.recognised_spearhead_clusters",
+            "check digit invalid",
+        ),
         ({"vlaio": {"recognised_spearhead_cluster": ["typo"]}}, "vlaio.recognised_spearhead_cluster", "unknown key"),
         (
             {"ttc": {"innovation_fund_matching_share_percent": 0}},

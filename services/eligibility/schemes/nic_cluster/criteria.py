@@ -25,6 +25,7 @@ from services.eligibility.schemes.common import (
     SchemeRules,
     Undecidable,
     Verdict,
+    beneficiary_check,
     count,
     criterion,
     day,
@@ -109,6 +110,10 @@ def level(application: Application, p: InForce) -> Verdict:
     if applied in p.texts("levels"):
         return passed("nic.level.valid", level=text(applied))
     return failed("nic.level.unknown", level=text(applied))
+
+
+beneficiary = criterion("beneficiary", "nic.beneficiary")(beneficiary_check("nic"))
+"""The cluster's legal entity, identified by its organisasjonsnummer (Brønnøysundregistrene)."""
 
 
 @criterion("triple_helix", "nic.composition")
@@ -207,7 +212,7 @@ def propose(application: Application, p: InForce) -> ProposedGrant | None:
 
 RULES = SchemeRules(
     scheme="nic.cluster",
-    criteria=(level, triple_helix, business_led, deadline, yearly_maximum, duration),
+    criteria=(level, beneficiary, triple_helix, business_led, deadline, yearly_maximum, duration),
     propose=propose,
     operator_keys=(APPLICATION_DEADLINE, SELECTION_CAP, *YEARLY_MAXIMUM.values(), *MAX_YEARS.values()),
     assessment=ASSESSMENT,

@@ -35,7 +35,7 @@ from services.eligibility.schemes.common import (
     year_span,
     years,
 )
-from services.eligibility.schemes.s3_common import cluster_organisation, deadline_verdict, legal_personality
+from services.eligibility.schemes.s3_common import beneficiary, cluster_organisation, deadline_verdict, legal_personality
 from shared.events import Application, ProposedGrant
 from shared.money import Money
 
@@ -143,6 +143,7 @@ RULES = SchemeRules(
         not_vinnvaxt_funded,
         cluster_organisation,
         legal_personality,
+        beneficiary,
         funding_request,
         max_amount,
         duration,

@@ -31,6 +31,7 @@ from services.eligibility.schemes.common import (
 )
 from services.eligibility.schemes.ttc_common import (
     applicant_sme,
+    beneficiary,
     euregio_location,
     fund_shares,
     funding_request,
@@ -96,6 +97,7 @@ RULES = SchemeRules(
     scheme="ttc.innovation-fund",
     criteria=(
         applicant_sme,
+        beneficiary,
         euregio_location,
         high_tech_sector,
         cross_border,

@@ -25,6 +25,7 @@ from services.eligibility.schemes.common import (
 )
 from services.eligibility.schemes.ttc_common import (
     applicant_sme,
+    beneficiary,
     euregio_location,
     fund_shares,
     funding_request,
@@ -63,6 +64,14 @@ def propose(application: Application, p: InForce) -> ProposedGrant:
 
 RULES = SchemeRules(
     scheme="ttc.innovation-voucher",
-    criteria=(applicant_sme, euregio_location, high_tech_sector, first_voucher, funding_request, voucher_amount),
+    criteria=(
+        applicant_sme,
+        beneficiary,
+        euregio_location,
+        high_tech_sector,
+        first_voucher,
+        funding_request,
+        voucher_amount,
+    ),
     propose=propose,
 )

@@ -15,10 +15,12 @@ from datetime import date
 
 from services.eligibility.parameters import InForce, OperatorKey
 from services.eligibility.parameters.operator_file import money_of, yearly
+from services.eligibility.registers import Identified
 from services.eligibility.schemes.common import (
     SchemeRules,
     Undecidable,
     Verdict,
+    beneficiary_of,
     count,
     criterion,
     day,
@@ -30,10 +32,16 @@ from services.eligibility.schemes.common import (
     passed,
     single_fund,
     text,
+    undecidable,
     year_span,
     years,
 )
-from services.eligibility.schemes.vlaio_common import RECOGNISED_SPEARHEAD_CLUSTERS, cluster_organisation, recognised_cluster
+from services.eligibility.schemes.vlaio_common import (
+    RECOGNISED_SPEARHEAD_CLUSTERS,
+    beneficiary,
+    cluster_organisation,
+    recognised_cluster,
+)
 from shared.events import Application, ProposedGrant
 from shared.money import Money
 
@@ -46,11 +54,16 @@ HERMES_MAXIMUM: OperatorKey[Mapping[int, Money]] = OperatorKey(
 
 @criterion("recognised_spearhead_cluster", "vlaio.pact")
 def recognised_spearhead_cluster(application: Application, p: InForce) -> Verdict:
-    """A cluster pact belongs to a spearhead cluster the agency decided to support (operator list)."""
-    applicant = application.applicant
-    if recognised_cluster(applicant.organisation_name, applicant.organisation_number, p):
-        return passed("vlaio.pact.spearhead_recognised", organisation=text(applicant.organisation_name))
-    return failed("vlaio.pact.not_spearhead_cluster", organisation=text(applicant.organisation_name))
+    """A cluster pact belongs to a spearhead cluster the agency decided to support (operator list,
+    by register number; without a valid number: not decidable)."""
+    organisation = text(application.applicant.organisation_name)
+    identity = beneficiary_of(application)
+    if not isinstance(identity, Identified):
+        return undecidable("vlaio.pact.identity_unknown", organisation=organisation)
+    figures = {"organisation": organisation, "beneficiary": text(identity.org_id)}
+    if recognised_cluster(identity.org_id, p):
+        return passed("vlaio.pact.spearhead_recognised", **figures)
+    return failed("vlaio.pact.not_spearhead_cluster", **figures)
 
 
 def _anniversary(start: date, years_: int) -> date:
@@ -128,6 +141,7 @@ RULES = SchemeRules(
     criteria=(
         recognised_spearhead_cluster,
         cluster_organisation,
+        beneficiary,
         negotiation_window,
         funding_request,
         commitment_years,

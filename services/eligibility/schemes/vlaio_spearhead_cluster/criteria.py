@@ -27,7 +27,7 @@ def propose(application: Application, p: InForce) -> ProposedGrant:
 
 RULES = SchemeRules(
     scheme="vlaio.spearhead-cluster",
-    criteria=(*COORDINATION_CRITERIA[:4], triple_helix, recognised_spearhead_cluster, *COORDINATION_CRITERIA[4:]),
+    criteria=(*COORDINATION_CRITERIA[:5], triple_helix, recognised_spearhead_cluster, *COORDINATION_CRITERIA[5:]),
     propose=propose,
     operator_keys=(RECOGNISED_SPEARHEAD_CLUSTERS,),
 )
