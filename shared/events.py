@@ -268,7 +268,14 @@ class CriterionResult(Contract):
 
 class ScheduledAmount(Contract):
     budget_year: int
-    amount: Money
+    amount: Money = Field(description="What is granted for that year (the budget reserves this).")
+    requested: Money | None = Field(default=None, description="What the application asked for that year.")
+    limited_by: str | None = Field(
+        default=None,
+        description="The limit that cut the request to `amount`, e.g. 'yearly_ceiling', 'coordination_share', "
+        "'max_years' (a scheme parameter) or an operator key; none when granted as asked.",
+        examples=["yearly_ceiling"],
+    )
 
 
 class FundShare(Contract):
@@ -287,6 +294,11 @@ class ProposedGrant(Contract):
         default=False,
         description="A conditional commitment (VLAIO cluster pact Hermes earmark): each year's amount is reserved "
         "subject to that year's conditions and yearly maximum.",
+    )
+    not_granted: list[ScheduledAmount] = Field(
+        default_factory=list,
+        description="Budget years asked for but granted nothing, beyond a limit of years the scheme grants "
+        "(amount zero, what was asked, the limit): shown to the applicant, never reserved by the budget.",
     )
     beneficiary_id: OrgId | None = Field(
         default=None,

@@ -186,7 +186,9 @@ def _table(head: tuple[str, ...], rows: Iterator[tuple[str, ...]] | list[tuple[s
 
 
 def _key_meaning(key: OperatorKey[Any]) -> str:
-    return key.description + (f" Reading: {key.reading}" if key.reading else "")
+    if key.limit is None:
+        return key.description
+    return f"{key.description} Limit ({key.limit.kind}): {key.limit.reading}"
 
 
 # --- the page ---------------------------------------------------------------------------------------
@@ -295,9 +297,19 @@ READINGS: Final = """\
 - VLAIO closing: the page was marked closed when last changed on 11 June 2020; the real closing
   day is not stated, so the closing is dated on that day. Add an earlier dated value if the agency
   confirms one.
-- VLAIO coordination: a request above 50 % of a year's costs or above the yearly ceiling is refused
-  (criterion failed), not silently reduced; the proposed schedule is per year
-  min(50 % of costs rounded down, requested, ceiling), at most the track's years.
+- Limits are read word by word (each scheme's "Limits" table below quotes the words): where the
+  document caps what is *granted* ("maximum toegekende subsidie", "bedraagt 50%", "een
+  innovatievoucher van 5 000 EUR", "een voorwaardelijk engagement ... voor drie jaar", the Hermes
+  maximum), a request beyond it is eligible, granted the limit, and the criterion says the cap
+  applied with its figures; where it limits what may be *asked* ("Högsta belopp att söka", "subsidies
+  ... aan te vragen", "ska vara max fyra sidor"), a request beyond it is refused. Each year of a
+  proposal shows what was asked (`requested`), what is granted (`amount`) and the limit that bound
+  (`limited_by`); years beyond a cap on the number of years are listed as `not_granted`.
+- VLAIO coordination: per budget year min(requested, 50 % of that year's eligible costs rounded down
+  to the cent, the yearly ceiling), for the track's first 10 or 3 budget years; where both 50 % and
+  the ceiling cut a year, the lower one is named.
+- Norway gives no amounts: the operator's maxima per level limit the request (refused above them),
+  since nothing in 004 lets the programme grant less than asked.
 - "consortia van ondernemingen": at least two enterprises (a consortium is more than one).
 - Coordination support goes to *recognised* spearhead clusters ("erkende speerpuntclusters"):
   the recognised list is operator-set; the same list gates the project route and the pact.
@@ -332,6 +344,24 @@ def _scheme_section(scheme: str, rules: SchemeRules, params: SchemeParameters) -
         ("parameter", "unit", "values (valid from)", "source"),
         [(f"`{p.name}`", p.unit, _values(p, params.currency), p.reference) for p in params.parameters.values()],
     )
+    limits = [(f"`{p.name}`", p.limit) for p in params.parameters.values() if p.limit is not None]
+    limits += [(f"`{k.key}` (operator)", k.limit) for k in rules.operator_keys if k.limit is not None]
+    if limits:
+        language = params.source.language
+        lines += ["", "Limits, read word by word:", ""]
+        lines += _table(
+            ("limit", "what it limits", f"the document's words ({LANGUAGE_NAMES[language]})", "in English", "reading"),
+            [
+                (
+                    name,
+                    "what is granted (capped)" if reading.kind == "granted" else "what may be asked (refused)",
+                    f'"{reading.quote[language]}"' if reading.quote else "(not in the document)",
+                    f'"{reading.quote["en"]}"' if reading.quote else "",
+                    reading.reading,
+                )
+                for name, reading in limits
+            ],
+        )
     if rules.operator_keys:
         lines += ["", "Operator keys: " + ", ".join(f"`{k.key}`" for k in rules.operator_keys) + "."]
     if rules.assessment is not None:

@@ -27,6 +27,7 @@ from services.eligibility.parameters.scheme_file import (
 from services.eligibility.parameters.store import SCHEMES_DIR, InForce, ParameterNotInForce, ParameterStore
 from services.eligibility.parameters.values import (
     UNITS,
+    LimitReading,
     ParameterError,
     ParamValue,
     parse_date,
@@ -44,6 +45,7 @@ __all__ = [
     "UNITS",
     "DatedValue",
     "InForce",
+    "LimitReading",
     "OperatorKey",
     "OperatorParameterError",
     "OperatorParameterUnset",

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, overload
 
 from services.eligibility.parameters.values import (
+    LimitReading,
     ParameterError,
     canonical_hash,
     parse_date,
@@ -58,14 +59,14 @@ class OperatorKey(Generic[T]):
 
     `check`, if given, validates a parsed value against the parameters of the scheme that declares
     the key (a value a document bounds, such as the S3 selection cap within 20-25) and returns the
-    problem, or None. `reading` says how the rules apply the value where it is a limit.
+    problem, or None. `limit` says how the rules apply the value where it is a limit.
     """
 
     key: str
     parse: Callable[[object], T]
     description: str
     check: Callable[[T, SchemeParameters], str | None] | None = None
-    reading: str = ""
+    limit: LimitReading | None = None
 
     def __repr__(self) -> str:
         return f"OperatorKey({self.key!r})"

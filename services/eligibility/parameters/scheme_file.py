@@ -7,7 +7,10 @@ without saying since when: it is in force from before any date the system decide
 first dated value. When a rule changes, add a dated value; never edit the past.
 
 The file's `source:` names the document the figures come from: publisher, title, date, the seed
-file (`../shared/seeds/<name>`) and the document's language.
+file (`../shared/seeds/<name>`) and the document's language. A parameter that is a limit carries a
+`limit:` block: its `kind` (`granted`: the grant is cut to it; `request`: a larger request is
+refused), the document's words (`quote`, in the document's language and in English) and the
+`reading` that decides between the two.
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from services.eligibility.parameters.values import (
     UNITS,
+    LimitReading,
     ParameterError,
     ParamValue,
     canonical_hash,
     parse_date,
+    parse_limit_reading,
     parse_value,
     read_yaml,
 )
@@ -60,6 +65,8 @@ class Parameter:
     reference: str
     description: str
     values: tuple[DatedValue, ...]
+    limit: LimitReading | None = None
+    """Where the parameter is a limit: how the document's words are read (capped or refused)."""
 
     def at(self, on: date) -> DatedValue | None:
         """The value in force on `on`: the latest value whose valid-from is not after `on`."""
@@ -131,7 +138,7 @@ class SchemeParameters:
         parameters: dict[str, Parameter] = {}
         semantic: dict[str, object] = {}
         for name, spec in params_raw.items():
-            parameter, values_raw = _parameter(str(name), spec, currency, fail)
+            parameter, values_raw = _parameter(str(name), spec, currency, document.language, fail)
             parameters[parameter.name] = parameter
             semantic[parameter.name] = {"unit": parameter.unit, "values": values_raw}
         return cls(
@@ -166,7 +173,7 @@ def _source(raw: object, fail: Fail) -> Source:
     return Source(texts["publisher"], texts["title"], texts["date"], texts["file"], cast(Language, texts["language"]))
 
 
-def _parameter(name: str, spec: object, currency: Currency, fail: Fail) -> tuple[Parameter, object]:
+def _parameter(name: str, spec: object, currency: Currency, language: str, fail: Fail) -> tuple[Parameter, object]:
     key = f"parameters.{name}"
     if not isinstance(spec, dict):
         raise fail(key, "must be a mapping with unit, reference, values")
@@ -193,11 +200,18 @@ def _parameter(name: str, spec: object, currency: Currency, fail: Fail) -> tuple
         except ValueError as exc:
             raise fail(f"{vkey}.value", str(exc)) from None
     values.sort(key=lambda v: v.valid_from)
+    limit = None
+    if "limit" in spec:
+        try:
+            limit = parse_limit_reading(spec["limit"], (language, "en"))
+        except ValueError as exc:
+            raise fail(f"{key}.limit", str(exc)) from None
     parameter = Parameter(
         name=name,
         unit=unit,
         reference=reference,
         description=str(spec.get("description", "")),
         values=tuple(values),
+        limit=limit,
     )
     return parameter, values_raw

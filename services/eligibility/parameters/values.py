@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 import yaml
 
@@ -35,6 +36,41 @@ UNITS: Final = (
     "list",
     "mapping",
 )
+
+
+LimitKind = Literal["granted", "request"]
+LIMIT_KINDS: Final = ("granted", "request")
+
+
+@dataclass(frozen=True, slots=True)
+class LimitReading:
+    """How a limit is read, word by word: does it cap what is *granted* (a larger request is eligible
+    and granted the limit, and the decision says the cap applied) or limit what may be *asked* (a
+    larger request is refused)? `quote` holds the document's own words, in its language and in
+    English (empty where the document is silent and the operator sets the figure)."""
+
+    kind: LimitKind
+    quote: Mapping[str, str]
+    reading: str
+
+
+def parse_limit_reading(raw: object, languages: tuple[str, ...]) -> LimitReading:
+    """A `limit:` block: `kind` (granted | request), `quote` with the given languages, `reading`."""
+    if not isinstance(raw, dict):
+        raise ValueError("must be a mapping with kind, quote, reading")
+    kind = raw.get("kind")
+    if kind not in LIMIT_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(LIMIT_KINDS)} (granted: capped; request: refused), got {kind!r}")
+    quote = raw.get("quote") or {}
+    if not isinstance(quote, dict) or not all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in quote.items()):
+        raise ValueError("quote must map languages to the quoted words")
+    missing = [language for language in languages if language not in quote]
+    if missing:
+        raise ValueError(f"quote lacks the words in {', '.join(missing)} (the document's language and English)")
+    reading = raw.get("reading")
+    if not isinstance(reading, str) or not reading.strip():
+        raise ValueError("reading must say how the words are applied")
+    return LimitReading(kind=kind, quote={k: " ".join(v.split()) for k, v in quote.items()}, reading=" ".join(reading.split()))
 
 
 class ParameterError(ValueError):

@@ -269,21 +269,83 @@ def single_fund(fund: str) -> list[FundShare]:
     return [FundShare(fund=fund, numerator=1, denominator=1)]
 
 
+# --- a proposal per budget year: what is asked, what is granted, which limit bound ---------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One budget year of a proposal: what was asked, what is granted, and the limit that cut it."""
+
+    year: int
+    requested: Money
+    granted: Money
+    limited_by: str | None = None
+
+
+def lines_of(funding: FundingRequest) -> list[Line]:
+    """The request per budget year, in year order, granted as asked (before any cap)."""
+    return [Line(y.year, y.requested, y.requested) for y in sorted(funding.years, key=lambda y: y.year)]
+
+
+def cap_each_year(lines: list[Line], limit: str, allowed: Callable[[Line], Money]) -> list[Line]:
+    """Each year's grant cut to `allowed(line)` where that is less, naming `limit` as what bound."""
+    out = []
+    for line in lines:
+        most = allowed(line)
+        out.append(Line(line.year, line.requested, most, limit) if most < line.granted else line)
+    return out
+
+
+def cap_total(lines: list[Line], limit: str, most: Money) -> list[Line]:
+    """The grant over all years cut to `most`, in year order (the earliest years are granted first)."""
+    out, left = [], most.amount_minor
+    for line in lines:
+        if line.granted.amount_minor <= left:
+            out.append(line)
+            left -= line.granted.amount_minor
+        else:
+            out.append(Line(line.year, line.requested, Money(amount_minor=left, currency=line.granted.currency), limit))
+            left = 0
+    return out
+
+
+def cap_years(lines: list[Line], limit: str, most_years: int) -> tuple[list[Line], list[Line]]:
+    """(granted, not granted): the budget years from the first requested one up to `most_years` of them
+    (gaps count), and the later years, granted nothing, with `limit` named."""
+    if not lines:
+        return [], []
+    first = lines[0].year
+    kept = [line for line in lines if line.year - first < most_years]
+    dropped = [Line(x.year, x.requested, Money.zero(x.requested.currency), limit) for x in lines if x.year - first >= most_years]
+    return kept, dropped
+
+
+def first_cut(lines: list[Line], limit: str) -> Line | None:
+    """The first year whose grant `limit` cut, if any."""
+    return next((line for line in lines if line.limited_by == limit), None)
+
+
+def _scheduled(line: Line) -> ScheduledAmount:
+    return ScheduledAmount(budget_year=line.year, amount=line.granted, requested=line.requested, limited_by=line.limited_by)
+
+
 def grant(
     p: InForce,
     instrument: str,
-    schedule: list[tuple[int, Money]],
+    lines: list[Line],
     fund_shares: list[FundShare],
     *,
     conditional: bool = False,
+    not_granted: list[Line] | None = None,
 ) -> ProposedGrant:
     return ProposedGrant(
         programme=p.scheme.programme,
         instrument=instrument,
         currency=p.currency,
-        schedule=[ScheduledAmount(budget_year=y, amount=a) for y, a in sorted(schedule)],
+        schedule=[_scheduled(line) for line in sorted(lines, key=lambda x: x.year)],
         fund_shares=fund_shares,
         conditional=conditional,
+        not_granted=[_scheduled(line) for line in sorted(not_granted or [], key=lambda x: x.year)],
     )
 
 

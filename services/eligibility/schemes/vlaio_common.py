@@ -14,16 +14,21 @@ from services.eligibility.parameters import InForce, OperatorKey
 from services.eligibility.registers import Identified, identify, parse_org_id
 from services.eligibility.schemes.common import (
     Criterion,
+    Line,
     Undecidable,
     Verdict,
     beneficiary_check,
     beneficiary_of,
+    cap_each_year,
+    cap_years,
     count,
     criterion,
     day,
     failed,
+    first_cut,
     funding_of,
     funding_request_check,
+    lines_of,
     money,
     passed,
     percent,
@@ -35,8 +40,7 @@ from services.eligibility.schemes.common import (
     year_span,
     years,
 )
-from shared.events import Application
-from shared.money import Money
+from shared.events import Application, FundingRequest
 
 ORG_ID_FORM = re.compile(r"^[A-Z]{2}-[A-Z]")
 
@@ -155,67 +159,85 @@ funding_request = criterion("funding_request", "vlaio.funding")(funding_request_
 """The request states the coordination costs and amounts per budget year, in EUR."""
 
 
+def _years_granted(funding: FundingRequest, p: InForce) -> tuple[list[Line], list[Line]]:
+    """(granted, not granted): the budget years from the first requested one, at most `max_years`."""
+    return cap_years(lines_of(funding), "max_years", p.integer("max_years"))
+
+
+def _share_capped(funding: FundingRequest, lines: list[Line], p: InForce) -> list[Line]:
+    costs = {y.year: y.eligible_costs for y in funding.years}
+    share = p.ratio("coordination_share")
+    return cap_each_year(lines, "coordination_share", lambda line: share_of(costs[line.year], share))
+
+
+def coordination_lines(application: Application, p: InForce) -> tuple[list[Line], list[Line]]:
+    """The coordination subsidy as 000 grants it: per budget year min(requested, 50 % of that year's
+    eligible costs rounded down to the cent, the yearly ceiling), for at most the track's number of
+    budget years counted from the first requested one; later years are not granted. Each cut names
+    the limit that made it (the ceiling where it is the lower of the two caps)."""
+    funding = funding_of(application, p, "vlaio")
+    kept, dropped = _years_granted(funding, p)
+    ceiling = p.money("yearly_ceiling")
+    return cap_each_year(_share_capped(funding, kept, p), "yearly_ceiling", lambda line: ceiling), dropped
+
+
 @criterion("duration", "vlaio.duration")
 def duration(application: Application, p: InForce) -> Verdict:
-    """At most the track's number of years (000: spearhead cluster 10 years, business network 3 years)."""
+    """Support for at most the track's number of budget years (000: "maximum toegekende subsidie ...
+    gedurende maximum 10 jaar" / "3 jaar"): a longer request is granted its first years, and the
+    decision says the cap applied."""
     funding = funding_of(application, p, "vlaio")
     limit = p.integer("max_years")
     span = year_span(funding)
     if span <= limit:
         return passed("vlaio.duration.within_limit", requested=years(span), limit=years(limit))
-    return failed("vlaio.duration.too_long", requested=years(span), limit=years(limit))
+    kept, dropped = _years_granted(funding, p)
+    return passed(
+        "vlaio.duration.cap_applied",
+        requested=years(span),
+        limit=years(limit),
+        last_year=count(kept[-1].year),
+        not_granted=count(len(dropped)),
+    )
 
 
 @criterion("coordination_share", "vlaio.coordination")
 def coordination_share(application: Application, p: InForce) -> Verdict:
-    """Each year's request is at most 50 % of that year's eligible coordination costs (000: "bedraagt 50%").
-
-    The allowed amount is rounded down to whole cents.
-    """
+    """The subsidy is 50 % of each year's eligible coordination costs (000: "bedraagt 50%"), rounded
+    down to whole cents: a year asking more is granted the 50 %, and the decision says so."""
     funding = funding_of(application, p, "vlaio")
     share = p.ratio("coordination_share")
-    for year in sorted(funding.years, key=lambda y: y.year):
-        allowed = share_of(year.eligible_costs, share)
-        if allowed < year.requested:
-            return failed(
-                "vlaio.coordination.share_exceeded",
-                budget_year=count(year.year),
-                requested=money(year.requested),
-                allowed=money(allowed),
-                eligible_costs=money(year.eligible_costs),
-                share=percent(share),
-            )
-    return passed("vlaio.coordination.share_respected", share=percent(share))
+    kept, _ = _years_granted(funding, p)
+    cut = first_cut(_share_capped(funding, kept, p), "coordination_share")
+    if cut is None:
+        return passed("vlaio.coordination.share_respected", share=percent(share))
+    costs = next(y.eligible_costs for y in funding.years if y.year == cut.year)
+    return passed(
+        "vlaio.coordination.share_applied",
+        budget_year=count(cut.year),
+        requested=money(cut.requested),
+        allowed=money(cut.granted),
+        eligible_costs=money(costs),
+        share=percent(share),
+    )
 
 
 @criterion("yearly_ceiling", "vlaio.coordination")
 def yearly_ceiling(application: Application, p: InForce) -> Verdict:
-    """Each year's request is at most the track's yearly ceiling (000: EUR 500,000 / EUR 150,000 per year)."""
-    funding = funding_of(application, p, "vlaio")
+    """Each year's grant is at most the track's yearly ceiling (000: "maximum toegekende subsidie",
+    EUR 500,000 / EUR 150,000 per year): a year asking more is granted the ceiling, and the decision
+    says the cap applied."""
     ceiling = p.money("yearly_ceiling")
-    for year in sorted(funding.years, key=lambda y: y.year):
-        if ceiling < year.requested:
-            return failed(
-                "vlaio.coordination.ceiling_exceeded",
-                budget_year=count(year.year),
-                requested=money(year.requested),
-                limit=money(ceiling),
-            )
-    return passed("vlaio.coordination.within_ceiling", limit=money(ceiling))
-
-
-def coordination_schedule(application: Application, p: InForce) -> list[tuple[int, Money]]:
-    """Per year min(50 % of eligible costs rounded down to whole cents, requested, yearly ceiling),
-    for at most the track's number of years (counted from the first requested year)."""
-    funding = funding_of(application, p, "vlaio")
-    share, ceiling, limit = p.ratio("coordination_share"), p.money("yearly_ceiling"), p.integer("max_years")
-    first = min(y.year for y in funding.years)
-    schedule: list[tuple[int, Money]] = []
-    for year in funding.years:
-        if year.year - first < limit:
-            amounts = (share_of(year.eligible_costs, share), year.requested, ceiling)
-            schedule.append((year.year, min(amounts, key=lambda m: m.amount_minor)))
-    return schedule
+    kept, _ = coordination_lines(application, p)
+    cut = first_cut(kept, "yearly_ceiling")
+    if cut is None:
+        return passed("vlaio.coordination.within_ceiling", limit=money(ceiling))
+    return passed(
+        "vlaio.coordination.ceiling_applied",
+        budget_year=count(cut.year),
+        requested=money(cut.requested),
+        limit=money(ceiling),
+    )
 
 
 COORDINATION_CRITERIA: tuple[Criterion, ...] = (

@@ -101,23 +101,19 @@ def with_one_year(costs: int, requested: int) -> Application:
 @settings(max_examples=300, deadline=None)
 @given(costs=st.integers(0, 200_000_000), requested=st.integers(0, 100_000_000))
 def test_vlaio_coordination_grant_matches_the_rule(costs: int, requested: int) -> None:
-    """Eligible iff requested <= floor(50 % of costs) and <= EUR 500,000; the grant is then the request."""
+    """Always eligible; granted min(requested, floor(50 % of costs), EUR 500,000), naming the cap that bound."""
     decision = evaluate(with_one_year(costs, requested), BASE_STORE)
-    allowed = min(costs // 2, 50_000_000)
-    if requested <= allowed:
-        assert decision.outcome == "eligible"
-        assert decision.proposed_grant is not None
-        assert [s.amount.amount_minor for s in decision.proposed_grant.schedule] == [requested]
-    else:
-        assert decision.outcome == "ineligible"
-        assert decision.proposed_grant is None
-        failed = {c.criterion for c in decision.criteria if c.outcome == "failed"}
-        expected = set()
-        if requested > costs // 2:
-            expected.add("coordination_share")
-        if requested > 50_000_000:
-            expected.add("yearly_ceiling")
-        assert failed == expected
+    assert decision.outcome == "eligible"
+    assert decision.proposed_grant is not None
+    [slice_] = decision.proposed_grant.schedule
+    share, ceiling = costs // 2, 50_000_000
+    assert slice_.amount.amount_minor == min(requested, share, ceiling)
+    assert slice_.requested is not None and slice_.requested.amount_minor == requested
+    expected = None if requested <= min(share, ceiling) else "yearly_ceiling" if ceiling < share else "coordination_share"
+    assert slice_.limited_by == expected
+    keys = {c.criterion: c.message_key for c in decision.criteria}
+    assert (keys["coordination_share"] == "vlaio.coordination.share_applied") == (requested > share)
+    assert (keys["yearly_ceiling"] == "vlaio.coordination.ceiling_applied") == (min(requested, share) > ceiling)
 
 
 def test_the_decision_event_names_the_beneficiary_by_its_register_identity() -> None:

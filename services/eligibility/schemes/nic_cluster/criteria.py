@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Final
 
-from services.eligibility.parameters import InForce, OperatorKey, parse_date
+from services.eligibility.parameters import InForce, LimitReading, OperatorKey, parse_date
 from services.eligibility.parameters.operator_file import money_in, positive_int, yearly
 from services.eligibility.schemes.common import (
     BUSINESS_ROLES,
@@ -32,6 +32,7 @@ from services.eligibility.schemes.common import (
     failed,
     funding_of,
     grant,
+    lines_of,
     local_submission,
     moment,
     money,
@@ -65,11 +66,19 @@ SELECTION_CAP: OperatorKey[int] = OperatorKey(
 LEVELS: Final = ("arena", "arena-pro", "gce")
 """The levels of parameter `levels` (004), for which the operator sets amounts and durations; a
 test keeps the two in step."""
+SILENT: Final = LimitReading(
+    kind="request",
+    quote={},
+    reading="004 states no amount or duration, let alone whether a larger request is cut or refused; nothing in "
+    "it lets the programme grant less than asked, so the agency's maximum limits the request: a larger one is "
+    "refused (an agency whose call says otherwise changes this reading).",
+)
 YEARLY_MAXIMUM: Final[Mapping[str, OperatorKey[Money]]] = {
     level: OperatorKey(
         f"nic.levels.{level}.yearly_maximum_nok",
         money_in("NOK"),
         f"NIC level {level}: largest grant per budget year, NOK (not in 004).",
+        limit=SILENT,
     )
     for level in LEVELS
 }
@@ -78,6 +87,7 @@ MAX_YEARS: Final[Mapping[str, OperatorKey[int]]] = {
         f"nic.levels.{level}.max_years",
         positive_int,
         f"NIC level {level}: longest support, in budget years (not in 004).",
+        limit=SILENT,
     )
     for level in LEVELS
 }
@@ -200,14 +210,13 @@ def duration(application: Application, p: InForce) -> Verdict:
 
 
 def propose(application: Application, p: InForce) -> ProposedGrant | None:
-    """Per budget year min(requested, the level's yearly maximum); none when nothing is requested."""
+    """The request per budget year, as asked (the criteria refuse one above the level's maxima);
+    none when nothing is requested."""
     found = _level_funding(application, p)
     if found is None:
         return None
     level_, funding = found
-    limit = _yearly_maximum(p, level_)
-    schedule = [(y.year, min(y.requested, limit, key=lambda m: m.amount_minor)) for y in funding.years]
-    return grant(p, f"cluster-{level_}", schedule, single_fund("agency"))
+    return grant(p, f"cluster-{level_}", lines_of(funding), single_fund("agency"))
 
 
 RULES = SchemeRules(

@@ -25,6 +25,7 @@ from services.eligibility.schemes.common import (
     funding_of,
     funding_request_check,
     grant,
+    lines_of,
     money,
     passed,
     percent,
@@ -78,7 +79,8 @@ funding_request = criterion("funding_request", "s3.financing.funding")(funding_r
 
 @criterion("max_amount", "s3.financing")
 def max_amount(application: Application, p: InForce) -> Verdict:
-    """At most SEK 600,000 in total."""
+    """At most SEK 600,000 in total: "Högsta belopp att söka" is the most one may apply for, so a
+    larger request is refused, not cut."""
     funding = funding_of(application, p, "s3.financing")
     limit, requested = p.money("max_amount"), requested_total(funding)
     if requested <= limit:
@@ -88,7 +90,8 @@ def max_amount(application: Application, p: InForce) -> Verdict:
 
 @criterion("duration", "s3.financing")
 def duration(application: Application, p: InForce) -> Verdict:
-    """At most two budget years."""
+    """At most two budget years ("för maximalt två år", of the amount one may apply for): a longer
+    request is refused."""
     funding = funding_of(application, p, "s3.financing")
     limit, span = p.integer("max_years"), year_span(funding)
     if span <= limit:
@@ -132,7 +135,7 @@ def co_financing(application: Application, p: InForce) -> Verdict:
 def propose(application: Application, p: InForce) -> ProposedGrant:
     """The requested amount per budget year (the criteria bound the total to SEK 600,000)."""
     funding = funding_of(application, p, "s3.financing")
-    return grant(p, "s3-pilot-financing", [(y.year, y.requested) for y in funding.years], single_fund("agency"))
+    return grant(p, "s3-pilot-financing", lines_of(funding), single_fund("agency"))
 
 
 RULES = SchemeRules(

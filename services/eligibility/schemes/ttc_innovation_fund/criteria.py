@@ -23,6 +23,7 @@ from services.eligibility.schemes.common import (
     failed,
     funding_of,
     grant,
+    lines_of,
     money,
     passed,
     percent,
@@ -61,7 +62,8 @@ def cross_border(application: Application, p: InForce) -> Verdict:
 
 @criterion("grant_range", "ttc.fund")
 def grant_range(application: Application, p: InForce) -> Verdict:
-    """The request, over all budget years, lies between EUR 100,000 and EUR 250,000 inclusive."""
+    """The request, over all budget years, lies between EUR 100,000 and EUR 250,000 inclusive: the range
+    qualifies the subsidies one may apply for ("aan te vragen"), so a request outside it is refused."""
     funding = funding_of(application, p, "ttc")
     low, high, requested = p.money("grant_minimum"), p.money("grant_maximum"), requested_total(funding)
     figures = {"requested": money(requested), "minimum": money(low), "limit": money(high)}
@@ -90,7 +92,7 @@ def matching_funding(application: Application, p: InForce) -> Verdict:
 def propose(application: Application, p: InForce) -> ProposedGrant:
     """The requested grant per budget year, split ERDF / co-financing."""
     funding = funding_of(application, p, "ttc")
-    return grant(p, "innovation-fund-grant", [(y.year, y.requested) for y in funding.years], fund_shares(p))
+    return grant(p, "innovation-fund-grant", lines_of(funding), fund_shares(p))
 
 
 RULES = SchemeRules(

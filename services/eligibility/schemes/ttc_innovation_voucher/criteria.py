@@ -15,10 +15,12 @@ from services.eligibility.parameters import InForce
 from services.eligibility.schemes.common import (
     SchemeRules,
     Verdict,
+    cap_total,
     criterion,
     failed,
     funding_of,
     grant,
+    lines_of,
     money,
     passed,
     requested_total,
@@ -47,19 +49,21 @@ def first_voucher(application: Application, p: InForce) -> Verdict:
 
 @criterion("voucher_amount", "ttc.voucher")
 def voucher_amount(application: Application, p: InForce) -> Verdict:
-    """The request, over all budget years, is at most the voucher amount (EUR 5,000)."""
+    """What is given is "een innovatievoucher van 5 000 EUR": a request over all budget years above the
+    voucher amount is granted the voucher (EUR 5,000), and the decision says so."""
     funding = funding_of(application, p, "ttc")
     limit, requested = p.money("voucher_amount"), requested_total(funding)
     if requested <= limit:
         return passed("ttc.voucher.within_amount", requested=money(requested), limit=money(limit))
-    return failed("ttc.voucher.amount_exceeded", requested=money(requested), limit=money(limit))
+    return passed("ttc.voucher.amount_capped", requested=money(requested), limit=money(limit))
 
 
 def propose(application: Application, p: InForce) -> ProposedGrant:
-    """The requested voucher amount per budget year, split ERDF / co-financing."""
+    """The voucher per budget year as asked, at most the voucher amount in all (the earliest years
+    first), split ERDF / co-financing."""
     funding = funding_of(application, p, "ttc")
-    schedule = [(y.year, y.requested) for y in funding.years]
-    return grant(p, "innovation-voucher", schedule, fund_shares(p))
+    lines = cap_total(lines_of(funding), "voucher_amount", p.money("voucher_amount"))
+    return grant(p, "innovation-voucher", lines, fund_shares(p))
 
 
 RULES = SchemeRules(

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from services.eligibility.parameters import InForce
 from services.eligibility.schemes.common import SchemeRules, grant, single_fund
-from services.eligibility.schemes.vlaio_common import COORDINATION_CRITERIA, coordination_schedule
+from services.eligibility.schemes.vlaio_common import COORDINATION_CRITERIA, coordination_lines
 from shared.events import Application, ProposedGrant
 
 
 def propose(application: Application, p: InForce) -> ProposedGrant:
     """The coordination subsidy per budget year, paid from the agency's cluster budget."""
-    return grant(p, "coordination-subsidy", coordination_schedule(application, p), single_fund("agency"))
+    granted, not_granted = coordination_lines(application, p)
+    return grant(p, "coordination-subsidy", granted, single_fund("agency"), not_granted=not_granted)
 
 
 RULES = SchemeRules(scheme="vlaio.business-network", criteria=COORDINATION_CRITERIA, propose=propose)

@@ -13,7 +13,7 @@ from services.eligibility.schemes.common import SchemeRules, grant, single_fund
 from services.eligibility.schemes.vlaio_common import (
     COORDINATION_CRITERIA,
     RECOGNISED_SPEARHEAD_CLUSTERS,
-    coordination_schedule,
+    coordination_lines,
     recognised_spearhead_cluster,
     triple_helix,
 )
@@ -22,7 +22,8 @@ from shared.events import Application, ProposedGrant
 
 def propose(application: Application, p: InForce) -> ProposedGrant:
     """The coordination subsidy per budget year, paid from the agency's cluster budget."""
-    return grant(p, "coordination-subsidy", coordination_schedule(application, p), single_fund("agency"))
+    granted, not_granted = coordination_lines(application, p)
+    return grant(p, "coordination-subsidy", granted, single_fund("agency"), not_granted=not_granted)
 
 
 RULES = SchemeRules(
