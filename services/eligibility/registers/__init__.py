@@ -37,6 +37,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Final, Literal
 
@@ -311,8 +312,10 @@ _BY_COUNTRY: Final[Mapping[str, Callable[[str], Identity]]] = {
 }
 
 
+@lru_cache(maxsize=65_536)
 def identify(country: str, number: str | None) -> Identity:
-    """The organisation's identity in the register of `country`, or why there is none."""
+    """The organisation's identity in the register of `country`, or why there is none (memoised:
+    several criteria of one decision ask, and both arguments are plain texts)."""
     parse = _BY_COUNTRY.get(country)
     if parse is None:
         return NotIdentified("register_not_supported")

@@ -208,10 +208,16 @@ def no_grant(application: Application, p: InForce) -> ProposedGrant | None:
 # --- money helpers ---------------------------------------------------------------------------
 
 
+def _minor(amount_minor: int, currency: Currency) -> Money:
+    """Money computed here from valid Money (a whole, non-negative number of minor units of a known
+    currency): built without validating it again, since decisions compute many of them."""
+    assert amount_minor >= 0
+    return Money.model_construct(amount_minor=amount_minor, currency=currency)
+
+
 def share_of(amount: Money, ratio: Fraction) -> Money:
     """`ratio` of `amount`, rounded DOWN to whole minor units (never grant a fraction of a cent more)."""
-    minor = amount.amount_minor * ratio.numerator // ratio.denominator
-    return Money(amount_minor=minor, currency=amount.currency)
+    return _minor(amount.amount_minor * ratio.numerator // ratio.denominator, amount.currency)
 
 
 def smallest(*amounts: Money) -> Money:
@@ -219,7 +225,7 @@ def smallest(*amounts: Money) -> Money:
 
 
 def total(amounts: list[Money], currency: Currency) -> Money:
-    return Money(amount_minor=sum(m.amount_minor for m in amounts), currency=currency)
+    return _minor(sum(m.amount_minor for m in amounts), currency)
 
 
 def funding_of(application: Application, p: InForce, prefix: str) -> FundingRequest:
@@ -304,7 +310,7 @@ def cap_total(lines: list[Line], limit: str, most: Money) -> list[Line]:
             out.append(line)
             left -= line.granted.amount_minor
         else:
-            out.append(Line(line.year, line.requested, Money(amount_minor=left, currency=line.granted.currency), limit))
+            out.append(Line(line.year, line.requested, _minor(left, line.granted.currency), limit))
             left = 0
     return out
 
@@ -316,7 +322,7 @@ def cap_years(lines: list[Line], limit: str, most_years: int) -> tuple[list[Line
         return [], []
     first = lines[0].year
     kept = [line for line in lines if line.year - first < most_years]
-    dropped = [Line(x.year, x.requested, Money.zero(x.requested.currency), limit) for x in lines if x.year - first >= most_years]
+    dropped = [Line(x.year, x.requested, _minor(0, x.requested.currency), limit) for x in lines if x.year - first >= most_years]
     return kept, dropped
 
 
