@@ -44,6 +44,11 @@ Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=254, pattern=EMAIL.pattern)]
 
+OrgId = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}-[A-Z][A-Z_]*-[A-Za-z0-9-]{1,64}$")]
+"""An organisation's identity: its org-id.guide list code and its number in that register, compact,
+e.g. 'BE-BCE_KBO-0521749439', 'NL-KVK-41202535', 'DE-CR-RA000197-HRB12345', 'SE-ON-5560912148',
+'NO-BRC-972417920' (see services/eligibility/registers)."""
+
 MemberRole = Literal["enterprise", "sme", "large_enterprise", "knowledge_institution", "public_actor", "other"]
 
 
@@ -263,7 +268,14 @@ class CriterionResult(Contract):
 
 class ScheduledAmount(Contract):
     budget_year: int
-    amount: Money
+    amount: Money = Field(description="What is granted for that year (the budget reserves this).")
+    requested: Money | None = Field(default=None, description="What the application asked for that year.")
+    limited_by: str | None = Field(
+        default=None,
+        description="The limit that cut the request to `amount`, e.g. 'yearly_ceiling', 'coordination_share', "
+        "'max_years' (a scheme parameter) or an operator key; none when granted as asked.",
+        examples=["yearly_ceiling"],
+    )
 
 
 class FundShare(Contract):
@@ -282,6 +294,18 @@ class ProposedGrant(Contract):
         default=False,
         description="A conditional commitment (VLAIO cluster pact Hermes earmark): each year's amount is reserved "
         "subject to that year's conditions and yearly maximum.",
+    )
+    not_granted: list[ScheduledAmount] = Field(
+        default_factory=list,
+        description="Budget years asked for but granted nothing, beyond a limit of years the scheme grants "
+        "(amount zero, what was asked, the limit): shown to the applicant, never reserved by the budget.",
+    )
+    beneficiary_id: OrgId | None = Field(
+        default=None,
+        description="Who receives the grant: the applicant's register identity (org-id.guide list code + "
+        "number), the key the budget keeps a beneficiary's ceilings under. Set on every grant of a scheme "
+        "that pays money (such an application without a valid register number is referred, never granted).",
+        examples=["BE-BCE_KBO-0521749439"],
     )
 
     @property
@@ -313,6 +337,13 @@ class EligibilityDecided(ApplicationScoped):
     criteria: list[CriterionResult] = Field(min_length=1)
     proposed_grant: ProposedGrant | None = None
     recipient: Recipient
+    beneficiary_id: OrgId | None = Field(
+        default=None,
+        description="The applicant's register identity (org-id.guide list code + number, e.g. "
+        "'BE-BCE_KBO-0521749439'), read from its country and organisation_number; None when the number is "
+        "missing or invalid (an application of a scheme that pays money is then referred to a case handler).",
+        examples=["BE-BCE_KBO-0521749439"],
+    )
 
 
 # --- budget ----------------------------------------------------------------------------------
