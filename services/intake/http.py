@@ -81,19 +81,56 @@ SWAGGER_INIT = """window.addEventListener("load", function () {
 """
 
 
+#: After an early refusal, how much of what the client still sends is read and dropped, and for how long,
+#: before the connection is closed (see `EarlyRefusal`).
+DRAIN_MAX_BYTES = 16 * 2**20
+DRAIN_MAX_S = 2.0
+
+
 def refused(status_code: int, loc: list[str | int], kind: str, message: str, **headers: str) -> JSONResponse:
     body = Refused(status="refused", errors=[FieldError(loc=loc, type=kind, message=message)])
     return JSONResponse(body.model_dump(mode="json"), status_code=status_code, headers=headers)
 
 
-def _unauthorised() -> JSONResponse:
+class EarlyRefusal(JSONResponse):
+    """A refusal sent before the request body was read (401, 413, 415), on a connection then closed.
+
+    The answer goes out first, complete (it has a Content-Length); then what the client is still sending
+    is read and dropped, at most DRAIN_MAX_BYTES for at most DRAIN_MAX_S, and only then is the connection
+    closed: closing a socket with unread data makes the kernel reset the connection, and the client may
+    lose the answer it has not read yet (web servers' "lingering close"). Nothing drained is kept.
+    """
+
+    def __init__(self, refusal: JSONResponse) -> None:
+        super().__init__(None, status_code=refusal.status_code)
+        self.body = refusal.body
+        self.raw_headers = [h for h in refusal.raw_headers if h[0] != b"connection"] + [(b"connection", b"close")]
+
+    async def __call__(self, scope: Scope, receive: Receive_, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": self.body, "more_body": True})
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_MAX_S
+        drained = 0
+        while drained <= DRAIN_MAX_BYTES and loop.time() < deadline:
+            try:
+                message = await asyncio.wait_for(receive(), timeout=deadline - loop.time())
+            except TimeoutError:
+                break
+            if message["type"] != "http.request":
+                break
+            drained += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _unauthorised() -> EarlyRefusal:
     # One answer for a missing, malformed or wrong credential: nothing tells them apart.
-    return refused(
-        401,
-        ["header", "Authorization"],
-        "unauthorized",
-        "a valid bearer token is required",
-        **{"WWW-Authenticate": "Bearer", "Connection": "close"},
+    return EarlyRefusal(
+        refused(
+            401, ["header", "Authorization"], "unauthorized", "a valid bearer token is required", **{"WWW-Authenticate": "Bearer"}
+        )
     )
 
 
@@ -122,25 +159,26 @@ class Credentials:
         return ok and match is not None
 
 
-def _media_type(scope: Scope, allowed: frozenset[str]) -> str | JSONResponse:
+def _media_type(scope: Scope, allowed: frozenset[str]) -> str | EarlyRefusal:
     values = _header_values(scope, b"content-type")
     names = " or ".join(sorted(allowed))
+    loc: list[str | int] = ["header", "Content-Type"]
     if len(values) != 1:
         message = "Content-Type is required" if not values else "send one Content-Type header"
-        return refused(415, ["header", "Content-Type"], "media_type_unsupported", f"{message}: {names}", Connection="close")
+        return EarlyRefusal(refused(415, loc, "media_type_unsupported", f"{message}: {names}"))
     try:
         kind, params = media_type(values[0].decode("ascii"))
     except UnicodeDecodeError:
         kind, params = "", {}
     if kind not in allowed:
-        return refused(415, ["header", "Content-Type"], "media_type_unsupported", f"the body must be {names}", Connection="close")
+        return EarlyRefusal(refused(415, loc, "media_type_unsupported", f"the body must be {names}"))
     if params.get("charset", "utf-8").lower() not in ("utf-8", "utf8"):
-        return refused(415, ["header", "Content-Type"], "charset_unsupported", "the body must be UTF-8", Connection="close")
+        return EarlyRefusal(refused(415, loc, "charset_unsupported", "the body must be UTF-8"))
     return kind
 
 
-def _too_large(limit: int) -> JSONResponse:
-    return refused(413, ["body"], "body_too_large", f"the body must be at most {limit} bytes", Connection="close")
+def _too_large(limit: int) -> EarlyRefusal:
+    return EarlyRefusal(refused(413, ["body"], "body_too_large", f"the body must be at most {limit} bytes"))
 
 
 async def read_bounded(request: Request, limit: int) -> bytes | JSONResponse:
