@@ -229,7 +229,14 @@ class ApplicationReceived(ApplicationScoped):
 
 
 class ApplicationRejected(Event):
-    """Input that could not become an application, with every error found."""
+    """Input that could not become an application, with every error found.
+
+    A rejection is about the input that was refused, never about an application that was received:
+    a resubmission whose id is already taken by a different application is rejected with
+    `reason="conflict"`, its own `rejection_id` (also its key), that id in `conflicts_with`, and
+    neither `application_id` nor `contact` (so it is never told as the received one's fate, nor
+    e-mailed to an address the conflicting body names).
+    """
 
     type = "org.clustergrants.application.rejected"
     topic = Topic.APPLICATION_REJECTED
@@ -243,6 +250,11 @@ class ApplicationRejected(Event):
     errors: list[FieldError] = Field(min_length=1)
     language: Language | None = Field(default=None, description="The applicant's language, when it could be read.")
     contact: Contact | None = Field(default=None, description="The contact, when it could be read (for notify).")
+    conflicts_with: str | None = Field(
+        default=None,
+        description="reason 'conflict': the id of the application already received, which this input tried to "
+        "replace with different content (that application is unaffected).",
+    )
 
     def key(self) -> str:
         return self.application_id or self.rejection_id

@@ -532,6 +532,13 @@ def start_services(env: dict[str, str], foreground: bool) -> list[Child]:
     # Local stand-ins for what an agency decides (see the files: not figures from any document).
     env.setdefault("ELIGIBILITY_OPERATOR_PARAMETERS_FILE", str(ROOT / "deploy/local/operator-parameters.yaml"))
     env.setdefault("BUDGET_POTS_FILE", str(ROOT / "deploy/local/budget-pots.yaml"))
+    # notify's recipient-reference key: generated once per checkout, kept in the state folder.
+    ref_key = STATE / "notify-recipient-ref.key"
+    if not ref_key.exists():
+        ref_key.parent.mkdir(parents=True, exist_ok=True)
+        ref_key.write_text(secrets.token_hex(32))
+        ref_key.chmod(0o600)
+    env.setdefault("NOTIFY_RECIPIENT_REF_KEY", ref_key.read_text().strip())
     if foreground:
         env.setdefault("LOG_FORMAT", "console")
     # Each service's /healthz, /readyz and /metrics on its own port: 38081 intake ... 38084 notify.

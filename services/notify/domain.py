@@ -83,9 +83,20 @@ class Planned:
         return f"{source_event_id}:{self.channel}:{self.recipient_ref}"
 
 
-def recipient_ref(address: str) -> str:
-    """An opaque, stable reference to a recipient: logs and events carry this, never the address."""
-    return "email:" + hashlib.sha256(address.strip().lower().encode()).hexdigest()[:24]
+#: Shortest accepted NOTIFY_RECIPIENT_REF_KEY, in characters.
+MIN_REF_KEY_LENGTH = 32
+
+
+def recipient_ref(address: str, key: bytes) -> str:
+    """An opaque, stable reference to a recipient: logs and events carry this, never the address.
+
+    A keyed HMAC-SHA256 of the normalised address under the operator's secret (NOTIFY_RECIPIENT_REF_KEY),
+    truncated to 128 bits: without the key, a list of addresses cannot be hashed and matched against
+    log lines. Changing the key changes every reference (old log lines then no longer match new ones).
+    """
+    if len(key) < MIN_REF_KEY_LENGTH:
+        raise ValueError(f"the recipient reference key must be at least {MIN_REF_KEY_LENGTH} characters")
+    return "email:" + hmac.new(key, address.strip().lower().encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def email_template(event: Event) -> str | None:
@@ -112,15 +123,16 @@ def language_of(event: Event) -> Language:
     return "en"
 
 
-def plan(event: Event, subscriptions: Subscriptions) -> list[Planned]:
-    """Every message `event` causes: the applicant's e-mail, and one webhook per interested agency."""
+def plan(event: Event, subscriptions: Subscriptions, *, ref_key: bytes) -> list[Planned]:
+    """Every message `event` causes: the applicant's e-mail, and one webhook per interested agency.
+    `ref_key`: the key of `recipient_ref`."""
     application_id = getattr(event, "application_id", None)
     language = language_of(event)
     planned: list[Planned] = []
     template = email_template(event)
     if template is not None:
         contact = event.contact if isinstance(event, ApplicationRejected) else event.recipient.contact  # type: ignore[attr-defined]
-        planned.append(Planned("email", recipient_ref(contact.email), template, language, application_id))
+        planned.append(Planned("email", recipient_ref(contact.email, ref_key), template, language, application_id))
     for subscription in subscriptions.subscriptions:
         if subscription.wants(event):
             planned.append(

@@ -34,6 +34,7 @@ from shared.money import Money
 pytestmark = pytest.mark.unit
 
 NOW = datetime(2024, 3, 1, tzinfo=UTC)
+KEY = b"unit-test recipient-ref key, 32+ chars"
 SUBS = Subscriptions.model_validate(
     {
         "subscriptions": [
@@ -82,22 +83,22 @@ def decided(outcome: str, grant: bool, scheme: str = "vlaio.spearhead-cluster") 
 
 
 def test_one_email_per_outcome_and_one_webhook_per_interested_agency() -> None:
-    ineligible = plan(decided("ineligible", grant=False), SUBS)
+    ineligible = plan(decided("ineligible", grant=False), SUBS, ref_key=KEY)
     assert [(p.channel, p.template) for p in ineligible] == [
         ("email", "eligibility.ineligible"),
         ("webhook", "webhook:org.clustergrants.eligibility.decided.v1"),
         ("webhook", "webhook:org.clustergrants.eligibility.decided.v1"),
     ]
-    assert ineligible[0].recipient_ref == recipient_ref("an@example.org")
+    assert ineligible[0].recipient_ref == recipient_ref("an@example.org", KEY)
     assert "@" not in ineligible[0].recipient_ref
     assert len({p.dedupe_key("evt-1") for p in ineligible}) == 3
     # Eligible with money: the budget's answer is the one the applicant is told.
-    assert [p.channel for p in plan(decided("eligible", grant=True), SUBS)] == ["webhook", "webhook"]
+    assert [p.channel for p in plan(decided("eligible", grant=True), SUBS, ref_key=KEY)] == ["webhook", "webhook"]
     # The scheme filter: another scheme reaches only the unfiltered subscription.
-    other = plan(decided("needs_review", grant=False, scheme="nic.cluster"), SUBS)
+    other = plan(decided("needs_review", grant=False, scheme="nic.cluster"), SUBS, ref_key=KEY)
     assert [p.subscription_id for p in other] == [None, "treasury"]
     reset = CeilingReset(reset_id="vlaio/2021", programme="vlaio", budget_year=2021, opened_at=NOW)
-    planned = [(p.channel, p.subscription_id, p.application_id) for p in plan(reset, SUBS)]
+    planned = [(p.channel, p.subscription_id, p.application_id) for p in plan(reset, SUBS, ref_key=KEY)]
     assert planned == [("webhook", "treasury", None)]
 
 
