@@ -15,8 +15,9 @@ from __future__ import annotations
 import re
 from datetime import date
 from typing import Annotated, ClassVar, Literal
+from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, StringConstraints, model_validator
 
 from shared.money import Currency, Money
 from shared.topics import Topic
@@ -489,6 +490,34 @@ class NotificationSent(Event):
         return self.application_id or self.source_event_id
 
 
+# --- operator audit trail ------------------------------------------------------------------------
+
+ServiceName = Literal["intake", "eligibility", "budget", "notify"]
+OperatorId = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,128}$")]
+
+
+class AuditRecorded(Event):
+    """An operator command changed a service's state: the audit record, written in the same transaction."""
+
+    type = "org.clustergrants.audit.recorded"
+    topic = Topic.AUDIT_RECORDED
+    key_field = "service"
+
+    audit_id: UUID = Field(description="Unique id of the audit record: the row in `<service>.audit`.")
+    service: ServiceName = Field(description="The service whose state the command changed (its schema holds the row).")
+    recorded_at: AwareDatetime = Field(description="When: the database's clock in the transaction of the change.")
+    operator: OperatorId = Field(
+        description="Who ran the command: CLUSTERGRANTS_OPERATOR, else the operating-system user.", examples=["a.peeters"]
+    )
+    command: str = Field(description="The command, e.g. 'budget open-year'.", examples=["budget release"])
+    arguments: dict[str, JsonValue] = Field(description="Its arguments and options as given (no secrets).")
+    outcome: str = Field(description="What happened, e.g. 'requested', 'released', 'closed', 'unchanged'.")
+    changes: dict[str, JsonValue] = Field(description="What changed; money as integer minor units with a currency.")
+
+    def subject(self) -> str:
+        return str(self.audit_id)
+
+
 EVENTS: tuple[type[Event], ...] = (
     ApplicationSubmitted,
     ApplicationReceived,
@@ -501,5 +530,6 @@ EVENTS: tuple[type[Event], ...] = (
     GrantReleased,
     AssessmentSubmitted,
     CallClosed,
+    AuditRecorded,
 )
 EVENTS_BY_TYPE: dict[str, type[Event]] = {e.cloudevents_type(): e for e in EVENTS}

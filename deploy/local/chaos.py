@@ -41,10 +41,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
+from standardwebhooks import Webhook, WebhookVerificationError  # noqa: E402
 
 from bench.harness import Pipeline, Sent, Tracker, pipeline, producer, say  # noqa: E402
 from bench.workload import Submission, submissions  # noqa: E402
-from services.notify.domain import SIGNATURE_HEADER, verify  # noqa: E402
+from services.notify.webhooks import new_secret  # noqa: E402
 from shared.topics import Topic, topic_name  # noqa: E402
 from tests.processes import SERVICES  # noqa: E402
 
@@ -58,7 +59,7 @@ TRACKED = (
     Topic.DEAD_LETTER,
 )
 DECIDED_TYPE = "org.clustergrants.eligibility.decided.v1"
-HOOK_SECRET = "chaos-webhook-secret-" + "x" * 16
+HOOK_SECRET = new_secret()  # Standard Webhooks (whsec_...), a new one per run
 
 
 def tag(message: str) -> None:
@@ -66,6 +67,15 @@ def tag(message: str) -> None:
 
 
 # --- a webhook receiver (the agency system) ------------------------------------------------------
+
+
+def _verifies(headers: dict[str, str], body: bytes) -> bool:
+    """The agency's check, with the Standard Webhooks library's own verifier."""
+    try:
+        Webhook(HOOK_SECRET).verify(body, headers)
+    except (WebhookVerificationError, ValueError, UnicodeDecodeError):
+        return False
+    return True
 
 
 class Receiver:
@@ -97,12 +107,11 @@ class Receiver:
                     for k, _, v in (line.decode("latin-1").partition(":") for line in head.split(b"\r\n")[1:] if line)
                 }
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
-                if "x-clustergrants-delivery" in headers:
-                    self.deliveries[headers["x-clustergrants-delivery"]] += 1
-                    signature, now = headers.get(SIGNATURE_HEADER.lower(), ""), int(time.time())
-                    if not verify(HOOK_SECRET.encode(), signature, body, now=now):
+                if "webhook-id" in headers:
+                    self.deliveries[headers["webhook-id"]] += 1
+                    if not _verifies(headers, body):
                         self.bad_signatures += 1
-                    if verify(HOOK_SECRET.encode(), signature, body + b" ", now=now):
+                    if _verifies(headers, body + b" "):
                         self.tamper_accepted += 1
                 writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
                 await writer.drain()
@@ -305,6 +314,7 @@ def _write_subscriptions(log_dir: Path, port: int) -> Path:
                     {  # JSON is YAML
                         "id": "chaos-agency",
                         "url": f"http://127.0.0.1:{port}/hook",
+                        "local": True,  # a loopback receiver: plain http allowed
                         "events": [DECIDED_TYPE],
                         "secret_env": "CHAOS_HOOK_SECRET",
                     }
