@@ -88,7 +88,7 @@ class Service(StrEnum):
 
 
 def _default_intake_url() -> str:
-    return os.environ.get("INTAKE_URL") or f"http://127.0.0.1:{os.environ.get('INTAKE_HTTP_PORT') or 38080}"
+    return os.environ.get("INTAKE_URL") or f"http://127.0.0.1:{os.environ.get('INTAKE_HTTP_PORT') or 28080}"
 
 
 @app.command()
@@ -99,7 +99,7 @@ def submit(
     kafka: Annotated[bool, typer.Option("--kafka", help="Publish to the portals' submitted topic instead of HTTP.")] = False,
     url: Annotated[
         str | None,
-        typer.Option(help="The HTTP intake. Default: INTAKE_URL, else http://127.0.0.1:<INTAKE_HTTP_PORT, 38080>."),
+        typer.Option(help="The HTTP intake. Default: INTAKE_URL, else http://127.0.0.1:<INTAKE_HTTP_PORT, 28080>."),
     ] = None,
     token: Annotated[
         str, typer.Option(envvar="INTAKE_TOKEN", help="Bearer token of the HTTP intake (INTAKE_TOKEN).")

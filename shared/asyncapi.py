@@ -161,7 +161,7 @@ def document() -> dict[str, Any]:
             "major version; an optional TOPIC_PREFIX is prepended per environment.",
         },
         "defaultContentType": "application/json",
-        "servers": {"local": {"host": "127.0.0.1:39092", "protocol": "kafka", "description": "make run"}},
+        "servers": {"local": {"host": "127.0.0.1:29092", "protocol": "kafka", "description": "make run"}},
         "channels": channels,
         "operations": operations,
         "components": {"messages": messages, "schemas": schemas},

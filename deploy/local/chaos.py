@@ -7,7 +7,7 @@ restarted; then the invariants are checked from the database and the topics.
 
 Full mode starts its own Kafka (KRaft) and PostgreSQL with deploy/local/stack.py's classes, on its own
 ports and state folder (CLUSTERGRANTS_KAFKA_PORT / CLUSTERGRANTS_PG_PORT / CLUSTERGRANTS_STATE_DIR,
-defaults 49192 / 56532 / .local/chaos), restarts the broker once (SIGKILL, by pid) and PostgreSQL once
+defaults 29192 / 26532 / .local/chaos), restarts the broker once (SIGKILL, by pid) and PostgreSQL once
 (SIGQUIT: immediate shutdown, crash recovery on start), and stops both by pid at the end.
 
 Checked at the end (exit 1 on any violation): every valid application has exactly one decision, at
@@ -129,8 +129,8 @@ class OwnInfra:
 
     def __init__(self) -> None:
         os.environ.setdefault("CLUSTERGRANTS_STATE_DIR", str(ROOT / ".local" / "chaos"))
-        os.environ.setdefault("CLUSTERGRANTS_KAFKA_PORT", "49192")
-        os.environ.setdefault("CLUSTERGRANTS_PG_PORT", "56532")
+        os.environ.setdefault("CLUSTERGRANTS_KAFKA_PORT", "29192")
+        os.environ.setdefault("CLUSTERGRANTS_PG_PORT", "26532")
         from deploy.local import stack  # reads the ports and state folder above at import
 
         self.stack = stack

@@ -9,7 +9,7 @@ from shared.settings import CommonSettings
 
 class NotifySettings(CommonSettings):
     smtp_host: str = Field(default="127.0.0.1", description="SMTP server for applicant e-mail.")
-    smtp_port: int = Field(default=38025)
+    smtp_port: int = Field(default=28025)
     smtp_starttls: bool = Field(default=False, description="Upgrade the SMTP connection with STARTTLS.")
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None

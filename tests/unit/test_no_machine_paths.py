@@ -82,7 +82,7 @@ REPORTED = [
 NOT_REPORTED = [
     "../shared/seeds/000_b8f1635a33d3043b.txt",
     "https://example.org" + _p("", "work", "x"),
-    "http://127.0.0.1:38080" + _p("", "home", "x"),
+    "http://127.0.0.1:28080" + _p("", "home", "x"),
     "ce_source: /clustergrants/budget",
     "POST /v1/applications",
     "mountPath: /etc/clustergrants/eligibility/",
