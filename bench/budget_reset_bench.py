@@ -1,6 +1,6 @@
 """Time the yearly ceiling reset of a programme with 100,000 grants, on a fresh database.
 
-    DATABASE_URL=postgresql://clustergrants@127.0.0.1:55432/clustergrants \\
+    DATABASE_URL=postgresql://clustergrants@127.0.0.1:25432/clustergrants \\
         .venv/bin/python bench/budget_reset_bench.py [--grants 100000] [--keep]
 
 Creates a database `cg_bench_<random>` on the server of DATABASE_URL, migrates it, and commits
@@ -132,7 +132,7 @@ async def reset(pool: asyncpg.Pool, year: int, maximum: int) -> tuple[float, han
 
 async def main(grants: int, keep: bool) -> None:
     configure_logging("budget-bench", "console", "WARNING")
-    server = os.environ.get("DATABASE_URL", "postgresql://clustergrants@127.0.0.1:55432/clustergrants")
+    server = os.environ.get("DATABASE_URL", "postgresql://clustergrants@127.0.0.1:25432/clustergrants")
     name = f"cg_bench_{secrets.token_hex(4)}"
     admin = await asyncpg.connect(server)
     await admin.execute(f'CREATE DATABASE "{name}"')

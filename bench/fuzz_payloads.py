@@ -43,6 +43,13 @@ ODD_VALUES: list[Any] = [
     "NaN",
     "1e309",
     {"amount_minor": "12", "currency": "EUR"},
+    # Once accepted and passed on into e-mails and exports (issue 10): now string_control_character,
+    # string_bidi_control, money_too_large, submitted_at_in_future.
+    "Anna\r\nBcc: everyone@example.org",
+    "Evil\u202eCorp",
+    "\u2066isolated\u2069",
+    10**30,
+    "2999-01-01T00:00:00Z",
 ]
 
 
@@ -126,7 +133,20 @@ def _mutate_bytes(rng: random.Random, raw: bytes, known_bugs: bool = True) -> by
         return b"\xef\xbb\xbf" + raw  # a byte-order mark
     if roll < 0.9:
         return rng.choice(
-            [b"", b"null", b"[]", b"42", b'"text"', b"{", b"{}" * 1000, b"\xff\xfe\xfd", *(DEEP if known_bugs else ())]
+            [
+                b"",
+                b"null",
+                b"[]",
+                b"42",
+                b'"text"',
+                b"{",
+                b"{}" * 1000,
+                b"\xff\xfe\xfd",
+                b'{"a": NaN}',
+                raw.replace(b'"application_id":', b'"application_id": "dup", "application_id":', 1),  # a duplicate key
+                raw.replace(b"{", b'{"n": ' + b"9" * 5000 + b", ", 1),  # a number Python will not convert
+                *(DEEP if known_bugs else ()),
+            ]
         )
     return json.dumps(rng.choice(ODD_VALUES)).encode()
 
@@ -150,3 +170,56 @@ def good(app_id: str, index: int = 0) -> bytes:
     document = json.loads(json.dumps(VALID[index % len(VALID)]))
     document["application_id"] = app_id
     return json.dumps(document).encode()
+
+
+# --- HTTP edges (issue 10): what a hostile or broken portal sends besides bodies ----------------------
+
+#: Hostile text for names and titles: once passed on into e-mails and exports.
+HOSTILE_TEXT: list[str] = ["Anna\r\nBcc: everyone@example.org", "Evil\u202eCorp", "\u2066isolated\u2069", "bell\x07", "c1\x85"]
+
+
+def with_changes(app_id: str, index: int = 0, **changes: Any) -> dict[str, Any]:
+    """A valid sample with id `app_id`, some top-level fields replaced."""
+    document: dict[str, Any] = json.loads(good(app_id, index))
+    document.update(changes)
+    return document
+
+
+def duplicate_key(raw: bytes, key: str = "scheme") -> bytes:
+    """The same JSON with `key` sent twice (first with another value): which one did the portal mean?"""
+    return raw.replace(f'"{key}":'.encode(), f'"{key}": "nic.cluster", "{key}":'.encode(), 1)
+
+
+def oversized_amount(app_id: str) -> bytes:
+    document = with_changes(app_id)
+    funding = document.get("funding")
+    if funding:
+        funding["years"][0]["requested"]["amount_minor"] = 10**30
+    return json.dumps(document).encode()
+
+
+def hostile_text(app_id: str, text: str) -> bytes:
+    document = with_changes(app_id)
+    document["applicant"]["organisation_name"] = text
+    document["contact"]["name"] = text
+    return json.dumps(document).encode()
+
+
+def long_number(app_id: str, digits: int = 5000) -> bytes:
+    """A JSON number Python refuses to convert (more than 4,300 digits): once an unhandled ValueError."""
+    return good(app_id).replace(b'"application_id"', b'"unexpected": ' + b"7" * digits + b', "application_id"', 1)
+
+
+def structured_event(app_id: str, **attributes: Any) -> bytes:
+    """The application as a CloudEvent in structured mode (application/cloudevents+json)."""
+    event: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": f"{app_id}-event",
+        "source": "/portals/fuzz",
+        "type": "org.clustergrants.application.submitted.v1",
+        "time": "2024-01-01T10:00:00+01:00",
+        "datacontenttype": "application/json",
+        "data": json.loads(good(app_id)),
+        **attributes,
+    }
+    return json.dumps({k: v for k, v in event.items() if v is not None}).encode()

@@ -1,6 +1,6 @@
 """The limit: a bare aiokafka consume-and-produce relay over four hops, four processes, no database.
 
-    python bench/relay_limit.py --bootstrap 127.0.0.1:39092 --messages 50000 --size 2500
+    python bench/relay_limit.py --bootstrap 127.0.0.1:29092 --messages 50000 --size 2500
 
 hop0 -> relay 1 -> hop1 -> relay 2 -> hop2 -> relay 3 -> hop3 -> relay 4 -> hop4, each relay a process
 with a consumer group that commits its offsets after each produced batch is acknowledged, and the same
@@ -168,7 +168,7 @@ async def measure(bootstrap: str, messages: int, size: int, timeout_s: float = 3
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:39092"))
+    parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:29092"))
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--size", type=int, default=2500)
     parser.add_argument("--timeout", type=float, default=300)

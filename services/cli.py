@@ -1,22 +1,34 @@
 """`clustergrants`: the operator's command line across the services.
 
-    clustergrants submit FILE...            submit applications (HTTP intake, or --kafka)
-    clustergrants history APPLICATION_ID    what every service did with one application
-    clustergrants dead-letters list|redrive the Kafka dead-letter topic
-    clustergrants calls close|what-if       eligibility (competitive calls, rule-set what-ifs)
-    clustergrants budget ...                pots and balances, reconcile, open a year, release
-    clustergrants notify ...                webhook dead letters
-    clustergrants export ...                open data (360Giving, EU list of operations)
+    clustergrants submit FILE...              submit applications (HTTP intake, or --kafka)
+    clustergrants history APPLICATION_ID      what every service did with one application, with amounts
+    clustergrants dead-letters list|redrive   the Kafka dead-letter topic
+    clustergrants calls close-call|what-if    eligibility: competitive calls, rule-set what-ifs
+    clustergrants budget ...                  pots and balances, reconcile, open a year, release
+    clustergrants notify dead-letters ...     parked e-mails and webhooks
+    clustergrants export ...                  open data (360Giving, EU list of operations)
+    clustergrants audit                       who changed what, when (every service's audit trail)
+    clustergrants migrate [--status]          apply the SQL migrations, or show applied/pending/changed
 
-Settings come from the same environment variables as the services (README: Settings). Bad
-arguments get a one-line error and exit code 2, never a traceback.
+Settings: the services' environment variables; those unset come from `<state dir>/stack.env`
+(services/cli_common.py). Every error is one line on stderr with exit code 2, never a traceback;
+`--json` output is one JSON document on stdout and nothing else goes there (logs go to stderr).
+Commands that change money or state show what they will do (`--dry-run`), ask on a terminal
+(`--yes` for scripts) and write an audit record in the same transaction as their effect.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
+import sys
+import time
+from collections.abc import Sequence
+from contextlib import suppress
+from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,90 +42,154 @@ from rich.table import Table
 
 from services.budget import cli as budget_cli
 from services.budget import opendata_cli
+from services.cli_common import (
+    CliError,
+    DryRunOption,
+    JsonOption,
+    YesOption,
+    confirm,
+    database,
+    database_where,
+    emit_json,
+    kafka_options,
+    money,
+    operator_identity,
+    refuse_unconfirmed,
+    run,
+    run_app,
+    settings,
+    start_kafka,
+    to_json,
+)
 from services.eligibility import cli as eligibility_cli
 from services.notify import cli as notify_cli
-from shared.kafka_security import client_options
+from shared import audit
+from shared import migrate as migrations
+from shared.cloudevents import portal_headers
+from shared.delivery import UnitOfWork
+from shared.events import ApplicationSubmitted
 from shared.settings import CommonSettings, database_ssl
-from shared.topics import Topic, topic_name
+from shared.topics import Topic, service_source, topic_name
 
 app = typer.Typer(help="Operate clustergrants.", no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(eligibility_cli.app, name="calls")
 app.add_typer(budget_cli.app, name="budget")
+app.add_typer(notify_cli.app, name="notify")
 app.add_typer(opendata_cli.app, name="export")
 dead_letters = typer.Typer(help="The Kafka dead-letter topic: list and redrive.", no_args_is_help=True)
 app.add_typer(dead_letters, name="dead-letters")
-console = Console()
 
 
-def fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
-    return typer.Exit(2)
+class Service(StrEnum):
+    intake = "intake"
+    eligibility = "eligibility"
+    budget = "budget"
+    notify = "notify"
 
 
-async def _connect(settings: CommonSettings) -> asyncpg.Connection:
-    try:
-        return await asyncpg.connect(settings.database_url.get_secret_value(), timeout=10, ssl=database_ssl(settings))
-    except (OSError, asyncpg.PostgresError) as error:
-        raise fail(f"cannot reach PostgreSQL ({type(error).__name__}): check DATABASE_URL") from None
+# --- submit ---------------------------------------------------------------------------------------------
+
+
+def _default_intake_url() -> str:
+    return os.environ.get("INTAKE_URL") or f"http://127.0.0.1:{os.environ.get('INTAKE_HTTP_PORT') or 28080}"
 
 
 @app.command()
 def submit(
-    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="Application JSON files.")],
-    kafka: Annotated[bool, typer.Option("--kafka", help="Publish to the submitted topic instead of HTTP.")] = False,
-    url: Annotated[str, typer.Option(envvar="INTAKE_URL")] = "http://127.0.0.1:38080",
-    token: Annotated[str, typer.Option(envvar="INTAKE_TOKEN", help="Bearer token of the HTTP intake.")] = "dev-token",  # noqa: S107
+    files: Annotated[
+        list[Path], typer.Argument(exists=True, dir_okay=False, readable=True, help="Application JSON files, one each.")
+    ],
+    kafka: Annotated[bool, typer.Option("--kafka", help="Publish to the portals' submitted topic instead of HTTP.")] = False,
+    url: Annotated[
+        str | None,
+        typer.Option(help="The HTTP intake. Default: INTAKE_URL, else http://127.0.0.1:<INTAKE_HTTP_PORT, 28080>."),
+    ] = None,
+    token: Annotated[
+        str, typer.Option(envvar="INTAKE_TOKEN", help="Bearer token of the HTTP intake (INTAKE_TOKEN).")
+    ] = "dev-token",  # noqa: S107
+    source: Annotated[
+        str,
+        typer.Option(
+            envvar="CLUSTERGRANTS_PORTAL_SOURCE",
+            help="With --kafka: the CloudEvents source this portal publishes as (a URI-reference of its own).",
+        ),
+    ] = "urn:clustergrants:cli",
+    as_json: JsonOption = False,
 ) -> None:
-    """Submit application files, one application per file; prints what intake answered."""
-    settings = CommonSettings()
+    """Submit application files; prints what intake answered for each. Exit 1 if any was not accepted."""
+    intake_url = (url or _default_intake_url()).rstrip("/")
+    config = settings(CommonSettings)
+    show_progress = sys.stderr.isatty() and not as_json
 
-    async def run() -> list[tuple[str, str]]:
-        results: list[tuple[str, str]] = []
-        with Progress(console=console, transient=True) as progress:
-            task = progress.add_task("submitting", total=len(files))
-            if kafka:
-                producer = AIOKafkaProducer(**client_options(settings), enable_idempotence=True)
-                try:
-                    await producer.start()
-                except Exception as error:
-                    raise fail(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {error}") from None
-                try:
-                    for path in files:
-                        raw = path.read_bytes()
-                        key = _application_id(raw)
-                        await producer.send_and_wait(
-                            topic_name(Topic.APPLICATION_SUBMITTED, settings.topic_prefix), raw, key=key.encode() if key else None
-                        )
-                        results.append((path.name, "published"))
-                        progress.advance(task)
-                finally:
-                    await producer.stop()
-                return results
-            async with httpx.AsyncClient(timeout=30) as client:
-                for path in files:
-                    try:
-                        response = await client.post(
-                            f"{url}/v1/applications",
-                            content=path.read_bytes(),
-                            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-                        )
-                    except httpx.HTTPError as error:
-                        raise fail(f"cannot reach the intake at {url}: {type(error).__name__}") from None
-                    body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
-                    detail = body.get("status", "")
-                    if response.status_code >= 400:
-                        errors = body.get("errors") or [{"loc": [], "type": body.get("detail", response.text[:80])}]
-                        detail = "; ".join(
-                            f"{'.'.join(map(str, e.get('loc', []))) or '(body)'}: {e.get('type')}" for e in errors[:5]
-                        )
-                    results.append((path.name, f"{response.status_code} {detail}"))
-                    progress.advance(task)
+    async def by_kafka(advance: Any) -> list[dict[str, Any]]:
+        producer = AIOKafkaProducer(**kafka_options(config), enable_idempotence=True)
+        await start_kafka(producer, config)
+        results: list[dict[str, Any]] = []
+        topic = topic_name(Topic.APPLICATION_SUBMITTED, config.topic_prefix)
+        try:
+            for path in files:
+                raw = path.read_bytes()
+                key = _application_id(raw)
+                # The same file twice is the same event (its id is the content's hash): intake's inbox drops the copy.
+                headers = portal_headers(
+                    ApplicationSubmitted, source=source, event_id=hashlib.sha256(raw).hexdigest(), subject=key
+                )
+                await producer.send_and_wait(topic, raw, key=key.encode() if key else None, headers=headers)
+                results.append({"file": str(path), "accepted": True, "status": None, "detail": f"published to {topic}"})
+                advance()
+        finally:
+            with suppress(Exception):
+                await asyncio.wait_for(producer.stop(), timeout=10)
         return results
 
-    table = Table("file", "result")
-    for row in asyncio.run(run()):
-        table.add_row(*row)
-    console.print(table)
+    async def by_http(advance: Any) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = []
+        async with httpx.AsyncClient(timeout=30) as client:
+            for path in files:
+                try:
+                    response = await client.post(
+                        f"{intake_url}/v1/applications",
+                        content=path.read_bytes(),
+                        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+                    )
+                except httpx.HTTPError as error:
+                    done = f" after {len(results)} of {len(files)} file(s)" if results else ""
+                    raise CliError(
+                        f"cannot reach the intake at {intake_url} ({type(error).__name__}){done}: check INTAKE_URL"
+                    ) from None
+                try:
+                    body = response.json()
+                except ValueError:
+                    body = {}
+                body = body if isinstance(body, dict) else {}
+                detail = str(body.get("status", ""))
+                if response.status_code >= 400:
+                    errors = body.get("errors") or [{"loc": [], "type": body.get("detail", response.text[:80])}]
+                    detail = "; ".join(f"{'.'.join(map(str, e.get('loc', []))) or '(body)'}: {e.get('type')}" for e in errors[:5])
+                results.append(
+                    {"file": str(path), "accepted": response.status_code < 300, "status": response.status_code, "detail": detail}
+                )
+                advance()
+        return results
+
+    async def go() -> list[dict[str, Any]]:
+        work = by_kafka if kafka else by_http
+        if not show_progress:
+            return await work(lambda: None)
+        with Progress(console=Console(stderr=True), transient=True) as progress:
+            task = progress.add_task("submitting", total=len(files))
+            return await work(lambda: progress.advance(task))
+
+    results = run(go())
+    if as_json:
+        emit_json(results)
+    else:
+        table = Table("file", "result")
+        for r in results:
+            table.add_row(Path(r["file"]).name, f"{r['status']} {r['detail']}" if r["status"] is not None else r["detail"])
+        Console().print(table)
+    if not all(r["accepted"] for r in results):
+        raise typer.Exit(1)
 
 
 def _application_id(raw: bytes) -> str | None:
@@ -124,168 +200,429 @@ def _application_id(raw: bytes) -> str | None:
     return value if isinstance(value, str) else None
 
 
-HISTORY_QUERIES: list[tuple[str, str]] = [
-    ("intake", "SELECT received_at AS at, 'received via ' || channel AS what FROM intake.applications WHERE application_id = $1"),
-    (
-        "intake",
-        "SELECT rejected_at AS at, 'rejected (' || reason || ')' AS what FROM intake.rejections WHERE application_id = $1",
-    ),
-    (
-        "eligibility",
-        "SELECT decided_at AS at, 'decided ' || outcome || ' with ' || parameter_version AS what "
+# --- history --------------------------------------------------------------------------------------------
+
+
+def _schedule(grant: dict[str, Any]) -> tuple[int, str, str]:
+    """(total minor units, currency, 'year: amount, ...') of a ProposedGrant as JSON."""
+    currency = grant["currency"]
+    years = [(s["budget_year"], s["amount"]["amount_minor"]) for s in grant.get("schedule", [])]
+    total = sum(a for _, a in years)
+    return total, currency, ", ".join(f"{y}: {money(a, currency)}" for y, a in years)
+
+
+async def _rows(conn: asyncpg.Connection, query: str, *args: Any) -> list[asyncpg.Record]:
+    try:
+        return list(await conn.fetch(query, *args))
+    except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError, asyncpg.InvalidSchemaNameError):
+        return []  # that service's schema is not migrated in this database
+
+
+async def _history(conn: asyncpg.Connection, application_id: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+
+    def add(at: datetime, service: str, what: str, minor: int | None = None, currency: str | None = None) -> None:
+        value = {"amount_minor": minor, "currency": currency} if minor is not None and currency else None
+        out.append({"at": at, "service": service, "what": what, "amount": value})
+
+    for r in await _rows(conn, "SELECT received_at, channel FROM intake.applications WHERE application_id = $1", application_id):
+        add(r["received_at"], "intake", f"received via {r['channel']}")
+    for r in await _rows(
+        conn,
+        "SELECT rejected_at, reason, jsonb_array_length(errors) AS n FROM intake.rejections WHERE application_id = $1",
+        application_id,
+    ):
+        add(r["rejected_at"], "intake", f"rejected ({r['reason']}, {r['n']} error(s))")
+    for r in await _rows(
+        conn,
+        "SELECT decided_at, outcome, parameter_version, decision->'proposed_grant' AS grant "
         "FROM eligibility.decisions WHERE application_id = $1",
-    ),
-    (
-        "eligibility",
-        "SELECT submitted_at AS at, 'assessed by ' || assessor_id AS what FROM eligibility.assessments WHERE application_id = $1",
-    ),
-    (
-        "budget",
-        "SELECT committed_at AS at, 'committed ' || programme || ' ' || currency AS what FROM budget.grants "
+        application_id,
+    ):
+        what = f"decided {r['outcome']} with {r['parameter_version']}"
+        if r["grant"]:
+            total, currency, years = _schedule(r["grant"])
+            add(r["decided_at"], "eligibility", f"{what}, proposing {money(total, currency)} ({years})", total, currency)
+        else:
+            add(r["decided_at"], "eligibility", what)
+    for r in await _rows(
+        conn, "SELECT submitted_at, assessor_id FROM eligibility.assessments WHERE application_id = $1", application_id
+    ):
+        add(r["submitted_at"], "eligibility", f"assessed by {r['assessor_id']}")
+    for r in await _rows(
+        conn,
+        "SELECT committed_at, programme, instrument, grant_json, status FROM budget.grants WHERE application_id = $1",
+        application_id,
+    ):
+        total, currency, years = _schedule(r["grant_json"])
+        add(
+            r["committed_at"],
+            "budget",
+            f"committed {r['programme']} {money(total, currency)} as {r['instrument']} ({years}); now {r['status']}",
+            total,
+            currency,
+        )
+    for r in await _rows(
+        conn,
+        "SELECT refused_at, limit_id, message_key, budget_year, available, requested, unit FROM budget.refusals "
         "WHERE application_id = $1",
-    ),
-    (
-        "budget",
-        "SELECT refused_at AS at, 'refused by ' || limit_id || ' (' || message_key || ')' AS what "
-        "FROM budget.refusals WHERE application_id = $1",
-    ),
-    (
-        "notify",
-        "SELECT coalesce(sent_at, scheduled_at) AS at, channel || ' ' || template || ': ' || status AS what "
-        "FROM notify.notifications WHERE application_id = $1",
-    ),
-]
+        application_id,
+    ):
+        figures = ""
+        if r["requested"] is not None and r["unit"]:
+            figures = f": asked {money(r['requested'], r['unit'])}, left {money(r['available'], r['unit'])}"
+        year = f" in {r['budget_year']}" if r["budget_year"] is not None else ""
+        add(r["refused_at"], "budget", f"refused by {r['limit_id']}{year} ({r['message_key']}){figures}")
+    for r in await _rows(
+        conn,
+        """SELECT e.created_at, e.reason, e.unit, sum(e.amount_minor)::bigint AS amount
+           FROM budget.entries e JOIN budget.grants g USING (grant_id)
+           WHERE g.application_id = $1 AND e.kind = 'release' AND e.unit <> 'count'
+           GROUP BY e.created_at, e.reason, e.unit""",
+        application_id,
+    ):
+        add(r["created_at"], "budget", f"released {money(r['amount'], r['unit'])} ({r['reason']})", r["amount"], r["unit"])
+    for r in await _rows(
+        conn,
+        "SELECT coalesce(sent_at, scheduled_at) AS at, channel, template, status FROM notify.notifications "
+        "WHERE application_id = $1",
+        application_id,
+    ):
+        add(r["at"], "notify", f"{r['channel']} {r['template']}: {r['status']}")
+    for service in audit.SERVICES:
+        for r in await _rows(
+            conn,
+            f"SELECT recorded_at, operator, command, outcome FROM {service}.audit WHERE arguments->>'application_id' = $1",
+            application_id,
+        ):
+            add(r["recorded_at"], service, f"operator {r['operator']}: {r['command']} ({r['outcome']})")
+    return sorted(out, key=lambda row: row["at"])
 
 
 @app.command()
-def history(application_id: str) -> None:
-    """Everything the services recorded about one application, in time order."""
-    settings = CommonSettings()
+def history(
+    application_id: Annotated[str, typer.Argument(help="The application id the portal gave.")], as_json: JsonOption = False
+) -> None:
+    """Everything the services recorded about one application, in time order, with its amounts."""
+    config = settings(CommonSettings)
 
-    async def run() -> list[tuple[Any, str, str]]:
-        conn = await _connect(settings)
-        rows: list[tuple[Any, str, str]] = []
-        try:
-            for service, query in HISTORY_QUERIES:
-                try:
-                    found = await conn.fetch(query, application_id)
-                except asyncpg.UndefinedTableError:
-                    continue  # that service's schema is not migrated in this database
-                except asyncpg.UndefinedColumnError:
-                    continue
-                rows += [(r["at"], service, r["what"]) for r in found]
-        finally:
-            await conn.close()
-        return sorted(rows, key=lambda r: r[0])
+    async def read() -> list[dict[str, Any]]:
+        async with database(config) as conn:
+            return await _history(conn, application_id)
 
-    rows = asyncio.run(run())
+    rows = run(read())
     if not rows:
-        raise fail(f"no service knows application {application_id!r}")
+        raise CliError(f"no service knows application {application_id!r}")
+    if as_json:
+        emit_json(to_json(rows))
+        return
     table = Table("when (UTC)", "service", "what", title=f"application {application_id}")
-    for at, service, what in rows:
-        table.add_row(at.isoformat(timespec="seconds"), service, what)
-    console.print(table)
+    for row in rows:
+        table.add_row(row["at"].astimezone(UTC).isoformat(timespec="seconds"), row["service"], row["what"])
+    Console().print(table)
 
 
-async def _read_dead_letters(settings: CommonSettings, limit: int) -> list[Any]:
-    topic = topic_name(Topic.DEAD_LETTER, settings.topic_prefix)
-    consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False)
-    probe = AIOKafkaProducer(**client_options(settings))
+# --- the Kafka dead-letter topic ---------------------------------------------------------------------------
+
+
+async def _read_dead_letters(config: CommonSettings, limit: int, timeout_s: float = 60) -> list[Any]:
+    topic = topic_name(Topic.DEAD_LETTER, config.topic_prefix)
+    options = kafka_options(config)
+    probe = AIOKafkaProducer(**options)
+    await start_kafka(probe, config)
     try:
-        await consumer.start()
-        await probe.start()
-        numbers = await asyncio.wait_for(probe.partitions_for(topic), timeout=10)  # waits for the topic's metadata
+        numbers = await asyncio.wait_for(probe.partitions_for(topic), timeout=15)  # waits for the topic's metadata
     except Exception as error:
-        raise fail(f"cannot read topic {topic} at {settings.kafka_bootstrap_servers}: {type(error).__name__}") from None
+        raise CliError(f"cannot read topic {topic} at {config.kafka_bootstrap_servers} ({type(error).__name__})") from None
     finally:
-        await probe.stop()
+        with suppress(Exception):
+            await asyncio.wait_for(probe.stop(), timeout=10)
+    consumer = AIOKafkaConsumer(**options, enable_auto_commit=False)
+    await start_kafka(consumer, config)
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
         records: list[Any] = []
+        deadline = time.monotonic() + timeout_s
 
         async def behind() -> bool:
             return any([await consumer.position(tp) < ends[tp] for tp in partitions])
 
-        while await behind() and len(records) < limit:
+        while len(records) < limit and await behind():
+            if time.monotonic() > deadline:
+                raise CliError(f"reading {topic} took longer than {timeout_s:.0f} s: try again, or a smaller --limit")
             batch = await consumer.getmany(timeout_ms=1000, max_records=500)
             for tp_records in batch.values():
                 records += tp_records
         return records[:limit]
     finally:
-        await consumer.stop()
+        with suppress(Exception):
+            await asyncio.wait_for(consumer.stop(), timeout=10)
 
 
 def _dlt_headers(record: Any) -> dict[str, str]:
     return {k: v.decode(errors="replace") for k, v in record.headers}
 
 
+def _dead_letter(record: Any) -> dict[str, Any]:
+    h = _dlt_headers(record)
+    return {
+        "id": f"{record.partition}:{record.offset}",
+        "topic": h.get("cg_dlt_topic"),
+        "partition": h.get("cg_dlt_partition"),
+        "offset": h.get("cg_dlt_offset"),
+        "group": h.get("cg_dlt_group"),
+        "attempts": h.get("cg_dlt_attempts"),
+        "error_type": h.get("cg_dlt_error_type"),
+        "error": h.get("cg_dlt_error"),
+        "parked_at": h.get("cg_dlt_parked_at"),
+    }
+
+
 @dead_letters.command("list")
-def list_dead_letters(limit: Annotated[int, typer.Option(min=1)] = 200) -> None:
+def list_dead_letters(
+    limit: Annotated[int, typer.Option(min=1, max=1_000_000, help="At most this many, oldest first.")] = 200,
+    as_json: JsonOption = False,
+) -> None:
     """Every parked record: where it came from, which consumer gave up and why."""
-    settings = CommonSettings()
-    records = asyncio.run(_read_dead_letters(settings, limit))
+    config = settings(CommonSettings)
+    records = [_dead_letter(r) for r in run(_read_dead_letters(config, limit))]
+    if as_json:
+        emit_json(records)
+        return
     table = Table("id", "from", "group", "attempts", "error", "parked at", title="dead letters")
-    for record in records:
-        h = _dlt_headers(record)
+    for d in records:
         table.add_row(
-            f"{record.partition}:{record.offset}",
-            f"{h.get('cg_dlt_topic')}@{h.get('cg_dlt_partition')}:{h.get('cg_dlt_offset')}",
-            h.get("cg_dlt_group", "?"),
-            h.get("cg_dlt_attempts", "?"),
-            h.get("cg_dlt_error", "?")[:80],
-            h.get("cg_dlt_parked_at", "?"),
+            d["id"],
+            f"{d['topic']}@{d['partition']}:{d['offset']}",
+            d["group"] or "?",
+            d["attempts"] or "?",
+            (d["error"] or "?")[:80],
+            d["parked_at"] or "?",
         )
-    console.print(table)
-    console.print(f"{len(records)} dead letter(s)")
+    Console().print(table)
+    typer.echo(f"{len(records)} dead letter(s)")
+
+
+def parking_service(group: str | None) -> str | None:
+    """The service whose consumer group parked a record (its schema holds the redrive's audit row)."""
+    service = (group or "").removeprefix("clustergrants.")
+    return service if service in audit.SERVICES else None
+
+
+def redrive_changes(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The audit `changes` of a redrive: which parked records went back, from where. (The lead's
+    service-side redrive can record the same shape in the service's own transaction.)"""
+    keep = ("id", "topic", "partition", "offset", "group", "error_type")
+    return {"records": [{k: d[k] for k in keep} for d in records]}
 
 
 @dead_letters.command("redrive")
-def redrive(ids: Annotated[list[str], typer.Argument(help="partition:offset of each dead letter (from `list`).")]) -> None:
+def redrive(
+    ids: Annotated[list[str], typer.Argument(help="partition:offset of each dead letter (from `list`).")],
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
+    as_json: JsonOption = False,
+) -> None:
     """Publish parked records again to the topic they came from, with their original key and headers.
 
     Consumers' inboxes make this safe: a record that was in fact processed changes nothing again.
-    """
-    settings = CommonSettings()
-    wanted = set(ids)
+    Each redrive is audited in the schema of the service that parked the record."""
+    wanted = list(dict.fromkeys(ids))
     for item in wanted:
         partition, _, offset = item.partition(":")
         if not (partition.isdigit() and offset.isdigit()):
-            raise fail(f"{item!r} is not partition:offset (see `clustergrants dead-letters list`)")
+            raise CliError(f"{item!r} is not partition:offset (see `clustergrants dead-letters list`)")
+    config = settings(CommonSettings)
+    operator = None if dry_run else operator_identity()
+    if not dry_run:
+        refuse_unconfirmed("dead-letters redrive", yes)
 
-    async def run() -> int:
-        records = [r for r in await _read_dead_letters(settings, 1_000_000) if f"{r.partition}:{r.offset}" in wanted]
-        missing = wanted - {f"{r.partition}:{r.offset}" for r in records}
+    async def find() -> list[Any]:
+        records = [r for r in await _read_dead_letters(config, 1_000_000) if f"{r.partition}:{r.offset}" in wanted]
+        missing = set(wanted) - {f"{r.partition}:{r.offset}" for r in records}
         if missing:
-            raise fail(f"no dead letter {', '.join(sorted(missing))}")
-        producer = AIOKafkaProducer(**client_options(settings), enable_idempotence=True)
-        await producer.start()
+            raise CliError(f"no dead letter {', '.join(sorted(missing))}")
+        for r in records:
+            d = _dead_letter(r)
+            if parking_service(d["group"]) is None or not d["topic"]:
+                raise CliError(f"dead letter {d['id']} names no known service and topic (group {d['group']!r}): not redriven")
+        return records
+
+    records = run(find())
+    described = [_dead_letter(r) for r in records]
+    summary = f"{len(records)} record(s) republished to " + ", ".join(sorted({str(d["topic"]) for d in described}))
+    if dry_run:
+        if as_json:
+            emit_json(
+                {"command": "dead-letters redrive", "dry_run": True, "changes": redrive_changes(described), "audit_ids": []}
+            )
+        else:
+            typer.echo(f"dry run, nothing changed. It would be: {summary}")
+        return
+    if not yes:
+        confirm("dead-letters redrive", summary)
+    assert operator is not None
+
+    async def publish() -> list[str]:
+        audit_ids: list[str] = []
+        producer = AIOKafkaProducer(**kafka_options(config), enable_idempotence=True)
+        async with database(config) as conn:
+            await start_kafka(producer, config)
+            try:
+                for service in sorted({parking_service(d["group"]) for d in described}):
+                    mine = [r for r in records if parking_service(_dead_letter(r)["group"]) == service]
+                    # The audit row commits only once the broker acknowledged every record of the service.
+                    async with conn.transaction():
+                        uow = UnitOfWork(conn=conn, schema=str(service), source=service_source(str(service)), cause=None)
+                        audit_ids.append(
+                            str(
+                                await audit.record(
+                                    uow,
+                                    operator=operator,
+                                    command="dead-letters redrive",
+                                    arguments={"ids": [f"{r.partition}:{r.offset}" for r in mine]},
+                                    outcome="redriven",
+                                    changes=redrive_changes([_dead_letter(r) for r in mine]),
+                                )
+                            )
+                        )
+                        for record in mine:
+                            headers = [(k, v) for k, v in record.headers if not k.startswith("cg_dlt_")]
+                            await producer.send_and_wait(
+                                _dlt_headers(record)["cg_dlt_topic"], record.value, key=record.key, headers=headers
+                            )
+            finally:
+                with suppress(Exception):
+                    await asyncio.wait_for(producer.stop(), timeout=10)
+        return audit_ids
+
+    audit_ids = run(publish())
+    if as_json:
+        emit_json(
+            {"command": "dead-letters redrive", "dry_run": False, "changes": redrive_changes(described), "audit_ids": audit_ids}
+        )
+    else:
+        typer.echo(f"redriven: {len(records)} record(s) (audit record(s) {', '.join(audit_ids)})")
+
+
+# --- the audit trail -------------------------------------------------------------------------------------
+
+
+def _since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise CliError(
+            f"--since {value!r}: expected an ISO date or date-time, e.g. 2024-03-01 or 2024-03-01T09:00+01:00"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@app.command("audit")
+def audit_command(
+    service: Annotated[list[Service] | None, typer.Option(help="Only this service's trail (repeatable).")] = None,
+    operator: Annotated[str | None, typer.Option(help="Only commands run by this operator.")] = None,
+    command: Annotated[str | None, typer.Option(help="Only this command, e.g. 'budget open-year'.")] = None,
+    since: Annotated[str | None, typer.Option(help="Only records from then on (ISO date or date-time; UTC if no zone).")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="At most this many, newest first.")] = 100,
+    as_json: JsonOption = False,
+) -> None:
+    """Who changed what, when: the audit records of every service, newest first."""
+    config = settings(CommonSettings)
+    services = [s.value for s in service] if service else list(audit.SERVICES)
+    start = _since(since)
+
+    async def read() -> list[dict[str, Any]]:
+        async with database(config) as conn:
+            try:
+                return await audit.records(conn, services, operator=operator, command=command, since=start, limit=limit)
+            except audit.AuditNotMigrated as error:
+                raise CliError(str(error)) from None
+
+    rows = run(read())
+    if as_json:
+        emit_json(to_json(rows))
+        return
+    if not rows:
+        typer.echo("no audit records")
+        return
+    table = Table("when (UTC)", "service", "operator", "command", "arguments", "outcome", title="audit trail")
+    for r in rows:
+        arguments = ", ".join(f"{k}={v}" for k, v in r["arguments"].items() if v not in (None, False, [], {}))
+        table.add_row(
+            r["recorded_at"].astimezone(UTC).isoformat(timespec="seconds"),
+            r["service"],
+            r["operator"],
+            r["command"],
+            arguments,
+            r["outcome"],
+        )
+    Console().print(table)
+
+
+# --- migrations ------------------------------------------------------------------------------------------
+
+
+@app.command("migrate")
+def migrate_command(
+    service: Annotated[list[Service] | None, typer.Argument(help="Only these services (default: all).")] = None,
+    status: Annotated[
+        bool, typer.Option("--status", help="Only show each file: applied, pending, changed; apply nothing.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Apply the pending SQL migrations (refused when an applied file changed), or show their status."""
+    config = settings(CommonSettings)
+    services = tuple(s.value for s in service) if service else migrations.SERVICES
+    dsn = config.database_url.get_secret_value()
+    where = database_where(dsn)
+
+    async def guarded(coroutine: Any) -> Any:
         try:
-            for record in records:
-                headers = [(k, v) for k, v in record.headers if not k.startswith("cg_dlt_")]
-                await producer.send_and_wait(_dlt_headers(record)["cg_dlt_topic"], record.value, key=record.key, headers=headers)
-        finally:
-            await producer.stop()
-        return len(records)
+            return await coroutine
+        except migrations.MigrationError as error:
+            raise CliError(str(error)) from None
+        except asyncpg.PostgresError as error:
+            raise CliError(f"PostgreSQL at {where}: {type(error).__name__}: {error}") from None
+        except (OSError, TimeoutError, asyncpg.InterfaceError) as error:
+            raise CliError(f"cannot reach PostgreSQL at {where} ({type(error).__name__}): check DATABASE_URL") from None
 
-    console.print(f"redriven: {asyncio.run(run())} record(s)")
+    if not status:
+        applied = run(guarded(migrations.migrate(dsn, services, database_ssl(config))))
+        if as_json:
+            emit_json({"applied": applied})
+        else:
+            typer.echo(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
+        return
+    found: list[migrations.FileStatus] = run(guarded(migrations.status(dsn, services, database_ssl(config))))
+    problems = [f for f in found if f.state in ("changed", "missing")]
+    if as_json:
+        emit_json([f.as_json() for f in found])
+    else:
+        table = Table("service", "version", "state", "applied at (UTC)", "file", title=f"migrations at {where}")
+        for f in found:
+            table.add_row(
+                f.service,
+                f.version,
+                f.state,
+                f.applied_at.astimezone(UTC).isoformat(timespec="seconds") if f.applied_at else "",
+                f.file or "(gone)",
+            )
+        Console().print(table)
+        for problem in problems:
+            typer.echo(f"problem: {problem.problem()}", err=True)
+    if problems:
+        raise typer.Exit(1)
 
 
-@app.command(
-    "notify",
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
-    add_help_option=False,
-)
-def notify(ctx: typer.Context) -> None:
-    """Notify's parked e-mails and webhooks: `notify dead-letters list|redeliver ...` (`notify --help`)."""
-    raise typer.Exit(notify_cli.main(list(ctx.args)))
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("COLUMNS", "160")
-    app()
+    run_app(app, argv)
 
 
 if __name__ == "__main__":

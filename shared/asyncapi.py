@@ -21,11 +21,13 @@ from shared.events import EVENTS, Event
 from shared.topics import TOPIC_SPECS, Topic
 
 #: What each service writes into its outbox (the services' handlers are the source of truth).
+#: AuditRecorded: the operator commands that change a service's state write it through that
+#: service's outbox (shared/audit.py).
 PUBLISHES: dict[str, tuple[Topic, ...]] = {
-    "intake": (Topic.APPLICATION_RECEIVED, Topic.APPLICATION_REJECTED, Topic.ASSESSMENT_SUBMITTED),
-    "eligibility": (Topic.ELIGIBILITY_DECIDED, Topic.CALL_CLOSED),
-    "budget": (Topic.GRANT_COMMITTED, Topic.GRANT_REFUSED, Topic.CEILING_RESET, Topic.GRANT_RELEASED),
-    "notify": (Topic.NOTIFICATION_SENT,),
+    "intake": (Topic.APPLICATION_RECEIVED, Topic.APPLICATION_REJECTED, Topic.ASSESSMENT_SUBMITTED, Topic.AUDIT_RECORDED),
+    "eligibility": (Topic.ELIGIBILITY_DECIDED, Topic.CALL_CLOSED, Topic.AUDIT_RECORDED),
+    "budget": (Topic.GRANT_COMMITTED, Topic.GRANT_REFUSED, Topic.CEILING_RESET, Topic.GRANT_RELEASED, Topic.AUDIT_RECORDED),
+    "notify": (Topic.NOTIFICATION_SENT, Topic.AUDIT_RECORDED),
 }
 
 CLOUDEVENTS_HEADERS: dict[str, Any] = {
@@ -159,7 +161,7 @@ def document() -> dict[str, Any]:
             "major version; an optional TOPIC_PREFIX is prepended per environment.",
         },
         "defaultContentType": "application/json",
-        "servers": {"local": {"host": "127.0.0.1:39092", "protocol": "kafka", "description": "make run"}},
+        "servers": {"local": {"host": "127.0.0.1:29092", "protocol": "kafka", "description": "make run"}},
         "channels": channels,
         "operations": operations,
         "components": {"messages": messages, "schemas": schemas},

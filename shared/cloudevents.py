@@ -303,3 +303,19 @@ def from_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> Attribut
         return read_binary(list(headers or ()), b"").attributes
     except InvalidEnvelope:
         return None
+
+
+def portal_headers(event_type: type[Event], *, source: str, event_id: str | None = None, subject: str | None = None) -> Headers:
+    """The binary-mode headers a portal puts on what it publishes (submissions, assessments): the data
+    is the portal's own JSON, so only the attributes are built here."""
+    event_id = event_id or new_event_id()
+    return to_headers(
+        Attributes(
+            id=event_id,
+            source=source,
+            type=event_type.cloudevents_type(),
+            time=datetime.now(UTC).isoformat(),
+            subject=subject,
+            correlationid=event_id,
+        )
+    )

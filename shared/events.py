@@ -15,8 +15,9 @@ from __future__ import annotations
 import re
 from datetime import date
 from typing import Annotated, ClassVar, Literal
+from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, StringConstraints, model_validator
 
 from shared.money import Currency, Money
 from shared.topics import Topic
@@ -43,6 +44,11 @@ ApplicationId = Annotated[
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=254, pattern=EMAIL.pattern)]
+
+OrgId = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}-[A-Z][A-Z_]*-[A-Za-z0-9-]{1,64}$")]
+"""An organisation's identity: its org-id.guide list code and its number in that register, compact,
+e.g. 'BE-BCE_KBO-0521749439', 'NL-KVK-41202535', 'DE-CR-RA000197-HRB12345', 'SE-ON-5560912148',
+'NO-BRC-972417920' (see services/eligibility/registers)."""
 
 MemberRole = Literal["enterprise", "sme", "large_enterprise", "knowledge_institution", "public_actor", "other"]
 
@@ -224,7 +230,14 @@ class ApplicationReceived(ApplicationScoped):
 
 
 class ApplicationRejected(Event):
-    """Input that could not become an application, with every error found."""
+    """Input that could not become an application, with every error found.
+
+    A rejection is about the input that was refused, never about an application that was received:
+    a resubmission whose id is already taken by a different application is rejected with
+    `reason="conflict"`, its own `rejection_id` (also its key), that id in `conflicts_with`, and
+    neither `application_id` nor `contact` (so it is never told as the received one's fate, nor
+    e-mailed to an address the conflicting body names).
+    """
 
     type = "org.clustergrants.application.rejected"
     topic = Topic.APPLICATION_REJECTED
@@ -238,6 +251,11 @@ class ApplicationRejected(Event):
     errors: list[FieldError] = Field(min_length=1)
     language: Language | None = Field(default=None, description="The applicant's language, when it could be read.")
     contact: Contact | None = Field(default=None, description="The contact, when it could be read (for notify).")
+    conflicts_with: str | None = Field(
+        default=None,
+        description="reason 'conflict': the id of the application already received, which this input tried to "
+        "replace with different content (that application is unaffected).",
+    )
 
     def key(self) -> str:
         return self.application_id or self.rejection_id
@@ -263,7 +281,14 @@ class CriterionResult(Contract):
 
 class ScheduledAmount(Contract):
     budget_year: int
-    amount: Money
+    amount: Money = Field(description="What is granted for that year (the budget reserves this).")
+    requested: Money | None = Field(default=None, description="What the application asked for that year.")
+    limited_by: str | None = Field(
+        default=None,
+        description="The limit that cut the request to `amount`, e.g. 'yearly_ceiling', 'coordination_share', "
+        "'max_years' (a scheme parameter) or an operator key; none when granted as asked.",
+        examples=["yearly_ceiling"],
+    )
 
 
 class FundShare(Contract):
@@ -282,6 +307,18 @@ class ProposedGrant(Contract):
         default=False,
         description="A conditional commitment (VLAIO cluster pact Hermes earmark): each year's amount is reserved "
         "subject to that year's conditions and yearly maximum.",
+    )
+    not_granted: list[ScheduledAmount] = Field(
+        default_factory=list,
+        description="Budget years asked for but granted nothing, beyond a limit of years the scheme grants "
+        "(amount zero, what was asked, the limit): shown to the applicant, never reserved by the budget.",
+    )
+    beneficiary_id: OrgId | None = Field(
+        default=None,
+        description="Who receives the grant: the applicant's register identity (org-id.guide list code + "
+        "number), the key the budget keeps a beneficiary's ceilings under. Set on every grant of a scheme "
+        "that pays money (such an application without a valid register number is referred, never granted).",
+        examples=["BE-BCE_KBO-0521749439"],
     )
 
     @property
@@ -313,6 +350,13 @@ class EligibilityDecided(ApplicationScoped):
     criteria: list[CriterionResult] = Field(min_length=1)
     proposed_grant: ProposedGrant | None = None
     recipient: Recipient
+    beneficiary_id: OrgId | None = Field(
+        default=None,
+        description="The applicant's register identity (org-id.guide list code + number, e.g. "
+        "'BE-BCE_KBO-0521749439'), read from its country and organisation_number; None when the number is "
+        "missing or invalid (an application of a scheme that pays money is then referred to a case handler).",
+        examples=["BE-BCE_KBO-0521749439"],
+    )
 
 
 # --- budget ----------------------------------------------------------------------------------
@@ -446,6 +490,34 @@ class NotificationSent(Event):
         return self.application_id or self.source_event_id
 
 
+# --- operator audit trail ------------------------------------------------------------------------
+
+ServiceName = Literal["intake", "eligibility", "budget", "notify"]
+OperatorId = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,128}$")]
+
+
+class AuditRecorded(Event):
+    """An operator command changed a service's state: the audit record, written in the same transaction."""
+
+    type = "org.clustergrants.audit.recorded"
+    topic = Topic.AUDIT_RECORDED
+    key_field = "service"
+
+    audit_id: UUID = Field(description="Unique id of the audit record: the row in `<service>.audit`.")
+    service: ServiceName = Field(description="The service whose state the command changed (its schema holds the row).")
+    recorded_at: AwareDatetime = Field(description="When: the database's clock in the transaction of the change.")
+    operator: OperatorId = Field(
+        description="Who ran the command: CLUSTERGRANTS_OPERATOR, else the operating-system user.", examples=["a.peeters"]
+    )
+    command: str = Field(description="The command, e.g. 'budget open-year'.", examples=["budget release"])
+    arguments: dict[str, JsonValue] = Field(description="Its arguments and options as given (no secrets).")
+    outcome: str = Field(description="What happened, e.g. 'requested', 'released', 'closed', 'unchanged'.")
+    changes: dict[str, JsonValue] = Field(description="What changed; money as integer minor units with a currency.")
+
+    def subject(self) -> str:
+        return str(self.audit_id)
+
+
 EVENTS: tuple[type[Event], ...] = (
     ApplicationSubmitted,
     ApplicationReceived,
@@ -458,5 +530,6 @@ EVENTS: tuple[type[Event], ...] = (
     GrantReleased,
     AssessmentSubmitted,
     CallClosed,
+    AuditRecorded,
 )
 EVENTS_BY_TYPE: dict[str, type[Event]] = {e.cloudevents_type(): e for e in EVENTS}

@@ -18,6 +18,7 @@ batch timeout after an empty poll.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
@@ -265,14 +266,35 @@ class ResilientConsumer(AIOKafkaConsumer):
         self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
     ) -> dict[TopicPartition, list[ConsumerRecord[Any, Any]]]:
         while True:
+            before = await self._positions()
             try:
                 batch = await super().getmany(*partitions, timeout_ms=timeout_ms, max_records=max_records)
             except (KafkaError, ConsumerStoppedError, asyncio.CancelledError):
                 raise
             except Exception as error:  # decoding a record failed inside the client
+                # Partitions drained before the failing one have moved on, and their records went down
+                # with the exception: put every position back first.
+                await self._restore(before)
                 batch = await self._isolate(error)
             if batch:
                 return batch
+
+    async def _positions(self) -> dict[TopicPartition, int]:
+        positions: dict[TopicPartition, int] = {}
+        for tp in self.assignment():
+            with contextlib.suppress(Exception):  # moved away in a rebalance: nothing to restore
+                positions[tp] = await self.position(tp)
+        return positions
+
+    async def _restore(self, positions: dict[TopicPartition, int]) -> None:
+        for tp in self.assignment():
+            with contextlib.suppress(Exception):
+                if tp in positions:
+                    self.seek(tp, positions[tp])
+                else:  # assigned during the failed call: back to what the group committed
+                    committed = await self.committed(tp)
+                    if committed is not None:
+                        self.seek(tp, committed)
 
     async def _isolate(self, error: BaseException) -> dict[TopicPartition, list[ConsumerRecord[Any, Any]]]:
         """Read each partition one record at a time up to the one that fails; hand that one on as an

@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
 
-    kafka_bootstrap_servers: str = Field(default="127.0.0.1:39092", description="Kafka bootstrap servers.")
+    kafka_bootstrap_servers: str = Field(default="127.0.0.1:29092", description="Kafka bootstrap servers.")
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         default="PLAINTEXT", description="How to talk to Kafka: TLS and/or SASL."
     )
@@ -28,7 +28,7 @@ class CommonSettings(BaseSettings):
     kafka_ssl_certfile: str | None = Field(default=None, description="Client certificate (mutual TLS).")
     kafka_ssl_keyfile: str | None = Field(default=None, description="Client key (mutual TLS).")
     database_url: SecretStr = Field(
-        default=SecretStr("postgresql://clustergrants@127.0.0.1:55432/clustergrants"),
+        default=SecretStr("postgresql://clustergrants@127.0.0.1:25432/clustergrants"),
         description="PostgreSQL DSN (may hold a password: never logged).",
     )
     database_ssl_mode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] | None = Field(

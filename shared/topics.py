@@ -25,6 +25,7 @@ class Topic(StrEnum):
     GRANT_RELEASED = "clustergrants.grants.released.v1"
     ASSESSMENT_SUBMITTED = "clustergrants.assessments.submitted.v1"
     CALL_CLOSED = "clustergrants.calls.closed.v1"
+    AUDIT_RECORDED = "clustergrants.audit.recorded.v1"
 
 
 Producer = Literal["portal", "intake", "eligibility", "budget", "notify"]
@@ -72,6 +73,14 @@ TOPIC_SPECS: dict[Topic, TopicSpec] = {
         3, 365 * DAY_MS, "Assessors' scores per criterion in competitive calls.", ("portal", "intake")
     ),
     Topic.CALL_CLOSED: TopicSpec(1, 10 * 365 * DAY_MS, "Competitive calls closed: ranking and selection.", ("eligibility",)),
+    # One partition: agency systems read the audit trail in the order it was written. Each service
+    # publishes the records of the operator commands that changed its own state (through its outbox).
+    Topic.AUDIT_RECORDED: TopicSpec(
+        1,
+        10 * 365 * DAY_MS,
+        "Operator commands that changed a service's state: who, when, what, and what changed.",
+        ("intake", "eligibility", "budget", "notify"),
+    ),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -22,7 +23,9 @@ def free_port() -> int:
 
 class ServiceProcesses:
     def __init__(self, env: dict[str, str], log_dir: Path) -> None:
-        self.env = {**os.environ, **env, "LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"}
+        # A recipient-reference key of this run's own (notify refuses to start without one).
+        ref_key = {"NOTIFY_RECIPIENT_REF_KEY": secrets.token_hex(32)}
+        self.env = {**ref_key, **os.environ, **env, "LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"}
         self.log_dir = log_dir
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.ops_ports = {name: free_port() for name in SERVICES}

@@ -7,7 +7,7 @@ restarted; then the invariants are checked from the database and the topics.
 
 Full mode starts its own Kafka (KRaft) and PostgreSQL with deploy/local/stack.py's classes, on its own
 ports and state folder (CLUSTERGRANTS_KAFKA_PORT / CLUSTERGRANTS_PG_PORT / CLUSTERGRANTS_STATE_DIR,
-defaults 49192 / 56532 / .local/chaos), restarts the broker once (SIGKILL, by pid) and PostgreSQL once
+defaults 29192 / 26532 / .local/chaos), restarts the broker once (SIGKILL, by pid) and PostgreSQL once
 (SIGQUIT: immediate shutdown, crash recovery on start), and stops both by pid at the end.
 
 Checked at the end (exit 1 on any violation): every valid application has exactly one decision, at
@@ -41,10 +41,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
+from standardwebhooks import Webhook, WebhookVerificationError  # noqa: E402
 
-from bench.harness import Pipeline, Sent, Tracker, pipeline, producer, say  # noqa: E402
+from bench.harness import BENCH_PORTAL, Pipeline, Sent, Tracker, pipeline, producer, say  # noqa: E402
 from bench.workload import Submission, submissions  # noqa: E402
-from services.notify.domain import SIGNATURE_HEADER, verify  # noqa: E402
+from services.notify.webhooks import new_secret  # noqa: E402
+from shared.cloudevents import portal_headers  # noqa: E402
+from shared.events import ApplicationSubmitted  # noqa: E402
 from shared.topics import Topic, topic_name  # noqa: E402
 from tests.processes import SERVICES  # noqa: E402
 
@@ -58,7 +61,7 @@ TRACKED = (
     Topic.DEAD_LETTER,
 )
 DECIDED_TYPE = "org.clustergrants.eligibility.decided.v1"
-HOOK_SECRET = "chaos-webhook-secret-" + "x" * 16
+HOOK_SECRET = new_secret()  # Standard Webhooks (whsec_...), a new one per run
 
 
 def tag(message: str) -> None:
@@ -66,6 +69,15 @@ def tag(message: str) -> None:
 
 
 # --- a webhook receiver (the agency system) ------------------------------------------------------
+
+
+def _verifies(headers: dict[str, str], body: bytes) -> bool:
+    """The agency's check, with the Standard Webhooks library's own verifier."""
+    try:
+        Webhook(HOOK_SECRET).verify(body, headers)
+    except (WebhookVerificationError, ValueError, UnicodeDecodeError):
+        return False
+    return True
 
 
 class Receiver:
@@ -97,12 +109,11 @@ class Receiver:
                     for k, _, v in (line.decode("latin-1").partition(":") for line in head.split(b"\r\n")[1:] if line)
                 }
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
-                if "x-clustergrants-delivery" in headers:
-                    self.deliveries[headers["x-clustergrants-delivery"]] += 1
-                    signature, now = headers.get(SIGNATURE_HEADER.lower(), ""), int(time.time())
-                    if not verify(HOOK_SECRET.encode(), signature, body, now=now):
+                if "webhook-id" in headers:
+                    self.deliveries[headers["webhook-id"]] += 1
+                    if not _verifies(headers, body):
                         self.bad_signatures += 1
-                    if verify(HOOK_SECRET.encode(), signature, body + b" ", now=now):
+                    if _verifies(headers, body + b" "):
                         self.tamper_accepted += 1
                 writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
                 await writer.drain()
@@ -120,8 +131,8 @@ class OwnInfra:
 
     def __init__(self) -> None:
         os.environ.setdefault("CLUSTERGRANTS_STATE_DIR", str(ROOT / ".local" / "chaos"))
-        os.environ.setdefault("CLUSTERGRANTS_KAFKA_PORT", "49192")
-        os.environ.setdefault("CLUSTERGRANTS_PG_PORT", "56532")
+        os.environ.setdefault("CLUSTERGRANTS_KAFKA_PORT", "29192")
+        os.environ.setdefault("CLUSTERGRANTS_PG_PORT", "26532")
         from deploy.local import stack  # reads the ports and state folder above at import
 
         self.stack = stack
@@ -206,9 +217,11 @@ async def _submit_resilient(stack: Pipeline, items: list[Submission], rate: floa
             if delay > 0:
                 await asyncio.sleep(delay)
             key = (item.application_id or f"malformed-{item.index}").encode()
+            # One event id per submission: a resend after the broker came back is the same event.
+            headers = portal_headers(ApplicationSubmitted, source=BENCH_PORTAL, event_id=f"submission-{item.index}")
             while True:
                 try:
-                    meta = await asyncio.wait_for(await prod.send(topic, item.body, key=key), 60)
+                    meta = await asyncio.wait_for(await prod.send(topic, item.body, key=key, headers=headers), 60)
                     sent[item.index] = Sent(item, meta.timestamp, f"{meta.topic}:{meta.partition}:{meta.offset}")
                     break
                 except Exception as error:
@@ -305,6 +318,7 @@ def _write_subscriptions(log_dir: Path, port: int) -> Path:
                     {  # JSON is YAML
                         "id": "chaos-agency",
                         "url": f"http://127.0.0.1:{port}/hook",
+                        "local": True,  # a loopback receiver: plain http allowed
                         "events": [DECIDED_TYPE],
                         "secret_env": "CHAOS_HOOK_SECRET",
                     }

@@ -92,7 +92,7 @@ def settle(row: Row, topic: Topic, body: dict) -> None:  # type: ignore[type-arg
 
 
 async def main() -> int:
-    url = os.environ.get("INTAKE_URL", "http://127.0.0.1:38080")
+    url = os.environ.get("INTAKE_URL", "http://127.0.0.1:28080")
     token = os.environ.get("INTAKE_API_TOKENS", "dev-token").split(",")[0]
     prefix = os.environ.get("TOPIC_PREFIX", "")
     run = secrets.token_hex(3)

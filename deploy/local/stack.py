@@ -39,11 +39,11 @@ sys.path.insert(0, str(ROOT))
 
 KAFKA_VERSION = "4.1.1"
 STATE = Path(os.environ.get("CLUSTERGRANTS_STATE_DIR", ROOT / ".local"))
-KAFKA_PORT = int(os.environ.get("CLUSTERGRANTS_KAFKA_PORT", "39092"))
+KAFKA_PORT = int(os.environ.get("CLUSTERGRANTS_KAFKA_PORT", "29092"))
 CONTROLLER_PORT = KAFKA_PORT + 1
-PG_PORT = int(os.environ.get("CLUSTERGRANTS_PG_PORT", "55432"))
-SMTP_PORT = int(os.environ.get("CLUSTERGRANTS_SMTP_PORT", "38025"))
-HTTP_PORT = int(os.environ.get("INTAKE_HTTP_PORT", "38080"))
+PG_PORT = int(os.environ.get("CLUSTERGRANTS_PG_PORT", "25432"))
+SMTP_PORT = int(os.environ.get("CLUSTERGRANTS_SMTP_PORT", "28025"))
+HTTP_PORT = int(os.environ.get("INTAKE_HTTP_PORT", "28080"))
 PG_USER = "clustergrants"
 PG_DB = "clustergrants"
 SERVICES = ("intake", "eligibility", "budget", "notify")
@@ -543,9 +543,16 @@ def start_services(env: dict[str, str], foreground: bool) -> list[Child]:
     # Local stand-ins for what an agency decides (see the files: not figures from any document).
     env.setdefault("ELIGIBILITY_OPERATOR_PARAMETERS_FILE", str(ROOT / "deploy/local/operator-parameters.yaml"))
     env.setdefault("BUDGET_POTS_FILE", str(ROOT / "deploy/local/budget-pots.yaml"))
+    # notify's recipient-reference key: generated once per checkout, kept in the state folder.
+    ref_key = STATE / "notify-recipient-ref.key"
+    if not ref_key.exists():
+        ref_key.parent.mkdir(parents=True, exist_ok=True)
+        ref_key.write_text(secrets.token_hex(32))
+        ref_key.chmod(0o600)
+    env.setdefault("NOTIFY_RECIPIENT_REF_KEY", ref_key.read_text().strip())
     if foreground:
         env.setdefault("LOG_FORMAT", "console")
-    # Each service's /healthz, /readyz and /metrics on its own port: 38081 intake ... 38084 notify.
+    # Each service's /healthz, /readyz and /metrics on its own port: 28081 intake ... 28084 notify.
     children = [
         Child(name, [sys.executable, "-m", f"services.{name}"], {**env, "OPS_HTTP_PORT": str(HTTP_PORT + 1 + i)}, foreground)
         for i, name in enumerate(SERVICES)

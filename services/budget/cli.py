@@ -1,76 +1,78 @@
-"""Operator commands of the budget ledger (DATABASE_URL, BUDGET_POTS_FILE as for the service):
+"""`clustergrants budget ...`: the budget ledger's operator commands (DATABASE_URL and
+BUDGET_POTS_FILE as for the service; `python -m services.budget.cli ...` runs the same commands).
 
-    python -m services.budget.cli balances [--programme ttc] [--json]
-    python -m services.budget.cli reconcile                     # exit 1 if any balance differs from its entries
-    python -m services.budget.cli open-year vlaio.hermes 2021 --yearly-maximum-minor 40000000
-    python -m services.budget.cli release APPLICATION_ID --withdraw
-    python -m services.budget.cli release APPLICATION_ID --reduce 2022=30000000 --reduce 2023=0
+    clustergrants budget balances [--programme ttc] [--json]
+    clustergrants budget reconcile [--json]              # exit 1 if any balance differs from its entries
+    clustergrants budget open-year s3 2019 [--dry-run] [--yes]
+    clustergrants budget open-year vlaio.hermes 2021 --yearly-maximum-minor 40000000
+    clustergrants budget release APPLICATION_ID --withdraw [--dry-run] [--yes]
+    clustergrants budget release APPLICATION_ID --reduce 2022=30000000 --reduce 2023=0
 
-open-year and release write their events into the budget outbox in the same transaction as their
-records; the running service's relay publishes them (the service applies a CeilingReset when it
-consumes it). Both are idempotent: a year is asked for once; a release returns only what is left.
+`open-year` and `release` change money: they show what they will do (`--dry-run` stops there), ask
+for confirmation on a terminal (`--yes` for scripts), and write their effect, its events in the
+budget outbox and an audit record (`budget.audit`, AuditRecorded) in one transaction. The running
+service's relay publishes the events; it applies a CeilingReset when it consumes it. Both are
+idempotent: a year is asked for once; a release returns only what is left. `open-year` accepts only
+the next year inside the programme's period (services/budget/pots.yaml, BUDGET_POTS_FILE).
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import asyncpg
 import typer
 
 from services.budget import config as budget_config
 from services.budget import handlers, repository
-from services.budget.domain import COUNT, ReleaseError
+from services.budget.domain import BudgetConfig, ReleaseError
 from services.budget.settings import BudgetSettings
-from shared.db import create_pool
+from services.cli_common import (
+    CliError,
+    DryRunOption,
+    Effect,
+    JsonOption,
+    YesOption,
+    amount,
+    change,
+    database,
+    emit_json,
+    money,
+    run,
+    settings,
+    to_json,
+)
 from shared.delivery import UnitOfWork
-from shared.money import MINOR_UNITS
-from shared.settings import database_ssl
 
-app = typer.Typer(help="Budget ledger: balances, reconciliation, year openings, releases.", no_args_is_help=True)
-T = TypeVar("T")
-SOURCE = "/clustergrants/budget"
+app = typer.Typer(
+    help="Budget ledger: balances, reconciliation, year openings, releases.", no_args_is_help=True, pretty_exceptions_enable=False
+)
 
 
-def _run(work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-    settings = BudgetSettings()
-
-    async def main() -> T:
-        pool = await create_pool(settings.database_url.get_secret_value(), 1, 2, database_ssl(settings))
-        try:
-            async with pool.acquire() as conn:
-                return await work(conn)
-        finally:
-            await pool.close()
-
-    return asyncio.run(main())
-
-
-def amount(value: int | None, unit: str) -> str:
-    """Minor units as the major amount with its unit; counts as they are. Never a float."""
-    if value is None:
-        return "-"
-    if unit == COUNT:
-        return f"{value:,}"
-    major, minor = divmod(abs(value), MINOR_UNITS[unit])
-    return f"{'-' if value < 0 else ''}{major:,}.{minor:02d}"
+def _config(budget_settings: BudgetSettings) -> BudgetConfig:
+    try:
+        return budget_config.load(budget_settings.budget_pots_file)
+    except budget_config.ConfigError as error:
+        raise CliError(f"budget configuration: {error}") from None
 
 
 @app.command()
 def balances(
-    programme: Annotated[str | None, typer.Option(help="Only this programme.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line, amounts in minor units.")] = False,
+    programme: Annotated[str | None, typer.Option(help="Only this programme, e.g. ttc.")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Each pot's total, committed, released and available amount, per budget year and unit."""
-    rows = _run(lambda conn: repository.balances(conn, programme))
+    config = settings(BudgetSettings)
+
+    async def read() -> list[dict[str, Any]]:
+        async with database(config) as conn:
+            return await repository.balances(conn, programme)
+
+    rows = run(read())
     if as_json:
-        for row in rows:
-            typer.echo(repository.dumps(row))
+        emit_json(to_json(rows))  # amounts in minor units (counts for `count` pots)
         return
     columns = ("total", "committed", "released", "available", "opened")
     header = f"{'pot':<34} {'unit':<5} {'year':<6} " + " ".join(f"{c:>18}" for c in columns)
@@ -98,39 +100,115 @@ def balances(
 
 
 @app.command()
-def reconcile() -> None:
+def reconcile(as_json: JsonOption = False) -> None:
     """Prove every materialised balance equals the sum of its entries; exit 1 loudly if not."""
-    problems = _run(repository.reconcile)
-    if problems:
+    config = settings(BudgetSettings)
+
+    async def check() -> list[dict[str, Any]]:
+        async with database(config) as conn:
+            return await repository.reconcile(conn)
+
+    problems = run(check())
+    if as_json:
+        emit_json({"ok": not problems, "problems": to_json(problems)})
+    elif problems:
         typer.echo(f"RECONCILIATION FAILED: {len(problems)} difference(s)", err=True)
         for problem in problems:
             typer.echo(repository.dumps(problem), err=True)
+    else:
+        typer.echo("reconciliation ok: every pot and slice equals the sum of its entries")
+    if problems:
         raise typer.Exit(1)
-    typer.echo("reconciliation ok: every pot and slice equals the sum of its entries")
+
+
+async def _reset_preview(conn: asyncpg.Connection, programme: str, budget_year: int) -> dict[str, Any]:
+    """What the CeilingReset will do when the service applies it: slices it closes and opens."""
+    rows = await conn.fetch(
+        """SELECT budget_year, state, unit, count(*) AS slices, sum(amount_minor)::bigint AS amount_minor
+           FROM budget.slices
+           WHERE programme = $1 AND state IN ('scheduled', 'open') AND budget_year <= $2
+           GROUP BY budget_year, state, unit ORDER BY budget_year, state, unit""",
+        programme,
+        budget_year,
+    )
+
+    def part(selected: list[asyncpg.Record]) -> list[dict[str, Any]]:
+        return [
+            {
+                "budget_year": r["budget_year"],
+                "state": r["state"],
+                "unit": r["unit"],
+                "slices": r["slices"],
+                "amount": r["amount_minor"],
+            }
+            for r in selected
+        ]
+
+    return {
+        "closes": part([r for r in rows if r["budget_year"] < budget_year]),
+        "opens": part([r for r in rows if r["budget_year"] == budget_year and r["state"] == "scheduled"]),
+    }
+
+
+def _slices_text(parts: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{p['budget_year']}: {p['slices']} slice(s) {money(p['amount'], p['unit'])}" for p in parts) or "none"
 
 
 @app.command("open-year")
 def open_year(
-    programme: str,
-    budget_year: int,
+    programme: Annotated[str, typer.Argument(help="The budget programme, e.g. s3, vlaio.clusters, vlaio.hermes.")],
+    budget_year: Annotated[
+        int, typer.Argument(help="The year to open: the next one inside the programme's period, nothing else.")
+    ],
     yearly_maximum_minor: Annotated[
-        int | None, typer.Option(min=0, help="The agency's yearly maximum per grant for this year, in minor units.")
+        int | None,
+        typer.Option(min=0, help="The agency's yearly maximum for this year, in minor units (required for vlaio.hermes)."),
     ] = None,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """Publish CeilingReset for PROGRAMME and BUDGET_YEAR (once per programme and year)."""
-    config = budget_config.load(BudgetSettings().budget_pots_file)
+    """Request the CeilingReset that opens BUDGET_YEAR for PROGRAMME (once per programme and year).
 
-    async def work(conn: asyncpg.Connection) -> str:
-        async with conn.transaction():
-            uow = UnitOfWork(conn=conn, schema="budget", source=SOURCE, cause=None)
-            return await handlers.request_year_opening(uow, config, programme, budget_year, yearly_maximum_minor)
+    The budget service applies it when it consumes it: earlier years' slices close, the year's open."""
+    budget_settings = settings(BudgetSettings)
+    config = _config(budget_settings)
 
-    try:
-        outcome = _run(work)
-    except ValueError as error:
-        typer.echo(f"refused: {error}", err=True)
-        raise typer.Exit(2) from None
-    typer.echo(f"{programme}/{budget_year}: {outcome.replace('_', ' ')}")
+    async def work(uow: UnitOfWork) -> Effect:
+        try:
+            outcome = await handlers.request_year_opening(uow, config, programme, budget_year, yearly_maximum_minor)
+        except ValueError as error:
+            raise CliError(f"refused: {error}") from None
+        preview = await _reset_preview(uow.conn, programme, budget_year)
+        currency = config.programmes[programme].currency
+        maximum = f", yearly maximum {money(yearly_maximum_minor, currency)}" if yearly_maximum_minor is not None else ""
+        if outcome == "already_requested":
+            return Effect("unchanged", f"{programme}/{budget_year} was requested before: nothing new", {"requested": False})
+        return Effect(
+            "requested",
+            f"CeilingReset {programme}/{budget_year} requested{maximum}; when the budget service applies it, it closes "
+            f"{_slices_text(preview['closes'])} and opens {_slices_text(preview['opens'])}",
+            {
+                "requested": True,
+                "reset_id": handlers.reset_id(programme, budget_year),
+                "event_id": handlers.reset_event_id(programme, budget_year),
+                "yearly_maximum": {"amount_minor": yearly_maximum_minor, "currency": currency}
+                if yearly_maximum_minor is not None
+                else None,
+                "when_applied": preview,
+            },
+        )
+
+    change(
+        config=budget_settings,
+        service="budget",
+        command="budget open-year",
+        arguments={"programme": programme, "budget_year": budget_year, "yearly_maximum_minor": yearly_maximum_minor},
+        work=work,
+        dry_run=dry_run,
+        yes=yes,
+        as_json=as_json,
+    )
 
 
 def _parse_reduce(values: list[str]) -> dict[int, int]:
@@ -138,46 +216,67 @@ def _parse_reduce(values: list[str]) -> dict[int, int]:
     for value in values:
         year, sep, minor = value.partition("=")
         if not sep or not year.isdigit() or not minor.isdigit():
-            raise typer.BadParameter(f"{value!r}: expected YEAR=AMOUNT_MINOR, e.g. 2022=30000000")
+            raise CliError(f"--reduce {value!r}: expected YEAR=AMOUNT_MINOR, e.g. 2022=30000000")
+        if int(year) in reduce_to:
+            raise CliError(f"--reduce: year {year} given twice")
         reduce_to[int(year)] = int(minor)
     return reduce_to
 
 
 @app.command()
 def release(
-    application_id: str,
-    withdraw: Annotated[bool, typer.Option(help="The grant is withdrawn: return every future slice.")] = False,
+    application_id: Annotated[str, typer.Argument(help="The application whose committed grant is released.")],
+    withdraw: Annotated[bool, typer.Option("--withdraw", help="The grant is withdrawn: return every future slice.")] = False,
     reduce: Annotated[
-        list[str] | None, typer.Option(help="YEAR=AMOUNT_MINOR: cut a future year to this amount (repeatable).")
+        list[str] | None,
+        typer.Option(help="YEAR=AMOUNT_MINOR: cut that future year to this amount in minor units (repeatable)."),
     ] = None,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Return a grant's future (not yet opened) slices to its pots, as release entries."""
     if withdraw == bool(reduce):
-        raise typer.BadParameter("give either --withdraw or at least one --reduce")
+        raise CliError("give either --withdraw or at least one --reduce YEAR=AMOUNT_MINOR")
     reduce_to = None if withdraw else _parse_reduce(reduce or [])
+    budget_settings = settings(BudgetSettings)
     cause = f"cli:{uuid.uuid4()}"
 
-    async def work(conn: asyncpg.Connection) -> dict[str, Any] | None:
-        async with conn.transaction():
-            uow = UnitOfWork(conn=conn, schema="budget", source=SOURCE, cause=None)
+    async def work(uow: UnitOfWork) -> Effect:
+        try:
             event = await handlers.release_grant(uow, application_id, reduce_to, cause=cause)
-            return event.model_dump(mode="json") if event else None
+        except ReleaseError as error:
+            raise CliError(f"refused: {error}") from None
+        if event is None:
+            return Effect("unchanged", f"nothing to release for {application_id} (withdrawn before, or no future slice to cut)")
+        total: dict[str, int] = {}
+        for r in event.released:
+            total[r.amount.currency] = total.get(r.amount.currency, 0) + r.amount.amount_minor
+        parts = ", ".join(f"{r.budget_year} {r.fund} {money(r.amount.amount_minor, r.amount.currency)}" for r in event.released)
+        left = (
+            ", ".join(f"{s.budget_year} {money(s.amount.amount_minor, s.amount.currency)}" for s in event.remaining) or "nothing"
+        )
+        returned = " + ".join(money(v, c) for c, v in total.items()) or "no money"
+        return Effect(
+            "released",
+            f"grant of {application_id} {event.reason}: {returned} returned to its pots "
+            f"({parts or 'counts only'}); it keeps {left}",
+            {"cause": cause, **event.model_dump(mode="json")},
+        )
 
-    try:
-        event = _run(work)
-    except ReleaseError as error:
-        typer.echo(f"refused: {error}", err=True)
-        raise typer.Exit(2) from None
-    typer.echo(json.dumps(event) if event else "nothing to release")
-
-
-def main() -> None:
-    try:
-        app()
-    except budget_config.ConfigError as error:
-        print(f"configuration error: {error}", file=sys.stderr)
-        sys.exit(2)
+    change(
+        config=budget_settings,
+        service="budget",
+        command="budget release",
+        arguments={"application_id": application_id, "withdraw": withdraw, "reduce": reduce_to},
+        work=work,
+        dry_run=dry_run,
+        yes=yes,
+        as_json=as_json,
+    )
 
 
 if __name__ == "__main__":
-    main()
+    from services.cli import main
+
+    main(["budget", *sys.argv[1:]])

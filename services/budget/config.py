@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
-from services.budget.domain import COUNT, BudgetConfig, Ceiling, PotSpec, ProgrammeSpec
+from services.budget.domain import COUNT, BudgetConfig, Ceiling, Period, PotSpec, ProgrammeSpec
 
 DOCUMENT_FILE = Path(__file__).with_name("pots.yaml")
 
@@ -28,10 +28,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class PeriodEntry(_Strict):
+    """The budget years a programme runs: `open-year` opens only the next of them, in turn."""
+
+    first_year: Year
+    last_year: Year
+    source: Source
+
+    @model_validator(mode="after")
+    def _in_order(self) -> PeriodEntry:
+        if self.first_year > self.last_year:
+            raise ValueError("first_year must not come after last_year")
+        return self
+
+
 class ProgrammeEntry(_Strict):
     programme: Id
     currency: Literal["EUR", "SEK", "NOK"]
     yearly_maximum_required: bool = False
+    period: PeriodEntry | None = None
     source: Source
 
 
@@ -108,9 +123,19 @@ def merge(document: BudgetFile, operator: BudgetFile | None, operator_path: Path
     if operator is not None:
         for programme in operator.programmes:
             known = programmes.get(programme.programme)
-            if known is not None and known.currency != programme.currency:
+            if known is None:
+                programmes[programme.programme] = programme
+                continue
+            if known.currency != programme.currency:
                 raise ConfigError(f"{where}: programmes.{programme.programme}: the documents give {known.currency}")
-            programmes.setdefault(programme.programme, programme)
+            if programme.period is not None:
+                if known.period is not None and known.period != programme.period:
+                    raise ConfigError(
+                        f"{where}: programmes.{programme.programme}.period: the documents give "
+                        f"{known.period.first_year}-{known.period.last_year}; an operator file cannot change it"
+                    )
+                # The documents leave this programme's period open: the operator sets it.
+                programmes[programme.programme] = known.model_copy(update={"period": programme.period})
         for entry in [*operator.pots, *operator.counts]:
             known_entry = pots.get(entry.pot_id)
             if known_entry is None:
@@ -165,7 +190,14 @@ def merge(document: BudgetFile, operator: BudgetFile | None, operator_path: Path
         raise ConfigError("two money pots share programme, fund, currency and budget year")
     return BudgetConfig(
         programmes={
-            name: ProgrammeSpec(p.programme, p.currency, p.source, p.yearly_maximum_required) for name, p in programmes.items()
+            name: ProgrammeSpec(
+                p.programme,
+                p.currency,
+                p.source,
+                p.yearly_maximum_required,
+                Period(p.period.first_year, p.period.last_year, p.period.source) if p.period else None,
+            )
+            for name, p in programmes.items()
         },
         pots=tuple(sorted(specs, key=lambda s: s.pot_id)),
         ceilings=tuple(

@@ -25,6 +25,15 @@ CURRENCIES = ("EUR", "SEK", "NOK")
 
 
 @dataclass(frozen=True)
+class Period:
+    """The budget years a programme runs, first and last included, with where they come from."""
+
+    first_year: int
+    last_year: int
+    source: str
+
+
+@dataclass(frozen=True)
 class ProgrammeSpec:
     """A budget programme: the currency of all its money pots."""
 
@@ -33,6 +42,29 @@ class ProgrammeSpec:
     source: str
     yearly_maximum_required: bool = False
     """Opening a year must state the agency's yearly maximum (VLAIO Hermes earmark, seed 001)."""
+    period: Period | None = None
+    """Its budget years (None: not set; no year can be opened until the operator sets it)."""
+
+
+def check_year_opening(spec: ProgrammeSpec, open_year: int | None, budget_year: int) -> str | None:
+    """Why `budget_year` may not be opened now (None: it may). Only the next year inside the
+    programme's period opens: the first year of the period when none is open, else the year after
+    the open one; asking again for the open year changes nothing and is allowed. A typo (1800,
+    2030) can therefore neither close years that are still running nor open one out of turn."""
+    period = spec.period
+    if period is None:
+        return f"the period of {spec.programme} is not set: the operator sets `period` in BUDGET_POTS_FILE"
+    if not period.first_year <= budget_year <= period.last_year:
+        return (
+            f"{budget_year} lies outside the period of {spec.programme}, {period.first_year}-{period.last_year} ({period.source})"
+        )
+    if open_year is None:
+        if budget_year != period.first_year:
+            return f"no year of {spec.programme} is open yet: the first to open is {period.first_year}"
+        return None
+    if budget_year not in (open_year, open_year + 1):
+        return f"{spec.programme} has {open_year} open: only {open_year + 1} can be opened next"
+    return None
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from services.budget.domain import (
     check_ceilings,
     check_fits,
     check_shape,
+    check_year_opening,
     check_years,
     decide_reset,
     initial_state,
@@ -263,7 +264,8 @@ async def request_year_opening(
     now: datetime | None = None,
 ) -> Literal["requested", "already_requested"]:
     """The operator command (or a scheduled job): publish CeilingReset through the outbox, once per
-    programme and year. The service applies it when it consumes it."""
+    programme and year, and only for the next year inside the programme's period (ValueError
+    otherwise: `check_year_opening`). The service applies it when it consumes it."""
     now = now or datetime.now(UTC)
     spec = config.programmes.get(programme)
     if spec is None:
@@ -271,9 +273,9 @@ async def request_year_opening(
     if spec.yearly_maximum_required and yearly_maximum_minor is None:
         raise ValueError(f"{programme}: the agency's yearly maximum for {budget_year} is required (--yearly-maximum-minor)")
     row = await repository.programme_row(uow.conn, programme)
-    open_year = row["open_year"] if row is not None else None
-    if open_year is not None and budget_year not in (open_year, open_year + 1):
-        raise ValueError(f"{programme} has {open_year} open: only {open_year + 1} can be opened next")
+    problem = check_year_opening(spec, row["open_year"] if row is not None else None, budget_year)
+    if problem is not None:
+        raise ValueError(problem)
     event_id = reset_event_id(programme, budget_year)
     if not await repository.request_reset(uow.conn, programme, budget_year, event_id, now):
         return "already_requested"

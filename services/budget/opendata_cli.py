@@ -1,9 +1,9 @@
-"""`clustergrants export ...`: open data of committed grants (a typer sub-app; mount it with
-`app.add_typer(opendata_cli.app, name="export")`). Also runnable alone:
+"""`clustergrants export ...`: open data of committed grants (`python -m
+services.budget.opendata_cli ...` runs the same commands).
 
-    python -m services.budget.opendata_cli 360giving --format json --output grants.json
-    python -m services.budget.opendata_cli 360giving --format csv --output grants.csv
-    python -m services.budget.opendata_cli eu-operations --output operations.csv
+    clustergrants export 360giving --format json --output grants.json
+    clustergrants export 360giving --format csv --output grants.csv
+    clustergrants export eu-operations --output operations.csv
 
 Reads DATABASE_URL (budget and intake schemas of the one PostgreSQL) and OPENDATA_FILE (operator
 identifiers and names, see services/budget/opendata.example.yaml). `--output -` writes to stdout.
@@ -13,21 +13,21 @@ what is missing and exits with code 2; nothing is written.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-import asyncpg
 import typer
 from pydantic import Field
 
 from services.budget import opendata
-from shared.db import create_pool
-from shared.settings import CommonSettings, database_ssl
+from services.cli_common import CliError, database, run, settings
+from shared.settings import CommonSettings
 
-app = typer.Typer(help="Open data: 360Giving and the EU list of operations.", no_args_is_help=True)
+app = typer.Typer(
+    help="Open data: 360Giving and the EU list of operations.", no_args_is_help=True, pretty_exceptions_enable=False
+)
 
 
 class OpenDataSettings(CommonSettings):
@@ -41,31 +41,23 @@ class Format(StrEnum):
     csv = "csv"
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
+def _fail(message: str) -> CliError:
+    return CliError(message)
 
 
 def _load(programmes: list[str] | None) -> tuple[list[opendata.CommittedGrant], opendata.OpenDataConfig]:
-    settings = OpenDataSettings()
+    config_settings = settings(OpenDataSettings)
     try:
-        config = opendata.load_config(settings.opendata_file)
+        config = opendata.load_config(config_settings.opendata_file)
     except opendata.OpenDataError as error:
         raise _fail(str(error)) from None
 
     async def read() -> list[opendata.CommittedGrant]:
-        try:
-            pool = await create_pool(settings.database_url.get_secret_value(), 1, 1, database_ssl(settings))
-        except (OSError, asyncpg.PostgresError) as error:
-            raise _fail(f"cannot reach PostgreSQL ({type(error).__name__}): check DATABASE_URL") from None
-        try:
-            async with pool.acquire() as conn:
-                return await opendata.load_committed(conn, programmes=programmes or None)
-        finally:
-            await pool.close()
+        async with database(config_settings) as conn:
+            return await opendata.load_committed(conn, programmes=programmes or None)
 
     try:
-        return asyncio.run(read()), config
+        return run(read()), config
     except opendata.OpenDataError as error:
         raise _fail(str(error)) from None
 
@@ -74,7 +66,7 @@ def _target(output: str) -> Path | None:
     return None if output == "-" else Path(output)
 
 
-Output = Annotated[str, typer.Option("--output", "-o", help="File to write ('-': stdout).")]
+Output = Annotated[str, typer.Option("--output", "-o", help="File to write ('-': stdout, nothing else goes there).")]
 Programmes = Annotated[list[str] | None, typer.Option("--programme", help="Only this budget programme (repeatable).")]
 
 
@@ -91,6 +83,8 @@ def threesixtygiving(
         count = opendata.write_360giving(grants, config, target or sys.stdout, fmt=fmt.value)
     except opendata.OpenDataError as error:
         raise _fail(str(error)) from None
+    except OSError as error:
+        raise _fail(f"cannot write {output}: {error.strerror or type(error).__name__}") from None
     typer.echo(f"360Giving {fmt.value}: {count} grant(s) written to {output}", err=True)
 
 
@@ -103,8 +97,12 @@ def eu_operations(output: Output, programme: Programmes = None) -> None:
         count = opendata.write_eu_operations(grants, config, target or sys.stdout)
     except opendata.OpenDataError as error:
         raise _fail(str(error)) from None
+    except OSError as error:
+        raise _fail(f"cannot write {output}: {error.strerror or type(error).__name__}") from None
     typer.echo(f"EU list of operations: {count} operation(s) written to {output}", err=True)
 
 
 if __name__ == "__main__":
-    app()
+    from services.cli import main
+
+    main(["export", *sys.argv[1:]])

@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from services.eligibility.competition import NIC_ASPECTS, S3_CRITERIA, Candidate, rank_and_select, selection_cap
+from services.eligibility.competition import ASSESSMENTS, Candidate, rank_and_select, selection_cap
 from services.eligibility.parameters import ParameterStore
 from shared.delivery import PoisonMessage, UnitOfWork
 from shared.events import Application, AssessmentSubmitted, CallClosed, RankedApplication
 
-CRITERIA: dict[str, tuple[str, ...]] = {"s3.platform": S3_CRITERIA, "nic.cluster": NIC_ASPECTS}
+CRITERIA: dict[str, tuple[str, ...]] = {scheme: assessment.criteria for scheme, assessment in ASSESSMENTS.items()}
 TIE_RULE = "total score descending, then earliest submission time, then application id ascending"
 
 
@@ -24,7 +24,7 @@ class CallError(Exception):
 
 
 async def record_assessment(conn: asyncpg.Connection, assessment: AssessmentSubmitted) -> bool:
-    known = set(S3_CRITERIA) | set(NIC_ASPECTS)
+    known = {criterion for criteria in CRITERIA.values() for criterion in criteria}
     unknown = sorted(set(assessment.scores) - known)
     if unknown:
         raise PoisonMessage(f"unknown assessment criteria {unknown}; known: {sorted(known)}")

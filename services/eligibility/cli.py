@@ -1,85 +1,107 @@
-"""Operator commands of the eligibility service (also mounted in the `clustergrants` CLI).
+"""`clustergrants calls ...`: the eligibility service's operator commands (`python -m
+services.eligibility.cli ...` runs the same commands).
 
-python -m services.eligibility.cli close-call s3.platform s3-2018 [--cap 25]
-python -m services.eligibility.cli what-if --proposed-operator-file new.yaml [--scheme nic.cluster]
+    clustergrants calls close-call s3.platform s3-2018 [--cap 25] [--dry-run] [--yes] [--json]
+    clustergrants calls what-if --proposed-operator-file new.yaml [--scheme nic.cluster] [--json]
+
+`close-call` selects who gets money: it shows the ranking it will publish (`--dry-run` stops there),
+asks for confirmation on a terminal (`--yes` for scripts), and writes the closed call, CallClosed in
+the eligibility outbox and its audit record (`eligibility.audit`, AuditRecorded) in one transaction.
+`what-if` only reads.
 """
 
 from __future__ import annotations
 
-import asyncio
+import sys
 from pathlib import Path
 from typing import Annotated
 
-import asyncpg
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from services.cli_common import CliError, DryRunOption, Effect, JsonOption, YesOption, change, database, emit_json, run, settings
 from services.eligibility.calls import CallError, close_call
 from services.eligibility.parameters import ParameterError, ParameterStore
 from services.eligibility.settings import EligibilitySettings
 from services.eligibility.whatif import what_if
-from shared.db import create_pool
 from shared.delivery import UnitOfWork
-from shared.events import Application
-from shared.settings import database_ssl
+from shared.events import Application, CallClosed
 
-app = typer.Typer(help="Eligibility: competitive calls and rule-set what-ifs.", no_args_is_help=True)
-console = Console()
-
-
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
-    return typer.Exit(2)
+app = typer.Typer(
+    help="Eligibility: competitive calls and rule-set what-ifs.", no_args_is_help=True, pretty_exceptions_enable=False
+)
 
 
 def _load(operator_file: str | None, schemes_dir: Path | None = None) -> ParameterStore:
     try:
         return ParameterStore.load(schemes_dir=schemes_dir, operator_file=operator_file)
     except (ParameterError, OSError) as error:
-        raise _fail(str(error)) from None
+        raise CliError(f"parameters: {error}") from None
 
 
-async def _connect(settings: EligibilitySettings) -> asyncpg.Pool:
-    try:
-        return await create_pool(settings.database_url.get_secret_value(), 1, 2, database_ssl(settings))
-    except (OSError, asyncpg.PostgresError) as error:
-        raise _fail(f"cannot reach PostgreSQL ({type(error).__name__}): is DATABASE_URL right?") from None
+def _show_ranking(effect: Effect, dry_run: bool) -> None:
+    result, new = effect.detail
+    assert isinstance(result, CallClosed)
+    state = "would close now" if dry_run and new else "closed now" if new else "closed before"
+    table = Table()
+    for column in ("rank", "application", "total score", "selected"):
+        table.add_column(column)
+    for r in result.ranking:
+        table.add_row(str(r.rank), r.application_id, r.total_score, "yes" if r.selected else "no")
+    console = Console()
+    console.print(f"{result.scheme} call {result.call_id}: {state} (cap {result.cap})")
+    console.print(table)
+    console.print(f"tie rule: {result.tie_rule}")
+    if result.unscored:
+        console.print(f"not ranked (a criterion had no score): {', '.join(result.unscored)}")
 
 
 @app.command("close-call")
 def close_call_command(
-    scheme: Annotated[str, typer.Argument(help="s3.platform or nic.cluster")],
+    scheme: Annotated[str, typer.Argument(help="The competitive scheme: s3.platform or nic.cluster.")],
     call_id: Annotated[str, typer.Argument(help="The call id applications carry in `call_id`.")],
     cap: Annotated[int | None, typer.Option(min=0, help="Override the operator's selection cap.")] = None,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Rank the call's eligible applications by assessors' scores and publish CallClosed (once)."""
-    settings = EligibilitySettings()
-    parameters = _load(settings.eligibility_operator_parameters_file)
+    config = settings(EligibilitySettings)
+    parameters = _load(config.eligibility_operator_parameters_file)
 
-    async def run() -> None:
-        pool = await _connect(settings)
+    async def work(uow: UnitOfWork) -> Effect:
         try:
-            async with pool.acquire() as conn, conn.transaction():
-                uow = UnitOfWork(conn=conn, schema="eligibility", source="/clustergrants/eligibility", cause=None)
-                result, new = await close_call(uow, parameters, scheme, call_id, cap)
+            result, new = await close_call(uow, parameters, scheme, call_id, cap)
         except CallError as error:
-            raise _fail(str(error)) from None
-        finally:
-            await pool.close()
-        table = Table(title=f"{scheme} call {call_id}: {'closed now' if new else 'closed before'} (cap {result.cap})")
-        for column in ("rank", "application", "total score", "selected"):
-            table.add_column(column)
-        for r in result.ranking:
-            table.add_row(str(r.rank), r.application_id, r.total_score, "yes" if r.selected else "no")
-        console.print(table)
-        console.print(f"tie rule: {result.tie_rule}")
-        if result.unscored:
-            console.print(f"[yellow]not ranked (a criterion had no score):[/yellow] {', '.join(result.unscored)}")
-        if new:
-            console.print("CallClosed is in the eligibility outbox; the running service publishes it.")
+            raise CliError(f"refused: {error}") from None
+        selected = [r.application_id for r in result.ranking if r.selected]
+        if not new:
+            return Effect(
+                "unchanged",
+                f"call {call_id} was closed before ({len(selected)} selected, cap {result.cap}): nothing new",
+                {"closed_before": True},
+                (result, new),
+            )
+        return Effect(
+            "closed",
+            f"call {call_id} of {scheme} closed: {len(selected)} of {len(result.ranking)} ranked selected (cap {result.cap}), "
+            f"{len(result.unscored)} not ranked; CallClosed is in the eligibility outbox",
+            {"call_id": call_id, "scheme": scheme, "cap": result.cap, "selected": selected, **result.model_dump(mode="json")},
+            (result, new),
+        )
 
-    asyncio.run(run())
+    change(
+        config=config,
+        service="eligibility",
+        command="calls close-call",
+        arguments={"scheme": scheme, "call_id": call_id, "cap": cap},
+        work=work,
+        dry_run=dry_run,
+        yes=yes,
+        as_json=as_json,
+        show=_show_ranking,
+    )
 
 
 @app.command("what-if")
@@ -91,38 +113,57 @@ def what_if_command(
         Path | None, typer.Option(exists=True, file_okay=False, help="Proposed scheme parameters (a copy of schemes/).")
     ] = None,
     scheme: Annotated[str | None, typer.Option(help="Only this scheme's applications.")] = None,
-    show_unchanged: bool = False,
+    show_unchanged: Annotated[bool, typer.Option(help="Also list applications whose outcome would not change.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Replay stored applications through proposed parameters; report what would change. Publishes nothing."""
     if proposed_operator_file is None and proposed_schemes_dir is None:
-        raise _fail("give --proposed-operator-file and/or --proposed-schemes-dir")
-    settings = EligibilitySettings()
-    current = _load(settings.eligibility_operator_parameters_file)
+        raise CliError("give --proposed-operator-file and/or --proposed-schemes-dir")
+    config = settings(EligibilitySettings)
+    current = _load(config.eligibility_operator_parameters_file)
     proposed = _load(
-        str(proposed_operator_file) if proposed_operator_file else settings.eligibility_operator_parameters_file,
+        str(proposed_operator_file) if proposed_operator_file else config.eligibility_operator_parameters_file,
         proposed_schemes_dir,
     )
 
     async def load_applications() -> list[Application]:
-        pool = await _connect(settings)
-        try:
-            rows = await pool.fetch(
+        async with database(config) as conn:
+            rows = await conn.fetch(
                 "SELECT application FROM eligibility.applications WHERE $1::text IS NULL OR scheme = $1 "
                 "ORDER BY submitted_at, application_id",
                 scheme,
             )
-        finally:
-            await pool.close()
         return [Application.model_validate(r["application"]) for r in rows]
 
-    applications = asyncio.run(load_applications())
-    results = what_if(applications, current, proposed)
+    results = what_if(run(load_applications()), current, proposed)
+    changed = sum(r.changed for r in results)
+    if as_json:
+        emit_json(
+            {
+                "replayed": len(results),
+                "changed": changed,
+                "results": [
+                    {
+                        "application_id": r.application_id,
+                        "scheme": r.scheme,
+                        "outcome_before": r.outcome_before,
+                        "outcome_after": r.outcome_after,
+                        "total_before": r.total_before.model_dump(mode="json") if r.total_before is not None else None,
+                        "total_after": r.total_after.model_dump(mode="json") if r.total_after is not None else None,
+                        "criteria_changed": [
+                            {"criterion": c.criterion, "before": c.before, "after": c.after} for c in r.criteria_changed
+                        ],
+                    }
+                    for r in results
+                    if r.changed or show_unchanged
+                ],
+            }
+        )
+        return
     table = Table(title="what-if: stored applications under the proposed parameters")
     for column in ("application", "scheme", "outcome now", "outcome then", "total now", "total then", "criteria changed"):
         table.add_column(column)
-    changed = 0
     for r in results:
-        changed += r.changed
         if r.changed or show_unchanged:
             table.add_row(
                 r.application_id,
@@ -133,9 +174,12 @@ def what_if_command(
                 str(r.total_after or "-"),
                 ", ".join(f"{c.criterion}: {c.before}->{c.after}" for c in r.criteria_changed) or "-",
             )
+    console = Console()
     console.print(table)
     console.print(f"what-if: {len(results)} applications replayed, {changed} would change, nothing published")
 
 
 if __name__ == "__main__":
-    app()
+    from services.cli import main
+
+    main(["calls", *sys.argv[1:]])

@@ -1,8 +1,9 @@
 """Competitive calls, the pure part: rank eligible applications by assessors' scores, select a cap.
 
-S3 step 1 (seed 003): Tillväxtverket selects 20-25 cluster organisations "i konkurrens" on seven
-criteria; the cap within that range is the operator key `s3.platform_selection_cap`. Norway
-(seed 004) weighs five aspects; its cap is the operator key `nic.selection_cap`.
+A competitive scheme declares its assessment in its folder (`RULES.assessment`: the criteria and
+the operator key of its cap): S3 step 1 (`schemes/s3_platform`, seed 003: Tillväxtverket selects
+20-25 cluster organisations "i konkurrens" on seven criteria), Norway (`schemes/nic_cluster`, seed
+004: five aspects; the cap is not in the document).
 
 Scoring: each criterion may have several assessors; a criterion's score is the mean of its
 assessors' scores (an exact Fraction), the total is the sum over the criteria. Scores are whole
@@ -21,29 +22,20 @@ from fractions import Fraction
 from typing import Final
 
 from services.eligibility.parameters import ParameterStore
+from services.eligibility.schemes import SCHEMES
+from services.eligibility.schemes.common import Assessment
 from shared.events import Application
 
-S3_CRITERIA: Final = (
-    "region_recommendation_and_priority",
-    "established_in_regional_support",
-    "companies_needs_central",
-    "international_competitiveness_strategy",
-    "business_academia_public_actors",
-    "sustainability",
-    "results_within_two_years",
-)
+ASSESSMENTS: Final[Mapping[str, Assessment]] = {
+    scheme: rules.assessment for scheme, rules in SCHEMES.items() if rules.assessment is not None
+}
+"""The competitive schemes and their assessment, as their folders declare them."""
+
+S3_CRITERIA: Final = ASSESSMENTS["s3.platform"].criteria
 """The seven selection criteria of the S3 pilot, in the order of seed 003."""
 
-NIC_ASPECTS: Final = (
-    "synergy",
-    "value_creation_and_competitiveness",
-    "strategic_development_project",
-    "broad_participation",
-    "active_leadership",
-)
+NIC_ASPECTS: Final = ASSESSMENTS["nic.cluster"].criteria
 """The assessment aspects of Norwegian Innovation Clusters (seed 004)."""
-
-CAP_KEYS: Final = {"s3.platform": "s3.platform_selection_cap", "nic.cluster": "nic.selection_cap"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +93,4 @@ def rank_and_select(candidates: Sequence[Candidate], criteria: Sequence[str], ca
 
 def selection_cap(parameters: ParameterStore, scheme: str) -> int:
     """The operator-set cap of a competitive scheme; raises `OperatorParameterUnset` if unset."""
-    cap = parameters.operator.get(CAP_KEYS[scheme])
-    assert isinstance(cap, int)
-    return cap
+    return parameters.operator.get(ASSESSMENTS[scheme].cap)

@@ -24,6 +24,7 @@ def decide(received: ApplicationReceived, parameters: ParameterStore, now: datet
         parameter_version=decision.parameter_version,
         criteria=list(decision.criteria),
         proposed_grant=decision.proposed_grant,
+        beneficiary_id=decision.beneficiary_id,
         recipient=Recipient(
             language=application.language,
             contact=application.contact,

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import sys
 from collections.abc import Iterator
+from datetime import timedelta
 
 import structlog
 import uvicorn
 from pydantic import ValidationError
 
-from services.intake import handlers
-from services.intake.domain import nul_characters
+from services.intake import handlers, repository
+from services.intake.domain import SubmissionPolicy, UnreadableJson, load_json, text_errors
 from services.intake.http import create_app
+from services.intake.openapi import ApplicationStatus
 from services.intake.settings import IntakeSettings
 from shared.delivery import UnitOfWork
 from shared.events import ApplicationSubmitted, AssessmentSubmitted, FieldError
-from shared.logging import configure_logging
+from shared.logging import configure_logging, secrets_of
 from shared.records import Delivery, Rejected
 from shared.runtime import ServiceRuntime
 
@@ -34,10 +36,13 @@ class _Server(uvicorn.Server):
 
 def build(settings: IntakeSettings) -> tuple[ServiceRuntime, uvicorn.Server]:
     runtime = ServiceRuntime("intake", settings, schema="intake")
+    policy = SubmissionPolicy(
+        max_amount_minor=settings.intake_max_amount_minor, max_clock_skew=timedelta(seconds=settings.intake_max_clock_skew_s)
+    )
 
     async def on_submitted(uow: UnitOfWork, deliveries: list[Delivery[bytes]]) -> None:
         for delivery in deliveries:
-            outcome = await handlers.receive(uow, delivery.event, "kafka", str(delivery.position), cause=delivery)
+            outcome = await handlers.receive(uow, delivery.event, "kafka", str(delivery.position), policy=policy, cause=delivery)
             log.info(
                 "submission handled",
                 channel="kafka",
@@ -59,23 +64,34 @@ def build(settings: IntakeSettings) -> tuple[ServiceRuntime, uvicorn.Server]:
     # more than the contract's JSON Schema; the runtime checks the envelope and the producer.
     runtime.on(ApplicationSubmitted, on_submitted, parse=lambda data: data, on_rejected=on_unreadable)
 
-    async def receive_http(raw: bytes) -> handlers.Outcome:
+    async def receive_http(submission: handlers.Submission) -> handlers.Outcome:
         async with runtime.transaction() as uow:
-            outcome = await handlers.receive(uow, raw, "http")
+            outcome = await handlers.receive(uow, submission, "http", policy=policy)
         log.info(
             "submission handled",
             channel="http",
+            envelope=submission.envelope,
             status=outcome.status,
             application_id=outcome.application_id,
+            conflicts_with=outcome.conflicts_with,
             errors=len(outcome.errors),
         )
         return outcome
 
+    async def status_of(application_id: str) -> ApplicationStatus | None:
+        assert runtime.pool is not None
+        async with runtime.pool.acquire() as conn:
+            row = await repository.application_status(conn, application_id)
+        return ApplicationStatus(status="received", **row) if row else None  # type: ignore[arg-type]
+
     async def receive_assessment(raw: bytes) -> list[FieldError]:
-        with contextlib.suppress(ValueError, RecursionError):
-            nul = nul_characters(json.loads(raw), [])
-            if nul:
-                return nul
+        try:
+            document = load_json(raw)
+        except UnreadableJson as unreadable:
+            return [unreadable.error]
+        refused = text_errors(document)
+        if refused:
+            return refused
         try:
             assessment = AssessmentSubmitted.model_validate_json(raw)
         except ValidationError as error:
@@ -97,7 +113,17 @@ def build(settings: IntakeSettings) -> tuple[ServiceRuntime, uvicorn.Server]:
             return False
 
     tokens = [t.strip() for t in settings.intake_api_tokens.get_secret_value().split(",") if t.strip()]
-    http = create_app(receive_http, receive_assessment, ready, tokens, settings.intake_max_body_bytes)
+    http = create_app(
+        receive_http,
+        receive_assessment,
+        ready,
+        tokens,
+        settings.intake_max_body_bytes,
+        lookup=status_of,
+        retry_after_s=settings.intake_retry_after_s,
+        request_timeout_s=settings.intake_request_timeout_s,
+        policy=policy,
+    )
     server = _Server(
         uvicorn.Config(
             http,
@@ -120,6 +146,10 @@ async def serve_http(server: uvicorn.Server, stopping: asyncio.Event) -> None:
 
 def main() -> None:
     settings = IntakeSettings()
-    configure_logging("intake", settings.log_format, settings.log_level)
-    runtime, server = build(settings)
+    configure_logging("intake", settings.log_format, settings.log_level, secrets=secrets_of(settings))
+    try:
+        runtime, server = build(settings)
+    except ValueError as error:  # a setting the HTTP intake cannot work with (e.g. a token it could never match)
+        log.error("settings invalid; not starting", error=str(error))
+        sys.exit(78)  # EX_CONFIG
     asyncio.run(runtime.run(lambda stopping: serve_http(server, stopping)))

@@ -11,8 +11,8 @@ from shared.events import Application, ApplicationRejected
 
 async def insert_application(
     conn: asyncpg.Connection, application: Application, channel: str, fingerprint: str, received_at: datetime
-) -> str | None:
-    """Store a new application; if the id is taken, return the stored fingerprint instead."""
+) -> tuple[str, object] | None:
+    """Store a new application; if the id is taken, return the stored fingerprint and body instead."""
     inserted = await conn.fetchval(
         """INSERT INTO intake.applications (application_id, scheme, channel, body_sha256, application, received_at)
            VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (application_id) DO NOTHING RETURNING true""",
@@ -25,15 +25,17 @@ async def insert_application(
     )
     if inserted:
         return None
-    return str(
-        await conn.fetchval("SELECT body_sha256 FROM intake.applications WHERE application_id = $1", application.application_id)
+    row = await conn.fetchrow(
+        "SELECT body_sha256, application FROM intake.applications WHERE application_id = $1", application.application_id
     )
+    return str(row["body_sha256"]), row["application"]
 
 
 async def insert_rejection(conn: asyncpg.Connection, rejection: ApplicationRejected) -> None:
     await conn.execute(
-        """INSERT INTO intake.rejections (rejection_id, application_id, channel, reason, errors, source_reference, rejected_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+        """INSERT INTO intake.rejections
+               (rejection_id, application_id, channel, reason, errors, source_reference, rejected_at, conflicts_with)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
         rejection.rejection_id,
         rejection.application_id,
         rejection.channel,
@@ -41,6 +43,7 @@ async def insert_rejection(conn: asyncpg.Connection, rejection: ApplicationRejec
         [e.model_dump(mode="json") for e in rejection.errors],
         rejection.source_reference,
         rejection.rejected_at,
+        rejection.conflicts_with,
     )
 
 

@@ -9,14 +9,14 @@ import httpx
 import structlog
 
 from services.notify import handlers
-from services.notify.domain import Subscriptions
+from services.notify.domain import MIN_REF_KEY_LENGTH, Subscriptions
 from services.notify.i18n import Catalog
 from services.notify.mail import Mailer
 from services.notify.settings import NotifySettings
 from services.notify.webhooks import WebhookConfigError, WebhookSender, load_subscriptions
 from shared.delivery import UnitOfWork
 from shared.events import ApplicationRejected, CeilingReset, EligibilityDecided, Event, GrantCommitted, GrantRefused
-from shared.logging import configure_logging
+from shared.logging import configure_logging, secrets_of
 from shared.records import Delivery
 from shared.runtime import ServiceRuntime
 from shared.tracing import context_from
@@ -30,6 +30,8 @@ def build(
     settings: NotifySettings, subscriptions: Subscriptions, client: httpx.AsyncClient
 ) -> tuple[ServiceRuntime, handlers.Dispatcher]:
     runtime = ServiceRuntime("notify", settings, schema="notify")
+    key = settings.notify_recipient_ref_key
+    ref_key = key.get_secret_value().encode() if key is not None else b""  # main() refuses to start without one
     dispatcher = handlers.Dispatcher(
         runtime.transaction, settings, Catalog.load(), Mailer(settings), WebhookSender(client), subscriptions
     )
@@ -45,6 +47,7 @@ def build(
                         delivery.event_id,
                         delivery.attributes,
                         subscriptions,
+                        ref_key=ref_key,
                         trace=context_from(delivery.record.headers),
                     )
                     log.info("event handled", event_type=model.cloudevents_type(), scheduled=scheduled)
@@ -66,7 +69,14 @@ async def serve(settings: NotifySettings, subscriptions: Subscriptions) -> None:
 
 def main() -> None:
     settings = NotifySettings()
-    configure_logging("notify", settings.log_format, settings.log_level)
+    configure_logging("notify", settings.log_format, settings.log_level, secrets=secrets_of(settings))
+    key = settings.notify_recipient_ref_key
+    if key is None or len(key.get_secret_value()) < MIN_REF_KEY_LENGTH:
+        log.error(
+            "NOTIFY_RECIPIENT_REF_KEY is unset or shorter than 32 characters; not starting",
+            hint="set it from a Secret (Kubernetes: clustergrants-notify-recipient-ref); make run and the tests generate one",
+        )
+        sys.exit(78)  # EX_CONFIG
     try:
         subscriptions = load_subscriptions(settings.notify_webhooks_file)
     except WebhookConfigError as error:

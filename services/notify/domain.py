@@ -1,14 +1,15 @@
-"""What notify tells whom, for which event; how a webhook is signed; when to try again. Pure: no I/O."""
+"""What notify tells whom, for which event, through which webhook subscription; when to try again. Pure: no I/O."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from shared.events import (
     ApplicationRejected,
@@ -21,6 +22,18 @@ from shared.events import (
 )
 
 Channel = Literal["email", "webhook"]
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9_]{0,127}$")]
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost."""
+    if host.strip("[]").lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
 
 #: Event types notify consumes; agency webhooks may subscribe to any of them.
 CONSUMED_TYPES: tuple[str, ...] = tuple(
@@ -29,19 +42,47 @@ CONSUMED_TYPES: tuple[str, ...] = tuple(
 
 
 class Subscription(BaseModel):
-    """One agency system that wants events by webhook. The secret itself is never in the file."""
+    """One agency system that wants events by webhook (Standard Webhooks). The secrets themselves
+    are never in the file: it names the environment variables that hold them."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
-    url: AnyHttpUrl
+    url: AnyHttpUrl = Field(description="https; plain http only for a loopback receiver marked `local`.")
+    local: bool = Field(
+        default=False, description="A receiver on this machine (tests, development): http on a loopback address allowed."
+    )
     events: list[str] = Field(min_length=1, description="CloudEvents types, e.g. org.clustergrants.grant.committed.v1")
-    secret_env: Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9_]{0,127}$")] = Field(
-        description="Name of the environment variable that holds the HMAC secret."
+    secret_env: EnvName = Field(description="Name of the environment variable that holds the signing secret (whsec_...).")
+    previous_secret_env: EnvName | None = Field(
+        default=None,
+        description="During a secret rotation: the variable of the secret being replaced; every delivery carries "
+        "a signature under each, so receivers verify with either until the rotation is done.",
     )
     schemes: list[str] | None = Field(
         default=None, description="Only events of these schemes (events without a scheme always match)."
     )
+
+    @model_validator(mode="after")
+    def _https_unless_local(self) -> Subscription:
+        if self.url.scheme == "https":
+            return self
+        if not self.local:
+            raise ValueError(f"url must be https (plain http only for a loopback receiver with `local: true`): {self.url}")
+        if not is_loopback(self.url.host or ""):
+            raise ValueError(f"`local: true` is for loopback receivers only; {self.url.host} is not one")
+        return self
+
+    @model_validator(mode="after")
+    def _two_different_secrets(self) -> Subscription:
+        if self.previous_secret_env is not None and self.previous_secret_env == self.secret_env:
+            raise ValueError("previous_secret_env must name another variable than secret_env")
+        return self
+
+    @property
+    def secret_envs(self) -> tuple[str, ...]:
+        """The variables of the active secrets, current first."""
+        return (self.secret_env,) + ((self.previous_secret_env,) if self.previous_secret_env else ())
 
     def wants(self, event: Event) -> bool:
         if event.cloudevents_type() not in self.events:
@@ -83,9 +124,20 @@ class Planned:
         return f"{source_event_id}:{self.channel}:{self.recipient_ref}"
 
 
-def recipient_ref(address: str) -> str:
-    """An opaque, stable reference to a recipient: logs and events carry this, never the address."""
-    return "email:" + hashlib.sha256(address.strip().lower().encode()).hexdigest()[:24]
+#: Shortest accepted NOTIFY_RECIPIENT_REF_KEY, in characters.
+MIN_REF_KEY_LENGTH = 32
+
+
+def recipient_ref(address: str, key: bytes) -> str:
+    """An opaque, stable reference to a recipient: logs and events carry this, never the address.
+
+    A keyed HMAC-SHA256 of the normalised address under the operator's secret (NOTIFY_RECIPIENT_REF_KEY),
+    truncated to 128 bits: without the key, a list of addresses cannot be hashed and matched against
+    log lines. Changing the key changes every reference (old log lines then no longer match new ones).
+    """
+    if len(key) < MIN_REF_KEY_LENGTH:
+        raise ValueError(f"the recipient reference key must be at least {MIN_REF_KEY_LENGTH} characters")
+    return "email:" + hmac.new(key, address.strip().lower().encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def email_template(event: Event) -> str | None:
@@ -112,15 +164,16 @@ def language_of(event: Event) -> Language:
     return "en"
 
 
-def plan(event: Event, subscriptions: Subscriptions) -> list[Planned]:
-    """Every message `event` causes: the applicant's e-mail, and one webhook per interested agency."""
+def plan(event: Event, subscriptions: Subscriptions, *, ref_key: bytes) -> list[Planned]:
+    """Every message `event` causes: the applicant's e-mail, and one webhook per interested agency.
+    `ref_key`: the key of `recipient_ref`."""
     application_id = getattr(event, "application_id", None)
     language = language_of(event)
     planned: list[Planned] = []
     template = email_template(event)
     if template is not None:
         contact = event.contact if isinstance(event, ApplicationRejected) else event.recipient.contact  # type: ignore[attr-defined]
-        planned.append(Planned("email", recipient_ref(contact.email), template, language, application_id))
+        planned.append(Planned("email", recipient_ref(contact.email, ref_key), template, language, application_id))
     for subscription in subscriptions.subscriptions:
         if subscription.wants(event):
             planned.append(
@@ -134,38 +187,6 @@ def plan(event: Event, subscriptions: Subscriptions) -> list[Planned]:
                 )
             )
     return planned
-
-
-# --- webhook signatures -------------------------------------------------------------------------
-
-SIGNATURE_HEADER = "X-Clustergrants-Signature"
-DELIVERY_HEADER = "X-Clustergrants-Delivery"
-
-
-def signature(secret: bytes, timestamp: int, body: bytes) -> str:
-    """Hex HMAC-SHA256 of `<timestamp>.<body>` under `secret`."""
-    return hmac.new(secret, str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
-
-
-def signature_header(secret: bytes, timestamp: int, body: bytes) -> str:
-    """`t=<unix seconds>,v1=<hex hmac>`: the value of X-Clustergrants-Signature."""
-    return f"t={timestamp},v1={signature(secret, timestamp, body)}"
-
-
-def verify(secret: bytes, header: str, body: bytes, now: int, tolerance_s: int = 300) -> bool:
-    """What a receiver does: recompute, compare in constant time, refuse stale timestamps (replays)."""
-    parts: dict[str, list[str]] = {}
-    for item in header.split(","):
-        key, _, value = item.strip().partition("=")
-        parts.setdefault(key, []).append(value)
-    try:
-        timestamp = int(parts["t"][0])
-    except (KeyError, ValueError):
-        return False
-    if abs(now - timestamp) > tolerance_s:
-        return False
-    expected = signature(secret, timestamp, body)
-    return any(hmac.compare_digest(expected, candidate) for candidate in parts.get("v1", []))
 
 
 # --- retries ------------------------------------------------------------------------------------

@@ -73,6 +73,7 @@ async def on_event(
     attributes: Attributes | None,
     subscriptions: Subscriptions,
     *,
+    ref_key: bytes,
     trace: otel_context.Context | None = None,
 ) -> int:
     """Schedule every message `event` owes, in the caller's (inbox) transaction; returns how many were new."""
@@ -82,7 +83,7 @@ async def on_event(
         await repository.store_decision(conn, event.application_id, source_event_id, stored)
     payload = {"event": event.model_dump(mode="json"), "ce": _cloudevent(event, source_event_id, attributes, trace)}
     scheduled = 0
-    for planned in plan(event, subscriptions):
+    for planned in plan(event, subscriptions, ref_key=ref_key):
         # Due at once; a grant e-mail whose decision has not arrived yet is postponed at send time
         # (DecisionPending): checking here would race with the decision's own, concurrent transaction.
         if await repository.schedule(conn, source_event_id, event.cloudevents_type(), planned, payload):

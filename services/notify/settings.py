@@ -9,12 +9,17 @@ from shared.settings import CommonSettings
 
 class NotifySettings(CommonSettings):
     smtp_host: str = Field(default="127.0.0.1", description="SMTP server for applicant e-mail.")
-    smtp_port: int = Field(default=38025)
+    smtp_port: int = Field(default=28025)
     smtp_starttls: bool = Field(default=False, description="Upgrade the SMTP connection with STARTTLS.")
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_timeout_s: float = Field(default=15.0, gt=0)
     mail_from: str = Field(default="clustergrants <noreply@clustergrants.invalid>", description="From: header.")
+    notify_recipient_ref_key: SecretStr | None = Field(
+        default=None,
+        description="Key of the opaque recipient references in logs and events (HMAC-SHA256 of the address), at least "
+        "32 characters; notify refuses to start without it. Keep it stable: a new key gives every recipient a new reference.",
+    )
     notify_max_attempts: int = Field(default=8, ge=1, description="E-mail send attempts before it is parked as dead.")
     notify_webhooks_file: Path | None = Field(
         default=None, description="YAML file of agency webhook subscriptions (none: no webhooks)."

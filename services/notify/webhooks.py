@@ -1,23 +1,68 @@
-"""Signed webhooks to agency systems (httpx): CloudEvents HTTP binary mode plus an HMAC signature."""
+"""Webhooks to agency systems per the Standard Webhooks specification (standardwebhooks.com),
+signed with its maintained Python library (`standardwebhooks`), sent with httpx; the CloudEvents
+attributes travel as `ce-*` headers (HTTP binding, binary mode).
+
+    webhook-id:        the notification id: the same on every retry (receivers deduplicate on it)
+    webhook-timestamp: unix seconds of this attempt (each retry is signed anew)
+    webhook-signature: v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">, one per active secret,
+                       space-separated: during a rotation both the new and the previous secret sign
+
+Secrets are `whsec_` + base64 of 24 to 64 random bytes (the specification's range); the
+subscriptions file names the environment variables that hold them, never the secrets. An http URL
+is accepted only for a loopback receiver marked `local` (services/notify/domain.py).
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
+import secrets
 import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import yaml
+from standardwebhooks import Webhook
 
-from services.notify.domain import DELIVERY_HEADER, SIGNATURE_HEADER, Subscription, Subscriptions, signature_header
+from services.notify.domain import Subscription, Subscriptions
+
+SECRET_PREFIX = "whsec_"  # noqa: S105 (the format's prefix, not a secret)
+SECRET_BYTES = (24, 64)
+ID_HEADER = "webhook-id"
+TIMESTAMP_HEADER = "webhook-timestamp"
+SIGNATURE_HEADER = "webhook-signature"
 
 
 class WebhookConfigError(Exception):
-    """The subscriptions file is unreadable, invalid, or names a secret that is not set."""
+    """The subscriptions file is unreadable, invalid, or names a secret that is unset or malformed."""
 
 
-def load_subscriptions(path: Path | None, environ: dict[str, str] | None = None) -> Subscriptions:
-    """The subscriptions in `path` (none when unset); every secret must be set, at least 16 characters."""
+def new_secret() -> str:
+    """A fresh signing secret in the specification's format (32 random bytes)."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def secret_problem(value: str) -> str | None:
+    """Why `value` is not a Standard Webhooks secret (None: it is). Never quotes the value."""
+    if not value:
+        return "is unset"
+    if not value.startswith(SECRET_PREFIX):
+        return f"must start with {SECRET_PREFIX} (then base64 of {SECRET_BYTES[0]}-{SECRET_BYTES[1]} random bytes)"
+    encoded = value[len(SECRET_PREFIX) :]
+    try:
+        raw = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)  # padding optional, as the library has it
+    except (binascii.Error, ValueError):
+        return f"is not {SECRET_PREFIX} followed by base64"
+    if not SECRET_BYTES[0] <= len(raw) <= SECRET_BYTES[1]:
+        return f"must encode {SECRET_BYTES[0]}-{SECRET_BYTES[1]} bytes, not {len(raw)}"
+    return None
+
+
+def load_subscriptions(path: Path | None, environ: Mapping[str, str] | None = None) -> Subscriptions:
+    """The subscriptions in `path` (none when unset); every secret they name must be set and valid."""
     if path is None:
         return Subscriptions()
     try:
@@ -27,11 +72,27 @@ def load_subscriptions(path: Path | None, environ: dict[str, str] | None = None)
         raise WebhookConfigError(f"{path}: {error}") from None
     env = os.environ if environ is None else environ
     for s in subscriptions.subscriptions:
-        if len(env.get(s.secret_env, "")) < 16:
-            raise WebhookConfigError(
-                f"subscription {s.id}: environment variable {s.secret_env} is unset or shorter than 16 characters"
-            )
+        for name in s.secret_envs:
+            problem = secret_problem(env.get(name, ""))
+            if problem is not None:
+                raise WebhookConfigError(f"subscription {s.id}: environment variable {name} {problem}")
     return subscriptions
+
+
+def signature_header(secret_values: Sequence[str], msg_id: str, timestamp: int, body: bytes) -> str:
+    """The `webhook-signature` value: one `v1,<base64>` per secret, space-separated (the library signs)."""
+    at = datetime.fromtimestamp(timestamp, UTC)
+    return " ".join(Webhook(value).sign(msg_id=msg_id, timestamp=at, data=body.decode("utf-8")) for value in secret_values)
+
+
+def signed_headers(secret_values: Sequence[str], msg_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+    """The three Standard Webhooks headers of one attempt."""
+    now = int(time.time()) if timestamp is None else timestamp
+    return {
+        ID_HEADER: msg_id,
+        TIMESTAMP_HEADER: str(now),
+        SIGNATURE_HEADER: signature_header(secret_values, msg_id, now, body),
+    }
 
 
 class WebhookFailed(Exception):
@@ -39,21 +100,20 @@ class WebhookFailed(Exception):
 
 
 class WebhookSender:
-    def __init__(self, client: httpx.AsyncClient, environ: dict[str, str] | None = None) -> None:
+    def __init__(self, client: httpx.AsyncClient, environ: Mapping[str, str] | None = None) -> None:
         self.client = client
         self.environ = os.environ if environ is None else environ
 
-    def secret(self, subscription: Subscription) -> bytes:
-        return self.environ[subscription.secret_env].encode()
+    def secrets_of(self, subscription: Subscription) -> list[str]:
+        """The active secrets, current first (load_subscriptions checked them at start-up)."""
+        return [self.environ[name] for name in subscription.secret_envs]
 
     async def send(self, subscription: Subscription, delivery_id: str, body: bytes, ce_headers: dict[str, str]) -> int:
         """POST `body`, signed now; returns the status code, raises WebhookFailed unless 2xx."""
-        timestamp = int(time.time())
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "clustergrants-notify/1",
-            DELIVERY_HEADER: delivery_id,
-            SIGNATURE_HEADER: signature_header(self.secret(subscription), timestamp, body),
+            **signed_headers(self.secrets_of(subscription), delivery_id, body),
             **ce_headers,
         }
         try:

@@ -1,4 +1,5 @@
-"""The operator CLI against a real run: history across services, dead letters, clear errors."""
+"""The operator CLI against a real run: history across services with amounts, dead letters redriven
+and audited, ledger views and exports, clear one-line errors on stderr."""
 
 from __future__ import annotations
 
@@ -29,10 +30,18 @@ def cli(stack: Stack, *args: str, **extra_env: str) -> subprocess.CompletedProce
         "TOPIC_PREFIX": stack.prefix,
         "INTAKE_URL": stack.intake_url,
         "INTAKE_TOKEN": stack.token,
+        "CLUSTERGRANTS_OPERATOR": "e2e-operator",
         "COLUMNS": "250",
     }
     return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-m", "services.cli", *args],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -51,23 +60,30 @@ async def test_submit_then_history_shows_every_service(stack: Stack, samples: Pa
     for service, fact in (
         ("intake", "received via http"),
         ("eligibility", "decided eligible"),
-        ("budget", "committed ttc EUR"),
+        ("budget", "committed ttc EUR 5,000.00"),
         ("notify", "email"),
     ):
         assert any(service in line and fact in line for line in shown.stdout.splitlines()), (service, shown.stdout)
+    as_json = cli(stack, "history", app_id, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    committed = [r for r in json.loads(as_json.stdout) if r["service"] == "budget"]
+    assert committed[0]["amount"] == {"amount_minor": 500000, "currency": "EUR"}
 
 
 def test_bad_arguments_get_a_clear_message_not_a_traceback(stack: Stack, tmp_path: Path) -> None:
     for args, expected in (
         (("history", "NO-SUCH-APPLICATION"), "no service knows"),
         (("dead-letters", "redrive", "abc"), "is not partition:offset"),
-        (("calls", "close-call", "ttc.innovation-voucher", "c1"), "not a competitive scheme"),
+        (("calls", "close-call", "ttc.innovation-voucher", "c1", "--yes"), "not a competitive scheme"),
     ):
         result = cli(stack, *args)
         assert result.returncode == 2, (args, result.stdout, result.stderr)
-        assert expected in result.stdout and "Traceback" not in result.stdout + result.stderr
+        assert result.stdout == "" and len(result.stderr.splitlines()) == 1, (args, result.stderr)
+        assert expected in result.stderr and "Traceback" not in result.stdout + result.stderr
+    typo = cli(stack, "budget", "open-year", "ttc", "1800", "--yes", BUDGET_POTS_FILE=str(ROOT / "deploy/local/budget-pots.yaml"))
+    assert typo.returncode == 2 and "1800 lies outside the period of ttc, 2012-2015" in typo.stderr, typo.stderr
     missing = cli(stack, "submit", str(tmp_path / "missing.json"))
-    assert missing.returncode == 2 and "Traceback" not in missing.stdout + missing.stderr
+    assert missing.returncode == 2 and "does not exist" in missing.stderr and len(missing.stderr.splitlines()) == 1
 
 
 async def test_dead_letters_are_listed_and_can_be_redriven(stack: Stack) -> None:
@@ -97,8 +113,17 @@ async def test_dead_letters_are_listed_and_can_be_redriven(stack: Stack) -> None
         listed = cli(stack, "dead-letters", "list")
         assert listed.returncode == 0, listed.stdout + listed.stderr
         assert f"{record.partition}:{record.offset}" in listed.stdout
-        redriven = cli(stack, "dead-letters", "redrive", f"{record.partition}:{record.offset}")
+        dead_id = f"{record.partition}:{record.offset}"
+        unconfirmed = cli(stack, "dead-letters", "redrive", dead_id)
+        assert unconfirmed.returncode == 2 and "without confirmation" in unconfirmed.stderr
+        redriven = cli(stack, "dead-letters", "redrive", dead_id, "--yes")
         assert redriven.returncode == 0 and "redriven: 1" in redriven.stdout, redriven.stdout + redriven.stderr
+        # Audited in the schema of the service whose consumer parked it.
+        parked_by = dict(record.headers)["cg_dlt_group"].decode().removeprefix("clustergrants.")
+        trail = json.loads(cli(stack, "audit", "--command", "dead-letters redrive", "--json").stdout)
+        mine = [r for r in trail if r["arguments"]["ids"] == [dead_id]]
+        assert [(r["service"], r["operator"], r["outcome"]) for r in mine] == [(parked_by, "e2e-operator", "redriven")]
+        assert mine[0]["changes"]["records"][0]["topic"] == topic_name(Topic.ELIGIBILITY_DECIDED, stack.prefix)
         # Still junk: the consumers park it again (and nothing else happens).
         await seen.wait_for(
             lambda: sum(r.value == f"junk-{marker}".encode() for r in seen.records[Topic.DEAD_LETTER]) == 4,
@@ -113,6 +138,8 @@ def test_ledger_views_and_open_data_exports_of_a_live_run(stack: Stack, tmp_path
     balances = cli(stack, "budget", "balances", "--programme", "ttc")
     assert balances.returncode == 0, balances.stdout + balances.stderr
     assert "ttc/erdf" in balances.stdout
+    as_json = cli(stack, "budget", "balances", "--programme", "ttc", "--json")
+    assert {r["pot_id"] for r in json.loads(as_json.stdout)} >= {"ttc/erdf", "ttc/co-financing"}
     reconciled = cli(stack, "budget", "reconcile")
     assert reconciled.returncode == 0 and "reconciliation ok" in reconciled.stdout, reconciled.stdout + reconciled.stderr
 

@@ -38,11 +38,12 @@ def assessment(app_id: str, call_id: str, assessor: str, score: int) -> dict:  #
 
 
 def close_call(stack: Stack, call_id: str, cap: int) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": stack.database_url, "COLUMNS": "200"}
+    env = {**os.environ, "DATABASE_URL": stack.database_url, "COLUMNS": "200", "CLUSTERGRANTS_OPERATOR": "e2e-officer"}
     return subprocess.run(
-        [sys.executable, "-m", "services.eligibility.cli", "close-call", "s3.platform", call_id, "--cap", str(cap)],
+        [sys.executable, "-m", "services.eligibility.cli", "close-call", "s3.platform", call_id, "--cap", str(cap), "--yes"],
         cwd=ROOT,
         env=env,
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=60,
@@ -111,15 +112,17 @@ async def test_a_call_ranks_by_scores_breaks_ties_by_time_and_selects_the_cap(st
 
 
 def test_closing_needs_a_competitive_scheme_and_says_why(stack: Stack) -> None:
-    env = {**os.environ, "DATABASE_URL": stack.database_url}
+    env = {**os.environ, "DATABASE_URL": stack.database_url, "CLUSTERGRANTS_OPERATOR": "e2e-officer"}
     result = subprocess.run(
-        [sys.executable, "-m", "services.eligibility.cli", "close-call", "ttc.innovation-voucher", "x"],
+        [sys.executable, "-m", "services.eligibility.cli", "close-call", "ttc.innovation-voucher", "x", "--yes"],
         cwd=ROOT,
         env=env,
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert result.returncode == 2
-    assert "not a competitive scheme" in result.stdout and "Traceback" not in result.stdout + result.stderr
+    assert "not a competitive scheme" in result.stderr and "Traceback" not in result.stdout + result.stderr
+    assert result.stdout == "" and len(result.stderr.splitlines()) == 1

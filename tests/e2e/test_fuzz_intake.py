@@ -14,8 +14,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from bench.fuzz_intake import fuzz
+from bench.fuzz_intake import fuzz, http_edges
 from bench.fuzz_payloads import good
+from bench.fuzz_records import record_edges
 from bench.harness import Pipeline, pipeline
 
 pytestmark = pytest.mark.e2e
@@ -52,6 +53,7 @@ async def test_fuzzed_payloads_over_http_and_kafka(services: Pipeline) -> None:
         alive=exited,
         timeout_s=180,
         known_bugs=True,
+        edges=False,  # test_every_http_edge_of_issue_10 below
     )
     assert not report.violations, (seed, report.violations, report.figures)
     assert report.figures["good_followers"]["received"] == 400
@@ -68,3 +70,38 @@ async def test_a_nul_character_is_a_specific_rejection(services: Pipeline) -> No
             headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
         )
     assert response.status_code == 422, response.text
+
+
+async def test_every_http_edge_of_issue_10(services: Pipeline) -> None:
+    """Each attack of issue 10's "Intake edges" once, each followed by a good application: a 64 MiB chunked
+    body (413, intake's peak RSS does not grow), a 400 MiB Content-Length, text/plain, form and XML bodies,
+    a non-ASCII token, two Authorization headers, duplicate keys, an amount of 10^30, a submitted_at in 2999,
+    CR/LF and U+202E in names, a conflicting resubmission (409, not e-mailed, not the original's fate), the
+    same instant with another offset (a duplicate), and CloudEvents in both HTTP modes."""
+    run = f"EDGE{os.getpid()}{int.from_bytes(os.urandom(2), 'big'):x}"
+    report = await http_edges(
+        services.intake_url,
+        TOKEN,
+        services.database_url,
+        run,
+        intake_pid=services.processes.procs["intake"].pid,
+        ref_key=services.processes.env["NOTIFY_RECIPIENT_REF_KEY"],
+    )
+    assert not report.violations, (report.violations, report.figures)
+    assert report.figures["good_followers"] >= 30
+    assert report.figures["emails"] == {"control": 1, "conflicting_body": 0}
+
+
+async def test_hostile_records_beside_good_ones_on_the_submitted_topic(services: Pipeline) -> None:
+    """Odd headers, keys, tombstones, modes and producers in one burst with good applications: each odd
+    record is received, rejected or parked as its contract says, every good one gets through, and
+    intake's offsets reach the end of the topic (nothing wedged, nothing skipped unseen)."""
+
+    def exited() -> list[str]:
+        return [name for name, proc in services.processes.procs.items() if proc.poll() is not None]
+
+    report = await record_edges(
+        services.bootstrap, services.prefix, services.database_url, f"RE{os.getpid():x}", timeout_s=120, alive=exited
+    )
+    assert not report.violations, (report.violations, report.figures)
+    assert report.figures["good_followers"]["received"] == report.figures["attacks"]

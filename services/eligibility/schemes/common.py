@@ -14,9 +14,10 @@ from datetime import date, datetime
 from decimal import Decimal
 from fractions import Fraction
 from functools import lru_cache
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
-from services.eligibility.parameters import InForce, OperatorParameterUnset, ParameterNotInForce
+from services.eligibility.parameters import InForce, OperatorKey, OperatorParameterUnset, ParameterNotInForce
+from services.eligibility.registers import Identified, Identity, identify
 from shared.events import (
     Application,
     CriterionResult,
@@ -163,18 +164,40 @@ def criterion(id_: str, key_prefix: str) -> Callable[[Check], Criterion]:
 Proposer = Callable[[Application, InForce], ProposedGrant | None]
 
 
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """A competitive selection: the criteria assessors score, and the operator key of the cap.
+
+    `competition.rank_and_select` ranks a call's eligible applications by these criteria and
+    selects at most the cap (the `close-call` command).
+    """
+
+    criteria: tuple[str, ...]
+    cap: OperatorKey[int]
+    doc: str
+
+    def __post_init__(self) -> None:
+        if not self.criteria or len(set(self.criteria)) != len(self.criteria):
+            raise ValueError(f"assessment criteria must be distinct and not empty: {self.criteria}")
+
+
 @dataclass(frozen=True)
 class SchemeRules:
-    """A scheme's criteria, in the order a decision lists them, and its grant proposal."""
+    """Everything a scheme declares, in its folder: its criteria (in the order a decision lists
+    them), its grant proposal, the operator keys its rules read, and its competitive selection."""
 
     scheme: SchemeId
     criteria: tuple[Criterion, ...]
     propose: Proposer
+    operator_keys: tuple[OperatorKey[Any], ...] = ()
+    assessment: Assessment | None = None
 
     def __post_init__(self) -> None:
         ids = [c.id for c in self.criteria]
         if len(set(ids)) != len(ids):
             raise ValueError(f"{self.scheme}: duplicate criterion ids {ids}")
+        if self.assessment is not None and self.assessment.cap not in self.operator_keys:
+            raise ValueError(f"{self.scheme}: the selection cap {self.assessment.cap.key} is not among its operator keys")
 
 
 def no_grant(application: Application, p: InForce) -> ProposedGrant | None:
@@ -185,10 +208,16 @@ def no_grant(application: Application, p: InForce) -> ProposedGrant | None:
 # --- money helpers ---------------------------------------------------------------------------
 
 
+def _minor(amount_minor: int, currency: Currency) -> Money:
+    """Money computed here from valid Money (a whole, non-negative number of minor units of a known
+    currency): built without validating it again, since decisions compute many of them."""
+    assert amount_minor >= 0
+    return Money.model_construct(amount_minor=amount_minor, currency=currency)
+
+
 def share_of(amount: Money, ratio: Fraction) -> Money:
     """`ratio` of `amount`, rounded DOWN to whole minor units (never grant a fraction of a cent more)."""
-    minor = amount.amount_minor * ratio.numerator // ratio.denominator
-    return Money(amount_minor=minor, currency=amount.currency)
+    return _minor(amount.amount_minor * ratio.numerator // ratio.denominator, amount.currency)
 
 
 def smallest(*amounts: Money) -> Money:
@@ -196,7 +225,7 @@ def smallest(*amounts: Money) -> Money:
 
 
 def total(amounts: list[Money], currency: Currency) -> Money:
-    return Money(amount_minor=sum(m.amount_minor for m in amounts), currency=currency)
+    return _minor(sum(m.amount_minor for m in amounts), currency)
 
 
 def funding_of(application: Application, p: InForce, prefix: str) -> FundingRequest:
@@ -246,21 +275,83 @@ def single_fund(fund: str) -> list[FundShare]:
     return [FundShare(fund=fund, numerator=1, denominator=1)]
 
 
+# --- a proposal per budget year: what is asked, what is granted, which limit bound ---------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One budget year of a proposal: what was asked, what is granted, and the limit that cut it."""
+
+    year: int
+    requested: Money
+    granted: Money
+    limited_by: str | None = None
+
+
+def lines_of(funding: FundingRequest) -> list[Line]:
+    """The request per budget year, in year order, granted as asked (before any cap)."""
+    return [Line(y.year, y.requested, y.requested) for y in sorted(funding.years, key=lambda y: y.year)]
+
+
+def cap_each_year(lines: list[Line], limit: str, allowed: Callable[[Line], Money]) -> list[Line]:
+    """Each year's grant cut to `allowed(line)` where that is less, naming `limit` as what bound."""
+    out = []
+    for line in lines:
+        most = allowed(line)
+        out.append(Line(line.year, line.requested, most, limit) if most < line.granted else line)
+    return out
+
+
+def cap_total(lines: list[Line], limit: str, most: Money) -> list[Line]:
+    """The grant over all years cut to `most`, in year order (the earliest years are granted first)."""
+    out, left = [], most.amount_minor
+    for line in lines:
+        if line.granted.amount_minor <= left:
+            out.append(line)
+            left -= line.granted.amount_minor
+        else:
+            out.append(Line(line.year, line.requested, _minor(left, line.granted.currency), limit))
+            left = 0
+    return out
+
+
+def cap_years(lines: list[Line], limit: str, most_years: int) -> tuple[list[Line], list[Line]]:
+    """(granted, not granted): the budget years from the first requested one up to `most_years` of them
+    (gaps count), and the later years, granted nothing, with `limit` named."""
+    if not lines:
+        return [], []
+    first = lines[0].year
+    kept = [line for line in lines if line.year - first < most_years]
+    dropped = [Line(x.year, x.requested, _minor(0, x.requested.currency), limit) for x in lines if x.year - first >= most_years]
+    return kept, dropped
+
+
+def first_cut(lines: list[Line], limit: str) -> Line | None:
+    """The first year whose grant `limit` cut, if any."""
+    return next((line for line in lines if line.limited_by == limit), None)
+
+
+def _scheduled(line: Line) -> ScheduledAmount:
+    return ScheduledAmount(budget_year=line.year, amount=line.granted, requested=line.requested, limited_by=line.limited_by)
+
+
 def grant(
     p: InForce,
     instrument: str,
-    schedule: list[tuple[int, Money]],
+    lines: list[Line],
     fund_shares: list[FundShare],
     *,
     conditional: bool = False,
+    not_granted: list[Line] | None = None,
 ) -> ProposedGrant:
     return ProposedGrant(
         programme=p.scheme.programme,
         instrument=instrument,
         currency=p.currency,
-        schedule=[ScheduledAmount(budget_year=y, amount=a) for y, a in sorted(schedule)],
+        schedule=[_scheduled(line) for line in sorted(lines, key=lambda x: x.year)],
         fund_shares=fund_shares,
         conditional=conditional,
+        not_granted=[_scheduled(line) for line in sorted(not_granted or [], key=lambda x: x.year)],
     )
 
 
@@ -280,9 +371,55 @@ def local_submission(application: Application, p: InForce) -> datetime:
     return application.submitted_at.astimezone(p.zone)
 
 
-def in_list(name_or_number: list[str | None], recognised: tuple[str, ...]) -> bool:
-    wanted = {r.casefold() for r in recognised}
-    return any(n is not None and n.strip().casefold() in wanted for n in name_or_number)
+# --- the beneficiary: an identity, not a name ------------------------------------------------------
+
+
+def beneficiary_of(application: Application) -> Identity:
+    """The applicant's identity in its country's register (`services.eligibility.registers`)."""
+    applicant = application.applicant
+    return identify(applicant.country, applicant.organisation_number)
+
+
+def beneficiary_check(prefix: str) -> Check:
+    """The criterion every scheme that pays money has: the beneficiary is identified by its number in
+    its country's register. Without a valid number, the grant could not be kept against the
+    beneficiary's ceilings, so a case handler identifies it (not decidable, with the reason)."""
+
+    def check(application: Application, p: InForce) -> Verdict:
+        """The beneficiary is identified by a valid number in its country's register (KBO/BCE, KVK,
+        Handelsregister, organisationsnummer, organisasjonsnummer); without one, a case handler
+        identifies it."""
+        identity = beneficiary_of(application)
+        if isinstance(identity, Identified):
+            return passed(
+                f"{prefix}.beneficiary.identified", register=text(identity.register.name), beneficiary=text(identity.org_id)
+            )
+        country = text(application.applicant.country)
+        if identity.register is None:
+            return undecidable(f"{prefix}.beneficiary.register_not_supported", country=country)
+        register = text(identity.register.name)
+        match identity.reason:
+            case "number_missing":
+                return undecidable(f"{prefix}.beneficiary.number_missing", register=register, country=country)
+            case "wrong_length":
+                expected = identity.register.digits or 0
+                return undecidable(
+                    f"{prefix}.beneficiary.wrong_length",
+                    register=register,
+                    digits=count(identity.digits or 0),
+                    expected=count(expected),
+                )
+            case "check_digit_invalid":
+                return undecidable(f"{prefix}.beneficiary.check_digit_invalid", register=register)
+            case "establishment_number":
+                return undecidable(f"{prefix}.beneficiary.establishment_number", register=register)
+            case "personal_identity_number":
+                return undecidable(f"{prefix}.beneficiary.personal_identity_number", register=register)
+            case "court_unknown":
+                return undecidable(f"{prefix}.beneficiary.court_unknown", register=register)
+        return undecidable(f"{prefix}.beneficiary.malformed", register=register)
+
+    return check
 
 
 def required_groups(application: Application, p: InForce) -> tuple[bool, dict[str, Figure]]:

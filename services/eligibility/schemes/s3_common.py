@@ -1,8 +1,8 @@
 """Criteria shared by the two steps of Tillväxtverket's S3 pilot (seed 003).
 
-Source: /work/shared/seeds/003_2a022b9e52d62383.txt, "Kluster med koppling till smart
-specialisering - S3-piloten" (2018): the applicant is the cluster organisation, "en juridisk
-person eller representeras av en juridisk person".
+Source: Tillväxtverket, "Kluster med koppling till smart specialisering – S3-piloten" (the 2018
+call; the page carries no date), seed `../shared/seeds/003_2a022b9e52d62383.txt`: the applicant is
+the cluster organisation, "en juridisk person eller representeras av en juridisk person".
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from datetime import date
 from services.eligibility.parameters import InForce
 from services.eligibility.schemes.common import (
     Verdict,
+    beneficiary_check,
     criterion,
     day,
     failed,
@@ -42,6 +43,10 @@ def legal_personality(application: Application, p: InForce) -> Verdict:
     if applicant.represented_by_legal_person:
         return passed("s3.applicant.represented_by_legal_person")
     return failed("s3.applicant.no_legal_person")
+
+
+beneficiary = criterion("beneficiary", "s3.beneficiary")(beneficiary_check("s3"))
+"""The cluster organisation, a legal person or represented by one, identified by its organisationsnummer."""
 
 
 def deadline_verdict(application: Application, p: InForce, deadline: date, prefix: str) -> Verdict:

@@ -1,9 +1,10 @@
 """Criteria shared by the two TTC instruments (seed 002).
 
-Source: /work/shared/seeds/002_be53197c6b0f1ecb.txt, "TTC: Grensoverschrijdend netwerken ter
-bevordering van innovatie bij het mkb", document dated 30 September 2014: SMEs in the high-tech
-sectors of the Euregio Meuse-Rhine (DE, BE, NL); project budget EUR 4,994,022 of which ERDF
-EUR 2,497,011 (INTERREG IVA Euregio Meuse-Rhine 2007-2013).
+Source: the project page "TTC: Grensoverschrijdend netwerken ter bevordering van innovatie bij het
+mkb" (Interreg IVA Euregio Maas-Rijn; the page names no publisher), "Ontwerpdatum 30/09/2014",
+seed `../shared/seeds/002_be53197c6b0f1ecb.txt`: SMEs in the high-tech sectors of the Euregio
+Meuse-Rhine (DE, BE, NL); project budget EUR 4,994,022 of which ERDF EUR 2,497,011 (INTERREG IVA
+Euregio Meuse-Rhine 2007-2013).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from services.eligibility.parameters import InForce
 from services.eligibility.schemes.common import (
     Undecidable,
     Verdict,
+    beneficiary_check,
     count,
     criterion,
     failed,
@@ -66,6 +68,10 @@ def high_tech_sector(application: Application, p: InForce) -> Verdict:
         return passed("ttc.sector.high_tech", sector=text(matching[0]))
     return failed("ttc.sector.not_high_tech", sectors=count(len(application.sectors)))
 
+
+beneficiary = criterion("beneficiary", "ttc.beneficiary")(beneficiary_check("ttc"))
+"""The company that receives the voucher or grant, identified in its register (KBO/BCE, KVK or
+Handelsregister: the Euregio spans Belgium, the Netherlands and Germany)."""
 
 funding_request = criterion("funding_request", "ttc.funding")(funding_request_check("ttc"))
 """The amount requested per budget year, in EUR."""

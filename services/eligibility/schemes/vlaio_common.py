@@ -1,23 +1,34 @@
 """Criteria shared by the VLAIO schemes (seeds 000 and 001).
 
-Source: /work/shared/seeds/000_b8f1635a33d3043b.txt, VLAIO "Innovatieclusters", last changed
-11 June 2020 and marked "Geen aanvraag meer mogelijk" (no application possible any more).
+Sources: VLAIO (Agentschap Innoveren & Ondernemen), "Innovatieclusters", last changed 11 June 2020
+and marked "Geen aanvraag meer mogelijk" (no application possible any more), seed
+`../shared/seeds/000_b8f1635a33d3043b.txt`; and VLAIO, "Het clusterpact" (no date on the page),
+seed `../shared/seeds/001_2aac08539ee69503.txt`.
 """
 
 from __future__ import annotations
 
-from services.eligibility.parameters import InForce
+import re
+
+from services.eligibility.parameters import InForce, OperatorKey
+from services.eligibility.registers import Identified, identify, parse_org_id
 from services.eligibility.schemes.common import (
     Criterion,
+    Line,
     Undecidable,
     Verdict,
+    beneficiary_check,
+    beneficiary_of,
+    cap_each_year,
+    cap_years,
     count,
     criterion,
     day,
     failed,
+    first_cut,
     funding_of,
     funding_request_check,
-    in_list,
+    lines_of,
     money,
     passed,
     percent,
@@ -25,21 +36,45 @@ from services.eligibility.schemes.common import (
     roles_present,
     share_of,
     text,
+    undecidable,
     year_span,
     years,
 )
-from shared.events import Application
-from shared.money import Money
+from shared.events import Application, FundingRequest
 
-RECOGNISED = "vlaio.recognised_spearhead_clusters"
+ORG_ID_FORM = re.compile(r"^[A-Z]{2}-[A-Z]")
 
 
-def recognised_cluster(name: str | None, number: str | None, p: InForce) -> bool:
-    """On the agency's list of recognised spearhead clusters, by name or register number
-    (raises OperatorParameterUnset while the operator has not set the list)."""
-    recognised = p.op(RECOGNISED)
-    assert isinstance(recognised, tuple)
-    return in_list([name, number], recognised)
+def _cluster_identities(value: object) -> frozenset[str]:
+    """The recognised clusters by their identity: KBO/BCE enterprise numbers (a spearhead cluster is a
+    Flemish cluster organisation), or org-id.guide identifiers such as BE-BCE_KBO-0521749439. A name
+    identifies nothing (two organisations may share one, and anyone can type it), so it is refused."""
+    if not isinstance(value, list) or not all(isinstance(x, str) and x.strip() for x in value):
+        raise ValueError("must be a list of register numbers (KBO/BCE enterprise numbers or org-id.guide identifiers)")
+    found: set[str] = set()
+    for position, entry in enumerate(value, 1):
+        identity = parse_org_id(entry) if ORG_ID_FORM.match(entry.strip()) else identify("BE", entry)
+        if not isinstance(identity, Identified):
+            raise ValueError(f"entry {position} ({entry!r}) is not a valid register number: {identity.reason.replace('_', ' ')}")
+        found.add(identity.org_id)
+    return frozenset(found)
+
+
+RECOGNISED_SPEARHEAD_CLUSTERS: OperatorKey[frozenset[str]] = OperatorKey(
+    "vlaio.recognised_spearhead_clusters",
+    _cluster_identities,
+    "Recognised spearhead clusters, by KBO/BCE enterprise number (or org-id.guide identifier), never by "
+    "name: coordination support, the innovation-projects route and the cluster pact are open only to them "
+    "(000, 001).",
+)
+"""The agency's list: 000 speaks of "erkende speerpuntclusters" (recognised spearhead clusters) and
+names none; the spearhead-cluster track, the project route and the cluster pact read it."""
+
+
+def recognised_cluster(org_id: str, p: InForce) -> bool:
+    """On the agency's list of recognised spearhead clusters, by identity (raises
+    OperatorParameterUnset while the operator has not set the list)."""
+    return org_id in p.op(RECOGNISED_SPEARHEAD_CLUSTERS)
 
 
 @criterion("call_open", "vlaio.call")
@@ -100,86 +135,115 @@ def triple_helix(application: Application, p: InForce) -> Verdict:
 
 @criterion("recognised_spearhead_cluster", "vlaio.spearhead")
 def recognised_spearhead_cluster(application: Application, p: InForce) -> Verdict:
-    """Coordination support goes to recognised spearhead clusters (000: "erkende speerpuntclusters").
+    """Coordination support goes to recognised spearhead clusters (000: "erkende speerpuntclusters"),
+    matched by register number, never by the name the applicant gives.
 
     The list of recognised clusters is the agency's: operator key `vlaio.recognised_spearhead_clusters`.
+    Without a valid register number it cannot be told whether the applicant is on it: not decidable.
     """
-    applicant = application.applicant
-    if recognised_cluster(applicant.organisation_name, applicant.organisation_number, p):
-        return passed("vlaio.spearhead.recognised", organisation=text(applicant.organisation_name))
-    return failed("vlaio.spearhead.not_recognised", organisation=text(applicant.organisation_name))
+    organisation = text(application.applicant.organisation_name)
+    identity = beneficiary_of(application)
+    if not isinstance(identity, Identified):
+        return undecidable("vlaio.spearhead.identity_unknown", organisation=organisation)
+    figures = {"organisation": organisation, "beneficiary": text(identity.org_id)}
+    if recognised_cluster(identity.org_id, p):
+        return passed("vlaio.spearhead.recognised", **figures)
+    return failed("vlaio.spearhead.not_recognised", **figures)
+
+
+beneficiary = criterion("beneficiary", "vlaio.beneficiary")(beneficiary_check("vlaio"))
+"""The cluster organisation, which "receives the subsidy", is identified by its KBO/BCE number."""
 
 
 funding_request = criterion("funding_request", "vlaio.funding")(funding_request_check("vlaio"))
 """The request states the coordination costs and amounts per budget year, in EUR."""
 
 
+def _years_granted(funding: FundingRequest, p: InForce) -> tuple[list[Line], list[Line]]:
+    """(granted, not granted): the budget years from the first requested one, at most `max_years`."""
+    return cap_years(lines_of(funding), "max_years", p.integer("max_years"))
+
+
+def _share_capped(funding: FundingRequest, lines: list[Line], p: InForce) -> list[Line]:
+    costs = {y.year: y.eligible_costs for y in funding.years}
+    share = p.ratio("coordination_share")
+    return cap_each_year(lines, "coordination_share", lambda line: share_of(costs[line.year], share))
+
+
+def coordination_lines(application: Application, p: InForce) -> tuple[list[Line], list[Line]]:
+    """The coordination subsidy as 000 grants it: per budget year min(requested, 50 % of that year's
+    eligible costs rounded down to the cent, the yearly ceiling), for at most the track's number of
+    budget years counted from the first requested one; later years are not granted. Each cut names
+    the limit that made it (the ceiling where it is the lower of the two caps)."""
+    funding = funding_of(application, p, "vlaio")
+    kept, dropped = _years_granted(funding, p)
+    ceiling = p.money("yearly_ceiling")
+    return cap_each_year(_share_capped(funding, kept, p), "yearly_ceiling", lambda line: ceiling), dropped
+
+
 @criterion("duration", "vlaio.duration")
 def duration(application: Application, p: InForce) -> Verdict:
-    """At most the track's number of years (000: spearhead cluster 10 years, business network 3 years)."""
+    """Support for at most the track's number of budget years (000: "maximum toegekende subsidie ...
+    gedurende maximum 10 jaar" / "3 jaar"): a longer request is granted its first years, and the
+    decision says the cap applied."""
     funding = funding_of(application, p, "vlaio")
     limit = p.integer("max_years")
     span = year_span(funding)
     if span <= limit:
         return passed("vlaio.duration.within_limit", requested=years(span), limit=years(limit))
-    return failed("vlaio.duration.too_long", requested=years(span), limit=years(limit))
+    kept, dropped = _years_granted(funding, p)
+    return passed(
+        "vlaio.duration.cap_applied",
+        requested=years(span),
+        limit=years(limit),
+        last_year=count(kept[-1].year),
+        not_granted=count(len(dropped)),
+    )
 
 
 @criterion("coordination_share", "vlaio.coordination")
 def coordination_share(application: Application, p: InForce) -> Verdict:
-    """Each year's request is at most 50 % of that year's eligible coordination costs (000: "bedraagt 50%").
-
-    The allowed amount is rounded down to whole cents.
-    """
+    """The subsidy is 50 % of each year's eligible coordination costs (000: "bedraagt 50%"), rounded
+    down to whole cents: a year asking more is granted the 50 %, and the decision says so."""
     funding = funding_of(application, p, "vlaio")
     share = p.ratio("coordination_share")
-    for year in sorted(funding.years, key=lambda y: y.year):
-        allowed = share_of(year.eligible_costs, share)
-        if allowed < year.requested:
-            return failed(
-                "vlaio.coordination.share_exceeded",
-                budget_year=count(year.year),
-                requested=money(year.requested),
-                allowed=money(allowed),
-                eligible_costs=money(year.eligible_costs),
-                share=percent(share),
-            )
-    return passed("vlaio.coordination.share_respected", share=percent(share))
+    kept, _ = _years_granted(funding, p)
+    cut = first_cut(_share_capped(funding, kept, p), "coordination_share")
+    if cut is None:
+        return passed("vlaio.coordination.share_respected", share=percent(share))
+    costs = next(y.eligible_costs for y in funding.years if y.year == cut.year)
+    return passed(
+        "vlaio.coordination.share_applied",
+        budget_year=count(cut.year),
+        requested=money(cut.requested),
+        allowed=money(cut.granted),
+        eligible_costs=money(costs),
+        share=percent(share),
+    )
 
 
 @criterion("yearly_ceiling", "vlaio.coordination")
 def yearly_ceiling(application: Application, p: InForce) -> Verdict:
-    """Each year's request is at most the track's yearly ceiling (000: EUR 500,000 / EUR 150,000 per year)."""
-    funding = funding_of(application, p, "vlaio")
+    """Each year's grant is at most the track's yearly ceiling (000: "maximum toegekende subsidie",
+    EUR 500,000 / EUR 150,000 per year): a year asking more is granted the ceiling, and the decision
+    says the cap applied."""
     ceiling = p.money("yearly_ceiling")
-    for year in sorted(funding.years, key=lambda y: y.year):
-        if ceiling < year.requested:
-            return failed(
-                "vlaio.coordination.ceiling_exceeded",
-                budget_year=count(year.year),
-                requested=money(year.requested),
-                limit=money(ceiling),
-            )
-    return passed("vlaio.coordination.within_ceiling", limit=money(ceiling))
-
-
-def coordination_schedule(application: Application, p: InForce) -> list[tuple[int, Money]]:
-    """Per year min(50 % of eligible costs rounded down to whole cents, requested, yearly ceiling),
-    for at most the track's number of years (counted from the first requested year)."""
-    funding = funding_of(application, p, "vlaio")
-    share, ceiling, limit = p.ratio("coordination_share"), p.money("yearly_ceiling"), p.integer("max_years")
-    first = min(y.year for y in funding.years)
-    schedule: list[tuple[int, Money]] = []
-    for year in funding.years:
-        if year.year - first < limit:
-            amounts = (share_of(year.eligible_costs, share), year.requested, ceiling)
-            schedule.append((year.year, min(amounts, key=lambda m: m.amount_minor)))
-    return schedule
+    kept, _ = coordination_lines(application, p)
+    cut = first_cut(kept, "yearly_ceiling")
+    if cut is None:
+        return passed("vlaio.coordination.within_ceiling", limit=money(ceiling))
+    return passed(
+        "vlaio.coordination.ceiling_applied",
+        budget_year=count(cut.year),
+        requested=money(cut.requested),
+        limit=money(ceiling),
+    )
 
 
 COORDINATION_CRITERIA: tuple[Criterion, ...] = (
     call_open,
     cluster_organisation,
+    beneficiary,
     mandated_by_members,
     enterprise_consortium,
     funding_request,

@@ -274,13 +274,14 @@ async def test_entries_are_append_only(ledger: Ledger) -> None:
 
 
 def cli(database_url: str, *args: str, pots_file: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": database_url}
+    env = {**os.environ, "DATABASE_URL": database_url, "CLUSTERGRANTS_OPERATOR": "ledger-test"}
     if pots_file is not None:
         env["BUDGET_POTS_FILE"] = str(pots_file)
     return subprocess.run(
         [sys.executable, "-m", "services.budget.cli", *args],
         cwd=ROOT,
         env=env,
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         timeout=60,
@@ -321,11 +322,14 @@ async def test_operator_commands_balances_reconcile_open_year(
     # open-year goes through the outbox, once per programme and year. The CLI reads the operator
     # file, so it gets one naming this test's programme.
     operator = tmp_path / "pots.yaml"
-    operator.write_text(f"programmes:\n  - {{programme: {programme}, currency: NOK, source: test figure}}\n")
-    first = await asyncio.to_thread(cli, database_url, "open-year", programme, "2030", pots_file=operator)
-    second = await asyncio.to_thread(cli, database_url, "open-year", programme, "2030", pots_file=operator)
-    assert "requested" in first.stdout, first.stderr
-    assert "already requested" in second.stdout
+    operator.write_text(
+        f"programmes:\n  - {{programme: {programme}, currency: NOK, source: test figure,\n"
+        "     period: {first_year: 2030, last_year: 2035, source: test period}}\n"
+    )
+    first = await asyncio.to_thread(cli, database_url, "open-year", programme, "2030", "--yes", pots_file=operator)
+    second = await asyncio.to_thread(cli, database_url, "open-year", programme, "2030", "--yes", pots_file=operator)
+    assert "CeilingReset" in first.stdout and "requested" in first.stdout, first.stderr
+    assert "was requested before" in second.stdout, second.stderr
     resets = [r for r in await ledger.outbox("org.clustergrants.budget.ceiling-reset") if r["programme"] == programme]
     assert len(resets) == 1
     assert resets[0]["reset_id"] == f"{programme}/2030"

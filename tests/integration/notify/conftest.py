@@ -1,9 +1,8 @@
-"""A real SMTP server (aiosmtpd) and a real HTTP receiver (uvicorn + FastAPI) that verifies signatures."""
+"""A real SMTP server (aiosmtpd) and a real HTTP receiver (uvicorn + FastAPI) that verifies signatures
+with the Standard Webhooks library's own verifier, as an agency would."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +12,9 @@ from typing import Any
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request, Response
+from standardwebhooks import Webhook, WebhookVerificationError
 
+from services.notify.webhooks import new_secret
 from tests.processes import free_port
 from tests.smtp import Inbox, smtp_server
 
@@ -30,6 +31,8 @@ class Delivery:
     headers: dict[str, str]
     body: bytes
     verified: bool
+    tamper_refused: bool
+    """The same delivery with one byte of the body changed, or under another secret, did NOT verify."""
 
 
 @dataclass
@@ -37,7 +40,8 @@ class Receiver:
     """Agency systems: `/<subscription>` answers 2xx when the signature verifies (else 401);
     `failures[path]` makes the next N requests to a path answer 503."""
 
-    secrets: dict[str, bytes]
+    secrets: dict[str, str]
+    """The secret each receiver verifies with (`whsec_...`)."""
     port: int = 0
     deliveries: list[Delivery] = field(default_factory=list)
     failures: dict[str, int] = field(default_factory=dict)
@@ -50,25 +54,18 @@ class Receiver:
         return [d for d in self.deliveries if d.path == path]
 
 
-def verify_like_an_agency(secret: bytes, header: str, body: bytes, tolerance_s: int = 300) -> bool:
-    """The verification snippet of services/notify/README.md, written out independently of notify's code."""
-    fields: dict[str, str] = dict(part.split("=", 1) for part in header.split(","))  # type: ignore[misc]
-    timestamp = int(fields["t"])
-    if abs(time.time() - timestamp) > tolerance_s:
+def verify_like_an_agency(secret: str, headers: dict[str, str], body: bytes) -> bool:
+    """What the receiver's own code does: the library's verifier (id, timestamp within 5 minutes, signature)."""
+    try:
+        Webhook(secret).verify(body, headers)
+    except (WebhookVerificationError, ValueError):
         return False
-    expected = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, fields["v1"])
+    return True
 
 
 @pytest.fixture(scope="session")
 def receiver() -> Iterator[Receiver]:
-    state = Receiver(
-        secrets={
-            "ok": b"ok-secret-0123456789abcdef",
-            "flaky": b"flaky-secret-0123456789abcdef",
-            "down": b"down-secret-0123456789abcdef",
-        }
-    )
+    state = Receiver(secrets={"ok": new_secret(), "flaky": new_secret(), "down": new_secret()})
     app = FastAPI()
 
     @app.post("/{path}")
@@ -80,9 +77,12 @@ def receiver() -> Iterator[Receiver]:
             state.refused.append(path)
             return Response(status_code=503)
         secret = state.secrets.get(path)
-        header = headers.get("x-clustergrants-signature", "")
-        verified = secret is not None and verify_like_an_agency(secret, header, body)
-        state.deliveries.append(Delivery(path, headers, body, verified))
+        verified = secret is not None and verify_like_an_agency(secret, headers, body)
+        tampered = body[:-1] + bytes([body[-1] ^ 1]) if body else b"x"
+        tamper_refused = secret is not None and not (
+            verify_like_an_agency(secret, headers, tampered) or verify_like_an_agency(new_secret(), headers, body)
+        )
+        state.deliveries.append(Delivery(path, headers, body, verified, tamper_refused))
         return Response(status_code=204 if verified else 401)
 
     state.port = free_port()

@@ -11,8 +11,10 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
 
+from services.notify.webhooks import new_secret
 from shared.topics import Topic
 from tests.integration.notify import events as ev
 from tests.integration.notify.conftest import Receiver, parts
@@ -69,16 +71,19 @@ async def notify(
         json.dumps(
             {
                 "subscriptions": [
-                    {"id": "ok", "url": receiver.url("ok"), "events": all_types, "secret_env": "HOOK_SECRET_OK"},
-                    {
+                    {"id": "ok", "url": receiver.url("ok"), "local": True, "events": all_types, "secret_env": "HOOK_SECRET_OK"},
+                    {  # in the middle of a secret rotation; this receiver still verifies with the previous secret
                         "id": "flaky",
                         "url": receiver.url("flaky"),
+                        "local": True,
                         "events": ["org.clustergrants.grant.committed.v1"],
-                        "secret_env": "HOOK_SECRET_FLAKY",
+                        "secret_env": "HOOK_SECRET_FLAKY_NEW",
+                        "previous_secret_env": "HOOK_SECRET_FLAKY",
                     },
                     {
                         "id": "down",
                         "url": receiver.url("down"),
+                        "local": True,
                         "events": ["org.clustergrants.budget.ceiling-reset.v1"],
                         "secret_env": "HOOK_SECRET_DOWN",
                     },
@@ -94,9 +99,10 @@ async def notify(
         NOTIFY_WEBHOOKS_FILE=str(webhooks),
         NOTIFY_WEBHOOK_MAX_ATTEMPTS="3",
         NOTIFY_DECISION_WAIT_S="20",
-        HOOK_SECRET_OK=receiver.secrets["ok"].decode(),
-        HOOK_SECRET_FLAKY=receiver.secrets["flaky"].decode(),
-        HOOK_SECRET_DOWN=receiver.secrets["down"].decode(),
+        HOOK_SECRET_OK=receiver.secrets["ok"],
+        HOOK_SECRET_FLAKY_NEW=new_secret(),
+        HOOK_SECRET_FLAKY=receiver.secrets["flaky"],
+        HOOK_SECRET_DOWN=receiver.secrets["down"],
     )
     processes = ServiceProcesses(env, directory)
     processes.start("notify")
@@ -112,8 +118,9 @@ def cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "services.notify.cli", "dead-letters", *args],
         cwd=ROOT,
         capture_output=True,
+        stdin=subprocess.DEVNULL,
         text=True,
-        env={**os.environ, "DATABASE_URL": database_url},
+        env={**os.environ, "DATABASE_URL": database_url, "CLUSTERGRANTS_OPERATOR": "notify-test"},
         timeout=60,
         check=False,
     )
@@ -162,10 +169,21 @@ async def test_every_outcome_is_told_once_by_email_and_signed_webhook_without_pi
         assert dead[0]["attempts"] == 3
         assert dead[0]["last_error"] == "WebhookFailed: HTTP 503"
         receiver.failures["down"] = 0
-        again = cli(database_url, "redeliver", dead[0]["notification_id"])
+        again = cli(database_url, "redeliver", dead[0]["notification_id"], "--yes")
         assert again.returncode == 0, again.stderr
+        conn = await asyncpg.connect(database_url)
+        try:  # audited in notify's schema, in the transaction that queued it again
+            audited = await conn.fetch(
+                "SELECT operator, outcome, changes::text AS changes FROM notify.audit WHERE arguments->'ids' ? $1",
+                dead[0]["notification_id"],
+            )
+        finally:
+            await conn.close()
+        assert [(r["operator"], r["outcome"]) for r in audited] == [("notify-test", "queued")]
+        assert json.loads(audited[0]["changes"]) == {"queued": [dead[0]["notification_id"]]}
         await seen.wait_for(lambda: len(sent()) >= 12, timeout=30, what="NotificationSent of the redelivered webhook")
-        assert cli(database_url, "redeliver", dead[0]["notification_id"]).returncode == 1  # no longer dead
+        twice = cli(database_url, "redeliver", dead[0]["notification_id"], "--yes")  # no longer dead: refused
+        assert twice.returncode == 2 and "not a dead letter" in twice.stderr and len(twice.stderr.splitlines()) == 1
         await asyncio.sleep(2)  # anything duplicated would show up now
 
         notifications = sent()
@@ -205,14 +223,16 @@ async def test_every_outcome_is_told_once_by_email_and_signed_webhook_without_pi
     assert "✗ non rempli: La demande de 5\u202f000,01\u00a0€ dépasse le montant du chèque" in fr_text
 
     # Webhooks: every delivery verified by the receiver; one per (event, subscription); CloudEvents headers.
-    assert all(d.verified for d in receiver.deliveries if d.headers.get("ce-id") in sources)
+    mine = [d for d in receiver.deliveries if d.headers.get("ce-id") in sources]
+    assert mine and all(d.verified and d.tamper_refused for d in mine)
     ok = [d for d in receiver.accepted("ok") if d.headers["ce-id"] in sources]
     assert sorted(d.headers["ce-id"] for d in ok) == sorted(sources)
     for delivery in ok:
         assert delivery.headers["ce-specversion"] == "1.0"
-        assert delivery.headers["x-clustergrants-delivery"] in {str(n["notification_id"]) for n in notifications}
+        assert delivery.headers["webhook-id"] in {str(n["notification_id"]) for n in notifications}
         assert json.loads(delivery.body)  # the event itself
-    assert len([d for d in receiver.accepted("flaky") if d.headers["ce-id"] in sources]) == 1
+    flaky = [d for d in receiver.accepted("flaky") if d.headers["ce-id"] in sources]
+    assert len(flaky) == 1 and len(flaky[0].headers["webhook-signature"].split(" ")) == 2  # new and previous secret
     assert len([d for d in receiver.accepted("down") if d.headers["ce-id"] in sources]) == 1
 
     # Nothing personal in any log line of the whole run.

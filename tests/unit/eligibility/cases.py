@@ -3,6 +3,10 @@
 Shorthand: an amount is written "EUR 500000.00" (major units, exact); it becomes Money. Each case's
 `input` is deep-merged over the file's `defaults` (mappings merge, lists and scalars replace), and
 its `operator` over the file's `operator` (null unsets a key).
+
+A case that tests a limit says so: `limit: {name: yearly_ceiling, side: outside}` (or a list of such), where `name` is a
+scheme parameter or operator key with a `limit` reading and `side` is `at` (exactly the limit),
+`inside` (the allowed side: under a maximum, over a minimum) or `outside` (beyond it).
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ class Case:
     application: Application
     operator: dict[str, Any]
     expected: dict[str, Any]
+    limits: tuple[dict[str, str], ...] = ()
 
 
 def load_cases(scheme: str) -> Iterator[Case]:
@@ -84,6 +89,7 @@ def load_cases(scheme: str) -> Iterator[Case]:
             application=Application.model_validate(data),
             operator=deep_merge(base_operator, raw.get("operator") or {}),
             expected=raw["expected"],
+            limits=tuple(raw["limit"] if isinstance(raw.get("limit"), list) else [raw["limit"]] if raw.get("limit") else []),
         )
 
 

@@ -69,9 +69,19 @@ def test_case(case: Case) -> None:
         return
     want_grant = expected["grant"]
     assert grant is not None, f"{case.source}: expected a grant"
+    # Every grant names its beneficiary: the schemes that pay money refer an unidentified applicant.
+    assert grant.beneficiary_id is not None and grant.beneficiary_id == decision.beneficiary_id, case.source
     schedule = {s.budget_year: s.amount for s in grant.schedule}
     assert schedule == {int(y): money_of(a) for y, a in want_grant["schedule"].items()}
-    for field in ("programme", "instrument", "currency", "conditional"):
+    requested = {y.year: y.requested for y in case.application.funding.years} if case.application.funding else {}
+    for slice_ in [*grant.schedule, *grant.not_granted]:
+        assert slice_.requested == requested[slice_.budget_year], f"{case.source}: {slice_} does not show what was asked"
+    limited_by = {s.budget_year: s.limited_by for s in grant.schedule if s.limited_by}
+    assert limited_by == {int(y): name for y, name in (want_grant.get("limited_by") or {}).items()}, case.source
+    not_granted = {s.budget_year: s.limited_by for s in grant.not_granted}
+    assert not_granted == {int(y): name for y, name in (want_grant.get("not_granted") or {}).items()}, case.source
+    assert all(s.amount.amount_minor == 0 for s in grant.not_granted)
+    for field in ("programme", "instrument", "currency", "conditional", "beneficiary_id"):
         if field in want_grant:
             assert getattr(grant, field) == want_grant[field], field
     if "fund_shares" in want_grant:

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[3]
 STORE = ParameterStore.load()
 PURE_FILES = [
     ROOT / "services/eligibility/domain.py",
-    ROOT / "services/eligibility/parameters.py",
+    *sorted((ROOT / "services/eligibility/parameters").glob("*.py")),
     ROOT / "services/eligibility/competition.py",
     ROOT / "services/eligibility/whatif.py",
     *sorted((ROOT / "services/eligibility/schemes").rglob("*.py")),
@@ -70,6 +70,7 @@ def test_every_decision_fits_the_event_contract() -> None:
             criteria=decision.criteria,
             proposed_grant=decision.proposed_grant,
             recipient=Recipient(language=app.language, contact=app.contact, organisation_name="x"),
+            beneficiary_id=decision.beneficiary_id,
         )
         again = EligibilityDecided.model_validate_json(event.model_dump_json())
         assert again == event, case.source
@@ -82,9 +83,7 @@ def test_evaluation_is_deterministic() -> None:
 
 
 BASE = next(c for c in load_cases("vlaio.spearhead-cluster") if c.name.startswith("eligible at exactly")).application
-BASE_STORE = STORE.with_operator(
-    OperatorParameters.from_mapping({"vlaio": {"recognised_spearhead_clusters": ["Flanders Make vzw"]}})
-)
+BASE_STORE = STORE.with_operator(OperatorParameters.from_mapping({"vlaio": {"recognised_spearhead_clusters": ["0700.000.005"]}}))
 
 
 def with_one_year(costs: int, requested: int) -> Application:
@@ -102,20 +101,34 @@ def with_one_year(costs: int, requested: int) -> Application:
 @settings(max_examples=300, deadline=None)
 @given(costs=st.integers(0, 200_000_000), requested=st.integers(0, 100_000_000))
 def test_vlaio_coordination_grant_matches_the_rule(costs: int, requested: int) -> None:
-    """Eligible iff requested <= floor(50 % of costs) and <= EUR 500,000; the grant is then the request."""
+    """Always eligible; granted min(requested, floor(50 % of costs), EUR 500,000), naming the cap that bound."""
     decision = evaluate(with_one_year(costs, requested), BASE_STORE)
-    allowed = min(costs // 2, 50_000_000)
-    if requested <= allowed:
-        assert decision.outcome == "eligible"
-        assert decision.proposed_grant is not None
-        assert [s.amount.amount_minor for s in decision.proposed_grant.schedule] == [requested]
-    else:
-        assert decision.outcome == "ineligible"
-        assert decision.proposed_grant is None
-        failed = {c.criterion for c in decision.criteria if c.outcome == "failed"}
-        expected = set()
-        if requested > costs // 2:
-            expected.add("coordination_share")
-        if requested > 50_000_000:
-            expected.add("yearly_ceiling")
-        assert failed == expected
+    assert decision.outcome == "eligible"
+    assert decision.proposed_grant is not None
+    [slice_] = decision.proposed_grant.schedule
+    share, ceiling = costs // 2, 50_000_000
+    assert slice_.amount.amount_minor == min(requested, share, ceiling)
+    assert slice_.requested is not None and slice_.requested.amount_minor == requested
+    expected = None if requested <= min(share, ceiling) else "yearly_ceiling" if ceiling < share else "coordination_share"
+    assert slice_.limited_by == expected
+    keys = {c.criterion: c.message_key for c in decision.criteria}
+    assert (keys["coordination_share"] == "vlaio.coordination.share_applied") == (requested > share)
+    assert (keys["yearly_ceiling"] == "vlaio.coordination.ceiling_applied") == (min(requested, share) > ceiling)
+
+
+def test_the_decision_event_names_the_beneficiary_by_its_register_identity() -> None:
+    from services.eligibility.handlers import decide
+    from shared.events import ApplicationReceived
+
+    case = next(c for c in load_cases("vlaio.spearhead-cluster") if c.name.startswith("recognised by register number"))
+    received = ApplicationReceived(
+        application_id=case.application.application_id,
+        received_at=datetime(2019, 3, 1, tzinfo=UTC),
+        channel="http",
+        application=case.application,
+    )
+    event = decide(received, STORE.with_operator(OperatorParameters.from_mapping(case.operator)))
+    assert event.outcome == "eligible"
+    assert event.beneficiary_id == "BE-BCE_KBO-0700000005"
+    assert event.proposed_grant is not None and event.proposed_grant.beneficiary_id == "BE-BCE_KBO-0700000005"
+    assert EligibilityDecided.model_validate_json(event.model_dump_json()).beneficiary_id == event.beneficiary_id

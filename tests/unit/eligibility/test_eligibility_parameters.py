@@ -3,6 +3,7 @@ validation errors that name the file, the key and the problem."""
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from fractions import Fraction
 from pathlib import Path
@@ -12,7 +13,6 @@ import yaml
 
 from services.eligibility.parameters import (
     OPERATOR_FILE_ENV,
-    OPERATOR_KEYS,
     UNDATED,
     DatedValue,
     OperatorParameterError,
@@ -24,6 +24,7 @@ from services.eligibility.parameters import (
     SchemeParameterError,
     SchemeParameters,
 )
+from services.eligibility.schemes import OPERATOR_KEYS, SCHEMES
 from shared.money import Money
 
 pytestmark = pytest.mark.unit
@@ -38,6 +39,13 @@ def scheme_yaml(values: dict[object, object], unit: str = "currency") -> dict[st
         "time_zone": "Europe/Brussels",
         "currency": "EUR",
         "programme": "vlaio.clusters",
+        "source": {
+            "publisher": "VLAIO",
+            "title": "Innovatieclusters",
+            "date": "last changed 11 June 2020",
+            "file": "../shared/seeds/000_x.txt",
+            "language": "nl",
+        },
         "parameters": {"ceiling": {"unit": unit, "reference": "000_x.txt", "values": values}},
     }
 
@@ -99,7 +107,7 @@ def test_version_names_scheme_latest_date_and_content() -> None:
 def test_version_changes_with_the_operator_values_of_the_scheme_family_only() -> None:
     day = date(2019, 3, 1)
     nic = STORE.with_operator(OperatorParameters.from_mapping({"nic": {"selection_cap": 5}}))
-    vlaio = STORE.with_operator(OperatorParameters.from_mapping({"vlaio": {"recognised_spearhead_clusters": ["X"]}}))
+    vlaio = STORE.with_operator(OperatorParameters.from_mapping({"vlaio": {"recognised_spearhead_clusters": ["0700.000.005"]}}))
     base = STORE.in_force("vlaio.spearhead-cluster", day).version
     assert nic.in_force("vlaio.spearhead-cluster", day).version == base
     assert vlaio.in_force("vlaio.spearhead-cluster", day).version != base
@@ -155,6 +163,46 @@ def test_scheme_file_errors_name_file_key_and_problem(unit: str, raw: object, pr
     assert problem in message
 
 
+@pytest.mark.parametrize(
+    ("change", "key", "problem"),
+    [
+        ({"source": None}, "source", "must name the document"),
+        ({"source": {"publisher": "VLAIO"}}, "source.title", "non-empty text"),
+        ({"file": "/srv/seeds/000_x.txt"}, "source.file", "relative to the repository"),
+        ({"language": "da"}, "source.language", "unknown language"),
+    ],
+)
+def test_scheme_file_must_cite_its_document(change: dict[str, object], key: str, problem: str) -> None:
+    data = scheme_yaml({"2019-01-01": {"value": 1}})
+    if "source" in change:
+        data["source"] = change["source"]
+    else:
+        data["source"] = {**data["source"], **change}  # type: ignore[dict-item]
+    with pytest.raises(SchemeParameterError) as caught:
+        SchemeParameters.from_mapping(data, source="x.yaml")
+    assert (caught.value.key, problem in caught.value.problem) == (key, True)
+
+
+def test_every_shipped_scheme_cites_its_seed_relative_to_the_repository() -> None:
+    """The seeds sit beside the repository (`../shared/seeds/`); where they do, the cited file exists."""
+    root = Path(__file__).resolve().parents[3]
+    for scheme in SCHEMES:
+        document = STORE.scheme(scheme).source
+        assert re.fullmatch(r"\.\./shared/seeds/00[0-4]_[0-9a-f]{16}\.txt", document.file), (scheme, document.file)
+        if (root / "../shared/seeds").is_dir():
+            assert (root / document.file).is_file(), f"{scheme}: {document.file} does not exist"
+
+
+def test_a_documentation_change_does_not_re_version_decisions() -> None:
+    before = SchemeParameters.from_mapping(scheme_yaml({"2019-01-01": {"value": 1}}), source="a.yaml")
+    changed = scheme_yaml({"2019-01-01": {"value": 1}})
+    changed["parameters"]["ceiling"]["reference"] = "000_x.txt, a better quote"  # type: ignore[index]
+    changed["parameters"]["ceiling"]["description"] = "reworded"  # type: ignore[index]
+    assert SchemeParameters.from_mapping(changed, source="b.yaml").content_hash == before.content_hash
+    dearer = scheme_yaml({"2019-01-01": {"value": 2}})
+    assert SchemeParameters.from_mapping(dearer, source="c.yaml").content_hash != before.content_hash
+
+
 def test_scheme_file_without_reference_is_refused() -> None:
     data = scheme_yaml({"2019-01-01": {"value": 1}})
     del data["parameters"]["ceiling"]["reference"]  # type: ignore[index]
@@ -202,7 +250,7 @@ def test_valid_operator_file(tmp_path: Path) -> None:
         tmp_path,
         {
             "vlaio": {
-                "recognised_spearhead_clusters": ["Flux50 vzw"],
+                "recognised_spearhead_clusters": ["0700.000.104", "BE-BCE_KBO-0700000005"],
                 "hermes_yearly_maximum_eur": {2020: "1000000.50"},
             },
             "s3": {"platform_selection_cap": 25, "financing_application_deadline": "2018-10-31"},
@@ -217,6 +265,7 @@ def test_valid_operator_file(tmp_path: Path) -> None:
     assert op.get("nic.levels.gce.yearly_maximum_nok") == Money.of_major(10_000_000, "NOK")
     assert op.get("ttc.innovation_fund_matching_share_percent") == Fraction(1)
     assert op.get("s3.financing_application_deadline") == date(2018, 10, 31)
+    assert op.get("vlaio.recognised_spearhead_clusters") == {"BE-BCE_KBO-0700000104", "BE-BCE_KBO-0700000005"}
 
 
 def test_from_env_reads_the_operator_file_path(tmp_path: Path) -> None:
@@ -245,6 +294,16 @@ def test_from_env_reads_the_operator_file_path(tmp_path: Path) -> None:
         ({"nic": {"application_deadline": {2024: "mid-September"}}}, "nic.application_deadline", "YYYY-MM-DD"),
         ({"vlaio": {"hermes_yearly_maximum_eur": {"next": 100}}}, "vlaio.hermes_yearly_maximum_eur", "whole year"),
         ({"vlaio": {"recognised_spearhead_clusters": "Flux50"}}, "vlaio.recognised_spearhead_clusters", "list"),
+        (
+            {"vlaio": {"recognised_spearhead_clusters": ["0700.000.104", "Flux50 vzw"]}},
+            "vlaio.recognised_spearhead_clusters",
+            "entry 2 ('Flux50 vzw') is not a valid register number",
+        ),
+        (
+            {"vlaio": {"recognised_spearhead_clusters": ["0700.000.105"]}},
+            "vlaio.recognised_spearhead_clusters",
+            "check digit invalid",
+        ),
         ({"vlaio": {"recognised_spearhead_cluster": ["typo"]}}, "vlaio.recognised_spearhead_cluster", "unknown key"),
         (
             {"ttc": {"innovation_fund_matching_share_percent": 0}},

@@ -60,9 +60,13 @@ def test_a_new_dated_ceiling_changes_the_outcome_from_its_date() -> None:
     after_change = c.application  # submitted 14 September 2018, requests EUR 150,000 for 2018
     before_change = c.application.model_copy(update={"submitted_at": c.application.submitted_at.replace(month=8)})
     changed, unchanged = what_if([after_change, before_change], STORE, proposed)
-    assert (changed.outcome_before, changed.outcome_after) == ("eligible", "ineligible")
-    assert [ch.criterion for ch in changed.criteria_changed] == ["yearly_ceiling"]
+    # 000 caps what is granted: the lower ceiling cuts 2018's EUR 150,000 and 2019's EUR 120,000 to EUR 100,000
+    assert (changed.outcome_before, changed.outcome_after) == ("eligible", "eligible")
+    assert [(ch.criterion, ch.after_key) for ch in changed.criteria_changed] == [
+        ("yearly_ceiling", "vlaio.coordination.ceiling_applied")
+    ]
     assert changed.total_before == Money.of_major(320_000, "EUR")
-    assert changed.total_after is None
+    assert changed.total_after == Money.of_major(250_000, "EUR")
+    assert changed.schedule_after == ((2018, 10_000_000), (2019, 10_000_000), (2020, 5_000_000))
     assert unchanged.outcome_after == "eligible"
     assert not unchanged.changed

@@ -1,6 +1,8 @@
 """Norwegian Innovation Clusters: admission at level Arena, Arena Pro or GCE.
 
-Source: /work/shared/seeds/004_353bc3df9124071f.txt. Cluster status goes to collaborations of
+Source: the programme page "Klyngeprogrammet Norwegian Innovation Clusters" (run by Innovasjon
+Norge, Siva and Forskningsrådet; its "Publisert" and "Sist oppdatert" dates are empty), seed
+`../shared/seeds/004_353bc3df9124071f.txt`. Cluster status goes to collaborations of
 business, knowledge institutions and public development actors, with business "i førersetet" (in
 the driver's seat). Three levels: Arena, Arena Pro, GCE; "NCE er ikke lenger et program, men et
 merkenavn": an application for NCE is refused as a level. Deadline "midten av september hvert år"
@@ -11,20 +13,26 @@ the financial criteria are not decidable (a case handler decides).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
+from typing import Final
 
-from services.eligibility.parameters import InForce
+from services.eligibility.parameters import InForce, LimitReading, OperatorKey, parse_date
+from services.eligibility.parameters.operator_file import money_in, positive_int, yearly
 from services.eligibility.schemes.common import (
     BUSINESS_ROLES,
+    Assessment,
     SchemeRules,
     Undecidable,
     Verdict,
+    beneficiary_check,
     count,
     criterion,
     day,
     failed,
     funding_of,
     grant,
+    lines_of,
     local_submission,
     moment,
     money,
@@ -39,6 +47,68 @@ from shared.events import Application, FundingRequest, ProposedGrant
 from shared.money import Money
 
 
+def _september_day(value: object, what: str) -> date:
+    """The document says only "midten av september" (mid-September): the day must be in September."""
+    day_ = parse_date(value, what)
+    if day_.month != 9:
+        raise ValueError(f"{what} {day_.isoformat()} is not in September (the document: mid-September every year)")
+    return day_
+
+
+APPLICATION_DEADLINE: OperatorKey[Mapping[int, date]] = OperatorKey(
+    "nic.application_deadline",
+    yearly(_september_day),
+    "NIC: the exact application deadline per year, a day in September, Europe/Oslo (004: mid-September).",
+)
+SELECTION_CAP: OperatorKey[int] = OperatorKey(
+    "nic.selection_cap", positive_int, "NIC: how many new clusters a round selects (not in 004)."
+)
+LEVELS: Final = ("arena", "arena-pro", "gce")
+"""The levels of parameter `levels` (004), for which the operator sets amounts and durations; a
+test keeps the two in step."""
+SILENT: Final = LimitReading(
+    kind="request",
+    quote={},
+    reading="004 states no amount or duration, let alone whether a larger request is cut or refused; nothing in "
+    "it lets the programme grant less than asked, so the agency's maximum limits the request: a larger one is "
+    "refused (an agency whose call says otherwise changes this reading).",
+)
+YEARLY_MAXIMUM: Final[Mapping[str, OperatorKey[Money]]] = {
+    level: OperatorKey(
+        f"nic.levels.{level}.yearly_maximum_nok",
+        money_in("NOK"),
+        f"NIC level {level}: largest grant per budget year, NOK (not in 004).",
+        limit=SILENT,
+    )
+    for level in LEVELS
+}
+MAX_YEARS: Final[Mapping[str, OperatorKey[int]]] = {
+    level: OperatorKey(
+        f"nic.levels.{level}.max_years",
+        positive_int,
+        f"NIC level {level}: longest support, in budget years (not in 004).",
+        limit=SILENT,
+    )
+    for level in LEVELS
+}
+
+ASPECTS = (
+    "synergy",
+    "value_creation_and_competitiveness",
+    "strategic_development_project",
+    "broad_participation",
+    "active_leadership",
+)
+"""The assessment aspects of Norwegian Innovation Clusters (004, "Dette legger vi vekt på i søknaden")."""
+
+ASSESSMENT = Assessment(
+    criteria=ASPECTS,
+    cap=SELECTION_CAP,
+    doc='004: "Dette legger vi vekt på i søknaden" (what the assessment weighs); how many a round selects is '
+    "not in the document.",
+)
+
+
 @criterion("level", "nic.level")
 def level(application: Application, p: InForce) -> Verdict:
     """The level must be Arena, Arena Pro or GCE; NCE is a brand, not a programme level."""
@@ -50,6 +120,10 @@ def level(application: Application, p: InForce) -> Verdict:
     if applied in p.texts("levels"):
         return passed("nic.level.valid", level=text(applied))
     return failed("nic.level.unknown", level=text(applied))
+
+
+beneficiary = criterion("beneficiary", "nic.beneficiary")(beneficiary_check("nic"))
+"""The cluster's legal entity, identified by its organisasjonsnummer (Brønnøysundregistrene)."""
 
 
 @criterion("triple_helix", "nic.composition")
@@ -78,12 +152,9 @@ def business_led(application: Application, p: InForce) -> Verdict:
 def deadline(application: Application, p: InForce) -> Verdict:
     """On time through the end of that year's operator-set day in September, Europe/Oslo."""
     local = local_submission(application, p)
-    deadlines = p.op("nic.application_deadline")
-    assert isinstance(deadlines, dict)
-    last_day = deadlines.get(local.year)
+    last_day = p.op(APPLICATION_DEADLINE).get(local.year)
     if last_day is None:
         raise Undecidable("nic.deadline.unset_for_year", year=count(local.year))
-    assert isinstance(last_day, date)
     figures = {"submitted_at": moment(local), "deadline": day(last_day)}
     if local.date() <= last_day:
         return passed("nic.deadline.on_time", **figures)
@@ -99,9 +170,7 @@ def _level_funding(application: Application, p: InForce) -> tuple[str, FundingRe
 
 
 def _yearly_maximum(p: InForce, level_: str) -> Money:
-    value = p.op(f"nic.levels.{level_}.yearly_maximum_nok")
-    assert isinstance(value, Money)
-    return value
+    return p.op(YEARLY_MAXIMUM[level_])
 
 
 @criterion("yearly_maximum", "nic.funding")
@@ -133,8 +202,7 @@ def duration(application: Application, p: InForce) -> Verdict:
     if found is None:
         return passed("nic.funding.none_requested")
     level_, funding = found
-    limit = p.op(f"nic.levels.{level_}.max_years")
-    assert isinstance(limit, int)
+    limit = p.op(MAX_YEARS[level_])
     span = year_span(funding)
     if span <= limit:
         return passed("nic.funding.duration_within_limit", requested=years(span), limit=years(limit))
@@ -142,18 +210,19 @@ def duration(application: Application, p: InForce) -> Verdict:
 
 
 def propose(application: Application, p: InForce) -> ProposedGrant | None:
-    """Per budget year min(requested, the level's yearly maximum); none when nothing is requested."""
+    """The request per budget year, as asked (the criteria refuse one above the level's maxima);
+    none when nothing is requested."""
     found = _level_funding(application, p)
     if found is None:
         return None
     level_, funding = found
-    limit = _yearly_maximum(p, level_)
-    schedule = [(y.year, min(y.requested, limit, key=lambda m: m.amount_minor)) for y in funding.years]
-    return grant(p, f"cluster-{level_}", schedule, single_fund("agency"))
+    return grant(p, f"cluster-{level_}", lines_of(funding), single_fund("agency"))
 
 
 RULES = SchemeRules(
     scheme="nic.cluster",
-    criteria=(level, triple_helix, business_led, deadline, yearly_maximum, duration),
+    criteria=(level, beneficiary, triple_helix, business_led, deadline, yearly_maximum, duration),
     propose=propose,
+    operator_keys=(APPLICATION_DEADLINE, SELECTION_CAP, *YEARLY_MAXIMUM.values(), *MAX_YEARS.values()),
+    assessment=ASSESSMENT,
 )

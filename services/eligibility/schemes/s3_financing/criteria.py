@@ -1,6 +1,7 @@
 """Tillväxtverket S3 pilot, step 2 (autumn 2018): financing for the selected organisations.
 
-Source: /work/shared/seeds/003_2a022b9e52d62383.txt: "Högsta belopp att söka är 600 000 kronor
+Source: Tillväxtverket, "Kluster med koppling till smart specialisering – S3-piloten" (the 2018
+call; the page carries no date), seed `../shared/seeds/003_2a022b9e52d62383.txt`: "Högsta belopp att söka är 600 000 kronor
 för maximalt två år. Ett krav är medfinansiering på 50 procent."; the pilot runs 2018-2021;
 organisations already funded by Vinnova's Vinnväxt programme cannot apply for S3-pilot financing
 (the exception overrides the base rule: they may still join the platform). The step-2 deadline
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from services.eligibility.parameters import InForce
+from services.eligibility.parameters import InForce, OperatorKey
+from services.eligibility.parameters.operator_file import a_date
 from services.eligibility.schemes.common import (
     SchemeRules,
     Undecidable,
@@ -23,6 +25,7 @@ from services.eligibility.schemes.common import (
     funding_of,
     funding_request_check,
     grant,
+    lines_of,
     money,
     passed,
     percent,
@@ -33,19 +36,21 @@ from services.eligibility.schemes.common import (
     year_span,
     years,
 )
-from services.eligibility.schemes.s3_common import cluster_organisation, deadline_verdict, legal_personality
+from services.eligibility.schemes.s3_common import beneficiary, cluster_organisation, deadline_verdict, legal_personality
 from shared.events import Application, ProposedGrant
 from shared.money import Money
 
-DEADLINE = "s3.financing_application_deadline"
+DEADLINE: OperatorKey[date] = OperatorKey(
+    "s3.financing_application_deadline",
+    a_date,
+    "S3 step 2 (autumn 2018, separate call): last day to apply, Europe/Stockholm (not in 003).",
+)
 
 
 @criterion("deadline", "s3.financing.deadline")
 def deadline(application: Application, p: InForce) -> Verdict:
     """On time through the end of the operator-set day, Europe/Stockholm."""
-    last_day = p.op(DEADLINE)
-    assert isinstance(last_day, date)
-    return deadline_verdict(application, p, last_day, "s3.financing.deadline")
+    return deadline_verdict(application, p, p.op(DEADLINE), "s3.financing.deadline")
 
 
 @criterion("selected_for_platform", "s3.financing")
@@ -74,7 +79,8 @@ funding_request = criterion("funding_request", "s3.financing.funding")(funding_r
 
 @criterion("max_amount", "s3.financing")
 def max_amount(application: Application, p: InForce) -> Verdict:
-    """At most SEK 600,000 in total."""
+    """At most SEK 600,000 in total: "Högsta belopp att söka" is the most one may apply for, so a
+    larger request is refused, not cut."""
     funding = funding_of(application, p, "s3.financing")
     limit, requested = p.money("max_amount"), requested_total(funding)
     if requested <= limit:
@@ -84,7 +90,8 @@ def max_amount(application: Application, p: InForce) -> Verdict:
 
 @criterion("duration", "s3.financing")
 def duration(application: Application, p: InForce) -> Verdict:
-    """At most two budget years."""
+    """At most two budget years ("för maximalt två år", of the amount one may apply for): a longer
+    request is refused."""
     funding = funding_of(application, p, "s3.financing")
     limit, span = p.integer("max_years"), year_span(funding)
     if span <= limit:
@@ -128,7 +135,7 @@ def co_financing(application: Application, p: InForce) -> Verdict:
 def propose(application: Application, p: InForce) -> ProposedGrant:
     """The requested amount per budget year (the criteria bound the total to SEK 600,000)."""
     funding = funding_of(application, p, "s3.financing")
-    return grant(p, "s3-pilot-financing", [(y.year, y.requested) for y in funding.years], single_fund("agency"))
+    return grant(p, "s3-pilot-financing", lines_of(funding), single_fund("agency"))
 
 
 RULES = SchemeRules(
@@ -139,6 +146,7 @@ RULES = SchemeRules(
         not_vinnvaxt_funded,
         cluster_organisation,
         legal_personality,
+        beneficiary,
         funding_request,
         max_amount,
         duration,
@@ -146,4 +154,5 @@ RULES = SchemeRules(
         co_financing,
     ),
     propose=propose,
+    operator_keys=(DEADLINE,),
 )

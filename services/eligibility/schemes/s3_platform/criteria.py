@@ -1,15 +1,19 @@
 """Tillväxtverket S3 pilot, step 1: expression of interest for the shared learning platform.
 
-Source: /work/shared/seeds/003_2a022b9e52d62383.txt (2018). Eligibility only: the selection of
-20-25 organisations is competitive (see `services/eligibility/competition.py`). No money is given
+Source: Tillväxtverket, "Kluster med koppling till smart specialisering – S3-piloten" (the 2018
+call; the page carries no date), seed `../shared/seeds/003_2a022b9e52d62383.txt`. Eligibility
+only: the selection of 20-25 organisations is competitive, on the seven criteria of `ASSESSMENT`
+(ranked by `services/eligibility/competition.py`, capped by `SELECTION_CAP`). No money is given
 through this step, so no grant is proposed. A Vinnväxt-funded organisation may join the platform
 (the Vinnväxt exclusion applies to step 2 only).
 """
 
 from __future__ import annotations
 
-from services.eligibility.parameters import InForce
+from services.eligibility.parameters import InForce, OperatorKey, SchemeParameters
+from services.eligibility.parameters.operator_file import positive_int
 from services.eligibility.schemes.common import (
+    Assessment,
     SchemeRules,
     Undecidable,
     Verdict,
@@ -22,6 +26,43 @@ from services.eligibility.schemes.common import (
 )
 from services.eligibility.schemes.s3_common import cluster_organisation, deadline_verdict, legal_personality
 from shared.events import Application
+
+
+def _within_selection_range(cap: int, scheme: SchemeParameters) -> str | None:
+    """The cap must lie within the range the document gives; the operator's cap is not dated, so
+    it is checked against the widest range any dated value allows."""
+    low_p, high_p = scheme.parameters["selection_count_min"], scheme.parameters["selection_count_max"]
+    low = min(v.value for v in low_p.values if isinstance(v.value, int))
+    high = max(v.value for v in high_p.values if isinstance(v.value, int))
+    if low <= cap <= high:
+        return None
+    return f"{cap} is outside the range the document gives ({low}-{high}, seed 003)"
+
+
+SELECTION_CAP: OperatorKey[int] = OperatorKey(
+    "s3.platform_selection_cap",
+    positive_int,
+    "S3 step 1: how many cluster organisations are selected (003: 20-25; validated against that range).",
+    check=_within_selection_range,
+)
+
+SELECTION_CRITERIA = (
+    "region_recommendation_and_priority",
+    "established_in_regional_support",
+    "companies_needs_central",
+    "international_competitiveness_strategy",
+    "business_academia_public_actors",
+    "sustainability",
+    "results_within_two_years",
+)
+"""The seven selection criteria of the S3 pilot, in the order of seed 003 ("Detta är våra urvalskriterier")."""
+
+ASSESSMENT = Assessment(
+    criteria=SELECTION_CRITERIA,
+    cap=SELECTION_CAP,
+    doc='003: "Tillväxtverket väljer 20–25 klusterorganisationer" and "Vi bedömer ansökningarna i konkurrens '
+    'enligt ovanstående kriterier" (in competition, on the seven criteria above).',
+)
 
 
 @criterion("deadline", "s3.deadline")
@@ -78,4 +119,6 @@ RULES = SchemeRules(
         page_limit,
     ),
     propose=no_grant,
+    operator_keys=(SELECTION_CAP,),
+    assessment=ASSESSMENT,
 )

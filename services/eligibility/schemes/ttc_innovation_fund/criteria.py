@@ -1,6 +1,8 @@
 """TTC cross-border innovation fund (GCS cluster stimulation fund) grant.
 
-Source: /work/shared/seeds/002_be53197c6b0f1ecb.txt (dated 30 September 2014): "subsidies uit
+Source: the project page "TTC: Grensoverschrijdend netwerken ter bevordering van innovatie bij het
+mkb" (Interreg IVA Euregio Maas-Rijn; the page names no publisher), "Ontwerpdatum 30/09/2014",
+seed `../shared/seeds/002_be53197c6b0f1ecb.txt`: "subsidies uit
 grensoverschrijdende innovatiefondsen van tussen 100 000 EUR en 250 000 EUR ..., die niet hoeven
 worden terugbetaald op voorwaarde dat evenredige financiering is verzekerd". The proportion of the
 matching funding is not stated: operator key `ttc.innovation_fund_matching_share_percent`. No
@@ -11,7 +13,8 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from services.eligibility.parameters import InForce
+from services.eligibility.parameters import InForce, OperatorKey
+from services.eligibility.parameters.operator_file import positive_percent
 from services.eligibility.schemes.common import (
     SchemeRules,
     Verdict,
@@ -20,6 +23,7 @@ from services.eligibility.schemes.common import (
     failed,
     funding_of,
     grant,
+    lines_of,
     money,
     passed,
     percent,
@@ -28,6 +32,7 @@ from services.eligibility.schemes.common import (
 )
 from services.eligibility.schemes.ttc_common import (
     applicant_sme,
+    beneficiary,
     euregio_location,
     fund_shares,
     funding_request,
@@ -35,7 +40,12 @@ from services.eligibility.schemes.ttc_common import (
 )
 from shared.events import Application, ProposedGrant
 
-MATCHING_SHARE = "ttc.innovation_fund_matching_share_percent"
+MATCHING_SHARE: OperatorKey[Fraction] = OperatorKey(
+    "ttc.innovation_fund_matching_share_percent",
+    positive_percent,
+    "Innovation fund: secured matching funding must reach at least this percent of the grant "
+    "(002 says only 'evenredige financiering').",
+)
 
 
 @criterion("cross_border", "ttc.fund")
@@ -52,7 +62,8 @@ def cross_border(application: Application, p: InForce) -> Verdict:
 
 @criterion("grant_range", "ttc.fund")
 def grant_range(application: Application, p: InForce) -> Verdict:
-    """The request, over all budget years, lies between EUR 100,000 and EUR 250,000 inclusive."""
+    """The request, over all budget years, lies between EUR 100,000 and EUR 250,000 inclusive: the range
+    qualifies the subsidies one may apply for ("aan te vragen"), so a request outside it is refused."""
     funding = funding_of(application, p, "ttc")
     low, high, requested = p.money("grant_minimum"), p.money("grant_maximum"), requested_total(funding)
     figures = {"requested": money(requested), "minimum": money(low), "limit": money(high)}
@@ -72,7 +83,6 @@ def matching_funding(application: Application, p: InForce) -> Verdict:
     if secured.amount_minor == 0:
         return failed("ttc.fund.matching_not_secured", secured=money(secured), requested=money(requested))
     share = p.op(MATCHING_SHARE)
-    assert isinstance(share, Fraction)
     figures = {"secured": money(secured), "requested": money(requested), "share": percent(share)}
     if secured.amount_minor >= requested.amount_minor * share:
         return passed("ttc.fund.matching_secured", **figures)
@@ -82,13 +92,14 @@ def matching_funding(application: Application, p: InForce) -> Verdict:
 def propose(application: Application, p: InForce) -> ProposedGrant:
     """The requested grant per budget year, split ERDF / co-financing."""
     funding = funding_of(application, p, "ttc")
-    return grant(p, "innovation-fund-grant", [(y.year, y.requested) for y in funding.years], fund_shares(p))
+    return grant(p, "innovation-fund-grant", lines_of(funding), fund_shares(p))
 
 
 RULES = SchemeRules(
     scheme="ttc.innovation-fund",
     criteria=(
         applicant_sme,
+        beneficiary,
         euregio_location,
         high_tech_sector,
         cross_border,
@@ -97,4 +108,5 @@ RULES = SchemeRules(
         matching_funding,
     ),
     propose=propose,
+    operator_keys=(MATCHING_SHARE,),
 )

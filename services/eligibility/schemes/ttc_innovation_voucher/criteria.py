@@ -1,6 +1,8 @@
 """TTC innovation voucher: EUR 5,000 for the very first R&D work of a participating SME.
 
-Source: /work/shared/seeds/002_be53197c6b0f1ecb.txt (dated 30 September 2014): "een
+Source: the project page "TTC: Grensoverschrijdend netwerken ter bevordering van innovatie bij het
+mkb" (Interreg IVA Euregio Maas-Rijn; the page names no publisher), "Ontwerpdatum 30/09/2014",
+seed `../shared/seeds/002_be53197c6b0f1ecb.txt`: "een
 innovatievoucher van 5 000 EUR, die kan worden gebruikt om het allereerste onderzoeks- en
 ontwikkelingswerk uit te voeren"; 35 vouchers over the whole project (counted by the budget
 service against parameter `vouchers_total`, not here). Every voucher splits into ERDF and
@@ -13,16 +15,19 @@ from services.eligibility.parameters import InForce
 from services.eligibility.schemes.common import (
     SchemeRules,
     Verdict,
+    cap_total,
     criterion,
     failed,
     funding_of,
     grant,
+    lines_of,
     money,
     passed,
     requested_total,
 )
 from services.eligibility.schemes.ttc_common import (
     applicant_sme,
+    beneficiary,
     euregio_location,
     fund_shares,
     funding_request,
@@ -44,23 +49,33 @@ def first_voucher(application: Application, p: InForce) -> Verdict:
 
 @criterion("voucher_amount", "ttc.voucher")
 def voucher_amount(application: Application, p: InForce) -> Verdict:
-    """The request, over all budget years, is at most the voucher amount (EUR 5,000)."""
+    """What is given is "een innovatievoucher van 5 000 EUR": a request over all budget years above the
+    voucher amount is granted the voucher (EUR 5,000), and the decision says so."""
     funding = funding_of(application, p, "ttc")
     limit, requested = p.money("voucher_amount"), requested_total(funding)
     if requested <= limit:
         return passed("ttc.voucher.within_amount", requested=money(requested), limit=money(limit))
-    return failed("ttc.voucher.amount_exceeded", requested=money(requested), limit=money(limit))
+    return passed("ttc.voucher.amount_capped", requested=money(requested), limit=money(limit))
 
 
 def propose(application: Application, p: InForce) -> ProposedGrant:
-    """The requested voucher amount per budget year, split ERDF / co-financing."""
+    """The voucher per budget year as asked, at most the voucher amount in all (the earliest years
+    first), split ERDF / co-financing."""
     funding = funding_of(application, p, "ttc")
-    schedule = [(y.year, y.requested) for y in funding.years]
-    return grant(p, "innovation-voucher", schedule, fund_shares(p))
+    lines = cap_total(lines_of(funding), "voucher_amount", p.money("voucher_amount"))
+    return grant(p, "innovation-voucher", lines, fund_shares(p))
 
 
 RULES = SchemeRules(
     scheme="ttc.innovation-voucher",
-    criteria=(applicant_sme, euregio_location, high_tech_sector, first_voucher, funding_request, voucher_amount),
+    criteria=(
+        applicant_sme,
+        beneficiary,
+        euregio_location,
+        high_tech_sector,
+        first_voucher,
+        funding_request,
+        voucher_amount,
+    ),
     propose=propose,
 )
