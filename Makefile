@@ -30,6 +30,7 @@ test-unit: install
 docs: install
 	$(PY) -m shared.asyncapi > docs/asyncapi.yaml
 	$(PY) -m shared.settings_doc --write
+	$(PY) -m shared.acl --write
 
 lint: install
 	$(VENV)/bin/ruff check .
