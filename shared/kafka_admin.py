@@ -27,7 +27,7 @@ from aiokafka.protocol.types import CompactArray, CompactBytes, CompactString, I
 from shared.acl import AGENCY_GROUP_PREFIX, Grant, grants, principals
 from shared.kafka_security import client_options
 from shared.settings import CommonSettings
-from shared.topics import TOPIC_SPECS, topic_name
+from shared.topics import TOPIC_SPECS, Topic, topic_name
 
 # Kafka's wire codes (org.apache.kafka.common.resource / acl, ScramMechanism).
 RESOURCE_ANY, RESOURCE_TOPIC, RESOURCE_GROUP = 1, 2, 3
@@ -183,10 +183,19 @@ def bindings(portals: Iterable[str], prefix: str = "") -> set[Binding]:
     return {acl for principal in principals(portals) for acl in principal_bindings(principal, prefix)}
 
 
-def in_scope(resource_type: int, name: str, prefix: str, groups: bool) -> bool:
-    """Whether an existing ACL is about the project's resources of this `prefix` (and so ours to prune)."""
+def topic_prefix_of(name: str) -> str | None:
+    """The prefix of a project topic's name (`test-1.` of `test-1.clustergrants.x.v1`), None for others."""
+    for topic in Topic:
+        if name.endswith(topic.value):
+            return name[: -len(topic.value)]
+    return None
+
+
+def in_scope(resource_type: int, name: str, prefixes: Iterable[str], groups: bool) -> bool:
+    """Whether an existing ACL is about the project's resources (topics of these `prefixes`, and with
+    `groups` the project's consumer groups), and so the table's to decide."""
     if resource_type == RESOURCE_TOPIC:
-        return name.startswith(f"{prefix}clustergrants.")
+        return topic_prefix_of(name) in set(prefixes)
     if resource_type == RESOURCE_GROUP:
         return groups and (name.startswith("clustergrants.") or name.startswith(AGENCY_GROUP_PREFIX))
     return False
@@ -223,17 +232,23 @@ async def delete_acls(admin: AIOKafkaAdminClient, stale: Iterable[Binding]) -> N
 
 
 async def sync_acls(
-    admin: AIOKafkaAdminClient, portals: Iterable[str], prefix: str = "", *, groups: bool = True
+    admin: AIOKafkaAdminClient, portals: Iterable[str], prefix: str = "", *, groups: bool = True, every_prefix: bool = False
 ) -> dict[str, int]:
     """Make the broker's ACLs on the project's topics of `prefix` exactly those of shared/acl.py.
 
     Missing ACLs are created, and any other ACL on those topics (a grant the table no longer has, or
     one somebody added by hand) is deleted. With `groups`, the same for the project's consumer groups
-    (`clustergrants.*`, `agency.*`), which are shared by every prefix.
+    (`clustergrants.*`, `agency.*`), which every prefix shares. With `every_prefix`, the same for every
+    other prefix the broker has project-topic ACLs for (earlier test runs, say): the stack's start
+    leaves no grant anywhere that the table does not make.
     """
-    wanted = bindings(portals, prefix)
+    portals = list(portals)
     existing = await describe_acls(admin)
-    stale = {acl for acl in existing if in_scope(acl[0], acl[1], prefix, groups) and acl not in wanted}
+    prefixes = {prefix}
+    if every_prefix:
+        prefixes |= {p for acl in existing if acl[0] == RESOURCE_TOPIC and (p := topic_prefix_of(acl[1])) is not None}
+    wanted = {acl for p in prefixes for acl in bindings(portals, p)}
+    stale = {acl for acl in existing if in_scope(acl[0], acl[1], prefixes, groups) and acl not in wanted}
     await create_acls(admin, wanted - existing)
     await delete_acls(admin, stale)
     return {"created": len(wanted - existing), "deleted": len(stale), "kept": len(wanted & existing)}

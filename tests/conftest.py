@@ -30,6 +30,27 @@ from shared.topics import Topic, topic_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: What deploy/local/stack.py exports to the command it runs (the operator's Kafka credentials, the
+#: credentials file, TLS files). Pure tests must see the settings' defaults whether they run under
+#: `make test` or `make test-unit`, and never a password.
+STACK_VARIABLES = (
+    "KAFKA_SECURITY_PROTOCOL",
+    "KAFKA_SASL_MECHANISM",
+    "KAFKA_SASL_USERNAME",
+    "KAFKA_SASL_PASSWORD",
+    "KAFKA_SSL_CAFILE",
+    "DATABASE_SSL_MODE",
+    "DATABASE_SSL_ROOT_CERT",
+    kafka_users.CREDENTIALS_ENV,
+)
+
+
+@pytest.fixture(autouse=True)
+def _pure_tests_see_no_stack_credentials(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.node.get_closest_marker("unit") is not None:
+        for name in STACK_VARIABLES:
+            monkeypatch.delenv(name, raising=False)
+
 
 def _require(name: str) -> str:
     value = os.environ.get(name)

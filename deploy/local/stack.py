@@ -580,19 +580,22 @@ class Kafka:
         return asyncio.run(probe())
 
     def secure(self) -> None:
-        """Every principal's SCRAM credential (an upsert) and exactly the table's ACLs, for this prefix."""
+        """Every principal's SCRAM credential (an upsert) and exactly the table's ACLs: for this prefix,
+        and for every other prefix the broker has ACLs of (earlier test runs), so that no grant the
+        table does not make survives a start."""
         from aiokafka.admin import AIOKafkaAdminClient
 
         from shared import kafka_admin
 
-        assert self.credentials is not None
+        store = self.credentials
+        assert store is not None
 
         async def apply() -> dict[str, int]:
             admin = AIOKafkaAdminClient(**self.options(), request_timeout_ms=15000)
             await admin.start()
             try:
-                await kafka_admin.upsert_users(admin, self.credentials.users())  # type: ignore[union-attr]
-                changes = await kafka_admin.sync_acls(admin, self.credentials.portals, self.topic_prefix)  # type: ignore[union-attr]
+                await kafka_admin.upsert_users(admin, store.users())
+                changes = await kafka_admin.sync_acls(admin, store.portals, self.topic_prefix, every_prefix=True)
             finally:
                 await admin.close()
             await kafka_admin.wait_until_authorized(
@@ -602,7 +605,7 @@ class Kafka:
 
         changes = asyncio.run(apply())
         say(
-            f"Kafka users: {', '.join(self.credentials.principals())} (+ {ADMIN}); ACLs of shared/acl.py: "
+            f"Kafka users: {', '.join(store.principals())} (+ {ADMIN}); ACLs of shared/acl.py: "
             f"{changes['created']} created, {changes['deleted']} removed, {changes['kept']} unchanged"
         )
 

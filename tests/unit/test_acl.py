@@ -90,14 +90,17 @@ def test_kafka_bindings_prefix_topics_but_not_groups() -> None:
     assert (kafka_admin.RESOURCE_GROUP, "agency.", kafka_admin.PATTERN_PREFIXED, "User:agency-reader", "*", 3, 3) in agency
     everything = kafka_admin.bindings(DEV_PORTALS, "p.")
     assert len(everything) == sum(len(grants(p)) for p in principals())
-    # What a sync may prune: the project's topics of its own prefix, and the project's groups.
-    assert kafka_admin.in_scope(kafka_admin.RESOURCE_TOPIC, "p.clustergrants.grants.committed.v1", "p.", groups=False)
-    assert not kafka_admin.in_scope(kafka_admin.RESOURCE_TOPIC, "q.clustergrants.grants.committed.v1", "p.", groups=False)
-    assert not kafka_admin.in_scope(kafka_admin.RESOURCE_TOPIC, "p.clustergrants.x", "", groups=True)
-    assert not kafka_admin.in_scope(kafka_admin.RESOURCE_TOPIC, "someone-elses-topic", "", groups=True)
-    assert kafka_admin.in_scope(kafka_admin.RESOURCE_GROUP, "clustergrants.intake", "", groups=True)
-    assert not kafka_admin.in_scope(kafka_admin.RESOURCE_GROUP, "clustergrants.intake", "", groups=False)
-    assert not kafka_admin.in_scope(kafka_admin.RESOURCE_GROUP, "their-erp", "", groups=True)
+    # What a sync may prune: the project's topics of the prefixes it syncs, and the project's groups.
+    assert kafka_admin.topic_prefix_of("p.clustergrants.grants.committed.v1") == "p."
+    assert kafka_admin.topic_prefix_of("clustergrants.grants.committed.v1") == ""
+    assert kafka_admin.topic_prefix_of("p.clustergrants.x") is None
+    assert kafka_admin.in_scope(kafka_admin.RESOURCE_TOPIC, "p.clustergrants.grants.committed.v1", ["p."], groups=False)
+    assert not kafka_admin.in_scope(kafka_admin.RESOURCE_TOPIC, "q.clustergrants.grants.committed.v1", ["p."], groups=False)
+    assert not kafka_admin.in_scope(kafka_admin.RESOURCE_TOPIC, "p.clustergrants.grants.committed.v1", [""], groups=True)
+    assert not kafka_admin.in_scope(kafka_admin.RESOURCE_TOPIC, "someone-elses-topic", [""], groups=True)
+    assert kafka_admin.in_scope(kafka_admin.RESOURCE_GROUP, "clustergrants.intake", [""], groups=True)
+    assert not kafka_admin.in_scope(kafka_admin.RESOURCE_GROUP, "clustergrants.intake", [""], groups=False)
+    assert not kafka_admin.in_scope(kafka_admin.RESOURCE_GROUP, "their-erp", [""], groups=True)
 
 
 def test_the_scram_request_carries_a_salted_password_never_the_password() -> None:
