@@ -210,7 +210,8 @@ def postgres_datadir(owner: pwd.struct_passwd | None, state: Path = STATE) -> Pa
     if check.returncode == 0:
         return preferred
     # The checkout sits in a folder the postgres user cannot enter (a 0700 temp dir, say).
-    tag = hashlib.sha256(str(state.resolve()).encode()).hexdigest()[:10]
+    # Per state folder (the default folder keeps the name it had when the tag was per checkout).
+    tag = hashlib.sha256(str(ROOT if state == ROOT / ".local" else state.resolve()).encode()).hexdigest()[:10]
     return Path(f"/var/tmp/clustergrants-{tag}/postgres")  # noqa: S108  (owned by postgres, per state folder)
 
 
@@ -503,7 +504,7 @@ class Kafka:
         if not (self.data / "meta.properties").exists():
             # The admin exists from the first start (KIP-900); everyone else is created through the
             # Admin API once the broker runs (secure()), so that a later principal is created the same way.
-            subprocess.run(
+            formatted = subprocess.run(
                 [
                     "java",
                     "-cp",
@@ -518,9 +519,13 @@ class Kafka:
                     "--add-scram",
                     f"SCRAM-SHA-512=[name={ADMIN},password={store.passwords[ADMIN]}]",
                 ],
-                check=True,
+                check=False,  # not check=True: its error would print the command line, password included
                 stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
             )
+            if formatted.returncode != 0:
+                raise SystemExit(f"Kafka's storage tool could not format {self.data}:\n{formatted.stderr[-2000:]}")
             self.formatted.write_text(f"SCRAM-SHA-512 user {ADMIN}\n")
 
     def start(self) -> None:
@@ -743,9 +748,8 @@ def start_services(running: Running, foreground: bool) -> list[Child]:
     # each as its own Kafka principal.
     children = []
     for i, name in enumerate(SERVICES):
+        # The environment's own choices win over the local defaults in `base`.
         env = {**base, **running.as_principal(name), "INTAKE_HTTP_PORT": str(HTTP_PORT), "OPS_HTTP_PORT": str(HTTP_PORT + 1 + i)}
-        for key, value in base.items():
-            env[key] = running.env.get(key, value)
         children.append(Child(name, [sys.executable, "-m", f"services.{name}"], env, foreground))
     wait_until("intake HTTP", lambda: port_open(HTTP_PORT), 60, children[0].proc, children[0].log)
     say(
