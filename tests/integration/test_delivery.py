@@ -16,7 +16,7 @@ from shared.delivery import ConsumeStats, Incoming, OutboxRelay, PoisonMessage, 
 from shared.events import CeilingReset
 from shared.migrate import SHARED_MIGRATIONS
 from shared.topics import Topic, topic_name
-from tests.kafka_tools import Collector, headers_of
+from tests.kafka_tools import Collector, headers_of, kafka_options
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,8 @@ async def schema(pool: asyncpg.Pool) -> str:
 
 @pytest.fixture
 async def producer(kafka_bootstrap: str) -> AIOKafkaProducer:
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True, acks="all")
+    # As the budget service: it may write the ceiling-reset topic and park dead letters (shared/acl.py).
+    producer = AIOKafkaProducer(**kafka_options("budget", kafka_bootstrap), enable_idempotence=True, acks="all")
     await producer.start()
     yield producer
     await producer.stop()
