@@ -31,6 +31,7 @@ docs: install
 	$(PY) -m shared.asyncapi > docs/asyncapi.yaml
 	$(PY) -m shared.settings_doc --write
 	$(PY) -m services.eligibility.rules_doc --write
+	$(PY) -m shared.acl --write
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -51,7 +51,9 @@ from bench.fuzz_payloads import (  # noqa: E402
     with_changes,
 )
 from bench.fuzz_records import record_edges  # noqa: E402
+from deploy.local.kafka_users import client_options  # noqa: E402
 from services.notify.domain import recipient_ref  # noqa: E402
+from shared.acl import producer_of, reader_of  # noqa: E402
 from shared.cloudevents import portal_headers  # noqa: E402
 from shared.events import ApplicationSubmitted  # noqa: E402
 from shared.topics import Topic, topic_name  # noqa: E402
@@ -425,8 +427,12 @@ async def fuzz(
 
     # --- Kafka: each bad record, then a good one with the same key (same partition, next offset) ---
     topic = topic_name(Topic.APPLICATION_SUBMITTED, prefix)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5, max_request_size=4 * 1024 * 1024
+    producer = AIOKafkaProducer(  # as an agency portal (shared/acl.py)
+        **client_options(producer_of(Topic.APPLICATION_SUBMITTED), bootstrap),
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=5,
+        max_request_size=4 * 1024 * 1024,
     )
     await producer.start()
     positions: dict[str, str] = {}
@@ -523,8 +529,11 @@ async def fuzz(
         await conn.close()
 
     # --- nothing parked, nobody exited -----------------------------------------------------------
-    consumer = AIOKafkaConsumer(
-        topic_name(Topic.DEAD_LETTER, prefix), bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    consumer = AIOKafkaConsumer(  # as the operator, the only one besides the services who may read dead letters
+        topic_name(Topic.DEAD_LETTER, prefix),
+        **client_options(reader_of(Topic.DEAD_LETTER), bootstrap),
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
     )
     await consumer.start()
     parked = 0

@@ -26,6 +26,8 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.fuzz_payloads import good, structured_event
+from deploy.local.kafka_users import client_options
+from shared.acl import ADMIN, producer_of, reader_of
 from shared.cloudevents import portal_headers
 from shared.events import ApplicationReceived, ApplicationSubmitted
 from shared.topics import TOPIC_SPECS, Topic, topic_name
@@ -149,7 +151,8 @@ async def record_edges(
     plan = attacks(run)
     followers: list[str] = []
     positions: dict[str, tuple[int, int]] = {}
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_request_size=4 * 1024 * 1024)
+    portal = producer_of(Topic.APPLICATION_SUBMITTED)
+    producer = AIOKafkaProducer(**client_options(portal, bootstrap), acks="all", linger_ms=20, max_request_size=4 * 1024 * 1024)
     await producer.start()
     try:
         futures = []
@@ -168,7 +171,7 @@ async def record_edges(
     await publish_with_undecodable_header_name(bootstrap, topic, 0, good(f"{run}-Rhdrname"), b"hdrname")
     follower = f"{run}-RGhdrname"
     followers.append(follower)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(**client_options(portal, bootstrap), acks="all")
     await producer.start()
     try:
         meta = await producer.send_and_wait(topic, good(follower), key=b"hdrname", partition=0, headers=_ce(follower))
@@ -232,7 +235,8 @@ async def record_edges(
 
 
 async def _committed_to_end(bootstrap: str, topic: str) -> bool:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id="clustergrants.intake", enable_auto_commit=False)
+    # The admin: the only principal besides intake itself that may look at intake's group.
+    consumer = AIOKafkaConsumer(**client_options(ADMIN, bootstrap), group_id="clustergrants.intake", enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in range(TOPIC_SPECS[Topic.APPLICATION_SUBMITTED].partitions)]
@@ -249,7 +253,10 @@ async def _parked(bootstrap: str, prefix: str, topic: str, expected: int, timeou
     """(partition, offset) of every record of `topic` that intake parked: read until `expected` are there
     (the relay publishes them a moment after the batch commits) or `timeout_s` passed."""
     consumer = AIOKafkaConsumer(
-        topic_name(Topic.DEAD_LETTER, prefix), bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+        topic_name(Topic.DEAD_LETTER, prefix),
+        **client_options(reader_of(Topic.DEAD_LETTER), bootstrap),
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
     )
     await consumer.start()
     found: set[tuple[int, int]] = set()

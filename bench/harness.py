@@ -2,6 +2,8 @@
 and topic prefix, a local SMTP sink, a fast submitter and a tracker of outcomes on the topics.
 
 Everything started here is stopped by process id (tests/processes.py, deploy/local/stack.py's stop_pid).
+Kafka clients authenticate as the principal that may do what they do (shared/acl.py): submissions as
+the tests' portal, outcomes read by the agency reader, dead letters by the operator.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -20,16 +21,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.workload import Submission  # noqa: E402
+from deploy.local.kafka_users import client_options  # noqa: E402
+from shared.acl import producer_of, reader_of  # noqa: E402
 from shared.cloudevents import portal_headers  # noqa: E402
 from shared.events import ApplicationSubmitted  # noqa: E402
-from shared.topics import Topic, topic_name  # noqa: E402
+from shared.topics import TOPIC_SPECS, Topic, topic_name  # noqa: E402
 from tests.conftest import fresh_database, fresh_topics  # noqa: E402
 from tests.processes import SERVICES, ServiceProcesses, free_port  # noqa: E402
 
@@ -140,9 +143,9 @@ async def pipeline(
 
 
 def producer(bootstrap: str) -> AIOKafkaProducer:
-    """An agency portal's producer: idempotent, acks=all, batching like the services' relays."""
+    """An agency portal's producer (the tests' portal principal): idempotent, acks=all, batching like the relays."""
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+        **client_options(producer_of(Topic.APPLICATION_SUBMITTED), bootstrap),
         enable_idempotence=True,
         acks="all",
         linger_ms=5,
@@ -202,35 +205,41 @@ class Tracker:
     done_at: dict[str, int] = field(default_factory=dict)  # application id or input position -> ms
     records: dict[Topic, list[tuple[int, dict[str, Any], dict[str, str]]]] = field(default_factory=lambda: defaultdict(list))
     keep: bool = False
-    _task: asyncio.Task[None] | None = None
-    _consumer: AIOKafkaConsumer | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _consumers: list[AIOKafkaConsumer] = field(default_factory=list)
 
     async def __aenter__(self) -> Tracker:
+        """One consumer per principal that may read some of the topics; partitions assigned, no group."""
         names = {topic_name(t, self.prefix): t for t in self.topics}
         self._names = names
-        self._consumer = AIOKafkaConsumer(
-            *names,
-            bootstrap_servers=self.bootstrap,
-            group_id=f"bench-tracker-{secrets.token_hex(4)}",
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            max_poll_records=2000,
-        )
-        await self._consumer.start()
-        self._task = asyncio.create_task(self._run())
+        readers: dict[str, list[TopicPartition]] = defaultdict(list)
+        for topic in self.topics:
+            name = topic_name(topic, self.prefix)
+            readers[reader_of(topic)] += [TopicPartition(name, p) for p in range(TOPIC_SPECS[topic].partitions)]
+        for principal, partitions in readers.items():
+            consumer = AIOKafkaConsumer(
+                **client_options(principal, self.bootstrap),
+                auto_offset_reset="earliest",
+                enable_auto_commit=False,
+                max_poll_records=2000,
+            )
+            await consumer.start()
+            consumer.assign(partitions)
+            self._consumers.append(consumer)
+            self._tasks.append(asyncio.create_task(self._run(consumer)))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None and self._consumer is not None
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        await self._consumer.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for consumer in self._consumers:
+            await consumer.stop()
 
-    async def _run(self) -> None:
-        assert self._consumer is not None
+    async def _run(self, consumer: AIOKafkaConsumer) -> None:
         while True:
             try:
-                batch = await self._consumer.getmany(timeout_ms=200, max_records=2000)
+                batch = await consumer.getmany(timeout_ms=200, max_records=2000)
             except Exception as error:  # the broker restarting under a chaos run: keep reading
                 say("tracker", f"read failed ({type(error).__name__}); retrying")
                 await asyncio.sleep(1)

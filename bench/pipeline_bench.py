@@ -142,9 +142,12 @@ async def mean_record_bytes(database_url: str, bootstrap: str, prefix: str) -> i
             Topic.NOTIFICATION_SENT,
         )
     ]
-    consumer = AIOKafkaConsumer(
+    from deploy.local.kafka_users import client_options
+    from shared.acl import ADMIN
+
+    consumer = AIOKafkaConsumer(  # a measurement across private and public topics: as the admin
         *names,
-        bootstrap_servers=bootstrap,
+        **client_options(ADMIN, bootstrap),
         group_id=f"bench-size-{secrets.token_hex(3)}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,

@@ -25,20 +25,33 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from deploy.local.kafka_users import client_options  # noqa: E402
+from shared.acl import ADMIN  # noqa: E402
+
 HOPS = 4
+
+
+def admin_options(bootstrap: str) -> dict:
+    """The bare broker's limit, on topics of its own outside the project's ACLs: as the admin."""
+    return client_options(ADMIN, bootstrap)
+
+
 PARTITIONS = 6
 
 
 async def relay(bootstrap: str, source: str, target: str, group: str, count: int, deadline_s: float) -> None:
     consumer = AIOKafkaConsumer(
         source,
-        bootstrap_servers=bootstrap,
+        **admin_options(bootstrap),
         group_id=group,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         max_poll_records=500,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=2)
+    producer = AIOKafkaProducer(**admin_options(bootstrap), enable_idempotence=True, acks="all", linger_ms=2)
     await consumer.start()
     await producer.start()
     relayed = 0
@@ -86,7 +99,7 @@ def _spawn(source: str, target: str, group: str, bootstrap: str, messages: int, 
 async def measure(bootstrap: str, messages: int, size: int, timeout_s: float = 300) -> dict[str, float]:
     run = secrets.token_hex(4)
     topics = [f"bench-relay-{run}.hop{i}" for i in range(HOPS + 1)]
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**admin_options(bootstrap))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(t, num_partitions=PARTITIONS, replication_factor=1) for t in topics])
@@ -98,13 +111,13 @@ async def measure(bootstrap: str, messages: int, size: int, timeout_s: float = 3
         await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout=120)
     sink = AIOKafkaConsumer(
         topics[-1],
-        bootstrap_servers=bootstrap,
+        **admin_options(bootstrap),
         group_id=f"bench-relay-{run}-sink",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5, max_batch_size=256 * 1024
+        **admin_options(bootstrap), enable_idempotence=True, acks="all", linger_ms=5, max_batch_size=256 * 1024
     )
     await sink.start()
     await producer.start()
@@ -148,7 +161,7 @@ async def measure(bootstrap: str, messages: int, size: int, timeout_s: float = 3
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=5)
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = AIOKafkaAdminClient(**admin_options(bootstrap))
         await admin.start()
         try:
             with contextlib.suppress(Exception):

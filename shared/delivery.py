@@ -238,6 +238,7 @@ class UnitOfWork(Generic[R]):
     buffered: bool = False
     outbox: list[OutboxRow] = field(default_factory=list)
     written: int = 0
+    event_ids: list[str] = field(default_factory=list)  # of the events published in this unit of work
 
     async def publish(self, event: Event, *, cause: Cause = None, event_id: str | None = None) -> str:
         cause = cause if cause is not None else self.cause
@@ -250,6 +251,7 @@ class UnitOfWork(Generic[R]):
         )
         trace = context_from(cause.record.headers) if cause is not None else None
         await self.add(event_row(event, attributes, trace))
+        self.event_ids.append(attributes.id)
         return attributes.id
 
     async def add(self, row: OutboxRow) -> None:

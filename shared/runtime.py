@@ -46,7 +46,7 @@ from faststream.kafka.message import KafkaMessage
 from opentelemetry.trace import SpanKind
 
 from shared.db import create_pool
-from shared.delivery import OutboxRelay, PoisonMessage, UnitOfWork, claim_all, describe_error, is_transient
+from shared.delivery import OutboxRelay, PoisonMessage, UnitOfWork, claim_all, describe_error, is_transient, unclaim
 from shared.events import Event
 from shared.kafka_security import client_options, security
 from shared.ops import Metrics, OpsServer
@@ -162,6 +162,7 @@ class ServiceRuntime(Generic[R]):
             logger=None,
             security=security(settings),
             consumer_only=True,  # the relay produces; FastStream needs no producer or admin client of its own
+            allow_auto_create_topics=False,  # topics are declared (shared/topics.py), never created by a consumer
             middlewares=[partial(_RewindOnError, self)],
         )
         self.subscriptions: dict[str, Subscription[Any]] = {}
@@ -175,6 +176,8 @@ class ServiceRuntime(Generic[R]):
         # records, i.e. after the database commit and before the Kafka offset commit.
         self._exit_after_commits = int(os.environ.get("CLUSTERGRANTS_FAULT_EXIT_AFTER_COMMITS", "0"))
         self._commits = 0
+        self._dlt_consumer: AIOKafkaConsumer | None = None
+        self._redrive_task: asyncio.Task[None] | None = None
 
     # -- wiring --------------------------------------------------------------------------------
 
@@ -448,6 +451,118 @@ class ServiceRuntime(Generic[R]):
                 log.warning("fault injection: exiting between database commit and offset commit")
                 os._exit(70)
 
+    # -- redriving parked records ------------------------------------------------------------------
+
+    async def _redrive_loop(self) -> None:
+        """Take the operator's redrive requests (`clustergrants dead-letters redrive`) one at a time."""
+        while True:
+            try:
+                took = await self.redrive_next()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("redrive interrupted; retrying", error=describe_error(error))
+                took = False
+                await asyncio.sleep(1.0)
+            if not took:
+                await asyncio.sleep(self.settings.outbox_poll_interval_s * 2)
+
+    async def redrive_next(self) -> bool:
+        """Process the oldest pending redrive request of this service; False if there is none.
+
+        The parked copy is re-read from the dead-letter topic, put back as the original record (its
+        topic, partition, offset, key, headers and value), its claim is forgotten, and it runs through
+        the contract and handler again, in ONE transaction with the request's outcome. So a redrive
+        happens once, and a record that fails again is parked again, not lost."""
+        assert self.pool is not None and self.relay is not None
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"""SELECT id, dlt_partition, dlt_offset FROM {self.schema}.redrive_requests
+                    WHERE done_at IS NULL ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"""
+            )
+            if row is None:
+                return False
+            uow = self.unit_of_work(conn)
+            with structlog.contextvars.bound_contextvars(redrive=f"{row['dlt_partition']}:{row['dlt_offset']}"):
+                dead = await self._dead_letter(row["dlt_partition"], row["dlt_offset"])
+                outcome = "not found: the dead letter is gone (retention)" if dead is None else await self._redrive(uow, dead)
+                log.info("redrive done", outcome=outcome)
+            await conn.execute(
+                f"UPDATE {self.schema}.redrive_requests SET done_at = now(), outcome = $2 WHERE id = $1", row["id"], outcome
+            )
+            published = uow.published
+            await uow.flush()
+        if published:
+            self.relay.wake()
+        return True
+
+    async def _dead_letter(self, partition: int, offset: int) -> ConsumerRecord[Any, Any] | None:
+        if self._dlt_consumer is None:
+            consumer = AIOKafkaConsumer(**client_options(self.settings), enable_auto_commit=False)
+            await consumer.start()
+            self._dlt_consumer = consumer
+        tp = TopicPartition(topic_name(Topic.DEAD_LETTER, self.settings.topic_prefix), partition)
+        self._dlt_consumer.assign([tp])
+        self._dlt_consumer.seek(tp, offset)
+        batch = await self._dlt_consumer.getmany(tp, timeout_ms=5000, max_records=1)
+        records = batch.get(tp, [])
+        return records[0] if records and records[0].offset == offset else None
+
+    async def _redrive(self, uow: UnitOfWork[R], dead: ConsumerRecord[Any, Any]) -> str:
+        headers = dict(dead.headers or ())
+        meta = {name: (value or b"").decode(errors="replace") for name, value in headers.items() if name.startswith("cg_dlt_")}
+        if meta.get("cg_dlt_group") != self.group:
+            return f"refused: parked by {meta.get('cg_dlt_group', 'nobody')[:80]!r}, not by {self.group}"
+        if meta.get("cg_dlt_truncated") == "true":
+            return "refused: a truncated copy (the record was too large to park whole)"
+        sub = self.subscriptions.get(meta.get("cg_dlt_topic", ""))
+        if sub is None:
+            return f"refused: this service does not consume {meta.get('cg_dlt_topic', '?')[:120]!r}"
+        try:
+            partition, offset = int(meta["cg_dlt_partition"]), int(meta["cg_dlt_offset"])
+        except (KeyError, ValueError):
+            return "refused: the dead letter does not say where it came from"
+        original = ConsumerRecord(
+            meta["cg_dlt_topic"],
+            partition,
+            offset,
+            dead.timestamp,
+            dead.timestamp_type,
+            dead.key,
+            dead.value,
+            None,
+            dead.serialized_key_size,
+            dead.serialized_value_size,
+            tuple((name, value) for name, value in (dead.headers or ()) if not name.startswith("cg_dlt_")),
+        )
+        again = read(original, sub.contract)
+        conn = uow.conn
+        parked = await conn.fetchval(
+            f"""UPDATE {self.schema}.parked SET redriven_at = now()
+                WHERE consumer = $1 AND source = $2 AND event_id = $3 AND redriven_at IS NULL RETURNING true""",
+            self.group,
+            *again.identity,
+        )
+        if not parked:
+            return "refused: not parked now (redriven before, or never parked by this service)"
+        await unclaim(conn, self.schema, self.group, again.identity)
+        await self._claim(uow, [again])
+        if isinstance(again, Rejected):
+            await self._dispose(sub, uow, [again])
+            return f"refused by the contract again: {again.reason}"
+        alone = self.unit_of_work(conn)
+        try:
+            async with conn.transaction():
+                await sub.handler(alone, [again])
+            uow.outbox.extend(alone.outbox)
+        except Exception as error:
+            if is_transient(error):
+                raise
+            await self._park(sub, uow, original, again.identity, describe_error(error), type(error).__name__, 1)
+            return f"parked again: {describe_error(error)[:300]}"
+        self.metrics.processed.labels(sub.topic.value).inc()
+        return "processed"
+
     # -- health and metrics ---------------------------------------------------------------------
 
     async def readiness(self) -> dict[str, bool]:
@@ -520,6 +635,8 @@ class ServiceRuntime(Generic[R]):
         await self.broker.connect()
         self._use_resilient_consumers()
         await self.broker.start()
+        if self.subscriptions:
+            self._redrive_task = asyncio.create_task(self._redrive_loop(), name=f"redrive-{self.name}")
         log.info(
             "service started",
             topics=[sub.topic.value for sub in self.subscriptions.values()],
@@ -537,6 +654,13 @@ class ServiceRuntime(Generic[R]):
             raise RuntimeError("FastStream no longer builds consumers with partial(AIOKafkaConsumer, ...): revisit")
 
     async def stop(self) -> None:
+        if self._redrive_task is not None:
+            self._redrive_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._redrive_task
+        if self._dlt_consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._dlt_consumer.stop()
         with contextlib.suppress(Exception):
             await self.broker.stop()
         if self.relay is not None and self.pool is not None:

@@ -1,24 +1,50 @@
-"""Small helpers for tests on the real broker: publish raw records, collect what topics receive."""
+"""Small helpers for tests on the real broker: publish raw records, collect what topics receive.
+
+Every client here authenticates as the principal that may do what it does (shared/acl.py): a record
+is published by its topic's legitimate producer (a portal for the submitted topic, the producing
+service otherwise), topics are read by the agency reader (public topics) or the operator (dead
+letters). Credentials come from the stack's credentials file (deploy/local/kafka_users.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from shared.topics import Topic, topic_name
+from deploy.local.kafka_users import client_options
+from shared.acl import ADMIN, producer_of, reader_of
+from shared.topics import TOPIC_SPECS, Topic, topic_name
+
+
+def topic_of(name: str) -> Topic | None:
+    """The project topic a (possibly prefixed) topic name is, if any."""
+    return next((t for t in Topic if name.endswith(t.value)), None)
+
+
+def kafka_options(principal: str, bootstrap: str | None = None) -> dict[str, Any]:
+    """aiokafka keyword arguments (bootstrap included) for a client acting as `principal`."""
+    return client_options(principal, bootstrap)
 
 
 async def publish_raw(
-    bootstrap: str, topic: str, value: bytes | None, key: bytes | None = None, headers: list[tuple[str, bytes]] | None = None
+    bootstrap: str,
+    topic: str,
+    value: bytes | None,
+    key: bytes | None = None,
+    headers: list[tuple[str, bytes]] | None = None,
+    *,
+    principal: str | None = None,
 ) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    """Publish one record as `principal` (default: the topic's legitimate producer)."""
+    known = topic_of(topic)
+    who = principal or (producer_of(known) if known is not None else ADMIN)
+    producer = AIOKafkaProducer(**kafka_options(who, bootstrap), enable_idempotence=True, acks="all")
     await producer.start()
     try:
         await producer.send_and_wait(topic, value=value, key=key, headers=headers or [])
@@ -27,35 +53,46 @@ async def publish_raw(
 
 
 class Collector:
-    """Reads every record of the given topics (from the beginning) in the background."""
+    """Reads every record of the given topics (from the beginning) in the background.
+
+    Each topic is read by a principal that may read it (the agency reader where it can), one consumer
+    per principal, with the topics' partitions assigned (no consumer group: nothing to join or commit).
+    """
 
     def __init__(self, bootstrap: str, prefix: str, topics: list[Topic]) -> None:
         self.prefix = prefix
         self.names = {topic_name(t, prefix): t for t in topics}
-        self.consumer = AIOKafkaConsumer(
-            *self.names,
-            bootstrap_servers=bootstrap,
-            group_id=f"test-collector-{secrets.token_hex(4)}",
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-        )
+        readers: dict[str, list[TopicPartition]] = defaultdict(list)
+        for topic in topics:
+            readers[reader_of(topic)] += [
+                TopicPartition(topic_name(topic, prefix), p) for p in range(TOPIC_SPECS[topic].partitions)
+            ]
+        self.consumers = []
+        for principal, partitions in readers.items():
+            consumer = AIOKafkaConsumer(
+                **kafka_options(principal, bootstrap), auto_offset_reset="earliest", enable_auto_commit=False
+            )
+            self.consumers.append((consumer, partitions))
         self.records: dict[Topic, list[ConsumerRecord[bytes, bytes]]] = defaultdict(list)
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def __aenter__(self) -> Collector:
-        await self.consumer.start()
-        self._task = asyncio.create_task(self._run())
+        for consumer, partitions in self.consumers:
+            await consumer.start()
+            consumer.assign(partitions)
+            self._tasks.append(asyncio.create_task(self._run(consumer)))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        await self.consumer.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for consumer, _ in self.consumers:
+            await consumer.stop()
 
-    async def _run(self) -> None:
+    async def _run(self, consumer: AIOKafkaConsumer) -> None:
         while True:
-            batch = await self.consumer.getmany(timeout_ms=200)
+            batch = await consumer.getmany(timeout_ms=200)
             for records in batch.values():
                 for record in records:
                     self.records[self.names[record.topic]].append(record)
@@ -97,14 +134,16 @@ class _UndecodableName(str):
 
 
 async def publish_with_undecodable_header_name(
-    bootstrap: str, topic: str, partition: int, value: bytes, key: bytes | None = None
+    bootstrap: str, topic: str, partition: int, value: bytes, key: bytes | None = None, *, principal: str | None = None
 ) -> None:
     """Publish one record whose header NAME is not UTF-8, as a client written in C may: Java and Python
     clients cannot, but the broker stores whatever bytes arrive. Built with aiokafka's pure-Python batch
     builder (the C one refuses the name before it reaches the wire)."""
     from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False, acks="all")
+    known = topic_of(topic)
+    who = principal or (producer_of(known) if known is not None else ADMIN)
+    producer = AIOKafkaProducer(**kafka_options(who, bootstrap), enable_idempotence=False, acks="all")
     await producer.start()
     try:
         batch = producer.create_batch()

@@ -1,4 +1,8 @@
-"""Run the services as separate OS processes for e2e tests; stop them by process id."""
+"""Run the services as separate OS processes for e2e tests; stop them by process id.
+
+Each service authenticates to Kafka as its own principal (shared/acl.py), with the password from
+the stack's credentials file (deploy/local/kafka_users.py), unless `env` names one explicitly.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from deploy.local.kafka_users import principal_env
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("intake", "eligibility", "budget", "notify")
@@ -26,6 +32,7 @@ class ServiceProcesses:
         # A recipient-reference key of this run's own (notify refuses to start without one).
         ref_key = {"NOTIFY_RECIPIENT_REF_KEY": secrets.token_hex(32)}
         self.env = {**ref_key, **os.environ, **env, "LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1"}
+        self._own_kafka_credentials = {k: v for k, v in env.items() if k.startswith(("KAFKA_SASL_", "KAFKA_SECURITY_"))}
         self.log_dir = log_dir
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.ops_ports = {name: free_port() for name in SERVICES}
@@ -35,7 +42,8 @@ class ServiceProcesses:
 
     def start(self, name: str) -> None:
         log = self.log(name).open("ab")
-        env = {**self.env, "OPS_HTTP_PORT": str(self.ops_ports[name])}
+        kafka = principal_env(name) | self._own_kafka_credentials
+        env = {**self.env, **kafka, "OPS_HTTP_PORT": str(self.ops_ports[name])}
         self.procs[name] = subprocess.Popen(
             [sys.executable, "-m", f"services.{name}"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
         )

@@ -34,7 +34,7 @@ HEADER = """\
 def resource(topic: Topic) -> dict:
     spec = TOPIC_SPECS[topic]
     return {
-        "apiVersion": "kafka.strimzi.io/v1beta2",
+        "apiVersion": "kafka.strimzi.io/v1",  # Strimzi 1.0 and later serve only v1
         "kind": "KafkaTopic",
         "metadata": {"name": topic.value},
         "spec": {

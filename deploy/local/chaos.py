@@ -8,7 +8,9 @@ restarted; then the invariants are checked from the database and the topics.
 Full mode starts its own Kafka (KRaft) and PostgreSQL with deploy/local/stack.py's classes, on its own
 ports and state folder (CLUSTERGRANTS_KAFKA_PORT / CLUSTERGRANTS_PG_PORT / CLUSTERGRANTS_STATE_DIR,
 defaults 29192 / 26532 / .local/chaos), restarts the broker once (SIGKILL, by pid) and PostgreSQL once
-(SIGQUIT: immediate shutdown, crash recovery on start), and stops both by pid at the end.
+(SIGQUIT: immediate shutdown, crash recovery on start), and stops both by pid at the end. Its broker
+authenticates and authorizes like the stack's (users, passwords and ACLs of its own state folder);
+every client of the run acts as its own principal (shared/acl.py).
 
 Checked at the end (exit 1 on any violation): every valid application has exactly one decision, at
 most one commitment (committed or refused, never both), exactly one notification per channel (e-mail,
@@ -150,6 +152,9 @@ class OwnInfra:
     def start(self) -> tuple[str, str]:
         self.pg.start()
         self.kafka.start()
+        # Every client of the run (services, submitter, tracker) authenticates against this broker with
+        # the credentials of its own state folder (deploy/local/kafka_users.py).
+        os.environ.update(self.kafka.client_env())
         return self.kafka.bootstrap, self.pg.url
 
     def restart_kafka(self) -> float:
@@ -540,9 +545,9 @@ def main() -> int:
     try:
         if infra is not None:
             bootstrap, server = infra.start()
-            from deploy.local.stack import prepare
+            from deploy.local.stack import ADMIN, prepare
 
-            prepare({**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": server})
+            prepare({**os.environ, **infra.kafka.client_env(ADMIN), "DATABASE_URL": server})
         else:
             bootstrap, server = os.environ["KAFKA_BOOTSTRAP_SERVERS"], os.environ["DATABASE_URL"]
         with tempfile.TemporaryDirectory(prefix="cg-chaos-") as tmp:

@@ -2,7 +2,8 @@
 outcomes on the public topics, and print one row per submission.
 
 Runs under deploy/local/stack.py, which starts Kafka, PostgreSQL, the mail sink and the services
-and sets INTAKE_URL, KAFKA_BOOTSTRAP_SERVERS and TOPIC_PREFIX.
+and sets INTAKE_URL, KAFKA_BOOTSTRAP_SERVERS and TOPIC_PREFIX. It reads the outcomes as an agency
+system would: as the `agency-reader` principal, in a consumer group named `agency.*` (shared/acl.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pathlib import Path
 import httpx
 from aiokafka import AIOKafkaConsumer
 
+from deploy.local.kafka_users import client_options
+from shared.acl import AGENCY_GROUP_PREFIX, AGENCY_READER
 from shared.topics import Topic, topic_name
 
 SAMPLES = Path(__file__).with_name("samples")
@@ -98,8 +101,8 @@ async def main() -> int:
     run = secrets.token_hex(3)
     consumer = AIOKafkaConsumer(
         *[topic_name(t, prefix) for t in WATCHED],
-        bootstrap_servers=os.environ["KAFKA_BOOTSTRAP_SERVERS"],
-        group_id=f"demo-{run}",
+        **client_options(AGENCY_READER, os.environ["KAFKA_BOOTSTRAP_SERVERS"]),
+        group_id=f"{AGENCY_GROUP_PREFIX}demo-{run}",
         auto_offset_reset="latest",
         enable_auto_commit=False,
     )

@@ -1,16 +1,30 @@
 """Start the local infrastructure (Apache Kafka in KRaft mode, PostgreSQL, a mail sink), optionally the
 four services, run a command against it all, and stop everything it started, by process id.
 
-    python deploy/local/stack.py [--services] [--mail] [-- COMMAND ...]
+    python deploy/local/stack.py [--services] [--mail] [--tls] [-- COMMAND ...]
 
 Without a command it runs in the foreground until Ctrl-C. Kafka's jars come from Maven Central
 (`deploy/local/kafka/pom.xml`) and are cached under the state folder (`.local/` by default, git
 ignores it), so a second run starts in seconds. PostgreSQL comes from Debian's packages (installed
 when missing) and runs as the project's own cluster on its own port and data folder.
 
+Kafka authenticates every client (SASL/SCRAM-SHA-512) and authorizes it by the ACLs of
+`shared/acl.py`: the stack creates the users (the admin with the storage tool when it formats,
+everyone through the Admin API at each start) and makes the broker's ACLs exactly the table's, both
+idempotently. Passwords are generated once per state folder (`<state>/secrets/`, 0600; see
+deploy/local/kafka_users.py). Each service runs as its own principal, the command (`-- ...`) gets
+the `operator`'s credentials and `CLUSTERGRANTS_KAFKA_CREDENTIALS` (the credentials file, for tools
+and tests that act as another principal). With `--tls` the client listener is SASL_SSL and
+PostgreSQL accepts TLS connections only, with certificates from a CA the stack generates
+(deploy/local/tls.py).
+
+While it runs, `<state>/stack.env` (0600) holds the connection settings the operator's CLI uses
+(the `operator` principal); it is removed on exit. URLs and ports are printed at start; passwords
+never are.
+
 If `KAFKA_BOOTSTRAP_SERVERS` or `DATABASE_URL` is already set, that server is used and nothing is
-started for it. A previous run that crashed leaves pid files; the processes they name are stopped
-(if still ours) before starting again.
+started for it (its credentials are then yours to set). A previous run that crashed leaves pid
+files; the processes they name are stopped (if still ours) before starting again.
 """
 
 from __future__ import annotations
@@ -31,11 +45,24 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+
+from deploy.local.kafka_users import (  # noqa: E402
+    CONTROLLER,
+    CREDENTIALS_ENV,
+    KafkaCredentials,
+    credentials_path,
+    write_private,
+)
+from deploy.local.tls import TlsFiles  # noqa: E402
+from shared.acl import ADMIN, AGENCY_READER, OPERATOR  # noqa: E402
+from shared.topics import Topic, topic_name  # noqa: E402
 
 KAFKA_VERSION = "4.1.1"
 STATE = Path(os.environ.get("CLUSTERGRANTS_STATE_DIR", ROOT / ".local"))
@@ -185,33 +212,64 @@ def postgres_owner() -> pwd.struct_passwd | None:
     return pwd.getpwnam("postgres") if os.geteuid() == 0 else None
 
 
-def postgres_datadir(owner: pwd.struct_passwd | None) -> Path:
-    preferred = STATE / "postgres"
+def postgres_datadir(owner: pwd.struct_passwd | None, state: Path = STATE) -> Path:
+    preferred = state / "postgres"
     if owner is None:
         return preferred
-    STATE.mkdir(parents=True, exist_ok=True)
-    check = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(STATE)], check=False)
+    state.mkdir(parents=True, exist_ok=True)
+    check = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", str(state)], check=False)
     if check.returncode == 0:
         return preferred
     # The checkout sits in a folder the postgres user cannot enter (a 0700 temp dir, say).
-    tag = hashlib.sha256(str(ROOT).encode()).hexdigest()[:10]
-    return Path(f"/var/tmp/clustergrants-{tag}/postgres")  # noqa: S108  (owned by postgres, per checkout)
+    # Per state folder (the default folder keeps the name it had when the tag was per checkout).
+    tag = hashlib.sha256(str(ROOT if state == ROOT / ".local" else state.resolve()).encode()).hexdigest()[:10]
+    return Path(f"/var/tmp/clustergrants-{tag}/postgres")  # noqa: S108  (owned by postgres, per state folder)
 
 
 class Postgres:
-    def __init__(self) -> None:
+    """The project's own PostgreSQL cluster on `port`; with `tls`, TLS connections only (hostssl)."""
+
+    def __init__(self, state: Path = STATE, port: int = PG_PORT, tls: TlsFiles | None = None) -> None:
+        self.state = state
+        self.port = port
+        self.tls = tls
         self.proc: subprocess.Popen[bytes] | None = None
         self.owner = postgres_owner()
-        self.datadir = postgres_datadir(self.owner)
-        self.log = STATE / "logs" / "postgres.log"
+        self.datadir = postgres_datadir(self.owner, state)
+        self.log = state / "logs" / "postgres.log"
 
     @property
     def url(self) -> str:
-        return f"postgresql://{PG_USER}@127.0.0.1:{PG_PORT}/{PG_DB}"
+        return f"postgresql://{PG_USER}@127.0.0.1:{self.port}/{PG_DB}"
+
+    def client_env(self) -> dict[str, str]:
+        """The settings a client of this server uses (shared/settings.py)."""
+        env = {"DATABASE_URL": self.url}
+        if self.tls is not None:
+            env |= {"DATABASE_SSL_MODE": "verify-full", "DATABASE_SSL_ROOT_CERT": str(self.tls.ca_cert)}
+        return env
 
     def _chown(self, path: Path) -> None:
         if self.owner is not None:
             os.chown(path, self.owner.pw_uid, self.owner.pw_gid)
+
+    def _tls_options(self) -> list[str]:
+        """Copies of the server's pair in the data folder (PostgreSQL wants to own its key, 0600) and an
+        hba file that refuses every TCP connection without TLS."""
+        if self.tls is None:
+            return []
+        cert, key, hba = self.datadir / "server.crt", self.datadir / "server.key", self.datadir / "pg_hba.tls.conf"
+        cert.write_bytes(self.tls.server_cert.read_bytes())
+        key.touch(mode=0o600)
+        os.chmod(key, 0o600)
+        key.write_bytes(self.tls.server_key.read_bytes())
+        hba.write_text(
+            "# written by deploy/local/stack.py --tls: TCP only over TLS\n"
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 0.0.0.0/0 reject\n"
+        )
+        for path in (cert, key, hba):
+            self._chown(path)
+        return ["-c", "ssl=on", "-c", f"ssl_cert_file={cert}", "-c", f"ssl_key_file={key}", "-c", f"hba_file={hba}"]
 
     def start(self) -> None:
         started = time.monotonic()
@@ -236,8 +294,8 @@ class Postgres:
                 user=self.owner.pw_uid if self.owner else None,
                 group=self.owner.pw_gid if self.owner else None,
             )
-        if not port_free(PG_PORT):
-            raise SystemExit(f"port {PG_PORT} is taken by another program: set CLUSTERGRANTS_PG_PORT or DATABASE_URL")
+        if not port_free(self.port):
+            raise SystemExit(f"port {self.port} is taken by another program: set CLUSTERGRANTS_PG_PORT or DATABASE_URL")
         self.log.parent.mkdir(parents=True, exist_ok=True)
         log = self.log.open("ab")
         # fsync off: a test cluster need not survive an OS crash; a killed postgres still recovers
@@ -248,7 +306,7 @@ class Postgres:
                 "-D",
                 str(self.datadir),
                 "-c",
-                f"port={PG_PORT}",
+                f"port={self.port}",
                 "-c",
                 "listen_addresses=127.0.0.1",
                 "-c",
@@ -263,6 +321,7 @@ class Postgres:
                 "shared_buffers=256MB",
                 "-c",
                 "log_min_messages=warning",
+                *self._tls_options(),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -272,23 +331,29 @@ class Postgres:
             start_new_session=True,
         )
         wait_until("PostgreSQL", lambda: self._ready(bindir), 60, self.proc, self.log)
-        self._create_database(bindir)
-        say(f"PostgreSQL ready on 127.0.0.1:{PG_PORT} (pid {self.proc.pid}) in {time.monotonic() - started:.1f} s")
+        self._create_database()
+        mode = " (TLS only)" if self.tls else ""
+        say(f"PostgreSQL ready on 127.0.0.1:{self.port}{mode} (pid {self.proc.pid}) in {time.monotonic() - started:.1f} s")
 
     def _ready(self, bindir: Path) -> bool:
         probe = subprocess.run(
-            [str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(PG_PORT), "-U", PG_USER, "-d", "postgres"],
+            [str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port), "-U", PG_USER, "-d", "postgres"],
             check=False,
         )
         return probe.returncode == 0
 
-    def _create_database(self, bindir: Path) -> None:
-        psql = ["psql", "-h", "127.0.0.1", "-p", str(PG_PORT), "-U", PG_USER, "-d", "postgres", "-tAq"]
+    def _create_database(self) -> None:
+        psql = ["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", PG_USER, "-d", "postgres", "-tAq"]
+        env = {**os.environ, "PGSSLMODE": "verify-full", "PGSSLROOTCERT": str(self.tls.ca_cert)} if self.tls else None
         exists = subprocess.run(
-            [*psql, "-c", f"SELECT 1 FROM pg_database WHERE datname = '{PG_DB}'"], check=True, capture_output=True, text=True
+            [*psql, "-c", f"SELECT 1 FROM pg_database WHERE datname = '{PG_DB}'"],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=env,
         ).stdout.strip()
         if exists != "1":
-            subprocess.run([*psql, "-c", f"CREATE DATABASE {PG_DB}"], check=True)
+            subprocess.run([*psql, "-c", f"CREATE DATABASE {PG_DB}"], check=True, env=env)
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -303,18 +368,74 @@ class Postgres:
 
 
 class Kafka:
-    def __init__(self) -> None:
-        self.home = STATE / "kafka"
-        self.libs = self.home / f"libs-{KAFKA_VERSION}"
+    """One KRaft node on `port` (controller on `port + 1`) that authenticates and authorizes everyone.
+
+    Its users and ACLs come from shared/acl.py; their passwords from the state folder's credentials
+    file (created on first use). With `tls`, the client listener is SASL_SSL.
+    """
+
+    def __init__(
+        self,
+        state: Path = STATE,
+        port: int = KAFKA_PORT,
+        tls: TlsFiles | None = None,
+        topic_prefix: str | None = None,
+        libs: Path | None = None,
+    ) -> None:
+        """`libs`: Kafka's jars resolved elsewhere (another state folder's cache), read-only."""
+        self.state = state
+        self.port = port
+        self.controller_port = port + 1
+        self.tls = tls
+        self.topic_prefix = os.environ.get("TOPIC_PREFIX", "") if topic_prefix is None else topic_prefix
+        self.home = state / "kafka"
+        self.libs = libs or self.home / f"libs-{KAFKA_VERSION}"
         self.data = self.home / "data"
         self.pidfile = self.home / "kafka.pid"
         self.props = self.home / "server.properties"
-        self.log = STATE / "logs" / "kafka.log"
+        self.formatted = self.home / "formatted-with-scram"
+        self.log = state / "logs" / "kafka.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.credentials: KafkaCredentials | None = None
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{KAFKA_PORT}"
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def protocol(self) -> str:
+        return "SASL_SSL" if self.tls else "SASL_PLAINTEXT"
+
+    def client_env(self, principal: str | None = None) -> dict[str, str]:
+        """The settings (shared/settings.py) of a client of this broker; as `principal` if given."""
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "KAFKA_SECURITY_PROTOCOL": self.protocol,
+            "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            CREDENTIALS_ENV: str(credentials_path(self.state)),
+        }
+        if self.tls:
+            env["KAFKA_SSL_CAFILE"] = str(self.tls.ca_cert)
+        if principal is not None:
+            assert self.credentials is not None, "start() first"
+            env |= {"KAFKA_SASL_USERNAME": principal, "KAFKA_SASL_PASSWORD": self.credentials.passwords[principal]}
+        return env
+
+    def options(self, principal: str = ADMIN) -> dict[str, Any]:
+        """aiokafka keyword arguments of a client of this broker acting as `principal`."""
+        from shared.kafka_security import client_options
+        from shared.settings import CommonSettings
+
+        env = self.client_env(principal)
+        return client_options(
+            CommonSettings(
+                kafka_bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
+                kafka_security_protocol=env["KAFKA_SECURITY_PROTOCOL"],  # type: ignore[arg-type]
+                kafka_sasl_username=principal,
+                kafka_sasl_password=env["KAFKA_SASL_PASSWORD"],  # type: ignore[arg-type]
+                kafka_ssl_cafile=env.get("KAFKA_SSL_CAFILE"),
+            )
+        )
 
     def resolve_jars(self) -> None:
         if (self.libs / ".complete").exists():
@@ -346,15 +467,35 @@ class Kafka:
         shutil.rmtree(self.libs, ignore_errors=True)
         staging.rename(self.libs)
 
-    def configure(self) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
-        self.props.write_text(
+    def _properties(self, store: KafkaCredentials) -> str:
+        text = (
             (ROOT / "deploy/local/kafka/server.properties")
             .read_text()
-            .replace("@KAFKA_PORT@", str(KAFKA_PORT))
-            .replace("@CONTROLLER_PORT@", str(CONTROLLER_PORT))
+            .replace("@KAFKA_PORT@", str(self.port))
+            .replace("@CONTROLLER_PORT@", str(self.controller_port))
             .replace("@LOG_DIRS@", str(self.data))
+            .replace("@CLIENT_PROTOCOL@", self.protocol)
+            .replace("@ADMIN_PASSWORD@", store.passwords[ADMIN])
+            .replace("@CONTROLLER_PASSWORD@", store.passwords[CONTROLLER])
         )
+        if self.tls:
+            # One PEM file with the key and the chain (Kafka's PEM key store); the CA for the broker's
+            # own client side (inter-broker traffic goes over the client listener).
+            keystore = self.home / "keystore.pem"
+            write_private(keystore, self.tls.server_key.read_text() + self.tls.server_cert.read_text())
+            text += (
+                "\n# TLS on the client listener (deploy/local/stack.py --tls)\n"
+                f"ssl.keystore.type=PEM\nssl.keystore.location={keystore}\n"
+                f"ssl.truststore.type=PEM\nssl.truststore.location={self.tls.ca_cert}\n"
+            )
+        return text
+
+    def configure(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        path = credentials_path(self.state)
+        had_credentials = path.exists()
+        store = self.credentials = KafkaCredentials.load_or_create(path)
+        write_private(self.props, self._properties(store))
         cluster_id_file = self.home / "cluster-id"
         if not cluster_id_file.exists():
             # 16 random bytes, URL-safe base64 without padding; never starting with '-'.
@@ -365,8 +506,16 @@ class Kafka:
                 if not cid.startswith("-"):
                     break
             cluster_id_file.write_text(cid)
+        if (self.data / "meta.properties").exists() and not (self.formatted.exists() and had_credentials):
+            # Formatted before the broker authenticated, or its admin's password is gone: nobody could
+            # administer it. Local data only: start it afresh.
+            say(f"Kafka's data in {self.data} has no admin user this stack knows: formatting it afresh")
+            shutil.rmtree(self.data)
+            self.formatted.unlink(missing_ok=True)
         if not (self.data / "meta.properties").exists():
-            subprocess.run(
+            # The admin exists from the first start (KIP-900); everyone else is created through the
+            # Admin API once the broker runs (secure()), so that a later principal is created the same way.
+            formatted = subprocess.run(
                 [
                     "java",
                     "-cp",
@@ -378,17 +527,24 @@ class Kafka:
                     "-c",
                     str(self.props),
                     "--ignore-formatted",
+                    "--add-scram",
+                    f"SCRAM-SHA-512=[name={ADMIN},password={store.passwords[ADMIN]}]",
                 ],
-                check=True,
+                check=False,  # not check=True: its error would print the command line, password included
                 stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
             )
+            if formatted.returncode != 0:
+                raise SystemExit(f"Kafka's storage tool could not format {self.data}:\n{formatted.stderr[-2000:]}")
+            self.formatted.write_text(f"SCRAM-SHA-512 user {ADMIN}\n")
 
     def start(self) -> None:
         started = time.monotonic()
         stop_stale(self.pidfile, "kafka.Kafka", "Kafka")
         self.resolve_jars()
         self.configure()
-        for port in (KAFKA_PORT, CONTROLLER_PORT):
+        for port in (self.port, self.controller_port):
             if not port_free(port):
                 raise SystemExit(
                     f"port {port} is taken by another program: set CLUSTERGRANTS_KAFKA_PORT or KAFKA_BOOTSTRAP_SERVERS"
@@ -403,7 +559,7 @@ class Kafka:
                 "-XX:+UseSerialGC",
                 "-XX:TieredStopAtLevel=1",
                 f"-Dlog4j2.configurationFile={ROOT / 'deploy/local/kafka/log4j2.yaml'}",
-                f"-Dkafka.logs.dir={STATE / 'logs'}",
+                f"-Dkafka.logs.dir={self.state / 'logs'}",
                 "-cp",
                 f"{self.libs}/*",
                 "kafka.Kafka",
@@ -414,15 +570,19 @@ class Kafka:
             start_new_session=True,
         )
         self.pidfile.write_text(str(self.proc.pid))
-        wait_until("Kafka", lambda: port_open(KAFKA_PORT), 90, self.proc, self.log)
+        wait_until("Kafka", lambda: port_open(self.port), 90, self.proc, self.log)
         wait_until("Kafka metadata", self._ready, 60, self.proc, self.log)
-        say(f"Kafka {KAFKA_VERSION} ready on {self.bootstrap} (pid {self.proc.pid}) in {time.monotonic() - started:.1f} s")
+        self.secure()
+        say(
+            f"Kafka {KAFKA_VERSION} ready on {self.bootstrap} ({self.protocol}, SCRAM-SHA-512; controller "
+            f"{self.controller_port}, SASL PLAIN) (pid {self.proc.pid}) in {time.monotonic() - started:.1f} s"
+        )
 
     def _ready(self) -> bool:
         from aiokafka.admin import AIOKafkaAdminClient
 
         async def probe() -> bool:
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=3000)
+            admin = AIOKafkaAdminClient(**self.options(), request_timeout_ms=3000)
             try:
                 await admin.start()
                 await admin.list_topics()
@@ -434,6 +594,36 @@ class Kafka:
                     await admin.close()
 
         return asyncio.run(probe())
+
+    def secure(self) -> None:
+        """Every principal's SCRAM credential (an upsert) and exactly the table's ACLs: for this prefix,
+        and for every other prefix the broker has ACLs of (earlier test runs), so that no grant the
+        table does not make survives a start."""
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        from shared import kafka_admin
+
+        store = self.credentials
+        assert store is not None
+
+        async def apply() -> dict[str, int]:
+            admin = AIOKafkaAdminClient(**self.options(), request_timeout_ms=15000)
+            await admin.start()
+            try:
+                await kafka_admin.upsert_users(admin, store.users())
+                changes = await kafka_admin.sync_acls(admin, store.portals, self.topic_prefix, every_prefix=True)
+            finally:
+                await admin.close()
+            await kafka_admin.wait_until_authorized(
+                self.options(AGENCY_READER), topic_name(Topic.ELIGIBILITY_DECIDED, self.topic_prefix)
+            )
+            return changes
+
+        changes = asyncio.run(apply())
+        say(
+            f"Kafka users: {', '.join(store.principals())} (+ {ADMIN}); ACLs of shared/acl.py: "
+            f"{changes['created']} created, {changes['deleted']} removed, {changes['kept']} unchanged"
+        )
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -477,34 +667,54 @@ class Child:
         self.pidfile.unlink(missing_ok=True)
 
 
+@dataclass
+class Running:
+    """What `infrastructure` started (None: the environment named a server of its own)."""
+
+    env: dict[str, str]
+    kafka: Kafka | None = None
+    postgres: Postgres | None = None
+
+    def as_principal(self, principal: str) -> dict[str, str]:
+        """`env` with the Kafka credentials of `principal` (unchanged when Kafka is not ours)."""
+        return {**self.env, **self.kafka.client_env(principal)} if self.kafka else dict(self.env)
+
+
 def prepare(env: dict[str, str]) -> None:
-    """Apply migrations and create topics (both idempotent)."""
+    """Apply migrations and create topics (both idempotent); `env` must name a principal that may create topics."""
     python = sys.executable
     subprocess.run([python, "-m", "shared.migrate"], cwd=ROOT, env=env, check=True)
     subprocess.run([python, "-m", "shared.kafka_admin", "create-topics"], cwd=ROOT, env=env, check=True)
 
 
 @contextlib.contextmanager
-def infrastructure(mail: bool) -> Iterator[dict[str, str]]:
+def infrastructure(mail: bool, tls: bool = False) -> Iterator[Running]:
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     started: list[Postgres | Kafka | Child] = []
     stop_stale_children()
+    running = Running(env)
+    files = None
+    if tls:
+        from deploy.local import tls as local_tls
+
+        files = local_tls.ensure(STATE / "tls")
+        say(f"TLS: CA {files.ca_cert.relative_to(ROOT) if files.ca_cert.is_relative_to(ROOT) else files.ca_cert}")
     try:
         if "DATABASE_URL" not in env:
-            pg = Postgres()
+            pg = running.postgres = Postgres(tls=files)
             started.append(pg)
             pg.start()
-            env["DATABASE_URL"] = pg.url
+            env |= pg.client_env()
         else:
             say("DATABASE_URL is set: using that PostgreSQL, starting none")
         if "KAFKA_BOOTSTRAP_SERVERS" not in env:
-            kafka = Kafka()
+            kafka = running.kafka = Kafka(tls=files)
             started.append(kafka)
             kafka.start()
-            env["KAFKA_BOOTSTRAP_SERVERS"] = kafka.bootstrap
+            env |= kafka.client_env()
         else:
-            say("KAFKA_BOOTSTRAP_SERVERS is set: using that Kafka, starting none")
+            say("KAFKA_BOOTSTRAP_SERVERS is set: using that Kafka (and its credentials), starting none")
         if mail and "SMTP_HOST" not in env:
             maildir = STATE / "mail"
             for sub in ("tmp", "new", "cur"):  # a Maildir
@@ -529,7 +739,7 @@ def infrastructure(mail: bool) -> Iterator[dict[str, str]]:
             wait_until("mail sink", lambda: port_open(SMTP_PORT), 20, sink.proc, sink.log)
             env["SMTP_HOST"], env["SMTP_PORT"] = "127.0.0.1", str(SMTP_PORT)
             say(f"mail sink (aiosmtpd) on 127.0.0.1:{SMTP_PORT} writes to {maildir}")
-        yield env
+        yield running
     finally:
         for thing in reversed(started):
             try:
@@ -538,25 +748,28 @@ def infrastructure(mail: bool) -> Iterator[dict[str, str]]:
                 say(f"could not stop {type(thing).__name__}: {error}")
 
 
-def start_services(env: dict[str, str], foreground: bool) -> list[Child]:
-    env = {**env, "INTAKE_HTTP_PORT": str(HTTP_PORT)}
+def start_services(running: Running, foreground: bool) -> list[Child]:
     # Local stand-ins for what an agency decides (see the files: not figures from any document).
-    env.setdefault("ELIGIBILITY_OPERATOR_PARAMETERS_FILE", str(ROOT / "deploy/local/operator-parameters.yaml"))
-    env.setdefault("BUDGET_POTS_FILE", str(ROOT / "deploy/local/budget-pots.yaml"))
     # notify's recipient-reference key: generated once per checkout, kept in the state folder.
     ref_key = STATE / "notify-recipient-ref.key"
     if not ref_key.exists():
         ref_key.parent.mkdir(parents=True, exist_ok=True)
         ref_key.write_text(secrets.token_hex(32))
         ref_key.chmod(0o600)
-    env.setdefault("NOTIFY_RECIPIENT_REF_KEY", ref_key.read_text().strip())
-    if foreground:
-        env.setdefault("LOG_FORMAT", "console")
-    # Each service's /healthz, /readyz and /metrics on its own port: 28081 intake ... 28084 notify.
-    children = [
-        Child(name, [sys.executable, "-m", f"services.{name}"], {**env, "OPS_HTTP_PORT": str(HTTP_PORT + 1 + i)}, foreground)
-        for i, name in enumerate(SERVICES)
-    ]
+    base = {
+        # Local stand-ins for what an agency decides (see the files: not figures from any document).
+        "ELIGIBILITY_OPERATOR_PARAMETERS_FILE": str(ROOT / "deploy/local/operator-parameters.yaml"),
+        "BUDGET_POTS_FILE": str(ROOT / "deploy/local/budget-pots.yaml"),
+        "NOTIFY_RECIPIENT_REF_KEY": ref_key.read_text().strip(),
+        **({"LOG_FORMAT": "console"} if foreground else {}),
+    }
+    # Each service's /healthz, /readyz and /metrics on its own port: 28081 intake ... 28084 notify;
+    # each as its own Kafka principal.
+    children = []
+    for i, name in enumerate(SERVICES):
+        # The environment's own choices win over the local defaults in `base`.
+        env = {**base, **running.as_principal(name), "INTAKE_HTTP_PORT": str(HTTP_PORT), "OPS_HTTP_PORT": str(HTTP_PORT + 1 + i)}
+        children.append(Child(name, [sys.executable, "-m", f"services.{name}"], env, foreground))
     wait_until("intake HTTP", lambda: port_open(HTTP_PORT), 60, children[0].proc, children[0].log)
     say(
         f"services started: {', '.join(f'{c.name} (pid {c.proc.pid})' for c in children)}; "
@@ -566,10 +779,53 @@ def start_services(env: dict[str, str], foreground: bool) -> list[Child]:
     return children
 
 
+# --- the connection file of the operator's command line -------------------------------------------
+
+STACK_ENV = STATE / "stack.env"
+STACK_ENV_KEYS = (
+    "DATABASE_URL",
+    "DATABASE_SSL_MODE",
+    "DATABASE_SSL_ROOT_CERT",
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "KAFKA_SECURITY_PROTOCOL",
+    "KAFKA_SASL_MECHANISM",
+    "KAFKA_SASL_USERNAME",
+    "KAFKA_SASL_PASSWORD",
+    "KAFKA_SSL_CAFILE",
+    "INTAKE_URL",
+    "INTAKE_TOKEN",
+    "TOPIC_PREFIX",
+)
+
+
+def write_stack_env(env: dict[str, str], path: Path = STACK_ENV) -> None:
+    """`KEY=VALUE` lines (0600) of what the operator's CLI needs: the stack's servers as `operator`."""
+    lines = [
+        "# Written by deploy/local/stack.py while it runs; removed when it stops. Keep private (a password).",
+        *(f"{key}={env[key]}" for key in STACK_ENV_KEYS if env.get(key)),
+    ]
+    write_private(path, "\n".join(lines) + "\n")
+
+
+def announce(env: dict[str, str], services: bool) -> None:
+    """The URLs and ports of this run (never a password)."""
+    parts = [f"PostgreSQL {env.get('DATABASE_URL', '?')}"]
+    if env.get("DATABASE_SSL_MODE"):
+        parts[-1] += f" (sslmode {env['DATABASE_SSL_MODE']})"
+    parts.append(f"Kafka {env.get('KAFKA_BOOTSTRAP_SERVERS', '?')} ({env.get('KAFKA_SECURITY_PROTOCOL', 'PLAINTEXT')})")
+    if services:
+        parts.append(f"intake {env['INTAKE_URL']} (bearer token: INTAKE_TOKEN in the file below)")
+    if env.get("TOPIC_PREFIX"):
+        parts.append(f"topic prefix {env['TOPIC_PREFIX']!r}")
+    shown = STACK_ENV.relative_to(ROOT) if STACK_ENV.is_relative_to(ROOT) else STACK_ENV
+    say(f"{'; '.join(parts)}. Connection settings of the `{OPERATOR}` principal for the CLI: {shown} (mode 0600)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--services", action="store_true", help="also run the four services")
     parser.add_argument("--mail", action="store_true", help="also run a local SMTP mail sink (aiosmtpd)")
+    parser.add_argument("--tls", action="store_true", help="Kafka over SASL_SSL and PostgreSQL over TLS only (a local CA)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="command to run against the stack (after --)")
     args = parser.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -579,14 +835,19 @@ def main() -> int:
     children: list[Child] = []
     code = 0
     try:
-        with infrastructure(mail=args.mail) as env:
-            prepare(env)
+        with infrastructure(mail=args.mail, tls=args.tls) as running:
+            env = running.env
+            prepare(running.as_principal(ADMIN))
+            env["INTAKE_URL"] = f"http://127.0.0.1:{HTTP_PORT}"
+            env["INTAKE_TOKEN"] = env.get("INTAKE_API_TOKENS", "dev-token").split(",")[0]
+            operator = running.as_principal(OPERATOR)
             try:
+                write_stack_env(operator)
+                announce(operator, args.services)
                 if args.services:
-                    children = start_services(env, foreground=not command)
-                    env["INTAKE_URL"] = f"http://127.0.0.1:{HTTP_PORT}"
+                    children = start_services(running, foreground=not command)
                 if command:
-                    job = subprocess.Popen(command, cwd=ROOT, env=env)
+                    job = subprocess.Popen(command, cwd=ROOT, env=operator)
                     try:
                         code = job.wait()
                     finally:
@@ -602,6 +863,7 @@ def main() -> int:
             finally:
                 for child in reversed(children):
                     child.stop()
+                STACK_ENV.unlink(missing_ok=True)
     except Stopped as why:
         say(f"{why}: stopped everything this run started")
         code = 130

@@ -86,7 +86,7 @@ def test_bad_arguments_get_a_clear_message_not_a_traceback(stack: Stack, tmp_pat
     assert missing.returncode == 2 and "does not exist" in missing.stderr and len(missing.stderr.splitlines()) == 1
 
 
-async def test_dead_letters_are_listed_and_can_be_redriven(stack: Stack) -> None:
+async def test_dead_letters_are_listed_and_redriven_by_the_service_that_parked_them(stack: Stack) -> None:
     from shared.topics import topic_name
     from tests.kafka_tools import publish_raw
 
@@ -98,7 +98,7 @@ async def test_dead_letters_are_listed_and_can_be_redriven(stack: Stack) -> None
         marker.encode(),
         [
             ("ce_id", marker.encode()),
-            ("ce_source", b"/t"),
+            ("ce_source", b"/clustergrants/eligibility"),
             ("ce_specversion", b"1.0"),
             ("ce_type", b"org.clustergrants.eligibility.decided.v1"),
         ],
@@ -116,17 +116,18 @@ async def test_dead_letters_are_listed_and_can_be_redriven(stack: Stack) -> None
         dead_id = f"{record.partition}:{record.offset}"
         unconfirmed = cli(stack, "dead-letters", "redrive", dead_id)
         assert unconfirmed.returncode == 2 and "without confirmation" in unconfirmed.stderr
-        redriven = cli(stack, "dead-letters", "redrive", dead_id, "--yes")
-        assert redriven.returncode == 0 and "redriven: 1" in redriven.stdout, redriven.stdout + redriven.stderr
-        # Audited in the schema of the service whose consumer parked it.
+        # Nothing is republished (the operator may write no topic): the parking service re-reads the copy,
+        # runs it through its contract again, and, the data being junk still, parks it again.
+        redriven = cli(stack, "dead-letters", "redrive", dead_id, "--yes", "--json")
+        assert redriven.returncode == 0, redriven.stdout + redriven.stderr
+        answer = json.loads(redriven.stdout)
+        assert answer["outcomes"] == {dead_id: "refused by the contract again: data_invalid"}, answer
         parked_by = dict(record.headers)["cg_dlt_group"].decode().removeprefix("clustergrants.")
         trail = json.loads(cli(stack, "audit", "--command", "dead-letters redrive", "--json").stdout)
         mine = [r for r in trail if r["arguments"]["ids"] == [dead_id]]
-        assert [(r["service"], r["operator"], r["outcome"]) for r in mine] == [(parked_by, "e2e-operator", "redriven")]
-        assert mine[0]["changes"]["records"][0]["topic"] == topic_name(Topic.ELIGIBILITY_DECIDED, stack.prefix)
-        # Still junk: the consumers park it again (and nothing else happens).
+        assert [(r["service"], r["operator"], r["outcome"]) for r in mine] == [(parked_by, "e2e-operator", "requested")]
         await seen.wait_for(
-            lambda: sum(r.value == f"junk-{marker}".encode() for r in seen.records[Topic.DEAD_LETTER]) == 4,
+            lambda: sum(r.value == f"junk-{marker}".encode() for r in seen.records[Topic.DEAD_LETTER]) == 3,
             what="parked again after the redrive",
         )
     async with httpx.AsyncClient() as client:

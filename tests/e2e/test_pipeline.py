@@ -163,7 +163,7 @@ async def test_poison_message_is_dead_lettered_and_the_next_one_still_flows(stac
         # Same key as the good application: same partition, right in front of it.
         headers = [
             ("ce_id", b"poison-1"),
-            ("ce_source", b"/test"),
+            ("ce_source", b"/clustergrants/intake"),  # from the right producer: only its data is broken
             ("ce_specversion", b"1.0"),
             ("ce_type", b"org.clustergrants.application.received.v1"),
         ]
@@ -182,7 +182,7 @@ async def test_poison_message_is_dead_lettered_and_the_next_one_still_flows(stac
         headers = headers_of(parked)
         assert headers["cg_dlt_topic"] == received_topic
         assert headers["cg_dlt_group"] == "clustergrants.eligibility"
-        assert headers["cg_dlt_error_type"] == "PoisonMessage"
+        assert headers["cg_dlt_error_type"] == "Rejected:data_invalid"
         assert parked.value == b"\x00 not an event"
 
 

@@ -16,16 +16,18 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from deploy.local.kafka_users import client_options, principal_settings
 from shared import runtime as runtime_module
+from shared.acl import ADMIN
 from shared.cloudevents import attributes_for, to_headers
 from shared.delivery import OutboxRelay, PoisonMessage, UnitOfWork, enqueue
 from shared.events import AssessmentSubmitted, CeilingReset, EligibilityDecided, Event
-from shared.kafka_admin import create_topics
 from shared.migrate import SHARED_MIGRATIONS
 from shared.records import Delivery
 from shared.runtime import ServiceRuntime
 from shared.settings import CommonSettings
 from shared.topics import TOPIC_SPECS, Topic, topic_name
+from tests.conftest import fresh_topics
 from tests.kafka_tools import Collector, headers_of, publish_with_undecodable_header_name
 from tests.processes import free_port
 
@@ -71,7 +73,11 @@ class Harness:
     async def start(
         self, model: type[Event], handler: Callable[[UnitOfWork[Any], list[Delivery[Any]]], Awaitable[None]], **settings: Any
     ) -> ServiceRuntime[Any]:
+        # As the admin: the runtime under test has a consumer group of its own, which no service
+        # principal may join, and the records it must refuse come from producers the ACLs would stop
+        # first (the broker's own defence is tested in tests/integration/security).
         options = {
+            **principal_settings(ADMIN, self.bootstrap).model_dump(),
             "kafka_bootstrap_servers": self.bootstrap,
             "database_url": self.database_url,
             "topic_prefix": self.prefix,
@@ -89,7 +95,7 @@ class Harness:
 
     async def send(self, records: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]]]], topic: Topic) -> None:
         """Publish records in one burst (they arrive in one fetch): value, key, headers each."""
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=50)
+        producer = AIOKafkaProducer(**client_options(ADMIN, self.bootstrap), acks="all", linger_ms=50)
         await producer.start()
         try:
             futures = [await producer.send(self.topic(topic), value=v, key=k, headers=h) for v, k, h in records]
@@ -99,7 +105,7 @@ class Harness:
 
     async def committed_to_end(self, runtime: ServiceRuntime[Any], topic: Topic) -> bool:
         """Has the runtime's group committed every partition of `topic` up to its end?"""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=runtime.group, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(**client_options(ADMIN, self.bootstrap), group_id=runtime.group, enable_auto_commit=False)
         await consumer.start()
         try:
             partitions = [TopicPartition(self.topic(topic), p) for p in range(TOPIC_SPECS[topic].partitions)]
@@ -120,7 +126,7 @@ async def harness(pool: asyncpg.Pool, kafka_bootstrap: str, database_url: str) -
     for path in sorted(SHARED_MIGRATIONS.glob("[0-9][0-9][0-9]_*.sql")):
         await pool.execute(path.read_text().replace("{schema}", schema))
     prefix = f"rt-{token}."
-    await create_topics(kafka_bootstrap, prefix)
+    await fresh_topics(kafka_bootstrap, prefix)
     h = Harness(kafka_bootstrap, database_url, pool, schema, prefix)
     yield h
     for runtime in h.runtimes:
@@ -186,7 +192,9 @@ async def test_odd_records_in_a_batch_are_parked_with_their_reason_and_the_good_
 
     async with Collector(harness.bootstrap, harness.prefix, [Topic.DEAD_LETTER]) as dlt:
         await harness.send(records[:15], Topic.CEILING_RESET)
-        await publish_with_undecodable_header_name(harness.bootstrap, harness.topic(Topic.CEILING_RESET), 0, b"{}", b"x")
+        await publish_with_undecodable_header_name(
+            harness.bootstrap, harness.topic(Topic.CEILING_RESET), 0, b"{}", b"x", principal=ADMIN
+        )
         await harness.send(records[15:], Topic.CEILING_RESET)
         runtime = await harness.start(CeilingReset, recorder(harness.seen))
         await until(lambda: len(harness.seen) >= 21, "the 21 good events")
@@ -322,7 +330,7 @@ async def test_relay_publishes_in_order_once_even_with_two_relays(harness: Harne
     async with harness.pool.acquire() as conn, conn.transaction():
         for event in events:
             await enqueue(conn, harness.schema, event, attributes_for(event, source=BUDGET))
-    producer = AIOKafkaProducer(bootstrap_servers=harness.bootstrap, enable_idempotence=True, acks="all")
+    producer = AIOKafkaProducer(**client_options(ADMIN, harness.bootstrap), enable_idempotence=True, acks="all")
     await producer.start()
     relays = [
         OutboxRelay(harness.pool, producer, harness.schema, prefix=harness.prefix, batch_size=7, poll_interval_s=0.05)
@@ -350,7 +358,7 @@ async def test_an_outbox_row_kafka_will_never_take_is_set_aside_not_blocking_the
         await enqueue(conn, harness.schema, huge, attributes_for(huge, source=BUDGET))
         await conn.execute(f"UPDATE {harness.schema}.outbox SET payload = $1", b"x" * 2_000_000)
         await enqueue(conn, harness.schema, after, attributes_for(after, source=BUDGET))
-    producer = AIOKafkaProducer(bootstrap_servers=harness.bootstrap, enable_idempotence=True, acks="all")
+    producer = AIOKafkaProducer(**client_options(ADMIN, harness.bootstrap), enable_idempotence=True, acks="all")
     await producer.start()
     relay = OutboxRelay(harness.pool, producer, harness.schema, prefix=harness.prefix, poll_interval_s=0.05)
     try:
@@ -363,3 +371,42 @@ async def test_an_outbox_row_kafka_will_never_take_is_set_aside_not_blocking_the
     assert await harness.pool.fetchval(f"SELECT count(*) FROM {harness.schema}.outbox") == 0
     failed = await harness.pool.fetchrow(f"SELECT topic, error FROM {harness.schema}.outbox_failed")
     assert failed["topic"] == Topic.CEILING_RESET.value and "larger" in failed["error"]
+
+
+async def test_a_redriven_record_is_processed_once_by_the_service_that_parked_it(harness: Harness) -> None:
+    broken = {"yes": True}
+
+    def fail(event: CeilingReset) -> None:
+        if event.programme == "needs-a-fix" and broken["yes"]:
+            raise ValueError("a bug, fixed later")
+
+    event = reset("needs-a-fix")
+    async with Collector(harness.bootstrap, harness.prefix, [Topic.DEAD_LETTER]) as dlt:
+        runtime = await harness.start(CeilingReset, recorder(harness.seen, fail))
+        await harness.send([(event.model_dump_json().encode(), b"needs-a-fix", ce_headers(event))], Topic.CEILING_RESET)
+        await until(lambda: bool(dlt.records[Topic.DEAD_LETTER]), "the parked record")
+    parked = dlt.records[Topic.DEAD_LETTER][0]
+    broken["yes"] = False  # the fix is deployed
+
+    async def redrive() -> str:
+        await harness.pool.execute(
+            f"""INSERT INTO {harness.schema}.redrive_requests (dlt_partition, dlt_offset, requested_by) VALUES ($1, $2, 'op')
+                ON CONFLICT (dlt_partition, dlt_offset) DO UPDATE SET done_at = NULL, outcome = NULL""",
+            parked.partition,
+            parked.offset,
+        )
+
+        async def outcome() -> str | None:
+            return await harness.pool.fetchval(
+                f"SELECT outcome FROM {harness.schema}.redrive_requests WHERE dlt_offset = $1 AND done_at IS NOT NULL",
+                parked.offset,
+            )
+
+        await until(lambda: outcome(), "the redrive's outcome")
+        return str(await outcome())
+
+    assert await redrive() == "processed"
+    assert [e.programme for e in harness.seen] == ["needs-a-fix"]
+    assert (await redrive()).startswith("refused: not parked now")  # twice is still once
+    assert [e.programme for e in harness.seen] == ["needs-a-fix"]
+    assert runtime.metrics.dead_lettered.labels(Topic.CEILING_RESET.value)._value.get() == 1

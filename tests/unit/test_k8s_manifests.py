@@ -3,9 +3,12 @@
 Renders the base and the production overlay with the real kustomize binary (installed by
 `bash deploy/k8s/install-tools.sh` into .local/bin), validates each built-in resource against the
 Kubernetes OpenAPI schemas that the `kubernetes-validate` package ships (strict: unknown fields are
-errors), checks the CRD resources (Strimzi KafkaTopic, CloudNativePG Cluster) field by field, and
-checks the invariants deploy/README.md promises, against the code they depend on: settings
-(services/*/settings.py), topics (shared/topics.py), subscriptions (services/*/app.py).
+errors), validates every custom resource (Strimzi Kafka, KafkaNodePool, KafkaTopic, KafkaUser;
+CloudNativePG Cluster) against the `openAPIV3Schema` of the operators' published CRDs, read from
+../shared/standards (strict as kubectl's field validation; CEL rules are not evaluated), and checks
+the invariants deploy/README.md promises, against the code they depend on: settings
+(services/*/settings.py), topics (shared/topics.py), principals and ACLs (shared/acl.py),
+subscriptions (services/*/app.py).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -30,6 +34,7 @@ from services.eligibility.parameters import ParameterStore
 from services.eligibility.settings import EligibilitySettings
 from services.intake.settings import IntakeSettings
 from services.notify.settings import NotifySettings
+from shared.acl import AGENCY_READER, OPERATOR, grants
 from shared.topics import TOPIC_SPECS, Topic
 
 pytestmark = pytest.mark.unit
@@ -38,7 +43,15 @@ ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.30.0"  # the oldest Kubernetes the manifests promise to work on
 LAYERS = ("base", "overlays/production")
-CRD_KINDS = {("kafka.strimzi.io/v1beta2", "KafkaTopic"), ("postgresql.cnpg.io/v1", "Cluster")}
+STANDARDS = ROOT.parent / "shared" / "standards"
+CRD_FILES = (
+    "strimzi/040-Crd-kafka.yaml",
+    "strimzi/043-Crd-kafkatopic.yaml",
+    "strimzi/044-Crd-kafkauser.yaml",
+    "strimzi/045-Crd-kafkanodepool.yaml",
+    "cloudnative-pg/postgresql.cnpg.io_clusters.yaml",
+)
+CRD_GROUPS = ("kafka.strimzi.io", "postgresql.cnpg.io")
 APP_NAMESPACE = "clustergrants"
 KAFKA_NAMESPACE = "kafka"
 KAFKA_CLUSTER = "clustergrants"
@@ -56,12 +69,8 @@ SERVICES = tuple(SETTINGS)
 #: service must be decided: set in deploy/k8s (ConfigMap or Secret) or listed here.
 DEFAULTS_ACCEPTED: dict[str, str] = {
     "NOTIFY_FAULT_EXIT_AFTER_SENDS": "crash tests only; 0 (off) in a cluster",
-    "KAFKA_SASL_USERNAME": "only with KAFKA_SECURITY_PROTOCOL=SASL_*, from a Secret (deploy/README.md)",
-    "KAFKA_SASL_PASSWORD": "only with KAFKA_SECURITY_PROTOCOL=SASL_*, from a Secret (deploy/README.md)",
-    "KAFKA_SSL_CAFILE": "unset: the system CA store; set to the mounted Strimzi cluster CA for TLS",
-    "KAFKA_SSL_CERTFILE": "only for mutual TLS",
-    "KAFKA_SSL_KEYFILE": "only for mutual TLS",
-    "DATABASE_SSL_ROOT_CERT": "only with DATABASE_SSL_MODE=verify-ca/verify-full and the CNPG CA mounted",
+    "KAFKA_SSL_CERTFILE": "only for mutual TLS (the services authenticate with SCRAM)",
+    "KAFKA_SSL_KEYFILE": "only for mutual TLS (the services authenticate with SCRAM)",
 }
 
 
@@ -170,14 +179,18 @@ def input_topics(service: str) -> set[Topic]:
 # --- schema validation ----------------------------------------------------------------------------
 
 
+def is_custom(doc: dict[str, Any]) -> bool:
+    return doc["apiVersion"].split("/")[0] in CRD_GROUPS
+
+
 @pytest.mark.parametrize("layer", LAYERS)
 def test_every_builtin_resource_is_valid_against_the_kubernetes_schema(layer: str) -> None:
     problems = []
     validated = 0
     for doc in render(layer):
         what = f"{doc['kind']}/{doc['metadata']['name']}"
-        if (doc["apiVersion"], doc["kind"]) in CRD_KINDS:
-            continue  # checked field by field below
+        if is_custom(doc):
+            continue  # against the operators' CRDs below
         try:
             kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
             validated += 1
@@ -203,6 +216,94 @@ def test_the_validation_catches_a_broken_resource() -> None:
         kubernetes_validate.validate(wrong_type, KUBERNETES_VERSION, strict=True)
 
 
+# --- custom resources against the operators' CRDs ------------------------------------------------
+
+
+def _strict(schema: Any) -> Any:
+    """kubectl's strict field validation: an object schema with `properties` refuses other fields,
+    unless the CRD preserves unknown fields there or types them with additionalProperties."""
+    if isinstance(schema, list):
+        return [_strict(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: _strict(value) for key, value in schema.items()}
+    if "properties" in out and "additionalProperties" not in out and not out.get("x-kubernetes-preserve-unknown-fields"):
+        out["additionalProperties"] = False
+    return out
+
+
+@functools.cache
+def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) -> strict JSON schema, for every version the CRDs in ../shared/standards serve."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for name in CRD_FILES:
+        path = STANDARDS / name
+        if not path.exists():
+            pytest.fail(f"{path} is missing: the operators' CRDs are read from ../shared/standards (never copied here)")
+        crd = yaml.safe_load(path.read_text())
+        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+        for version in crd["spec"]["versions"]:
+            if version.get("served"):
+                schema = _strict(version["schema"]["openAPIV3Schema"])
+                schema["properties"]["apiVersion"] = {"const": f"{group}/{version['name']}"}
+                schema["properties"]["kind"] = {"const": kind}
+                schema["properties"]["metadata"] = {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {"name": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"}},
+                }
+                schema.setdefault("required", [])
+                schema["required"] = sorted({*schema["required"], "apiVersion", "kind", "metadata"})
+                found[(f"{group}/{version['name']}", kind)] = schema
+    return found
+
+
+def crd_problems(doc: dict[str, Any]) -> list[str]:
+    what = f"{doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
+    schema = crd_schemas().get((doc.get("apiVersion", ""), doc.get("kind", "")))
+    if schema is None:
+        return [f"{what}: {doc.get('apiVersion')} {doc.get('kind')} is not served by the CRDs in ../shared/standards"]
+    validator = jsonschema.Draft7Validator(schema)
+    return [f"{what}: {'.'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}" for e in validator.iter_errors(doc)]
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_every_custom_resource_is_valid_against_its_operators_crd(layer: str) -> None:
+    custom = [doc for doc in render(layer) if is_custom(doc)]
+    problems = [problem for doc in custom for problem in crd_problems(doc)]
+    assert not problems, "\n".join(problems)
+    kinds = {doc["kind"] for doc in custom}
+    assert {"KafkaTopic", "KafkaUser", "Cluster"} <= kinds
+    if layer == "overlays/production":
+        assert {"Kafka", "KafkaNodePool"} <= kinds
+
+
+def test_the_crd_validation_catches_a_broken_resource() -> None:
+    """A resource the operators would refuse fails: wrong enum, misspelt field, wrong type, missing
+    required field, a version the CRDs no longer serve."""
+    docs = render("overlays/production")
+    user = one(docs, "KafkaUser", "intake")
+    topic = next(iter(of_kind(docs, "KafkaTopic").values()))
+    kafka = one(docs, "Kafka", KAFKA_CLUSTER)
+    cluster = one(docs, "Cluster", DB_CLUSTER)
+    assert not crd_problems(user) and not crd_problems(topic) and not crd_problems(kafka) and not crd_problems(cluster)
+
+    def broken(doc: dict[str, Any], change: Any) -> list[str]:
+        copied = copy.deepcopy(doc)
+        change(copied)
+        return crd_problems(copied)
+
+    assert broken(user, lambda d: d["spec"]["authentication"].update(type="scram-sha-256"))
+    assert broken(user, lambda d: d["spec"].update(authorisation=d["spec"].pop("authorization")))
+    assert broken(user, lambda d: d["spec"]["authorization"]["acls"][0].update(operations=["Reed"]))
+    assert broken(topic, lambda d: d["spec"].update(partitions="6"))
+    assert broken(topic, lambda d: d.update(apiVersion="kafka.strimzi.io/v1beta2"))
+    assert broken(kafka, lambda d: d["spec"]["kafka"]["listeners"][0].pop("tls"))
+    assert broken(kafka, lambda d: d["spec"]["kafka"]["listeners"][0]["authentication"].update(type="scram-sha-256"))
+    assert broken(cluster, lambda d: d["spec"].update(instances="3"))
+    assert broken(cluster, lambda d: d["spec"].update(enableSuperuserAcess=False))
+
+
 @pytest.mark.parametrize("layer", LAYERS)
 def test_only_expected_kinds_and_namespaces(layer: str) -> None:
     for doc in render(layer):
@@ -210,7 +311,7 @@ def test_only_expected_kinds_and_namespaces(layer: str) -> None:
         namespace = doc["metadata"].get("namespace")
         if doc["kind"] == "Namespace":
             assert namespace is None
-        elif doc["kind"] == "KafkaTopic":
+        elif doc["kind"] in ("KafkaTopic", "Kafka", "KafkaNodePool"):
             assert namespace == KAFKA_NAMESPACE, what
         else:
             assert namespace == APP_NAMESPACE, what
@@ -446,7 +547,7 @@ def test_every_topic_is_a_kafka_topic_with_the_declared_partitions_and_retention
     for topic in Topic:
         resource = by_name[topic.value]
         spec = resource["spec"]
-        assert resource["apiVersion"] == "kafka.strimzi.io/v1beta2"
+        assert resource["apiVersion"] == "kafka.strimzi.io/v1"  # Strimzi 1.0 and later serve only v1
         assert resource["metadata"]["labels"]["strimzi.io/cluster"] == KAFKA_CLUSTER, topic.value
         assert spec["partitions"] == TOPIC_SPECS[topic].partitions, topic.value
         assert int(spec["config"]["retention.ms"]) == TOPIC_SPECS[topic].retention_ms, topic.value
@@ -457,6 +558,121 @@ def test_every_topic_is_a_kafka_topic_with_the_declared_partitions_and_retention
     if layer == "overlays/production":
         assert {t["spec"]["replicas"] for t in topics.values()} == {3}
         assert {int(t["spec"]["config"]["min.insync.replicas"]) for t in topics.values()} == {2}
+
+
+# --- Kafka principals, authentication and TLS (Strimzi) -------------------------------------------
+
+
+def mounted_secret(pod: dict[str, Any], path: str) -> tuple[str, str]:
+    """(Secret, key) a pod sees at `path` when it comes from a Secret volume."""
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    for mount in pod["containers"][0].get("volumeMounts", []):
+        prefix = mount["mountPath"].rstrip("/") + "/"
+        if path.startswith(prefix):
+            volume = volumes[mount["name"]]
+            assert "secret" in volume, f"{path} is mounted from {volume}, not a Secret"
+            assert mount.get("readOnly") is True, f"{path}: mount it read-only"
+            name = path.removeprefix(prefix)
+            items = volume["secret"].get("items")
+            if items is None:
+                return volume["secret"]["secretName"], name
+            keys = [item["key"] for item in items if item["path"] == name]
+            assert keys, f"{path}: Secret {volume['secret']['secretName']} projects no {name!r}"
+            assert len(items) == 1, f"{path}: mount only the certificate, never the CA's key"
+            return volume["secret"]["secretName"], keys[0]
+    pytest.fail(f"{path} is not mounted")
+
+
+def acls_of(user: dict[str, Any]) -> set[tuple[str, str, str, str]]:
+    return {
+        (acl["resource"]["type"], acl["resource"]["name"], acl["resource"].get("patternType", "literal"), operation)
+        for acl in user["spec"]["authorization"]["acls"]
+        for operation in acl["operations"]
+        if acl.get("type", "allow") == "allow"
+    }
+
+
+def table_acls(principal: str) -> set[tuple[str, str, str, str]]:
+    return {(g.resource, g.name, g.pattern, g.operation) for g in grants(principal)}
+
+
+def test_the_kafka_users_file_is_generated_from_the_acl_table() -> None:
+    from deploy.k8s.kafka_users import USERS_FILE
+    from deploy.k8s.kafka_users import render as render_users
+
+    assert USERS_FILE.read_text() == render_users(), (
+        "deploy/k8s/base/kafka-users/users.yaml is stale: run `python -m deploy.k8s.kafka_users`"
+    )
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_every_principal_is_a_kafka_user_with_exactly_the_table_s_acls(layer: str) -> None:
+    users = of_kind(render(layer), "KafkaUser")
+    assert set(users) == {*SERVICES, AGENCY_READER, OPERATOR}, "one KafkaUser per principal (portals are added per agency)"
+    for name, user in users.items():
+        assert user["metadata"]["namespace"] == APP_NAMESPACE, f"{name}: its Secret must be where the pods are"
+        assert user["metadata"]["labels"]["strimzi.io/cluster"] == KAFKA_CLUSTER, name
+        assert user["spec"]["authentication"] == {"type": "scram-sha-512"}, name
+        assert user["spec"]["authorization"]["type"] == "simple", name
+        assert acls_of(user) == table_acls(name), f"{name}: KafkaUser ACLs and shared/acl.py disagree"
+        for acl in user["spec"]["authorization"]["acls"]:
+            if acl["resource"]["type"] == "topic":
+                assert acl["resource"]["name"] in {t.value for t in Topic}, f"{name}: ACL on an unknown topic"
+
+
+def test_a_portal_kafka_user_comes_from_the_same_table() -> None:
+    from deploy.k8s import kafka_users
+
+    user = kafka_users.resource("portal-acme")
+    assert not crd_problems(user)
+    assert acls_of(user) == table_acls("portal-acme")
+    assert {acl[1] for acl in acls_of(user)} == {Topic.APPLICATION_SUBMITTED.value, Topic.ASSESSMENT_SUBMITTED.value}
+    assert {acl[3] for acl in acls_of(user)} == {"Write"}
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_every_service_authenticates_as_its_own_kafka_user_over_verified_tls(layer: str) -> None:
+    docs = render(layer)
+    users = of_kind(docs, "KafkaUser")
+    for service in SERVICES:
+        pod = one(docs, "Deployment", service)["spec"]["template"]["spec"]
+        values, secrets = pod_env(docs, pod)
+        assert values["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL", service
+        assert values["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512", service
+        assert values["KAFKA_SASL_USERNAME"] == service and service in users, f"{service}: its own KafkaUser"
+        assert secrets["KAFKA_SASL_PASSWORD"] == (service, "password"), f"{service}: the User Operator's Secret"
+        assert values["KAFKA_BOOTSTRAP_SERVERS"] == f"{KAFKA_CLUSTER}-kafka-bootstrap.{KAFKA_NAMESPACE}.svc:9093"
+        assert mounted_secret(pod, values["KAFKA_SSL_CAFILE"]) == (f"{KAFKA_CLUSTER}-kafka-ca", "ca.crt"), service
+        assert values["DATABASE_SSL_MODE"] == "verify-full", service
+        assert mounted_secret(pod, values["DATABASE_SSL_ROOT_CERT"]) == (f"{DB_CLUSTER}-ca", "ca.crt"), service
+    job = one(docs, "Job", "clustergrants-migrate")["spec"]["template"]["spec"]
+    values, _ = pod_env(docs, job)
+    assert values["DATABASE_SSL_MODE"] == "verify-full"
+    assert mounted_secret(job, values["DATABASE_SSL_ROOT_CERT"]) == (f"{DB_CLUSTER}-ca", "ca.crt")
+
+
+def test_production_runs_a_kafka_whose_listener_requires_authentication() -> None:
+    docs = render("overlays/production")
+    kafka = one(docs, "Kafka", KAFKA_CLUSTER)["spec"]
+    port = int(
+        pod_env(docs, one(docs, "Deployment", "intake")["spec"]["template"]["spec"])[0]["KAFKA_BOOTSTRAP_SERVERS"].rsplit(":", 1)[
+            1
+        ]
+    )
+    listeners = {listener["port"]: listener for listener in kafka["kafka"]["listeners"]}
+    assert listeners[port]["tls"] is True
+    assert listeners[port]["authentication"]["type"] == "scram-sha-512"
+    assert all("authentication" in listener for listener in listeners.values()), "no listener without authentication"
+    assert kafka["kafka"]["authorization"]["type"] == "simple"
+    assert kafka["kafka"]["config"]["allow.everyone.if.no.acl.found"] is False
+    assert kafka["entityOperator"]["userOperator"]["watchedNamespace"] == APP_NAMESPACE
+    assert kafka["entityOperator"]["topicOperator"]["watchedNamespace"] == KAFKA_NAMESPACE
+    pools = of_kind(docs, "KafkaNodePool")
+    assert pools and all(p["metadata"]["labels"]["strimzi.io/cluster"] == KAFKA_CLUSTER for p in pools.values())
+    roles = {role for p in pools.values() for role in p["spec"]["roles"]}
+    assert roles == {"broker", "controller"}
+    brokers = sum(p["spec"]["replicas"] for p in pools.values() if "broker" in p["spec"]["roles"])
+    assert brokers >= max(t["spec"]["replicas"] for t in of_kind(docs, "KafkaTopic").values())
 
 
 # --- PostgreSQL (CloudNativePG) and the network ---------------------------------------------------
@@ -507,7 +723,8 @@ def test_network_is_denied_by_default_and_opened_per_need(layer: str) -> None:
 
     for service, deployment in of_kind(docs, "Deployment").items():
         labels = deployment["spec"]["template"]["metadata"]["labels"]
-        assert {53, 5432, 9092} <= allowed(labels, "egress"), f"{service}: DNS, PostgreSQL and Kafka egress"
+        kafka_port = int(pod_env(docs, deployment["spec"]["template"]["spec"])[0]["KAFKA_BOOTSTRAP_SERVERS"].rsplit(":", 1)[1])
+        assert {53, 5432, kafka_port} <= allowed(labels, "egress"), f"{service}: DNS, PostgreSQL and Kafka egress"
         assert 8081 in allowed(labels, "ingress"), f"{service}: metrics scrape"
         if service == "intake":
             assert 8080 in allowed(labels, "ingress")

@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 import yaml
 
+from deploy.local.kafka_users import principal_env
 from shared.cloudevents import attributes_for, to_headers
 from shared.events import EligibilityDecided
 from shared.topics import Topic, topic_name
@@ -85,6 +86,7 @@ def budget_env(kafka_bootstrap: str, database_url: str, topic_prefix: str, tmp_p
     return (
         {
             "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            **principal_env("budget"),  # the budget service's own Kafka principal (shared/acl.py)
             "DATABASE_URL": database_url,
             "TOPIC_PREFIX": topic_prefix,
             "HANDLER_RETRY_BACKOFF_S": "0.05",
