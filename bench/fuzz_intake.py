@@ -50,11 +50,15 @@ from bench.fuzz_payloads import (  # noqa: E402
     structured_event,
     with_changes,
 )
+from bench.fuzz_records import record_edges  # noqa: E402
 from deploy.local.kafka_users import client_options  # noqa: E402
 from services.notify.domain import recipient_ref  # noqa: E402
 from shared.acl import producer_of, reader_of  # noqa: E402
+from shared.cloudevents import portal_headers  # noqa: E402
+from shared.events import ApplicationSubmitted  # noqa: E402
 from shared.topics import Topic, topic_name  # noqa: E402
 
+FUZZ_PORTAL = "urn:clustergrants:fuzz-portal"
 ERROR_TYPE = re.compile(r"^[a-z][a-z0-9_.]*$")
 
 
@@ -436,8 +440,13 @@ async def fuzz(
         futures = []
         for i, (app_id, raw) in enumerate(kafka_cases):
             key = app_id.encode()
-            futures.append((app_id, await producer.send(topic, raw, key=key)))
-            futures.append((f"{run}-KG{i}", await producer.send(topic, good(f"{run}-KG{i}", i), key=key)))
+            # A portal's envelope around fuzzed data: the data is what is fuzzed here (whole records: fuzz_records.py).
+            headers = portal_headers(ApplicationSubmitted, source=FUZZ_PORTAL, event_id=f"{run}-K{i}")
+            futures.append((app_id, await producer.send(topic, raw, key=key, headers=headers)))
+            follower_headers = portal_headers(ApplicationSubmitted, source=FUZZ_PORTAL, event_id=f"{run}-KG{i}")
+            futures.append(
+                (f"{run}-KG{i}", await producer.send(topic, good(f"{run}-KG{i}", i), key=key, headers=follower_headers))
+            )
             if len(futures) >= 1000:
                 for name, fut in futures:
                     meta = await fut
@@ -454,11 +463,13 @@ async def fuzz(
     # --- wait until intake consumed all of them, then check from the database --------------------
     conn = await asyncpg.connect(database_url)
     try:
-        wanted = list(positions.values())
+        wanted = [f"{run}-K{i}" for i in range(len(kafka_cases))] + [f"{run}-KG{i}" for i in range(len(kafka_cases))]
         deadline = time.monotonic() + timeout_s
         consumed, last, still_since = 0, -1, time.monotonic()
         while time.monotonic() < deadline:
-            consumed = await conn.fetchval("SELECT count(*) FROM intake.inbox WHERE event_id = ANY($1::text[])", wanted)
+            consumed = await conn.fetchval(
+                "SELECT count(*) FROM intake.inbox WHERE source = $1 AND event_id = ANY($2::text[])", FUZZ_PORTAL, wanted
+            )
             if consumed >= len(wanted):
                 break
             if consumed != last:
@@ -484,8 +495,13 @@ async def fuzz(
         }
         # A claimed record was handled: a rejection (found by its position) or an application (received or a
         # duplicate; its id may itself be a mutation). An unclaimed one failed: retried, then parked.
-        claimed = {r[0] for r in await conn.fetch("SELECT event_id FROM intake.inbox WHERE event_id = ANY($1::text[])", wanted)}
-        neither = [a for a, _ in kafka_cases if positions[a] not in claimed]
+        claimed = {
+            r[0]
+            for r in await conn.fetch(
+                "SELECT event_id FROM intake.inbox WHERE source = $1 AND event_id = ANY($2::text[])", FUZZ_PORTAL, wanted
+            )
+        }
+        neither = [a for i, (a, _) in enumerate(kafka_cases) if f"{run}-K{i}" not in claimed]
         unspecific = [
             p for p, errors in rejected.items() if not _specific(errors if isinstance(errors, list) else json.loads(errors))
         ]
@@ -555,7 +571,7 @@ async def standalone(args: argparse.Namespace) -> FuzzReport:
             def exited() -> list[str]:
                 return [n for n, p in stack.processes.procs.items() if p.poll() is not None]
 
-            return await fuzz(
+            report = await fuzz(
                 stack.intake_url,
                 "fuzz-token",
                 bootstrap,
@@ -569,6 +585,14 @@ async def standalone(args: argparse.Namespace) -> FuzzReport:
                 intake_pid=stack.processes.procs["intake"].pid,
                 ref_key=stack.processes.env["NOTIFY_RECIPIENT_REF_KEY"],
             )
+            # Whole hostile records (headers, keys, tombstones, modes) after the data fuzz: its dead-letter
+            # check above counts no parked record of these.
+            records = await record_edges(
+                bootstrap, stack.prefix, stack.database_url, f"FR{args.seed:x}", timeout_s=args.timeout, alive=exited
+            )
+            report.figures["records"] = records.figures
+            report.violations += [f"records: {v}" for v in records.violations]
+            return report
 
 
 def main() -> int:

@@ -30,11 +30,15 @@ if str(ROOT) not in sys.path:
 from bench.workload import Submission  # noqa: E402
 from deploy.local.kafka_users import client_options  # noqa: E402
 from shared.acl import producer_of, reader_of  # noqa: E402
+from shared.cloudevents import portal_headers  # noqa: E402
+from shared.events import ApplicationSubmitted  # noqa: E402
 from shared.topics import TOPIC_SPECS, Topic, topic_name  # noqa: E402
 from tests.conftest import fresh_database, fresh_topics  # noqa: E402
 from tests.processes import SERVICES, ServiceProcesses, free_port  # noqa: E402
 
 LOCAL = ROOT / "deploy" / "local"
+#: The CloudEvents source the benchmark and chaos runs publish submissions as, like an agency portal.
+BENCH_PORTAL = "urn:clustergrants:bench-portal"
 
 
 def say(tag: str, message: str) -> None:
@@ -184,7 +188,8 @@ async def submit(
                 await asyncio.sleep(delay)
         key = (item.application_id or f"malformed-{item.index}").encode()
         record = sent[item.index] = Sent(item)
-        pending.append((record, await prod.send(topic, item.body, key=key)))
+        headers = portal_headers(ApplicationSubmitted, source=BENCH_PORTAL, event_id=f"submission-{item.index}")
+        pending.append((record, await prod.send(topic, item.body, key=key, headers=headers)))
         if len(pending) >= window:
             await drain()
     await drain()

@@ -20,6 +20,7 @@ Commands that change money or state show what they will do (`--dry-run`), ask on
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import sys
@@ -64,7 +65,9 @@ from services.eligibility import cli as eligibility_cli
 from services.notify import cli as notify_cli
 from shared import audit
 from shared import migrate as migrations
+from shared.cloudevents import portal_headers
 from shared.delivery import UnitOfWork
+from shared.events import ApplicationSubmitted
 from shared.settings import CommonSettings, database_ssl
 from shared.topics import Topic, service_source, topic_name
 
@@ -104,6 +107,13 @@ def submit(
     token: Annotated[
         str, typer.Option(envvar="INTAKE_TOKEN", help="Bearer token of the HTTP intake (INTAKE_TOKEN).")
     ] = "dev-token",  # noqa: S107
+    source: Annotated[
+        str,
+        typer.Option(
+            envvar="CLUSTERGRANTS_PORTAL_SOURCE",
+            help="With --kafka: the CloudEvents source this portal publishes as (a URI-reference of its own).",
+        ),
+    ] = "urn:clustergrants:cli",
     as_json: JsonOption = False,
 ) -> None:
     """Submit application files; prints what intake answered for each. Exit 1 if any was not accepted."""
@@ -120,7 +130,11 @@ def submit(
             for path in files:
                 raw = path.read_bytes()
                 key = _application_id(raw)
-                await producer.send_and_wait(topic, raw, key=key.encode() if key else None)
+                # The same file twice is the same event (its id is the content's hash): intake's inbox drops the copy.
+                headers = portal_headers(
+                    ApplicationSubmitted, source=source, event_id=hashlib.sha256(raw).hexdigest(), subject=key
+                )
+                await producer.send_and_wait(topic, raw, key=key.encode() if key else None, headers=headers)
                 results.append({"file": str(path), "accepted": True, "status": None, "detail": f"published to {topic}"})
                 advance()
         finally:
@@ -410,12 +424,17 @@ def redrive(
     ids: Annotated[list[str], typer.Argument(help="partition:offset of each dead letter (from `list`).")],
     dry_run: DryRunOption = False,
     yes: YesOption = False,
+    wait_s: Annotated[
+        float, typer.Option("--wait", min=0, help="Seconds to wait for the services' outcomes (0: do not wait).")
+    ] = 30.0,
     as_json: JsonOption = False,
 ) -> None:
-    """Publish parked records again to the topic they came from, with their original key and headers.
+    """Have the service that parked each record process it again, as if it had just been consumed.
 
-    Consumers' inboxes make this safe: a record that was in fact processed changes nothing again.
-    Each redrive is audited in the schema of the service that parked the record."""
+    Nothing is republished (the operator may write no topic, shared/acl.py): each request goes into
+    the parking service's own schema, in the same transaction as its audit record, and that service
+    re-reads the parked copy from the dead-letter topic and runs it through its contract and handler.
+    A record that still fails is parked again; one that was in fact processed changes nothing."""
     wanted = list(dict.fromkeys(ids))
     for item in wanted:
         partition, _, offset = item.partition(":")
@@ -435,11 +454,15 @@ def redrive(
             d = _dead_letter(r)
             if parking_service(d["group"]) is None or not d["topic"]:
                 raise CliError(f"dead letter {d['id']} names no known service and topic (group {d['group']!r}): not redriven")
+            if _dlt_headers(r).get("cg_dlt_truncated") == "true":
+                raise CliError(f"dead letter {d['id']} is a truncated copy (the record was too large): it cannot be redriven")
         return records
 
     records = run(find())
     described = [_dead_letter(r) for r in records]
-    summary = f"{len(records)} record(s) republished to " + ", ".join(sorted({str(d["topic"]) for d in described}))
+    summary = f"{len(records)} record(s) to be processed again by " + ", ".join(
+        sorted({str(parking_service(d["group"])) for d in described})
+    )
     if dry_run:
         if as_json:
             emit_json(
@@ -452,46 +475,75 @@ def redrive(
         confirm("dead-letters redrive", summary)
     assert operator is not None
 
-    async def publish() -> list[str]:
+    async def request() -> tuple[list[str], dict[str, str]]:
         audit_ids: list[str] = []
-        producer = AIOKafkaProducer(**kafka_options(config), enable_idempotence=True)
         async with database(config) as conn:
-            await start_kafka(producer, config)
-            try:
-                for service in sorted({parking_service(d["group"]) for d in described}):
-                    mine = [r for r in records if parking_service(_dead_letter(r)["group"]) == service]
-                    # The audit row commits only once the broker acknowledged every record of the service.
-                    async with conn.transaction():
-                        uow = UnitOfWork(conn=conn, schema=str(service), source=service_source(str(service)), cause=None)
-                        audit_ids.append(
-                            str(
-                                await audit.record(
-                                    uow,
-                                    operator=operator,
-                                    command="dead-letters redrive",
-                                    arguments={"ids": [f"{r.partition}:{r.offset}" for r in mine]},
-                                    outcome="redriven",
-                                    changes=redrive_changes([_dead_letter(r) for r in mine]),
-                                )
+            for service in sorted({str(parking_service(d["group"])) for d in described}):
+                mine = [r for r in records if parking_service(_dead_letter(r)["group"]) == service]
+                async with conn.transaction():  # the requests and their audit record, together
+                    uow = UnitOfWork(conn=conn, schema=service, source=service_source(service))
+                    for r in mine:
+                        await conn.execute(
+                            f"""INSERT INTO {service}.redrive_requests (dlt_partition, dlt_offset, requested_by)
+                                VALUES ($1, $2, $3)
+                                ON CONFLICT (dlt_partition, dlt_offset) DO UPDATE
+                                SET requested_by = EXCLUDED.requested_by, requested_at = now(), done_at = NULL,
+                                    outcome = NULL""",
+                            r.partition,
+                            r.offset,
+                            operator,
+                        )
+                    audit_ids.append(
+                        str(
+                            await audit.record(
+                                uow,
+                                operator=operator,
+                                command="dead-letters redrive",
+                                arguments={"ids": [f"{r.partition}:{r.offset}" for r in mine]},
+                                outcome="requested",
+                                changes=redrive_changes([_dead_letter(r) for r in mine]),
                             )
                         )
-                        for record in mine:
-                            headers = [(k, v) for k, v in record.headers if not k.startswith("cg_dlt_")]
-                            await producer.send_and_wait(
-                                _dlt_headers(record)["cg_dlt_topic"], record.value, key=record.key, headers=headers
-                            )
-            finally:
-                with suppress(Exception):
-                    await asyncio.wait_for(producer.stop(), timeout=10)
-        return audit_ids
+                    )
+            outcomes = await _wait_for_redrives(conn, described, wait_s)
+        return audit_ids, outcomes
 
-    audit_ids = run(publish())
+    audit_ids, outcomes = run(request())
     if as_json:
         emit_json(
-            {"command": "dead-letters redrive", "dry_run": False, "changes": redrive_changes(described), "audit_ids": audit_ids}
+            {
+                "command": "dead-letters redrive",
+                "dry_run": False,
+                "changes": redrive_changes(described),
+                "audit_ids": audit_ids,
+                "outcomes": outcomes,
+            }
         )
     else:
-        typer.echo(f"redriven: {len(records)} record(s) (audit record(s) {', '.join(audit_ids)})")
+        typer.echo(f"redrive requested: {len(records)} record(s) (audit record(s) {', '.join(audit_ids)})")
+        for d in described:
+            typer.echo(f"  {d['id']}: {outcomes.get(str(d['id']), 'pending (the service has not taken it yet)')}")
+
+
+async def _wait_for_redrives(conn: asyncpg.Connection, described: Sequence[dict[str, Any]], wait_s: float) -> dict[str, str]:
+    """The outcome of each redrive as the parking service recorded it, waiting up to `wait_s`."""
+    deadline = time.monotonic() + wait_s
+    outcomes: dict[str, str] = {}
+    while True:
+        for d in described:
+            service = parking_service(d["group"])
+            partition, offset = (int(x) for x in str(d["id"]).split(":"))
+            outcome = await conn.fetchval(
+                f"""SELECT outcome FROM {service}.redrive_requests
+                    WHERE dlt_partition = $1 AND dlt_offset = $2 AND done_at IS NOT NULL""",
+                partition,
+                offset,
+            )
+            if outcome is not None:
+                outcomes[str(d["id"])] = outcome
+        if len(outcomes) == len(described) or time.monotonic() >= deadline:
+            return outcomes
+        await asyncio.sleep(0.2)
 
 
 # --- the audit trail -------------------------------------------------------------------------------------

@@ -32,12 +32,26 @@ PUBLISHES: dict[str, tuple[Topic, ...]] = {
 
 CLOUDEVENTS_HEADERS: dict[str, Any] = {
     "type": "object",
-    "description": "CloudEvents 1.0 attributes, Kafka protocol binding, binary content mode.",
+    "description": "CloudEvents 1.0 attributes, Kafka protocol binding, binary content mode (what the services "
+    "publish). Consumers also accept structured mode: content-type application/cloudevents+json, the whole "
+    "event (attributes and data) as the value. A header given twice or not UTF-8 is refused.",
     "required": ["ce_specversion", "ce_id", "ce_source", "ce_type", "content-type"],
     "properties": {
         "ce_specversion": {"type": "string", "const": "1.0"},
-        "ce_id": {"type": "string", "description": "Unique event id; consumers' inbox key."},
-        "ce_source": {"type": "string", "examples": ["/clustergrants/intake"]},
+        "ce_id": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 256,
+            "description": "Unique per source: the event's identity is (ce_source, ce_id), each consumer's inbox key.",
+        },
+        "ce_source": {
+            "type": "string",
+            "format": "uri-reference",
+            "maxLength": 1024,
+            "examples": ["/clustergrants/intake"],
+            "description": "/clustergrants/<service> for what a service publishes (only that service may); a "
+            "portal's own URI-reference, outside /clustergrants/, on the topics portals publish to.",
+        },
         "ce_type": {"type": "string", "description": "<reverse-DNS type>.v<major version>"},
         "ce_time": {"type": "string", "format": "date-time"},
         "ce_subject": {"type": "string", "description": "What the event is about (the application id)."},
@@ -88,7 +102,7 @@ def consumers() -> dict[str, list[Topic]]:
         "budget": build_budget(BudgetSettings(topic_prefix="", budget_pots_file=None)),
         "notify": build_notify(NotifySettings(topic_prefix=""), Subscriptions(), httpx.AsyncClient())[0],
     }
-    return {name: [s.topic for s in runtime.subscriptions] for name, runtime in runtimes.items()}
+    return {name: [s.topic for s in runtime.subscriptions.values()] for name, runtime in runtimes.items()}
 
 
 def document() -> dict[str, Any]:

@@ -1,55 +1,61 @@
-"""Delivery that loses nothing and doubles nothing: inbox, outbox, relay, bounded retries, dead letters.
+"""Delivery that loses nothing and doubles nothing: inbox, outbox, relay, dead letters.
 
 The shape (see ../shared/notes/KAFKA_AND_DELIVERY.md, and eventsourcing's tracking table):
 
-* A consumer claims the event id in `<schema>.inbox` (primary key: a second claim inserts nothing),
-  changes its state and writes its outgoing events into `<schema>.outbox`, all in ONE PostgreSQL
-  transaction (`ServiceRuntime.transaction`; a batch of records shares one, with a savepoint each).
-  A redelivered event finds its id claimed and changes nothing.
-* The offset is committed only after that transaction (FastStream `AckPolicy.NACK_ON_ERROR`):
-  a crash in between redelivers the event, and the inbox makes the redelivery a no-op.
+* A consumer claims each consumed event's identity, `(source, id)` as CloudEvents defines it, in
+  `<schema>.inbox` (primary key: a second claim inserts nothing), changes its state and writes its
+  outgoing events into `<schema>.outbox`, all in ONE PostgreSQL transaction. A consumed batch is
+  claimed with one statement and its outgoing events are written with one statement
+  (`ServiceRuntime` in shared/runtime.py). A redelivered event finds its identity claimed and
+  changes nothing. A record with no readable identity is claimed by its place in the log.
+* The offset is committed only after that transaction: a crash in between redelivers the batch,
+  and the inbox makes the redelivery a no-op.
 * `OutboxRelay` publishes outbox rows in id order with an idempotent producer (acks=all) and deletes
   them once the broker acknowledged them. One relay per schema holds an advisory lock, so replicas
   never interleave. A crash between publish and delete re-publishes with the SAME CloudEvents id;
   consumers' inboxes drop the copy: at-least-once on the wire, exactly-once in effect.
-* A handler that raises is retried `handler_max_attempts` times with doubling back-off, then the
-  message is parked on the dead-letter topic with the error and the partition moves on. Messages
-  that can never succeed (`PoisonMessage`: unreadable or invalid body) are parked at once. Errors
-  of the infrastructure itself (database or broker unreachable) are not the message's fault: the
-  message is not parked but redelivered once the infrastructure is back.
+* A record that cannot be processed is parked: a copy of its raw key, headers and value goes to the
+  dead-letter topic **through the outbox**, in the same transaction as its inbox claim, with where
+  it came from and why (`cg_dlt_*` headers). So a parked record is parked exactly once, and the
+  partition moves on. Errors of the infrastructure itself (database or broker unreachable) are not
+  the record's fault: the batch is redelivered once the infrastructure is back, never parked.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
-import time
-from collections.abc import Awaitable, Callable
+import json
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import structlog
 from aiokafka import AIOKafkaProducer, ConsumerRecord
-from aiokafka.errors import KafkaError
-from opentelemetry.trace import SpanKind
-from pydantic import ValidationError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from opentelemetry import context as otel_context
 
-from shared.cloudevents import Attributes, Headers, attributes_for, from_headers, to_headers
+from shared.cloudevents import Attributes, attributes_for, to_headers
 from shared.events import Event
+from shared.records import Delivery, Rejected
 from shared.topics import Topic, topic_name
-from shared.tracing import context_from, current_trace_id, span, traceparent_headers
+from shared.tracing import context_from, traceparent_headers
 
 log = structlog.get_logger("delivery")
 
-E = TypeVar("E", bound=Event)
+R = TypeVar("R")
 
 RELAY_LOCK_NAMESPACE = 727_002
+# Kafka's default largest record (message.max.bytes, max.request.size) less room for the batch header.
+MAX_RECORD_BYTES = 1_000_000
 
 
 class PoisonMessage(Exception):
-    """The message can never be processed (unreadable, or not the contract): park it at once."""
+    """A handler's verdict: this event can never be processed (it contradicts the state it meets)."""
 
     def __init__(self, reason: str, errors: list[dict[str, Any]] | None = None) -> None:
         super().__init__(reason)
@@ -57,16 +63,13 @@ class PoisonMessage(Exception):
         self.errors = errors or []
 
 
-def validation_errors(error: ValidationError) -> list[dict[str, Any]]:
-    """Pydantic errors without the offending input (it may be personal data)."""
-    return [{"loc": list(e["loc"]), "type": e["type"], "message": e["msg"]} for e in error.errors(include_input=False)]
-
-
 def describe_error(error: BaseException) -> str:
     """A log- and header-safe description: never the input values of a validation error."""
     if isinstance(error, PoisonMessage):
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['type']}" for e in error.errors[:20])
         return f"{error.reason}{': ' + detail if detail else ''}"
+    from pydantic import ValidationError
+
     if isinstance(error, ValidationError):
         return f"ValidationError: {len(error.errors())} error(s) at " + ", ".join(
             ".".join(map(str, e["loc"])) for e in error.errors()[:20]
@@ -94,95 +97,191 @@ def is_transient(error: BaseException) -> bool:
     )
 
 
-# --- incoming messages ----------------------------------------------------------------------------
+# --- inbox -----------------------------------------------------------------------------------------
+
+
+async def claim_all(
+    conn: asyncpg.Connection, schema: str, consumer: str, identities: Sequence[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Claim every identity for `consumer` in one statement; returns those claimed now (new ones).
+
+    An identity given twice is claimed once. Rows from before identities had a source (`source = ''`)
+    still count as claims of their id, so events consumed before the upgrade stay consumed.
+    """
+    if not identities:
+        return set()
+    rows = await conn.fetch(
+        f"""INSERT INTO {schema}.inbox (consumer, source, event_id)
+            SELECT $1, b.source, b.event_id FROM unnest($2::text[], $3::text[]) AS b(source, event_id)
+            WHERE NOT EXISTS (SELECT 1 FROM {schema}.inbox l
+                              WHERE l.consumer = $1 AND l.source = '' AND l.event_id = b.event_id)
+            ON CONFLICT DO NOTHING
+            RETURNING source, event_id""",
+        consumer,
+        [source for source, _ in identities],
+        [event_id for _, event_id in identities],
+    )
+    return {(r["source"], r["event_id"]) for r in rows}
+
+
+async def claim(conn: asyncpg.Connection, schema: str, consumer: str, identity: tuple[str, str]) -> bool:
+    """Claim one identity; False if it already was (a redelivery)."""
+    return identity in await claim_all(conn, schema, consumer, [identity])
+
+
+async def unclaim(conn: asyncpg.Connection, schema: str, consumer: str, identity: tuple[str, str]) -> bool:
+    """Forget a claim (a parked record redriven by an operator: it is to be processed after all)."""
+    deleted = await conn.fetchval(
+        f"DELETE FROM {schema}.inbox WHERE consumer = $1 AND source IN ($2, '') AND event_id = $3 RETURNING true",
+        consumer,
+        *identity,
+    )
+    return bool(deleted)
+
+
+# --- outbox ----------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Incoming:
-    """One consumed Kafka record with its CloudEvents attributes (if it carries them)."""
-
-    record: ConsumerRecord[Any, Any]
-    attributes: Attributes | None
-
-    @property
-    def event_id(self) -> str:
-        """The inbox key: the CloudEvents id, else the record's position (stable across redeliveries)."""
-        if self.attributes is not None:
-            return self.attributes.id
-        return f"{self.record.topic}:{self.record.partition}:{self.record.offset}"
-
-    @property
-    def position(self) -> str:
-        return f"{self.record.topic}:{self.record.partition}:{self.record.offset}"
-
-    @property
-    def correlation_id(self) -> str:
-        if self.attributes is not None and self.attributes.correlationid:
-            return self.attributes.correlationid
-        return self.event_id
-
-    @property
-    def body(self) -> bytes:
-        value = self.record.value
-        return value if isinstance(value, bytes) else b""
-
-    def parse(self, model: type[E]) -> E:
-        """The body as `model`, or PoisonMessage naming every field error."""
-        if self.attributes is not None and self.attributes.type != model.cloudevents_type():
-            raise PoisonMessage(f"unexpected event type {self.attributes.type!r}, expected {model.cloudevents_type()!r}")
-        try:
-            return model.model_validate_json(self.body)
-        except ValidationError as error:
-            raise PoisonMessage(f"body is not a valid {model.__name__}", validation_errors(error)) from None
+class OutboxRow:
+    event_id: str
+    topic: Topic
+    key: str | None
+    headers: list[list[str]]
+    payload: bytes | None
+    raw: bytes | None = None  # a dead-letter copy: the original key and headers, byte for byte
 
 
-# --- outbox and inbox ------------------------------------------------------------------------------
+def event_row(event: Event, attributes: Attributes, trace: otel_context.Context | None = None) -> OutboxRow:
+    """The outbox row of an event; it carries the trace of `trace` (the cause's) or of the current span."""
+    headers = [[name, value.decode()] for name, value in to_headers(attributes)]
+    headers += [[name, value] for name, value in traceparent_headers(trace)]
+    return OutboxRow(attributes.id, event.topic, event.key(), headers, event.model_dump_json().encode())
 
 
-async def claim(conn: asyncpg.Connection, schema: str, consumer: str, event_id: str) -> bool:
-    """Record `event_id` as consumed by `consumer`; False if it already was (a redelivery)."""
-    inserted = await conn.fetchval(
-        f"INSERT INTO {schema}.inbox (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true",
-        consumer,
-        event_id,
+def _b64(value: bytes | None) -> str | None:
+    return None if value is None else base64.b64encode(value).decode()
+
+
+def dead_letter_row(record: ConsumerRecord[Any, Any], *, group: str, reason: str, error_type: str, attempts: int) -> OutboxRow:
+    """A copy of `record` for the dead-letter topic, with where it came from and why it was parked.
+
+    The original key, headers and value are kept byte for byte (base64 in the outbox row); a value so
+    large that the copy would not fit a Kafka record is cut, and the copy says so."""
+    headers: list[tuple[str, bytes | None]] = [
+        (name, value) for name, value in (record.headers or ()) if not name.startswith("cg_dlt_")
+    ]
+    value = record.value if isinstance(record.value, bytes) else None
+    key = record.key if isinstance(record.key, bytes) else None
+    size = len(value or b"") + len(key or b"") + sum(len(n) + len(v or b"") for n, v in headers)
+    if key is None and value is None:  # only a record the client could not decode: Kafka needs one of them
+        value = b""
+    truncated = size > MAX_RECORD_BYTES - 4096
+    if truncated:
+        value = (value or b"")[:4096]
+        headers = [(n, v) for n, v in headers if len(n) + len(v or b"") < 1024][:50]
+    headers += [
+        ("cg_dlt_topic", record.topic.encode()),
+        ("cg_dlt_partition", str(record.partition).encode()),
+        ("cg_dlt_offset", str(record.offset).encode()),
+        ("cg_dlt_group", group.encode()),
+        ("cg_dlt_attempts", str(attempts).encode()),
+        ("cg_dlt_error_type", error_type.encode()),
+        ("cg_dlt_error", reason[:2000].encode(errors="replace")),
+        ("cg_dlt_parked_at", datetime.now(UTC).isoformat().encode()),
+    ]
+    if truncated:
+        headers.append(("cg_dlt_truncated", b"true"))
+    raw = json.dumps({"key": _b64(key), "headers": [[_b64(n.encode()), _b64(v)] for n, v in headers]}).encode()
+    return OutboxRow(str(uuid.uuid4()), Topic.DEAD_LETTER, None, [], value, raw)
+
+
+async def write_outbox(conn: asyncpg.Connection, schema: str, rows: Sequence[OutboxRow]) -> None:
+    """Insert the rows in one statement, in the caller's transaction, in their order."""
+    if not rows:
+        return
+    await conn.execute(
+        f"""INSERT INTO {schema}.outbox (event_id, topic, key, headers, payload, raw)
+            SELECT e, t, k, h::jsonb, p, r
+            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::bytea[]) AS b(e, t, k, h, p, r)""",
+        [r.event_id for r in rows],
+        [r.topic.value for r in rows],
+        [r.key for r in rows],
+        [json.dumps(r.headers) for r in rows],
+        [r.payload for r in rows],
+        [r.raw for r in rows],
     )
-    return bool(inserted)
 
 
 async def enqueue(conn: asyncpg.Connection, schema: str, event: Event, attributes: Attributes) -> None:
-    """Write `event` into the outbox, in the caller's transaction."""
-    await conn.execute(
-        f"INSERT INTO {schema}.outbox (event_id, topic, key, headers, payload) VALUES ($1, $2, $3, $4, $5)",
-        attributes.id,
-        event.topic.value,
-        event.key(),
-        [[name, value.decode()] for name, value in to_headers(attributes)] + [list(h) for h in traceparent_headers()],
-        event.model_dump_json().encode(),
-    )
+    """Write one event into the outbox, in the caller's transaction."""
+    await write_outbox(conn, schema, [event_row(event, attributes)])
+
+
+Cause = Delivery[Any] | Rejected | None
 
 
 @dataclass
-class UnitOfWork:
-    """One PostgreSQL transaction: the inbox claim, the state change and the outgoing events."""
+class UnitOfWork(Generic[R]):
+    """One PostgreSQL transaction: the inbox claims, the state change and the outgoing events.
+
+    `repo` is the service's repositories bound to this transaction. The runtime's units of work
+    (`buffered=True`) collect outgoing events and write them to the outbox in one statement when the
+    transaction's work is done (`flush`); a unit of work built by hand (a command, a test) writes each
+    event as it is published, so nothing depends on remembering to flush."""
 
     conn: asyncpg.Connection
     schema: str
     source: str
-    cause: Incoming | None
-    duplicate: bool = False
-    published: list[str] = field(default_factory=list)
+    repo: R = None  # type: ignore[assignment]
+    cause: Cause = None  # the consumed record a command-built unit of work answers; None for commands
+    buffered: bool = False
+    outbox: list[OutboxRow] = field(default_factory=list)
+    written: int = 0
+    event_ids: list[str] = field(default_factory=list)  # of the events published in this unit of work
 
-    async def publish(self, event: Event, *, event_id: str | None = None) -> str:
+    async def publish(self, event: Event, *, cause: Cause = None, event_id: str | None = None) -> str:
+        cause = cause if cause is not None else self.cause
         attributes = attributes_for(
             event,
             source=self.source,
             event_id=event_id,
-            correlation_id=self.cause.correlation_id if self.cause else None,
-            causation_id=self.cause.event_id if self.cause else None,
+            correlation_id=cause.correlation_id if cause is not None else None,
+            causation_id=cause.attributes.id if cause is not None and cause.attributes is not None else None,
         )
-        await enqueue(self.conn, self.schema, event, attributes)
-        self.published.append(attributes.id)
+        trace = context_from(cause.record.headers) if cause is not None else None
+        await self.add(event_row(event, attributes, trace))
+        self.event_ids.append(attributes.id)
         return attributes.id
+
+    async def add(self, row: OutboxRow) -> None:
+        """An outbox row built by the caller (e.g. with attributes of its own)."""
+        self.outbox.append(row)
+        if not self.buffered:
+            await self.flush()
+
+    def park(self, record: ConsumerRecord[Any, Any], *, group: str, reason: str, error_type: str, attempts: int) -> None:
+        self.outbox.append(dead_letter_row(record, group=group, reason=reason, error_type=error_type, attempts=attempts))
+
+    @property
+    def published(self) -> bool:
+        return bool(self.outbox) or self.written > 0
+
+    async def flush(self) -> None:
+        rows, self.outbox = self.outbox, []
+        await write_outbox(self.conn, self.schema, rows)
+        self.written += len(rows)
+
+
+def _record_of(row: asyncpg.Record) -> tuple[bytes | None, list[tuple[str, bytes | None]]]:
+    if row["raw"] is None:
+        return row["key"].encode(), [(name, value.encode()) for name, value in json.loads(row["headers"])]
+    raw = json.loads(row["raw"])
+    key = base64.b64decode(raw["key"]) if raw["key"] is not None else None
+    headers = [
+        (base64.b64decode(n).decode(errors="replace"), base64.b64decode(v) if v is not None else None) for n, v in raw["headers"]
+    ]
+    return key, headers
 
 
 class OutboxRelay:
@@ -245,138 +344,46 @@ class OutboxRelay:
 
     async def _relay_while_leader(self, conn: asyncpg.Connection) -> None:
         while True:
+            # Cleared BEFORE the round: a commit that lands while the round runs sets it again, and the
+            # next round starts at once instead of a poll interval later.
+            self._wake.clear()
             sent = await self.relay_once(conn)
             if sent < self.batch_size:
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval_s)
 
     async def relay_once(self, conn: asyncpg.Connection) -> int:
         rows = await conn.fetch(
-            f"SELECT id, topic, key, headers, payload FROM {self.schema}.outbox ORDER BY id LIMIT $1",
+            f"SELECT id, topic, key, headers::text AS headers, payload, raw FROM {self.schema}.outbox ORDER BY id LIMIT $1",
             self.batch_size,
         )
         if not rows:
             return 0
-        futures = [
-            await self.producer.send(
-                topic_name(Topic(row["topic"]), self.prefix),
-                value=bytes(row["payload"]),
-                key=row["key"].encode(),
-                headers=[(name, value.encode()) for name, value in row["headers"]],
-            )
-            for row in rows
-        ]
-        await asyncio.gather(*futures)
-        await conn.execute(f"DELETE FROM {self.schema}.outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
-        self.published_total += len(rows)
-        return len(rows)
-
-
-# --- dead letters ---------------------------------------------------------------------------------
-
-
-async def park(
-    producer: AIOKafkaProducer, record: ConsumerRecord[Any, Any], *, prefix: str, group: str, error: BaseException, attempts: int
-) -> None:
-    """Copy `record` onto the dead-letter topic with where it came from and why it failed."""
-    headers: Headers = list(record.headers or ())
-    headers += [
-        ("cg_dlt_topic", record.topic.encode()),
-        ("cg_dlt_partition", str(record.partition).encode()),
-        ("cg_dlt_offset", str(record.offset).encode()),
-        ("cg_dlt_group", group.encode()),
-        ("cg_dlt_attempts", str(attempts).encode()),
-        ("cg_dlt_error_type", type(error).__name__.encode()),
-        ("cg_dlt_error", describe_error(error)[:2000].encode()),
-        ("cg_dlt_parked_at", datetime.now(UTC).isoformat().encode()),
-    ]
-    value = record.value if isinstance(record.value, bytes) else None
-    key = record.key if isinstance(record.key, bytes) else None
-    await producer.send_and_wait(topic_name(Topic.DEAD_LETTER, prefix), value=value, key=key, headers=headers)
-
-
-Handler = Callable[[Incoming], Awaitable[None]]
-
-
-@dataclass
-class ConsumeStats:
-    """Counts of one subscription, mirrored into Prometheus when `metrics` (shared.ops.Metrics) is set."""
-
-    topic: str = ""
-    service: str = ""
-    metrics: Any = None
-    consumed: int = 0
-    processed: int = 0
-    retried: int = 0
-    dead_lettered: int = 0
-
-    def count(self, what: str, seconds: float | None = None) -> None:
-        setattr(self, what, getattr(self, what) + 1)
-        if self.metrics is not None:
-            getattr(self.metrics, what).labels(self.service, self.topic).inc()
-            if seconds is not None:
-                self.metrics.latency.labels(self.service, self.topic).observe(seconds)
-
-
-async def consume(
-    record: ConsumerRecord[Any, Any],
-    handler: Handler,
-    *,
-    producer: AIOKafkaProducer,
-    prefix: str,
-    group: str,
-    max_attempts: int,
-    backoff_s: float,
-    stats: ConsumeStats,
-) -> None:
-    """Run `handler` on one record with bounded retries; park it if it keeps failing.
-
-    Returns normally when the record is done (processed or parked): the offset may be committed.
-    Raises only for infrastructure errors, so that the record is redelivered, not lost or parked.
-    """
-    incoming = Incoming(record=record, attributes=from_headers(record.headers))
-    stats.count("consumed")
-    started = time.perf_counter()
-    with (
-        span(
-            f"{record.topic} process",
-            context_from(record.headers),
-            SpanKind.CONSUMER,
-            **{"messaging.system": "kafka", "messaging.destination.name": record.topic, "messaging.kafka.offset": record.offset},
-        ),
-        structlog.contextvars.bound_contextvars(
-            trace_id=current_trace_id(),
-            event_id=incoming.event_id,
-            correlation_id=incoming.correlation_id,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            kafka_key=record.key.decode(errors="replace") if isinstance(record.key, bytes) else None,
-        ),
-    ):
-        attempt = 0
-        while True:
-            attempt += 1
+        futures = []
+        refused: dict[int, str] = {}
+        for row in rows:
+            key, headers = _record_of(row)
+            value = bytes(row["payload"]) if row["payload"] is not None else None
             try:
-                await handler(incoming)
-                stats.count("processed", time.perf_counter() - started)
-                return
-            except PoisonMessage as error:
-                log.warning("message cannot be processed; parking it", error=describe_error(error))
-                await park(producer, record, prefix=prefix, group=group, error=error, attempts=attempt)
-                stats.count("dead_lettered")
-                return
-            except Exception as error:
-                if is_transient(error):
-                    log.warning("infrastructure unavailable; message will be redelivered", error=describe_error(error))
-                    await asyncio.sleep(min(5.0, backoff_s * 2 ** min(attempt, 5)))
-                    raise
-                if attempt >= max_attempts:
-                    log.error("handler failed; parking the message", attempts=attempt, error=describe_error(error))
-                    await park(producer, record, prefix=prefix, group=group, error=error, attempts=attempt)
-                    stats.count("dead_lettered")
-                    return
-                stats.count("retried")
-                log.warning("handler failed; retrying", attempt=attempt, error=describe_error(error))
-                await asyncio.sleep(backoff_s * 2 ** (attempt - 1))
+                futures.append(
+                    await self.producer.send(topic_name(Topic(row["topic"]), self.prefix), value=value, key=key, headers=headers)
+                )
+            except MessageSizeTooLargeError:
+                refused[row["id"]] = "record larger than the broker accepts"
+            except (AssertionError, ValueError, TypeError) as error:  # the client refuses the record as it stands
+                refused[row["id"]] = f"refused by the Kafka client: {type(error).__name__}: {str(error)[:200]}"
+        await asyncio.gather(*futures)
+        async with conn.transaction():
+            if refused:
+                # Kafka will never take these: set them aside, loudly, instead of blocking every row behind them.
+                await conn.execute(
+                    f"""INSERT INTO {self.schema}.outbox_failed (id, event_id, topic, key, headers, payload, raw, error)
+                        SELECT o.id, o.event_id, o.topic, o.key, o.headers, o.payload, o.raw, f.error
+                        FROM {self.schema}.outbox o JOIN unnest($1::bigint[], $2::text[]) AS f(id, error) ON f.id = o.id""",
+                    list(refused),
+                    list(refused.values()),
+                )
+                log.error("outbox rows Kafka will not take set aside in outbox_failed", schema=self.schema, rows=len(refused))
+            await conn.execute(f"DELETE FROM {self.schema}.outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
+        self.published_total += len(rows) - len(refused)
+        return len(rows)

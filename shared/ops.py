@@ -23,28 +23,47 @@ Check = Callable[[], Awaitable[dict[str, bool]]]
 
 
 class Metrics:
-    """The delivery metrics every service exports, labelled by topic."""
+    """The delivery metrics every service exports, labelled by topic.
+
+    No `service` label: the scrape target's labels say which service (and pod) a series comes from;
+    a `service` label of our own would collide with the one Kubernetes scrape configurations set."""
 
     def __init__(self, service: str) -> None:
         self.registry = CollectorRegistry()
-        labels = ["service", "topic"]
+        labels = ["topic"]
         self.service = service
         self.consumed = Counter("clustergrants_messages_consumed", "Records consumed.", labels, registry=self.registry)
         self.processed = Counter("clustergrants_messages_processed", "Records processed.", labels, registry=self.registry)
+        self.duplicates = Counter(
+            "clustergrants_messages_duplicate",
+            "Records whose event was already consumed (redeliveries).",
+            labels,
+            registry=self.registry,
+        )
         self.retried = Counter("clustergrants_messages_retried", "Handler retries.", labels, registry=self.registry)
+        self.rejected = Counter(
+            "clustergrants_messages_rejected",
+            "Records refused by the topic's contract: unreadable, or from a producer or of a type the topic does not allow.",
+            ["topic", "kind", "reason"],
+            registry=self.registry,
+        )
         self.dead_lettered = Counter(
             "clustergrants_messages_dead_lettered", "Records parked on the dead-letter topic.", labels, registry=self.registry
         )
+        self.redelivered = Counter(
+            "clustergrants_batches_redelivered",
+            "Consumed batches rolled back and read again (infrastructure away, or an error outside any handler).",
+            ["topic", "cause"],
+            registry=self.registry,
+        )
         self.latency = Histogram(
             "clustergrants_handling_seconds",
-            "Time to handle one record.",
+            "Time to handle one consumed batch, per record.",
             labels,
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
-        self.outbox_backlog = Gauge(
-            "clustergrants_outbox_backlog", "Outbox rows not yet published.", ["service"], registry=self.registry
-        )
+        self.outbox_backlog = Gauge("clustergrants_outbox_backlog", "Outbox rows not yet published.", registry=self.registry)
         self.consumer_lag = Gauge(
             "clustergrants_consumer_lag", "Records behind the end of the topic.", labels, registry=self.registry
         )

@@ -1,43 +1,70 @@
-"""The seedwork every service's composition root uses: pool, producer, outbox relay, subscribers.
+"""The seedwork every service's composition root uses: pool, producer, outbox relay, subscriptions.
 
-A service's `app.py` builds one `ServiceRuntime`, registers its handlers with `subscribe`, and
-`run()`s it until SIGTERM or SIGINT, then stops in order: stop consuming, flush the outbox, close.
+A service's `app.py` builds one `ServiceRuntime`, registers one batch handler per consumed event type
+with `on(EventType, handler)`, and `run()`s it until SIGTERM or SIGINT, then stops in order: stop
+consuming, flush the outbox, close.
+
+What the runtime does with each consumed batch (up to `CONSUMER_BATCH_MAX` records of one topic):
+
+1. Reads every record itself, from raw bytes (`shared.records.read`): a record that cannot be read,
+   or that comes from a producer or is of a type the topic does not allow, becomes a `Rejected`
+   with its reason; the records beside it are not affected.
+2. In ONE PostgreSQL transaction: claims every record's identity `(source, id)` in the inbox with
+   one statement, hands the handler the events it has not seen before (in offset order), parks the
+   rejected ones (or hands the unreadable ones to the topic's `on_rejected`, e.g. intake's
+   `ApplicationRejected`), and writes all outgoing events and dead-letter copies with one statement.
+3. If the handler fails, the transaction is rolled back and the batch is done again one record at a
+   time, each in a savepoint, with bounded retries; a record that still fails is parked with the
+   error and the others go on. If the infrastructure fails (PostgreSQL, Kafka), nothing is parked:
+   the batch is rolled back and read again once it is back.
+4. After the commit, and only then, commits the batch's offsets, for the partitions this process
+   still owns. Any exception outside a handler (the framework, the decoder, a middleware) is logged,
+   counted and rewinds the batch: an offset never moves past a record that was not processed or
+   parked.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import os
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import structlog
-from aiokafka import AIOKafkaProducer
-from faststream import AckPolicy
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.structs import OffsetAndMetadata
+from faststream import AckPolicy, BaseMiddleware
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.message import KafkaMessage
+from opentelemetry.trace import SpanKind
 
 from shared.db import create_pool
-from shared.delivery import ConsumeStats, Handler, Incoming, OutboxRelay, UnitOfWork, claim, consume, is_transient
+from shared.delivery import OutboxRelay, PoisonMessage, UnitOfWork, claim_all, describe_error, is_transient, unclaim
+from shared.events import Event
 from shared.kafka_security import client_options, security
 from shared.ops import Metrics, OpsServer
+from shared.records import Contract, Delivery, Rejected, ResilientConsumer, position_of, read
 from shared.settings import CommonSettings, database_ssl
 from shared.topics import Topic, service_source, topic_name
-from shared.tracing import configure_tracing
+from shared.tracing import configure_tracing, context_from, span
 
 log = structlog.get_logger("runtime")
 T = TypeVar("T")
+E = TypeVar("E", bound=Event)
+R = TypeVar("R")
 
+Handler = Callable[[UnitOfWork[Any], list[Delivery[Any]]], Awaitable[None]]
+"""Handles the new events of one consumed batch, in offset order, in the batch's unit of work."""
 
-async def _raw_batch(message: Any) -> list[bytes]:
-    """FastStream decoder that hands the handler the undecoded Kafka values; we validate them ourselves."""
-    body = message.body
-    return list(body) if isinstance(body, list | tuple) else [body]
+RejectedHandler = Callable[[UnitOfWork[Any], list[Rejected]], Awaitable[None]]
+"""Turns unreadable records into what the topic's contract says (e.g. intake's ApplicationRejected)."""
 
 
 async def _until_up(what: str, timeout_s: float, connect: Callable[[], Awaitable[T]]) -> T:
@@ -55,134 +82,367 @@ async def _until_up(what: str, timeout_s: float, connect: Callable[[], Awaitable
             delay = min(delay * 2, 5.0)
 
 
+async def _records_as_body(message: Any) -> Any:
+    """FastStream parser: the batch stays the raw records; the runtime reads them itself."""
+    return KafkaMessage(body=message, headers={}, raw_message=message, consumer=_NO_CONSUMER)
+
+
+async def _records(message: Any) -> Any:
+    return message.raw_message
+
+
+class _NoConsumer:
+    """The runtime commits offsets itself (AckPolicy.MANUAL); FastStream's message never does."""
+
+    async def commit(self) -> None:
+        return None
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        return None
+
+
+_NO_CONSUMER = _NoConsumer()
+
+
 @dataclass
-class _Batch:
-    """The consumed batch being handled in this task: its connection and what its records did."""
-
-    conn: asyncpg.Connection | None = None
-    published: bool = False
-    committed: bool = False
-
-
-_BATCH: contextvars.ContextVar[_Batch | None] = contextvars.ContextVar("clustergrants_batch", default=None)
-
-
-@dataclass
-class Subscription:
-    topic: Topic
+class Subscription(Generic[E]):
+    contract: Contract[E]
     handler: Handler
-    stats: ConsumeStats
+    on_rejected: RejectedHandler | None
     subscriber: Any = None
+    stats: dict[str, int] = field(default_factory=lambda: {"consumed": 0, "processed": 0, "dead_lettered": 0})
+
+    @property
+    def topic(self) -> Topic:
+        return self.contract.topic
+
+    @property
+    def consumer(self) -> AIOKafkaConsumer | None:
+        return getattr(self.subscriber, "consumer", None)
 
 
-class ServiceRuntime:
-    def __init__(self, name: str, settings: CommonSettings, *, schema: str) -> None:
+def _earliest(records: Sequence[ConsumerRecord[Any, Any]]) -> dict[TopicPartition, int]:
+    earliest: dict[TopicPartition, int] = {}
+    for record in records:
+        tp = TopicPartition(record.topic, record.partition)
+        earliest[tp] = min(earliest.get(tp, record.offset), record.offset)
+    return earliest
+
+
+def _next_offsets(records: Sequence[ConsumerRecord[Any, Any]]) -> dict[TopicPartition, int]:
+    latest: dict[TopicPartition, int] = {}
+    for record in records:
+        tp = TopicPartition(record.topic, record.partition)
+        latest[tp] = max(latest.get(tp, record.offset), record.offset + 1)
+    return latest
+
+
+class ServiceRuntime(Generic[R]):
+    def __init__(
+        self,
+        name: str,
+        settings: CommonSettings,
+        *,
+        schema: str,
+        repositories: Callable[[asyncpg.Connection], R] | None = None,
+    ) -> None:
         self.name = name
         self.settings = settings
         self.schema = schema
+        self.repositories = repositories
         self.source = service_source(name)
         self.group = f"clustergrants.{name}"
         self.pool: asyncpg.Pool | None = None
         self.producer: AIOKafkaProducer | None = None
         self.relay: OutboxRelay | None = None
+        self.metrics = Metrics(name)
         self.broker = KafkaBroker(
-            settings.kafka_bootstrap_servers, client_id=f"clustergrants-{name}", logger=None, security=security(settings)
+            settings.kafka_bootstrap_servers,
+            client_id=f"clustergrants-{name}",
+            logger=None,
+            security=security(settings),
+            consumer_only=True,  # the relay produces; FastStream needs no producer or admin client of its own
+            allow_auto_create_topics=False,  # topics are declared (shared/topics.py), never created by a consumer
+            middlewares=[partial(_RewindOnError, self)],
         )
-        self.subscriptions: list[Subscription] = []
+        self.subscriptions: dict[str, Subscription[Any]] = {}
         self.startup: list[Callable[[asyncpg.Pool], Awaitable[None]]] = []
         # Called after each committed batch of consumed records (e.g. wake a worker that reads
         # what the batch wrote: before the commit it would not see it).
         self.after_commit: list[Callable[[], None]] = []
-        self.metrics = Metrics(name)
         self.ops = OpsServer(settings.ops_http_host, settings.ops_http_port, self.readiness, self.metrics, self._observe)
         self._stopping = asyncio.Event()
         # Fault injection for crash tests: exit abruptly after the N-th committed batch of consumed
         # records, i.e. after the database commit and before the Kafka offset commit.
         self._exit_after_commits = int(os.environ.get("CLUSTERGRANTS_FAULT_EXIT_AFTER_COMMITS", "0"))
         self._commits = 0
+        self._dlt_consumer: AIOKafkaConsumer | None = None
+        self._redrive_task: asyncio.Task[None] | None = None
 
     # -- wiring --------------------------------------------------------------------------------
 
-    def subscribe(self, topic: Topic, handler: Handler) -> Subscription:
-        """Consume `topic` in this service's consumer group; `handler` runs once per record.
+    def on(
+        self,
+        model: type[E],
+        handler: Handler,
+        *,
+        parse: Callable[[bytes], Any] | None = None,
+        on_rejected: RejectedHandler | None = None,
+    ) -> Subscription[E]:
+        """Consume `model`'s topic in this service's consumer group, a batch at a time.
 
-        Records come in batches (up to `consumer_batch_max`): the whole batch is ONE PostgreSQL
-        transaction in which each record's `transaction()` is a savepoint, and ONE offset commit
-        after it. A record whose handler fails rolls back only its savepoint (and is retried, then
-        parked); an infrastructure error rolls back the batch and it is redelivered whole.
-        """
-        subscription = Subscription(topic, handler, ConsumeStats(topic=topic.value, service=self.name, metrics=self.metrics))
-        self.subscriptions.append(subscription)
+        `handler(uow, deliveries)` gets the batch's new events; `parse` replaces the model's own JSON
+        validation of the data (it raises `shared.records.InvalidData`); `on_rejected(uow, rejected)`
+        answers unreadable records the way the topic's contract says (default: park them)."""
+        contract = Contract.of(model, parse)
+        name = topic_name(contract.topic, self.settings.topic_prefix)
+        subscription: Subscription[E] = Subscription(contract, handler, on_rejected)
+        self.subscriptions[name] = subscription
 
-        async def on_batch(bodies: list[bytes], msg: KafkaMessage) -> None:
-            assert self.producer is not None and self.pool is not None and self.relay is not None
-            raw = msg.raw_message
-            records = raw if isinstance(raw, tuple) else (raw,)
-            batch = _Batch()
-            async with self.pool.acquire() as conn, conn.transaction():
-                batch.conn = conn
-                token = _BATCH.set(batch)
-                try:
-                    for record in records:
-                        await consume(
-                            record,  # type: ignore[arg-type]
-                            subscription.handler,
-                            producer=self.producer,
-                            prefix=self.settings.topic_prefix,
-                            group=self.group,
-                            max_attempts=self.settings.handler_max_attempts,
-                            backoff_s=self.settings.handler_retry_backoff_s,
-                            stats=subscription.stats,
-                        )
-                finally:
-                    _BATCH.reset(token)
-            if batch.published:
-                self.relay.wake()
-            for hook in self.after_commit:
-                hook()
-            if batch.committed:
-                self._after_commit()
+        async def on_batch(records: Any) -> None:
+            await self._consume(subscription, tuple(records))
 
         subscription.subscriber = self.broker.subscriber(
-            topic_name(topic, self.settings.topic_prefix),
+            name,
             group_id=self.group,
             auto_offset_reset="earliest",
-            ack_policy=AckPolicy.NACK_ON_ERROR,  # commit only after the handler; redeliver on error
-            decoder=_raw_batch,
+            ack_policy=AckPolicy.MANUAL,  # the runtime commits the offsets, after the database commit
+            parser=_records_as_body,
+            decoder=_records,
             batch=True,
             max_records=self.settings.consumer_batch_max,
             batch_timeout_ms=self.settings.consumer_batch_timeout_ms,
-            title=f"{self.name}:{topic.value}",
+            title=f"{self.name}:{contract.topic.value}",
         )
         subscription.subscriber(on_batch)
         return subscription
 
-    @contextlib.asynccontextmanager
-    async def transaction(self, cause: Incoming | None = None, consumer: str | None = None) -> AsyncIterator[UnitOfWork]:
-        """One transaction: claim `cause` in the inbox, let the caller change state and publish.
+    def unit_of_work(self, conn: asyncpg.Connection) -> UnitOfWork[R]:
+        repo = self.repositories(conn) if self.repositories is not None else None
+        return UnitOfWork(conn=conn, schema=self.schema, source=self.source, repo=repo, buffered=True)  # type: ignore[arg-type]
 
-        Inside a consumed batch this is a savepoint of the batch's transaction.
-        """
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[UnitOfWork[R]]:
+        """One transaction outside consumption (an HTTP request, a command): state and outbox together."""
         assert self.pool is not None and self.relay is not None
-        batch = _BATCH.get()
-        async with contextlib.AsyncExitStack() as stack:
-            if batch is not None and batch.conn is not None:
-                conn = batch.conn
-            else:
-                conn = await stack.enter_async_context(self.pool.acquire())
-            await stack.enter_async_context(conn.transaction())
-            uow = UnitOfWork(conn=conn, schema=self.schema, source=self.source, cause=cause)
-            if cause is not None:
-                uow.duplicate = not await claim(conn, self.schema, consumer or self.group, cause.event_id)
-                if uow.duplicate:
-                    log.info("duplicate delivery ignored")
+        async with self.pool.acquire() as conn, conn.transaction():
+            uow = self.unit_of_work(conn)
             yield uow
-        if batch is not None:
-            batch.published |= bool(uow.published)
-            batch.committed |= cause is not None and not uow.duplicate
-            return
-        if uow.published:
+            published = uow.published
+            await uow.flush()
+        if published:
             self.relay.wake()
+
+    # -- consuming a batch -------------------------------------------------------------------------
+
+    async def _consume(self, sub: Subscription[Any], records: tuple[ConsumerRecord[Any, Any], ...]) -> None:
+        if not records:
+            return
+        started = time.perf_counter()
+        topic = sub.topic.value
+        reads = [read(record, sub.contract) for record in records]
+        self.metrics.consumed.labels(topic).inc(len(records))
+        sub.stats["consumed"] += len(records)
+        first = records[0]
+        with (
+            span(
+                f"{first.topic} process",
+                context_from(first.headers),
+                SpanKind.CONSUMER,
+                **{
+                    "messaging.system": "kafka",
+                    "messaging.destination.name": first.topic,
+                    "messaging.batch.message_count": len(records),
+                },
+            ),
+            structlog.contextvars.bound_contextvars(topic=first.topic, batch=len(records)),
+        ):
+            try:
+                try:
+                    published = await self._handle_batch(sub, reads)
+                except Exception as error:
+                    if is_transient(error):
+                        raise
+                    log.warning("batch failed; handling its records one at a time", error=describe_error(error))
+                    published = await self._handle_one_by_one(sub, reads)
+            except Exception as error:
+                # Infrastructure away (or a bug outside the handlers): nothing is parked, nothing skipped.
+                self._rewind(sub, records, "infrastructure" if is_transient(error) else "error", error)
+                await asyncio.sleep(min(5.0, max(0.2, self.settings.handler_retry_backoff_s * 5)))
+                return
+        self.metrics.latency.labels(topic).observe((time.perf_counter() - started) / len(records))
+        if published and self.relay is not None:
+            self.relay.wake()
+        for hook in self.after_commit:
+            hook()
+        self._after_commit()
+        await self._commit_offsets(sub, records)
+
+    def _rewind(
+        self, sub: Subscription[Any], records: Sequence[ConsumerRecord[Any, Any]], cause: str, error: BaseException
+    ) -> None:
+        """Seek back to the batch's first record on each partition this process still owns."""
+        consumer = sub.consumer
+        assigned = consumer.assignment() if consumer is not None else set()
+        for tp, offset in _earliest(records).items():
+            if tp in assigned:
+                assert consumer is not None
+                consumer.seek(tp, offset)
+        self.metrics.redelivered.labels(sub.topic.value, cause).inc()
+        log.warning(
+            "batch rolled back; it will be read again"
+            if cause == "infrastructure"
+            else "batch failed outside any handler; it will be read again",
+            cause=cause,
+            error=describe_error(error),
+            records=len(records),
+        )
+
+    async def _commit_offsets(self, sub: Subscription[Any], records: Sequence[ConsumerRecord[Any, Any]]) -> None:
+        consumer = sub.consumer
+        if consumer is None:
+            return
+        assigned = consumer.assignment()
+        offsets = {tp: OffsetAndMetadata(offset, "") for tp, offset in _next_offsets(records).items() if tp in assigned}
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except KafkaError as error:
+            # The group moved on (a rebalance, or this process was paused past its session): the new owner
+            # reads these records again and its inbox drops what this transaction already did.
+            log.warning("offset commit refused; the records will be redelivered", error=describe_error(error))
+
+    async def _claim(self, uow: UnitOfWork[R], reads: Sequence[Delivery[Any] | Rejected]) -> list[Delivery[Any] | Rejected]:
+        claimed = await claim_all(uow.conn, self.schema, self.group, [r.identity for r in reads])
+        fresh: list[Delivery[Any] | Rejected] = []
+        for r in reads:
+            if r.identity in claimed:
+                claimed.discard(r.identity)  # a second copy in the same batch is a duplicate too
+                fresh.append(r)
+        return fresh
+
+    async def _dispose(self, sub: Subscription[Any], uow: UnitOfWork[R], rejected: list[Rejected]) -> None:
+        """Rejected records: the topic's contract answers the unreadable ones; the rest are parked."""
+        topic = sub.topic.value
+        for r in rejected:
+            self.metrics.rejected.labels(topic, r.kind, r.reason).inc()
+            log.warning(
+                "record refused by the topic's contract",
+                kind=r.kind,
+                reason=r.reason,
+                position=str(r.position),
+                error=r.describe(),
+            )
+        answerable = [r for r in rejected if r.kind == "unreadable"] if sub.on_rejected is not None else []
+        if answerable:
+            assert sub.on_rejected is not None
+            await sub.on_rejected(uow, answerable)
+        for r in rejected:
+            if r not in answerable:
+                await self._park(sub, uow, r.record, r.identity, r.describe(), f"Rejected:{r.reason}", 1)
+
+    async def _park(
+        self,
+        sub: Subscription[Any],
+        uow: UnitOfWork[R],
+        record: ConsumerRecord[Any, Any],
+        identity: tuple[str, str],
+        reason: str,
+        error_type: str,
+        attempts: int,
+    ) -> None:
+        uow.park(record, group=self.group, reason=reason, error_type=error_type, attempts=attempts)
+        await uow.conn.execute(
+            f"""INSERT INTO {self.schema}.parked (consumer, source, event_id, topic, partition, "offset", reason)
+                VALUES ($1, $2, $3, $4, $5, $6, $7)
+                ON CONFLICT (consumer, source, event_id) DO UPDATE
+                SET topic = EXCLUDED.topic, partition = EXCLUDED.partition, "offset" = EXCLUDED."offset",
+                    reason = EXCLUDED.reason, parked_at = now(), redriven_at = NULL""",
+            self.group,
+            identity[0],
+            identity[1],
+            record.topic,
+            record.partition,
+            record.offset,
+            reason[:2000],
+        )
+        self.metrics.dead_lettered.labels(sub.topic.value).inc()
+        sub.stats["dead_lettered"] += 1
+        log.warning("record parked on the dead-letter topic", position=str(position_of(record)), error_type=error_type)
+
+    async def _handle_batch(self, sub: Subscription[Any], reads: list[Delivery[Any] | Rejected]) -> bool:
+        assert self.pool is not None
+        async with self.pool.acquire() as conn, conn.transaction():
+            uow = self.unit_of_work(conn)
+            fresh = await self._claim(uow, reads)
+            deliveries = [r for r in fresh if isinstance(r, Delivery)]
+            rejected = [r for r in fresh if isinstance(r, Rejected)]
+            self._count_duplicates(sub, len(reads) - len(fresh))
+            if rejected:
+                await self._dispose(sub, uow, rejected)
+            if deliveries:
+                await sub.handler(uow, deliveries)
+            published = uow.published
+            await uow.flush()
+        self.metrics.processed.labels(sub.topic.value).inc(len(deliveries))
+        sub.stats["processed"] += len(deliveries)
+        return published
+
+    async def _handle_one_by_one(self, sub: Subscription[Any], reads: list[Delivery[Any] | Rejected]) -> bool:
+        """The batch failed: each record in its own savepoint, retried, and parked if it keeps failing."""
+        assert self.pool is not None
+        max_attempts = self.settings.handler_max_attempts
+        processed = 0
+        async with self.pool.acquire() as conn, conn.transaction():
+            uow = self.unit_of_work(conn)
+            fresh = await self._claim(uow, reads)
+            rejected = [r for r in fresh if isinstance(r, Rejected)]
+            if rejected:
+                await self._dispose(sub, uow, rejected)
+            for delivery in (r for r in fresh if isinstance(r, Delivery)):
+                with structlog.contextvars.bound_contextvars(event_id=delivery.event_id, position=str(delivery.position)):
+                    for attempt in range(1, max_attempts + 1):
+                        alone = self.unit_of_work(conn)
+                        try:
+                            async with conn.transaction():  # a savepoint
+                                await sub.handler(alone, [delivery])
+                            uow.outbox.extend(alone.outbox)
+                            processed += 1
+                            break
+                        except PoisonMessage as error:
+                            await self._park(
+                                sub, uow, delivery.record, delivery.identity, describe_error(error), "PoisonMessage", attempt
+                            )
+                            break
+                        except Exception as error:
+                            if is_transient(error):
+                                raise
+                            if attempt == max_attempts:
+                                log.error("handler failed; parking the record", attempts=attempt, error=describe_error(error))
+                                await self._park(
+                                    sub,
+                                    uow,
+                                    delivery.record,
+                                    delivery.identity,
+                                    describe_error(error),
+                                    type(error).__name__,
+                                    attempt,
+                                )
+                                break
+                            self.metrics.retried.labels(sub.topic.value).inc()
+                            log.warning("handler failed; retrying", attempt=attempt, error=describe_error(error))
+                            await asyncio.sleep(self.settings.handler_retry_backoff_s * 2 ** (attempt - 1))
+            published = uow.published
+            await uow.flush()
+        self.metrics.processed.labels(sub.topic.value).inc(processed)
+        sub.stats["processed"] += processed
+        return published
+
+    def _count_duplicates(self, sub: Subscription[Any], count: int) -> None:
+        if count:
+            self.metrics.duplicates.labels(sub.topic.value).inc(count)
+            log.info("duplicate deliveries ignored", count=count)
 
     def _after_commit(self) -> None:
         if self._exit_after_commits:
@@ -190,6 +450,118 @@ class ServiceRuntime:
             if self._commits >= self._exit_after_commits:
                 log.warning("fault injection: exiting between database commit and offset commit")
                 os._exit(70)
+
+    # -- redriving parked records ------------------------------------------------------------------
+
+    async def _redrive_loop(self) -> None:
+        """Take the operator's redrive requests (`clustergrants dead-letters redrive`) one at a time."""
+        while True:
+            try:
+                took = await self.redrive_next()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("redrive interrupted; retrying", error=describe_error(error))
+                took = False
+                await asyncio.sleep(1.0)
+            if not took:
+                await asyncio.sleep(self.settings.outbox_poll_interval_s * 2)
+
+    async def redrive_next(self) -> bool:
+        """Process the oldest pending redrive request of this service; False if there is none.
+
+        The parked copy is re-read from the dead-letter topic, put back as the original record (its
+        topic, partition, offset, key, headers and value), its claim is forgotten, and it runs through
+        the contract and handler again, in ONE transaction with the request's outcome. So a redrive
+        happens once, and a record that fails again is parked again, not lost."""
+        assert self.pool is not None and self.relay is not None
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                f"""SELECT id, dlt_partition, dlt_offset FROM {self.schema}.redrive_requests
+                    WHERE done_at IS NULL ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"""
+            )
+            if row is None:
+                return False
+            uow = self.unit_of_work(conn)
+            with structlog.contextvars.bound_contextvars(redrive=f"{row['dlt_partition']}:{row['dlt_offset']}"):
+                dead = await self._dead_letter(row["dlt_partition"], row["dlt_offset"])
+                outcome = "not found: the dead letter is gone (retention)" if dead is None else await self._redrive(uow, dead)
+                log.info("redrive done", outcome=outcome)
+            await conn.execute(
+                f"UPDATE {self.schema}.redrive_requests SET done_at = now(), outcome = $2 WHERE id = $1", row["id"], outcome
+            )
+            published = uow.published
+            await uow.flush()
+        if published:
+            self.relay.wake()
+        return True
+
+    async def _dead_letter(self, partition: int, offset: int) -> ConsumerRecord[Any, Any] | None:
+        if self._dlt_consumer is None:
+            consumer = AIOKafkaConsumer(**client_options(self.settings), enable_auto_commit=False)
+            await consumer.start()
+            self._dlt_consumer = consumer
+        tp = TopicPartition(topic_name(Topic.DEAD_LETTER, self.settings.topic_prefix), partition)
+        self._dlt_consumer.assign([tp])
+        self._dlt_consumer.seek(tp, offset)
+        batch = await self._dlt_consumer.getmany(tp, timeout_ms=5000, max_records=1)
+        records = batch.get(tp, [])
+        return records[0] if records and records[0].offset == offset else None
+
+    async def _redrive(self, uow: UnitOfWork[R], dead: ConsumerRecord[Any, Any]) -> str:
+        headers = dict(dead.headers or ())
+        meta = {name: (value or b"").decode(errors="replace") for name, value in headers.items() if name.startswith("cg_dlt_")}
+        if meta.get("cg_dlt_group") != self.group:
+            return f"refused: parked by {meta.get('cg_dlt_group', 'nobody')[:80]!r}, not by {self.group}"
+        if meta.get("cg_dlt_truncated") == "true":
+            return "refused: a truncated copy (the record was too large to park whole)"
+        sub = self.subscriptions.get(meta.get("cg_dlt_topic", ""))
+        if sub is None:
+            return f"refused: this service does not consume {meta.get('cg_dlt_topic', '?')[:120]!r}"
+        try:
+            partition, offset = int(meta["cg_dlt_partition"]), int(meta["cg_dlt_offset"])
+        except (KeyError, ValueError):
+            return "refused: the dead letter does not say where it came from"
+        original = ConsumerRecord(
+            meta["cg_dlt_topic"],
+            partition,
+            offset,
+            dead.timestamp,
+            dead.timestamp_type,
+            dead.key,
+            dead.value,
+            None,
+            dead.serialized_key_size,
+            dead.serialized_value_size,
+            tuple((name, value) for name, value in (dead.headers or ()) if not name.startswith("cg_dlt_")),
+        )
+        again = read(original, sub.contract)
+        conn = uow.conn
+        parked = await conn.fetchval(
+            f"""UPDATE {self.schema}.parked SET redriven_at = now()
+                WHERE consumer = $1 AND source = $2 AND event_id = $3 AND redriven_at IS NULL RETURNING true""",
+            self.group,
+            *again.identity,
+        )
+        if not parked:
+            return "refused: not parked now (redriven before, or never parked by this service)"
+        await unclaim(conn, self.schema, self.group, again.identity)
+        await self._claim(uow, [again])
+        if isinstance(again, Rejected):
+            await self._dispose(sub, uow, [again])
+            return f"refused by the contract again: {again.reason}"
+        alone = self.unit_of_work(conn)
+        try:
+            async with conn.transaction():
+                await sub.handler(alone, [again])
+            uow.outbox.extend(alone.outbox)
+        except Exception as error:
+            if is_transient(error):
+                raise
+            await self._park(sub, uow, original, again.identity, describe_error(error), type(error).__name__, 1)
+            return f"parked again: {describe_error(error)[:300]}"
+        self.metrics.processed.labels(sub.topic.value).inc()
+        return "processed"
 
     # -- health and metrics ---------------------------------------------------------------------
 
@@ -208,9 +580,9 @@ class ServiceRuntime:
     async def _observe(self) -> None:
         """Refresh the gauges a scrape reads: outbox backlog and consumer lag per topic."""
         if self.relay is not None:
-            self.metrics.outbox_backlog.labels(self.name).set(await self.relay.backlog())
-        for sub in self.subscriptions:
-            consumer = getattr(sub.subscriber, "consumer", None)
+            self.metrics.outbox_backlog.set(await self.relay.backlog())
+        for sub in self.subscriptions.values():
+            consumer = sub.consumer
             if consumer is None:
                 continue
             lag = 0
@@ -218,7 +590,7 @@ class ServiceRuntime:
                 highwater = consumer.highwater(tp)
                 if highwater is not None:
                     lag += max(0, highwater - await consumer.position(tp))
-            self.metrics.consumer_lag.labels(self.name, sub.topic.value).set(lag)
+            self.metrics.consumer_lag.labels(sub.topic.value).set(lag)
 
     # -- life cycle -----------------------------------------------------------------------------
 
@@ -238,7 +610,8 @@ class ServiceRuntime:
                 client_id=f"clustergrants-{self.name}-relay",
                 enable_idempotence=True,
                 acks="all",
-                linger_ms=2,
+                linger_ms=5,
+                max_batch_size=1 << 20,
             )
             try:
                 await producer.start()
@@ -259,12 +632,35 @@ class ServiceRuntime:
         self.relay.start()
         for step in self.startup:  # before consuming: e.g. load configuration into the database
             await step(self.pool)
+        await self.broker.connect()
+        self._use_resilient_consumers()
         await self.broker.start()
+        if self.subscriptions:
+            self._redrive_task = asyncio.create_task(self._redrive_loop(), name=f"redrive-{self.name}")
         log.info(
-            "service started", topics=[sub.topic.value for sub in self.subscriptions], group=self.group, ops_port=s.ops_http_port
+            "service started",
+            topics=[sub.topic.value for sub in self.subscriptions.values()],
+            group=self.group,
+            ops_port=s.ops_http_port,
         )
 
+    def _use_resilient_consumers(self) -> None:
+        """Subscribers build their consumers with FastStream's builder: same options, our class."""
+        config = self.broker.config.broker_config
+        builder = config.builder
+        if isinstance(builder, partial) and builder.func is AIOKafkaConsumer:
+            config.builder = partial(ResilientConsumer, *builder.args, **builder.keywords)
+        else:  # pragma: no cover - a FastStream upgrade changed how consumers are built
+            raise RuntimeError("FastStream no longer builds consumers with partial(AIOKafkaConsumer, ...): revisit")
+
     async def stop(self) -> None:
+        if self._redrive_task is not None:
+            self._redrive_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._redrive_task
+        if self._dlt_consumer is not None:
+            with contextlib.suppress(Exception):
+                await self._dlt_consumer.stop()
         with contextlib.suppress(Exception):
             await self.broker.stop()
         if self.relay is not None and self.pool is not None:
@@ -299,3 +695,23 @@ class ServiceRuntime:
                 with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                     await asyncio.wait_for(task, timeout=10)
             await self.stop()
+
+
+class _RewindOnError(BaseMiddleware):
+    """Backstop for errors outside the runtime's own handling (FastStream, a decoder, a middleware): the
+    consumed batch is rewound, logged and counted, so the next offset commit cannot skip it."""
+
+    def __init__(self, runtime: ServiceRuntime[Any], msg: Any | None, /, *, context: Any) -> None:
+        super().__init__(msg, context=context)
+        self.runtime = runtime
+
+    async def __aexit__(self, exc_type: Any = None, exc_val: BaseException | None = None, exc_tb: Any = None) -> bool | None:
+        if exc_val is not None and not isinstance(exc_val, asyncio.CancelledError):
+            records = self.msg if isinstance(self.msg, tuple) else (self.msg,)
+            records = tuple(r for r in records if isinstance(r, ConsumerRecord))
+            sub = self.runtime.subscriptions.get(records[0].topic) if records else None
+            if sub is not None:
+                self.runtime._rewind(sub, records, "framework", exc_val)
+            else:
+                log.error("consumed batch failed outside the runtime", error=describe_error(exc_val))
+        return await super().__aexit__(exc_type, exc_val, exc_tb)

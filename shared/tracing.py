@@ -50,14 +50,15 @@ def tracer() -> trace.Tracer:
     return trace.get_tracer("clustergrants")
 
 
-def traceparent_headers() -> list[tuple[str, str]]:
-    """The current span's context as headers to carry along (empty when there is none)."""
+def traceparent_headers(context: otel_context.Context | None = None) -> list[tuple[str, str]]:
+    """The trace of `context` (else the current span's) as headers to carry along (empty when none)."""
     carrier: dict[str, str] = {}
-    PROPAGATOR.inject(carrier)
+    PROPAGATOR.inject(carrier, context=context)
     return sorted(carrier.items())
 
 
-def context_from(headers: Iterable[tuple[str, bytes]] | Mapping[str, str] | None) -> otel_context.Context:
+def context_from(headers: Iterable[tuple[str, bytes | None]] | Mapping[str, str] | None) -> otel_context.Context:
+    """The trace context a record or request carries; an invalid `traceparent` is ignored (W3C)."""
     carrier: dict[str, str] = {}
     items = headers.items() if isinstance(headers, Mapping) else (headers or ())
     for name, value in items:

@@ -124,3 +124,32 @@ class Collector:
 
 def headers_of(record: ConsumerRecord[bytes, bytes]) -> dict[str, str]:
     return {k: v.decode() for k, v in record.headers}
+
+
+class _UndecodableName(str):
+    """A header name whose UTF-8 encoding the record builder asks for, answered with bytes that are not UTF-8."""
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return b"\xff\xfe-not-utf8"
+
+
+async def publish_with_undecodable_header_name(
+    bootstrap: str, topic: str, partition: int, value: bytes, key: bytes | None = None, *, principal: str | None = None
+) -> None:
+    """Publish one record whose header NAME is not UTF-8, as a client written in C may: Java and Python
+    clients cannot, but the broker stores whatever bytes arrive. Built with aiokafka's pure-Python batch
+    builder (the C one refuses the name before it reaches the wire)."""
+    from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
+
+    known = topic_of(topic)
+    who = principal or (producer_of(known) if known is not None else ADMIN)
+    producer = AIOKafkaProducer(**kafka_options(who, bootstrap), enable_idempotence=False, acks="all")
+    await producer.start()
+    try:
+        batch = producer.create_batch()
+        batch._builder = _DefaultRecordBatchBuilderPy(2, 0, 0, -1, -1, -1, 1 << 20)
+        batch.append(timestamp=None, key=key, value=value, headers=[(_UndecodableName("x"), b"v")])
+        batch.close()
+        await (await producer.send_batch(batch, topic, partition=partition))
+    finally:
+        await producer.stop()

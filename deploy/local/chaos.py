@@ -45,9 +45,11 @@ if str(ROOT) not in sys.path:
 import asyncpg  # noqa: E402
 from standardwebhooks import Webhook, WebhookVerificationError  # noqa: E402
 
-from bench.harness import Pipeline, Sent, Tracker, pipeline, producer, say  # noqa: E402
+from bench.harness import BENCH_PORTAL, Pipeline, Sent, Tracker, pipeline, producer, say  # noqa: E402
 from bench.workload import Submission, submissions  # noqa: E402
 from services.notify.webhooks import new_secret  # noqa: E402
+from shared.cloudevents import portal_headers  # noqa: E402
+from shared.events import ApplicationSubmitted  # noqa: E402
 from shared.topics import Topic, topic_name  # noqa: E402
 from tests.processes import SERVICES  # noqa: E402
 
@@ -220,9 +222,11 @@ async def _submit_resilient(stack: Pipeline, items: list[Submission], rate: floa
             if delay > 0:
                 await asyncio.sleep(delay)
             key = (item.application_id or f"malformed-{item.index}").encode()
+            # One event id per submission: a resend after the broker came back is the same event.
+            headers = portal_headers(ApplicationSubmitted, source=BENCH_PORTAL, event_id=f"submission-{item.index}")
             while True:
                 try:
-                    meta = await asyncio.wait_for(await prod.send(topic, item.body, key=key), 60)
+                    meta = await asyncio.wait_for(await prod.send(topic, item.body, key=key, headers=headers), 60)
                     sent[item.index] = Sent(item, meta.timestamp, f"{meta.topic}:{meta.partition}:{meta.offset}")
                     break
                 except Exception as error:

@@ -39,6 +39,7 @@ import secrets
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -91,9 +92,19 @@ def _raise_stopped(signum: int, _frame: FrameType | None) -> None:
 
 
 def port_open(port: int) -> bool:
+    """Something listens on 127.0.0.1:`port`.
+
+    A connection to a port of the ephemeral range that nobody listens on can, rarely, connect to
+    itself (TCP simultaneous open: the kernel picked that very port as the source). That is no
+    listener, and the socket must not linger either, or the server we are about to start cannot bind."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.3)
-        return s.connect_ex(("127.0.0.1", port)) == 0
+        if s.connect_ex(("127.0.0.1", port)) != 0:
+            return False
+        if s.getsockname() == s.getpeername():
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # reset, no TIME_WAIT
+            return False
+        return True
 
 
 def wait_until(what: str, check, timeout: float, proc: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> None:

@@ -12,11 +12,11 @@ from services.budget import config as budget_config
 from services.budget import handlers, repository
 from services.budget.domain import BudgetConfig
 from services.budget.settings import BudgetSettings
-from shared.delivery import Incoming
+from shared.delivery import UnitOfWork
 from shared.events import CeilingReset, EligibilityDecided
 from shared.logging import configure_logging
+from shared.records import Delivery
 from shared.runtime import ServiceRuntime
-from shared.topics import Topic
 
 log = structlog.get_logger("budget")
 
@@ -26,25 +26,20 @@ def build(settings: BudgetSettings, config: BudgetConfig | None = None) -> Servi
     config = config or budget_config.load(settings.budget_pots_file)
     runtime = ServiceRuntime("budget", settings, schema="budget")
 
-    async def on_decided(incoming: Incoming) -> None:
-        decided = incoming.parse(EligibilityDecided)
-        with structlog.contextvars.bound_contextvars(application_id=decided.application_id):
-            async with runtime.transaction(incoming) as uow:
-                if uow.duplicate:
-                    return
-                result = await handlers.on_eligibility_decided(uow, decided, config, cause=incoming.event_id)
-            log.info("decision handled", result=result, outcome=decided.outcome)
+    async def on_decided(uow: UnitOfWork, deliveries: list[Delivery[EligibilityDecided]]) -> None:
+        for delivery in deliveries:
+            decided = delivery.event
+            with structlog.contextvars.bound_contextvars(application_id=decided.application_id):
+                result = await handlers.on_eligibility_decided(uow, decided, config, cause=delivery.event_id, delivery=delivery)
+                log.info("decision handled", result=result, outcome=decided.outcome)
 
-    async def on_reset(incoming: Incoming) -> None:
-        reset = incoming.parse(CeilingReset)
-        with structlog.contextvars.bound_contextvars(reset_id=reset.reset_id):
-            async with runtime.transaction(incoming) as uow:
-                if uow.duplicate:
-                    return
-                await handlers.on_ceiling_reset(uow, reset, cause=incoming.event_id)
+    async def on_reset(uow: UnitOfWork, deliveries: list[Delivery[CeilingReset]]) -> None:
+        for delivery in deliveries:
+            with structlog.contextvars.bound_contextvars(reset_id=delivery.event.reset_id):
+                await handlers.on_ceiling_reset(uow, delivery.event, cause=delivery.event_id, delivery=delivery)
 
-    runtime.subscribe(Topic.ELIGIBILITY_DECIDED, on_decided)
-    runtime.subscribe(Topic.CEILING_RESET, on_reset)
+    runtime.on(EligibilityDecided, on_decided)
+    runtime.on(CeilingReset, on_reset)
 
     async def load_pots(pool: asyncpg.Pool) -> None:
         async with pool.acquire() as conn:

@@ -29,7 +29,7 @@ from services.budget.domain import (
     place,
     plan_release,
 )
-from shared.delivery import PoisonMessage, UnitOfWork
+from shared.delivery import Cause, PoisonMessage, UnitOfWork
 from shared.events import (
     CeilingReset,
     EligibilityDecided,
@@ -69,7 +69,13 @@ def _count(amount: int | None, unit: str | None) -> int | None:
 
 
 async def on_eligibility_decided(
-    uow: UnitOfWork, decided: EligibilityDecided, config: BudgetConfig, *, cause: str, now: datetime | None = None
+    uow: UnitOfWork,
+    decided: EligibilityDecided,
+    config: BudgetConfig,
+    *,
+    cause: str,
+    delivery: Cause = None,
+    now: datetime | None = None,
 ) -> Literal["committed", "refused", "skipped"]:
     """Commit the proposed grant against every pot and limit it touches in this one transaction, or
     refuse it naming the limit, what was left and what was asked. Locks follow the fixed order."""
@@ -127,7 +133,8 @@ async def on_eligibility_decided(
                 available_count=_count(refusal.available, refusal.unit),
                 requested_count=_count(refusal.requested, refusal.unit),
                 recipient=decided.recipient,
-            )
+            ),
+            cause=delivery,
         )
         log.info(
             "grant refused",
@@ -163,7 +170,8 @@ async def on_eligibility_decided(
             scheme=decided.scheme,
             grant=grant,
             recipient=decided.recipient,
-        )
+        ),
+        cause=delivery,
     )
     log.info(
         "grant committed",
@@ -189,7 +197,9 @@ class ResetOutcome:
     closed: int = 0
 
 
-async def on_ceiling_reset(uow: UnitOfWork, reset: CeilingReset, *, cause: str, now: datetime | None = None) -> ResetOutcome:
+async def on_ceiling_reset(
+    uow: UnitOfWork, reset: CeilingReset, *, cause: str, delivery: Cause = None, now: datetime | None = None
+) -> ResetOutcome:
     """Open the programme's next budget year for all its grants at once (set-based, one transaction).
 
     Idempotent per programme and year: the same year again changes nothing; an earlier year stays

@@ -9,11 +9,11 @@ import structlog
 from services.eligibility import calls, handlers
 from services.eligibility.parameters import ParameterStore
 from services.eligibility.settings import EligibilitySettings
-from shared.delivery import Incoming
+from shared.delivery import UnitOfWork
 from shared.events import ApplicationReceived, AssessmentSubmitted
 from shared.logging import configure_logging
+from shared.records import Delivery
 from shared.runtime import ServiceRuntime
-from shared.topics import Topic
 
 log = structlog.get_logger("eligibility")
 
@@ -23,31 +23,27 @@ def build(settings: EligibilitySettings) -> ServiceRuntime:
     parameters = ParameterStore.load(operator_file=settings.eligibility_operator_parameters_file)
     runtime = ServiceRuntime("eligibility", settings, schema="eligibility")
 
-    async def on_received(incoming: Incoming) -> None:
-        received = incoming.parse(ApplicationReceived)
-        with structlog.contextvars.bound_contextvars(application_id=received.application_id):
-            async with runtime.transaction(incoming) as uow:
-                if uow.duplicate:
-                    return
-                outcome = await handlers.on_application_received(uow, received, parameters)
-            log.info(
-                "application decided" if outcome else "application already decided",
-                scheme=received.application.scheme,
-                outcome=outcome,
-            )
+    async def on_received(uow: UnitOfWork, deliveries: list[Delivery[ApplicationReceived]]) -> None:
+        for delivery in deliveries:
+            received = delivery.event
+            with structlog.contextvars.bound_contextvars(application_id=received.application_id):
+                outcome = await handlers.on_application_received(uow, received, parameters, cause=delivery)
+                log.info(
+                    "application decided" if outcome else "application already decided",
+                    scheme=received.application.scheme,
+                    outcome=outcome,
+                )
 
-    runtime.subscribe(Topic.APPLICATION_RECEIVED, on_received)
+    runtime.on(ApplicationReceived, on_received)
 
-    async def on_assessment(incoming: Incoming) -> None:
-        assessment = incoming.parse(AssessmentSubmitted)
-        with structlog.contextvars.bound_contextvars(application_id=assessment.application_id):
-            async with runtime.transaction(incoming) as uow:
-                if uow.duplicate:
-                    return
+    async def on_assessment(uow: UnitOfWork, deliveries: list[Delivery[AssessmentSubmitted]]) -> None:
+        for delivery in deliveries:
+            assessment = delivery.event
+            with structlog.contextvars.bound_contextvars(application_id=assessment.application_id):
                 stored = await calls.record_assessment(uow.conn, assessment)
-            log.info("assessment recorded" if stored else "older assessment ignored", call_id=assessment.call_id)
+                log.info("assessment recorded" if stored else "older assessment ignored", call_id=assessment.call_id)
 
-    runtime.subscribe(Topic.ASSESSMENT_SUBMITTED, on_assessment)
+    runtime.on(AssessmentSubmitted, on_assessment)
     return runtime
 
 

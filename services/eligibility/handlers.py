@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from services.eligibility import repository
 from services.eligibility.domain import evaluate
 from services.eligibility.parameters import ParameterStore
-from shared.delivery import UnitOfWork
+from shared.delivery import Cause, UnitOfWork
 from shared.events import ApplicationReceived, EligibilityDecided, Recipient
 
 
@@ -33,11 +33,13 @@ def decide(received: ApplicationReceived, parameters: ParameterStore, now: datet
     )
 
 
-async def on_application_received(uow: UnitOfWork, received: ApplicationReceived, parameters: ParameterStore) -> str | None:
+async def on_application_received(
+    uow: UnitOfWork, received: ApplicationReceived, parameters: ParameterStore, *, cause: Cause = None
+) -> str | None:
     """Store and decide the application; returns the outcome, or None if it was decided before."""
     await repository.store_application(uow.conn, received.application)
     decided = decide(received, parameters)
     if not await repository.store_decision(uow.conn, decided):
         return None
-    await uow.publish(decided)
+    await uow.publish(decided, cause=cause)
     return decided.outcome

@@ -17,11 +17,11 @@ from services.intake.domain import SubmissionPolicy, UnreadableJson, load_json, 
 from services.intake.http import create_app
 from services.intake.openapi import ApplicationStatus
 from services.intake.settings import IntakeSettings
-from shared.delivery import Incoming
-from shared.events import AssessmentSubmitted, FieldError
+from shared.delivery import UnitOfWork
+from shared.events import ApplicationSubmitted, AssessmentSubmitted, FieldError
 from shared.logging import configure_logging, secrets_of
+from shared.records import Delivery, Rejected
 from shared.runtime import ServiceRuntime
-from shared.topics import Topic
 
 log = structlog.get_logger("intake")
 
@@ -40,20 +40,29 @@ def build(settings: IntakeSettings) -> tuple[ServiceRuntime, uvicorn.Server]:
         max_amount_minor=settings.intake_max_amount_minor, max_clock_skew=timedelta(seconds=settings.intake_max_clock_skew_s)
     )
 
-    async def on_submitted(incoming: Incoming) -> None:
-        async with runtime.transaction(incoming) as uow:
-            if uow.duplicate:
-                return
-            outcome = await handlers.receive(uow, incoming.body, "kafka", incoming.position, policy=policy)
-        log.info(
-            "submission handled",
-            channel="kafka",
-            status=outcome.status,
-            application_id=outcome.application_id,
-            errors=len(outcome.errors),
-        )
+    async def on_submitted(uow: UnitOfWork, deliveries: list[Delivery[bytes]]) -> None:
+        for delivery in deliveries:
+            outcome = await handlers.receive(uow, delivery.event, "kafka", str(delivery.position), policy=policy, cause=delivery)
+            log.info(
+                "submission handled",
+                channel="kafka",
+                status=outcome.status,
+                application_id=outcome.application_id,
+                errors=len(outcome.errors),
+                event_source=delivery.attributes.source,
+            )
 
-    runtime.subscribe(Topic.APPLICATION_SUBMITTED, on_submitted)
+    async def on_unreadable(uow: UnitOfWork, rejected: list[Rejected]) -> None:
+        """A record on the submitted topic that is no readable CloudEvent: the portal is told why."""
+        for record in rejected:
+            errors = [FieldError(loc=e["loc"], type=e["type"], message=e["message"]) for e in record.errors] or [
+                FieldError(loc=[], type=record.reason, message=record.detail)
+            ]
+            await handlers.reject_unreadable(uow, errors, str(record.position), cause=record)
+
+    # The submitted topic's data is validated by intake's own rules (handlers.receive), which say
+    # more than the contract's JSON Schema; the runtime checks the envelope and the producer.
+    runtime.on(ApplicationSubmitted, on_submitted, parse=lambda data: data, on_rejected=on_unreadable)
 
     async def receive_http(submission: handlers.Submission) -> handlers.Outcome:
         async with runtime.transaction() as uow:

@@ -18,7 +18,7 @@ from services.intake.domain import (
     parse_structured,
     parse_submission,
 )
-from shared.delivery import UnitOfWork
+from shared.delivery import Cause, UnitOfWork
 from shared.events import Application, ApplicationReceived, ApplicationRejected, FieldError
 
 Channel = Literal["http", "kafka"]
@@ -52,7 +52,9 @@ async def receive(
     source_reference: str | None = None,
     *,
     policy: SubmissionPolicy = DEFAULT_POLICY,
+    cause: Cause = None,
 ) -> Outcome:
+    """`cause`: the consumed record the submission came in (Kafka), for the answer's correlation and trace."""
     submission = raw if isinstance(raw, Submission) else Submission(raw)
     now = datetime.now(UTC)
     if submission.envelope == "structured":
@@ -60,8 +62,13 @@ async def receive(
     else:
         parsed = parse_submission(submission.raw, policy, now, prior=submission.attribute_errors)
     if isinstance(parsed, Invalid):
-        return await _reject(uow, channel, source_reference, parsed.errors, parsed)
-    return await _accept(uow, parsed, channel, source_reference)
+        return await _reject(uow, channel, source_reference, parsed.errors, parsed, cause)
+    return await _accept(uow, parsed, channel, source_reference, cause)
+
+
+async def reject_unreadable(uow: UnitOfWork, errors: list[FieldError], source_reference: str, *, cause: Cause = None) -> Outcome:
+    """A Kafka record that is not a readable CloudEvent: rejected with the cause, nothing of it echoed."""
+    return await _reject(uow, "kafka", source_reference, errors, Invalid(errors, None, None, None), cause)
 
 
 def _same(stored_fingerprint: str, stored_body: object, fingerprint: str) -> bool:
@@ -75,7 +82,9 @@ def _same(stored_fingerprint: str, stored_body: object, fingerprint: str) -> boo
         return False
 
 
-async def _accept(uow: UnitOfWork, application: Application, channel: Channel, source_reference: str | None) -> Outcome:
+async def _accept(
+    uow: UnitOfWork, application: Application, channel: Channel, source_reference: str | None, cause: Cause
+) -> Outcome:
     now = datetime.now(UTC)
     fingerprint = body_fingerprint(application)
     stored = await repository.insert_application(uow.conn, application, channel, fingerprint, now)
@@ -83,15 +92,18 @@ async def _accept(uow: UnitOfWork, application: Application, channel: Channel, s
         await uow.publish(
             ApplicationReceived(
                 application_id=application.application_id, received_at=now, channel=channel, application=application
-            )
+            ),
+            cause=cause,
         )
         return Outcome("received", application.application_id, [])
     if _same(*stored, fingerprint):
         return Outcome("duplicate", application.application_id, [])
-    return await _conflict(uow, application, channel, source_reference)
+    return await _conflict(uow, application, channel, source_reference, cause)
 
 
-async def _conflict(uow: UnitOfWork, application: Application, channel: Channel, source_reference: str | None) -> Outcome:
+async def _conflict(
+    uow: UnitOfWork, application: Application, channel: Channel, source_reference: str | None, cause: Cause
+) -> Outcome:
     """A different body under an id already taken: the *resubmission* is rejected, under its own
     rejection id, without the taken id as its application id and without the contact it names."""
     error = FieldError(
@@ -110,12 +122,12 @@ async def _conflict(uow: UnitOfWork, application: Application, channel: Channel,
         conflicts_with=application.application_id,
     )
     await repository.insert_rejection(uow.conn, rejection)
-    await uow.publish(rejection)
+    await uow.publish(rejection, cause=cause)
     return Outcome("conflict", None, [error], rejection.rejection_id, application.application_id)
 
 
 async def _reject(
-    uow: UnitOfWork, channel: Channel, source_reference: str | None, errors: list[FieldError], invalid: Invalid
+    uow: UnitOfWork, channel: Channel, source_reference: str | None, errors: list[FieldError], invalid: Invalid, cause: Cause
 ) -> Outcome:
     rejection = ApplicationRejected(
         rejection_id=str(uuid.uuid4()),
@@ -129,5 +141,5 @@ async def _reject(
         contact=invalid.contact,
     )
     await repository.insert_rejection(uow.conn, rejection)
-    await uow.publish(rejection)
+    await uow.publish(rejection, cause=cause)
     return Outcome("rejected", invalid.application_id, errors, rejection.rejection_id)

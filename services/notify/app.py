@@ -14,21 +14,16 @@ from services.notify.i18n import Catalog
 from services.notify.mail import Mailer
 from services.notify.settings import NotifySettings
 from services.notify.webhooks import WebhookConfigError, WebhookSender, load_subscriptions
-from shared.delivery import Incoming
+from shared.delivery import UnitOfWork
 from shared.events import ApplicationRejected, CeilingReset, EligibilityDecided, Event, GrantCommitted, GrantRefused
 from shared.logging import configure_logging, secrets_of
+from shared.records import Delivery
 from shared.runtime import ServiceRuntime
-from shared.topics import Topic
+from shared.tracing import context_from
 
 log = structlog.get_logger("notify")
 
-CONSUMED: dict[Topic, type[Event]] = {
-    Topic.APPLICATION_REJECTED: ApplicationRejected,
-    Topic.ELIGIBILITY_DECIDED: EligibilityDecided,
-    Topic.GRANT_COMMITTED: GrantCommitted,
-    Topic.GRANT_REFUSED: GrantRefused,
-    Topic.CEILING_RESET: CeilingReset,
-}
+CONSUMED: tuple[type[Event], ...] = (ApplicationRejected, EligibilityDecided, GrantCommitted, GrantRefused, CeilingReset)
 
 
 def build(
@@ -41,22 +36,26 @@ def build(
         runtime.transaction, settings, Catalog.load(), Mailer(settings), WebhookSender(client), subscriptions
     )
 
-    def subscribe(topic: Topic, model: type[Event]) -> None:
-        async def on_event(incoming: Incoming) -> None:
-            event = incoming.parse(model)
-            with structlog.contextvars.bound_contextvars(application_id=getattr(event, "application_id", None)):
-                async with runtime.transaction(incoming) as uow:
-                    if uow.duplicate:
-                        return
+    def subscribe(model: type[Event]) -> None:
+        async def on_events(uow: UnitOfWork, deliveries: list[Delivery[Event]]) -> None:
+            for delivery in deliveries:
+                event = delivery.event
+                with structlog.contextvars.bound_contextvars(application_id=getattr(event, "application_id", None)):
                     scheduled = await handlers.on_event(
-                        uow, event, incoming.event_id, incoming.attributes, subscriptions, ref_key=ref_key
+                        uow,
+                        event,
+                        delivery.event_id,
+                        delivery.attributes,
+                        subscriptions,
+                        ref_key=ref_key,
+                        trace=context_from(delivery.record.headers),
                     )
-                log.info("event handled", event_type=model.cloudevents_type(), scheduled=scheduled)
+                    log.info("event handled", event_type=model.cloudevents_type(), scheduled=scheduled)
 
-        runtime.subscribe(topic, on_event)
+        runtime.on(model, on_events)
 
-    for topic, model in CONSUMED.items():
-        subscribe(topic, model)
+    for model in CONSUMED:
+        subscribe(model)
     runtime.after_commit.append(dispatcher.wake)  # what a batch scheduled is visible once it commits
     return runtime, dispatcher
 

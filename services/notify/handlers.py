@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
+from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind
 
 from services.notify import repository
@@ -33,7 +34,7 @@ from services.notify.render import StoredDecision, render_email
 from services.notify.settings import NotifySettings
 from services.notify.webhooks import WebhookSender
 from shared.cloudevents import Attributes, attributes_for
-from shared.delivery import UnitOfWork, enqueue
+from shared.delivery import UnitOfWork, event_row
 from shared.events import (
     EVENTS_BY_TYPE,
     ApplicationRejected,
@@ -50,7 +51,9 @@ DECISION_POLL_S = 0.25
 Transaction = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
 
 
-def _cloudevent(event: Event, source_event_id: str, attributes: Attributes | None) -> dict[str, str | None]:
+def _cloudevent(
+    event: Event, source_event_id: str, attributes: Attributes | None, trace: otel_context.Context | None
+) -> dict[str, str | None]:
     return {
         "id": source_event_id,
         "type": event.cloudevents_type(),
@@ -59,7 +62,7 @@ def _cloudevent(event: Event, source_event_id: str, attributes: Attributes | Non
         "subject": attributes.subject if attributes else event.subject(),
         "correlationid": attributes.correlationid if attributes else None,
         # The trace of the consumed event: delivery, later and in another task, continues it.
-        "traceparent": dict(traceparent_headers()).get("traceparent"),
+        "traceparent": dict(traceparent_headers(trace)).get("traceparent"),
     }
 
 
@@ -71,13 +74,14 @@ async def on_event(
     subscriptions: Subscriptions,
     *,
     ref_key: bytes,
+    trace: otel_context.Context | None = None,
 ) -> int:
     """Schedule every message `event` owes, in the caller's (inbox) transaction; returns how many were new."""
     conn = uow.conn
     if isinstance(event, EligibilityDecided):
         stored = {"criteria": [c.model_dump(mode="json") for c in event.criteria], "time_zone": event.time_zone}
         await repository.store_decision(conn, event.application_id, source_event_id, stored)
-    payload = {"event": event.model_dump(mode="json"), "ce": _cloudevent(event, source_event_id, attributes)}
+    payload = {"event": event.model_dump(mode="json"), "ce": _cloudevent(event, source_event_id, attributes, trace)}
     scheduled = 0
     for planned in plan(event, subscriptions, ref_key=ref_key):
         # Due at once; a grant e-mail whose decision has not arrived yet is postponed at send time
@@ -258,8 +262,7 @@ class Dispatcher:
         attributes = attributes_for(
             sent, source=uow.source, correlation_id=ce.get("correlationid"), causation_id=row["source_event_id"]
         )
-        await enqueue(uow.conn, uow.schema, sent, attributes)
-        uow.published.append(attributes.id)
+        await uow.add(event_row(sent, attributes))
 
     def _maybe_crash(self) -> None:
         limit = self.settings.notify_fault_exit_after_sends

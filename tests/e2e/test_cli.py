@@ -86,7 +86,7 @@ def test_bad_arguments_get_a_clear_message_not_a_traceback(stack: Stack, tmp_pat
     assert missing.returncode == 2 and "does not exist" in missing.stderr and len(missing.stderr.splitlines()) == 1
 
 
-async def test_dead_letters_are_listed_and_the_operator_cannot_republish_them(stack: Stack) -> None:
+async def test_dead_letters_are_listed_and_redriven_by_the_service_that_parked_them(stack: Stack) -> None:
     from shared.topics import topic_name
     from tests.kafka_tools import publish_raw
 
@@ -98,7 +98,7 @@ async def test_dead_letters_are_listed_and_the_operator_cannot_republish_them(st
         marker.encode(),
         [
             ("ce_id", marker.encode()),
-            ("ce_source", b"/t"),
+            ("ce_source", b"/clustergrants/eligibility"),
             ("ce_specversion", b"1.0"),
             ("ce_type", b"org.clustergrants.eligibility.decided.v1"),
         ],
@@ -113,13 +113,23 @@ async def test_dead_letters_are_listed_and_the_operator_cannot_republish_them(st
         listed = cli(stack, "dead-letters", "list")
         assert listed.returncode == 0, listed.stdout + listed.stderr
         assert f"{record.partition}:{record.offset}" in listed.stdout
-        # The CLI's redrive republishes as the `operator`, who may write no topic (shared/acl.py): the
-        # broker refuses it, and nothing is parked again. (The redrive moves to the parking service,
-        # which re-reads the parked record itself: issue 10.)
-        redriven = cli(stack, "dead-letters", "redrive", f"{record.partition}:{record.offset}", "--yes")
-        assert redriven.returncode != 0, redriven.stdout + redriven.stderr
-        assert "AuthorizationFailed" in redriven.stdout + redriven.stderr
-        assert sum(r.value == f"junk-{marker}".encode() for r in seen.records[Topic.DEAD_LETTER]) == 2
+        dead_id = f"{record.partition}:{record.offset}"
+        unconfirmed = cli(stack, "dead-letters", "redrive", dead_id)
+        assert unconfirmed.returncode == 2 and "without confirmation" in unconfirmed.stderr
+        # Nothing is republished (the operator may write no topic): the parking service re-reads the copy,
+        # runs it through its contract again, and, the data being junk still, parks it again.
+        redriven = cli(stack, "dead-letters", "redrive", dead_id, "--yes", "--json")
+        assert redriven.returncode == 0, redriven.stdout + redriven.stderr
+        answer = json.loads(redriven.stdout)
+        assert answer["outcomes"] == {dead_id: "refused by the contract again: data_invalid"}, answer
+        parked_by = dict(record.headers)["cg_dlt_group"].decode().removeprefix("clustergrants.")
+        trail = json.loads(cli(stack, "audit", "--command", "dead-letters redrive", "--json").stdout)
+        mine = [r for r in trail if r["arguments"]["ids"] == [dead_id]]
+        assert [(r["service"], r["operator"], r["outcome"]) for r in mine] == [(parked_by, "e2e-operator", "requested")]
+        await seen.wait_for(
+            lambda: sum(r.value == f"junk-{marker}".encode() for r in seen.records[Topic.DEAD_LETTER]) == 3,
+            what="parked again after the redrive",
+        )
     async with httpx.AsyncClient() as client:
         assert (await client.get(f"{stack.intake_url}/healthz")).status_code == 200
 

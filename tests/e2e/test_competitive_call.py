@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from services.eligibility.competition import S3_CRITERIA
+from shared.cloudevents import portal_headers
 from shared.events import AssessmentSubmitted
 from shared.topics import Topic, topic_name
 from tests.e2e.conftest import Stack
@@ -84,6 +85,7 @@ async def test_a_call_ranks_by_scores_breaks_ties_by_time_and_selects_the_cap(st
             topic_name(Topic.ASSESSMENT_SUBMITTED, stack.prefix),
             second.model_dump_json().encode(),
             ids[1].encode(),
+            portal_headers(AssessmentSubmitted, source="urn:clustergrants:test-assessors", subject=ids[1]),
         )
         conn = await asyncpg.connect(stack.database_url)
         try:

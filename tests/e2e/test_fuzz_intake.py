@@ -16,6 +16,7 @@ import pytest
 
 from bench.fuzz_intake import fuzz, http_edges
 from bench.fuzz_payloads import good
+from bench.fuzz_records import record_edges
 from bench.harness import Pipeline, pipeline
 
 pytestmark = pytest.mark.e2e
@@ -89,3 +90,18 @@ async def test_every_http_edge_of_issue_10(services: Pipeline) -> None:
     assert not report.violations, (report.violations, report.figures)
     assert report.figures["good_followers"] >= 30
     assert report.figures["emails"] == {"control": 1, "conflicting_body": 0}
+
+
+async def test_hostile_records_beside_good_ones_on_the_submitted_topic(services: Pipeline) -> None:
+    """Odd headers, keys, tombstones, modes and producers in one burst with good applications: each odd
+    record is received, rejected or parked as its contract says, every good one gets through, and
+    intake's offsets reach the end of the topic (nothing wedged, nothing skipped unseen)."""
+
+    def exited() -> list[str]:
+        return [name for name, proc in services.processes.procs.items() if proc.poll() is not None]
+
+    report = await record_edges(
+        services.bootstrap, services.prefix, services.database_url, f"RE{os.getpid():x}", timeout_s=120, alive=exited
+    )
+    assert not report.violations, (report.violations, report.figures)
+    assert report.figures["good_followers"]["received"] == report.figures["attacks"]

@@ -11,6 +11,8 @@ import asyncpg
 import httpx
 import pytest
 
+from shared.cloudevents import portal_headers
+from shared.events import ApplicationSubmitted
 from shared.topics import Topic, topic_name
 from tests.e2e.conftest import Stack
 from tests.kafka_tools import Collector, headers_of, publish_raw
@@ -18,6 +20,7 @@ from tests.smtp import Inbox
 
 pytestmark = pytest.mark.e2e
 
+PORTAL = "urn:clustergrants:test-portal"
 ALL = [
     Topic.APPLICATION_RECEIVED,
     Topic.APPLICATION_REJECTED,
@@ -57,17 +60,23 @@ async def test_application_is_received_decided_committed_and_notified_once(
         # The same application again over HTTP, and once more through the portal topic.
         again = await post(stack, body)
         assert again.json()["status"] == "duplicate"
+        portal_event = f"portal-copy-{app_id}"
         await publish_raw(
-            stack.bootstrap, topic_name(Topic.APPLICATION_SUBMITTED, stack.prefix), json.dumps(body).encode(), app_id.encode()
+            stack.bootstrap,
+            topic_name(Topic.APPLICATION_SUBMITTED, stack.prefix),
+            json.dumps(body).encode(),
+            app_id.encode(),
+            portal_headers(ApplicationSubmitted, source=PORTAL, event_id=portal_event, subject=app_id),
         )
 
         await seen.wait_for(lambda: seen.bodies(Topic.NOTIFICATION_SENT, application_id=app_id) != [], what="NotificationSent")
         # Let the copy from the portal topic pass through intake, and anything it caused settle.
-        submitted = topic_name(Topic.APPLICATION_SUBMITTED, stack.prefix)
         conn = await asyncpg.connect(stack.database_url)
         try:
             for _ in range(300):
-                copies = await conn.fetchval("SELECT count(*) FROM intake.inbox WHERE event_id LIKE $1", f"{submitted}:%")
+                copies = await conn.fetchval(
+                    "SELECT count(*) FROM intake.inbox WHERE source = $1 AND event_id = $2", PORTAL, portal_event
+                )
                 if copies:
                     break
                 await asyncio.sleep(0.1)
@@ -126,7 +135,13 @@ async def test_invalid_submissions_are_rejected_with_every_error(stack: Stack, s
 
         # The same through Kafka: a rejection event, and malformed JSON gets one too.
         topic = topic_name(Topic.APPLICATION_SUBMITTED, stack.prefix)
-        await publish_raw(stack.bootstrap, topic, b'{"application_id": "E2E-TRUNC', b"E2E-TRUNC")
+        await publish_raw(
+            stack.bootstrap,
+            topic,
+            b'{"application_id": "E2E-TRUNC',
+            b"E2E-TRUNC",
+            portal_headers(ApplicationSubmitted, source=PORTAL),
+        )
         await seen.wait_for(
             lambda: any(
                 e["errors"][0]["type"] == "json_invalid" and e["channel"] == "kafka"
@@ -148,7 +163,7 @@ async def test_poison_message_is_dead_lettered_and_the_next_one_still_flows(stac
         # Same key as the good application: same partition, right in front of it.
         headers = [
             ("ce_id", b"poison-1"),
-            ("ce_source", b"/test"),
+            ("ce_source", b"/clustergrants/intake"),  # from the right producer: only its data is broken
             ("ce_specversion", b"1.0"),
             ("ce_type", b"org.clustergrants.application.received.v1"),
         ]
@@ -167,7 +182,7 @@ async def test_poison_message_is_dead_lettered_and_the_next_one_still_flows(stac
         headers = headers_of(parked)
         assert headers["cg_dlt_topic"] == received_topic
         assert headers["cg_dlt_group"] == "clustergrants.eligibility"
-        assert headers["cg_dlt_error_type"] == "PoisonMessage"
+        assert headers["cg_dlt_error_type"] == "Rejected:data_invalid"
         assert parked.value == b"\x00 not an event"
 
 

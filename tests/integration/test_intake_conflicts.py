@@ -33,12 +33,12 @@ def body(app_id: str, **changes: Any) -> bytes:
 
 async def receive(pool: asyncpg.Pool, raw: bytes) -> tuple[handlers.Outcome, list[dict[str, Any]]]:
     async with pool.acquire() as conn, conn.transaction():
-        uow = UnitOfWork(conn=conn, schema="intake", source="/test", cause=None)
+        uow = UnitOfWork(conn=conn, schema="intake", source="/clustergrants/intake")
         outcome = await handlers.receive(uow, raw, "http")
         published = [
             {"topic": r["topic"], "key": r["key"], "payload": json.loads(bytes(r["payload"]))}
             for r in await conn.fetch(
-                "SELECT topic, key, payload FROM intake.outbox WHERE event_id = ANY($1::uuid[]) ORDER BY id", uow.published
+                "SELECT topic, key, payload FROM intake.outbox WHERE event_id = ANY($1::uuid[]) ORDER BY id", uow.event_ids
             )
         ]
     return outcome, published

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
@@ -31,15 +30,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def subscriptions(service: str) -> set[Topic]:
-    """The `Topic.X` a service's composition root names: app.py only subscribes (it publishes through
-    the outbox in handlers), so these are its inputs."""
-    tree = ast.parse((ROOT / "services" / service / "app.py").read_text())
-    names = {
-        node.attr
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "Topic"
-    }
-    return {Topic[name] for name in names}
+    """The topics a service subscribes to, read off its real runtime (as the AsyncAPI document is)."""
+    from shared.asyncapi import consumers
+
+    return set(consumers()[service])
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -13,7 +13,6 @@ subscriptions (services/*/app.py).
 
 from __future__ import annotations
 
-import ast
 import copy
 import functools
 import os
@@ -169,16 +168,12 @@ def port_number(c: dict[str, Any], port: int | str) -> int:
 
 
 def input_topics(service: str) -> set[Topic]:
-    """The topics a service subscribes to: the `Topic.X` its composition root names (app.py only
-    subscribes; publishing happens in handlers through the outbox)."""
-    tree = ast.parse((ROOT / "services" / service / "app.py").read_text())
-    names = {
-        node.attr
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "Topic"
-    }
-    assert names, f"services/{service}/app.py names no Topic"
-    return {Topic[name] for name in names}
+    """The topics a service subscribes to, read off its real runtime (as the AsyncAPI document is)."""
+    from shared.asyncapi import consumers
+
+    topics = set(consumers()[service])
+    assert topics, f"services/{service} subscribes to no topic"
+    return topics
 
 
 # --- schema validation ----------------------------------------------------------------------------

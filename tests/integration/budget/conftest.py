@@ -31,9 +31,9 @@ class Ledger:
     async def in_uow(self, work: Callable[[UnitOfWork], Awaitable[T]], event_id: str | None = None) -> T | None:
         """One transaction: claim `event_id` (None if it was claimed before), then `work`."""
         async with self.pool.acquire() as conn, conn.transaction():
-            if event_id is not None and not await claim(conn, "budget", GROUP, event_id):
+            if event_id is not None and not await claim(conn, "budget", GROUP, ("/clustergrants/eligibility", event_id)):
                 return None
-            return await work(UnitOfWork(conn=conn, schema="budget", source="/clustergrants/budget", cause=None))
+            return await work(UnitOfWork(conn=conn, schema="budget", source="/clustergrants/budget"))
 
     async def load(self, config: BudgetConfig) -> None:
         async with self.pool.acquire() as conn:

@@ -139,7 +139,7 @@ async def test_duplicate_delivery_and_a_crash_before_the_offset_commit_yield_one
 
             def settled() -> bool:
                 log = budget.log("first")
-                return '"duplicate delivery ignored"' in log and log.count('"decision handled"') >= 2
+                return '"duplicate deliveries ignored"' in log and log.count('"decision handled"') >= 2
 
             await seen.wait_for(settled, what="the copy dropped by the inbox and the re-emission skipped")
             await asyncio.sleep(1)
@@ -159,7 +159,7 @@ async def test_duplicate_delivery_and_a_crash_before_the_offset_commit_yield_one
             await asyncio.to_thread(budget.wait_started, "restarted")
             await seen.wait_for(lambda: committed_for(seen, crash.application_id) != [], what="GrantCommitted after the crash")
             await seen.wait_for(
-                lambda: '"duplicate delivery ignored"' in budget.log("restarted"),
+                lambda: '"duplicate deliveries ignored"' in budget.log("restarted"),
                 what="the redelivered decision dropped by the inbox",
             )
             await asyncio.sleep(1)

@@ -23,7 +23,7 @@ from shared.events import (
     ScheduledAmount,
 )
 from shared.money import Money
-from shared.topics import topic_name
+from shared.topics import TOPIC_SPECS, service_source, topic_name
 from tests.kafka_tools import publish_raw
 
 NOW = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
@@ -137,7 +137,8 @@ def reset(programme: str, year: int) -> CeilingReset:
 
 async def publish(bootstrap: str, prefix: str, event: Event, event_id: str | None = None) -> str:
     """Publish `event` in CloudEvents binary mode, as the producing service's relay would; returns its id."""
-    attributes = attributes_for(event, source="/clustergrants/test", event_id=event_id)
+    producer = TOPIC_SPECS[event.topic].producers[0]
+    attributes = attributes_for(event, source=service_source(producer), event_id=event_id)
     await publish_raw(
         bootstrap, topic_name(event.topic, prefix), event.model_dump_json().encode(), event.key().encode(), to_headers(attributes)
     )
