@@ -277,6 +277,12 @@ class CriterionResult(Contract):
     outcome: Literal["passed", "failed", "not_decidable"]
     message_key: str = Field(description="Stable key of the explanation text, e.g. 'vlaio.ceiling.exceeded'.")
     figures: dict[str, Figure] = Field(default_factory=dict)
+    decided_by: str = Field(
+        default="rules",
+        description="Who decided this criterion: 'rules' (the scheme's rules as code) or 'officer:<opaque id>' "
+        "(a case handler's recorded finding; never a name).",
+        pattern=r"^(rules|officer:[A-Za-z0-9._:-]{1,64})$",
+    )
 
 
 class ScheduledAmount(Contract):
@@ -356,6 +362,21 @@ class EligibilityDecided(ApplicationScoped):
         "'BE-BCE_KBO-0521749439'), read from its country and organisation_number; None when the number is "
         "missing or invalid (an application of a scheme that pays money is then referred to a case handler).",
         examples=["BE-BCE_KBO-0521749439"],
+    )
+    revision: int = Field(
+        default=1,
+        ge=1,
+        description="1 for the first decision of an application; each later decision (a case handler's "
+        "finding, a correction, an appeal, a re-decision under new parameters) is the next revision. "
+        "Consumers apply a revision only if it is newer than the one they applied.",
+    )
+    supersedes: str | None = Field(
+        default=None, description="The CloudEvents id of the revision this one replaces (None for revision 1)."
+    )
+    decided_by: str = Field(
+        default="rules",
+        description="'rules', or 'officer:<opaque id>' when a case handler's finding made this revision.",
+        pattern=r"^(rules|officer:[A-Za-z0-9._:-]{1,64})$",
     )
 
 
