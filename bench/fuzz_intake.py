@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -207,7 +208,7 @@ async def http_edges(
             bad.append(f"Content-Length of 400 MiB: HTTP {status} (expected 413 before the body)")
         await follow(client, "declared length over the limit")
 
-        async def chunks():  # type: ignore[no-untyped-def]
+        async def chunks() -> AsyncIterator[bytes]:
             raw = good(f"{run}-E-CHUNKED")
             for i in range(0, len(raw), 100):
                 yield raw[i : i + 100]
@@ -506,7 +507,7 @@ async def fuzz(
             p for p, errors in rejected.items() if not _specific(errors if isinstance(errors, list) else json.loads(errors))
         ]
         missing_good = [g for g in good_ids if g not in received]
-        types = Counter()
+        types: Counter[str] = Counter()
         for errors in rejected.values():
             for e in errors if isinstance(errors, list) else json.loads(errors):
                 types[e["type"]] += 1

@@ -22,6 +22,7 @@ from typing import Any
 
 import asyncpg
 
+from shared.db import Connection
 from shared.delivery import UnitOfWork
 from shared.events import AuditRecorded
 
@@ -98,7 +99,7 @@ async def record(
 
 
 async def records(
-    conn: asyncpg.Connection,
+    conn: Connection,
     services: Sequence[str] = SERVICES,
     *,
     operator: str | None = None,

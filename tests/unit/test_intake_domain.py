@@ -68,7 +68,7 @@ def test_a_valid_submission_becomes_an_application() -> None:
         (lambda d: d["contact"].update(email="not-an-address"), ("contact", "email"), "string_pattern_mismatch"),
     ],
 )
-def test_each_defect_gets_its_own_error(mutate, loc: tuple[object, ...], error_type: str) -> None:  # type: ignore[no-untyped-def]
+def test_each_defect_gets_its_own_error(mutate, loc: tuple[object, ...], error_type: str) -> None:
     document = sample()
     mutate(document)
     assert errors_of(document)[loc] == error_type
@@ -189,8 +189,8 @@ def test_control_and_bidi_characters_are_refused_with_their_own_type(
     document = sample()
     target = document
     for step in field[:-1]:
-        target = target[step]  # type: ignore[index]
-    target[field[-1]] = text  # type: ignore[index]
+        target = target[step]
+    target[field[-1]] = text
     if (
         field == ("summary",)
         and error_type == "string_control_character"
@@ -228,12 +228,12 @@ def test_every_amount_is_bounded_by_the_operator_maximum(path: tuple[object, ...
     document["funding"]["co_financing"] = [{"source": "own funds", "amount": {"amount_minor": 1, "currency": "EUR"}}]
     target = document
     for step in path:
-        target = target[step]  # type: ignore[index]
-    target["amount_minor"] = 10**9  # type: ignore[index]
+        target = target[step]
+    target["amount_minor"] = 10**9
     assert isinstance(parse(document, max_amount_minor=10**9), Application), "the maximum itself is accepted"
-    target["amount_minor"] = 10**9 + 1  # type: ignore[index]
+    target["amount_minor"] = 10**9 + 1
     assert found(document, max_amount_minor=10**9) == {((*path, "amount_minor"), "money_too_large")}
-    target["amount_minor"] = 10**30  # type: ignore[index]
+    target["amount_minor"] = 10**30
     assert ((*path, "amount_minor"), "money_too_large") in found(document)  # the default maximum
 
 
