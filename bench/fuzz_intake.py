@@ -171,6 +171,7 @@ async def http_edges(
         headers: dict[str, str] | list[tuple[str, str | bytes]],
     ) -> httpx.Response | None:
         try:
+            # (ignore below) httpx sends bytes values as they are
             response = await client.post(f"{intake_url}/v1/applications", content=content, headers=headers)  # type: ignore[arg-type]
         except httpx.HTTPError as error:
             bad.append(f"{name}: {type(error).__name__} (no answer)")
@@ -213,6 +214,7 @@ async def http_edges(
             for i in range(0, len(raw), 100):
                 yield raw[i : i + 100]
 
+        # (ignore below) an async iterator is a streamed body
         await expect(client, "small chunked body", 202, None, chunks(), json_headers)  # type: ignore[arg-type]
 
         # Media types.

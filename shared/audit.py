@@ -85,7 +85,7 @@ async def record(
     await uow.publish(
         AuditRecorded(
             audit_id=audit_id,
-            service=uow.schema,  # type: ignore[arg-type]
+            service=uow.schema,  # type: ignore[arg-type]  # a service's schema is its name
             recorded_at=recorded_at,
             operator=operator,
             command=command,

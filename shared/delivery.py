@@ -234,7 +234,7 @@ class UnitOfWork(Generic[R]):
     conn: Connection
     schema: str
     source: str
-    repo: R = None  # type: ignore[assignment]
+    repo: R = None  # type: ignore[assignment]  # R is None unless repositories are given
     cause: Cause = None  # the consumed record a command-built unit of work answers; None for commands
     buffered: bool = False
     outbox: list[OutboxRow] = field(default_factory=list)

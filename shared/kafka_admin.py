@@ -277,6 +277,7 @@ async def wait_until_authorized(
 
 async def revoke_principal(admin: AIOKafkaAdminClient, principal: str) -> None:
     """Delete every ACL of `principal`, on every resource of every prefix."""
+    # (ignore below) a filter: None matches any name and host
     await delete_acls(admin, [(RESOURCE_ANY, None, PATTERN_ANY, f"User:{principal}", None, OPERATION_ANY, PERMISSION_ANY)])  # type: ignore[list-item]
 
 

@@ -221,6 +221,7 @@ class ServiceRuntime(Generic[R]):
 
     def unit_of_work(self, conn: Connection) -> UnitOfWork[R]:
         repo = self.repositories(conn) if self.repositories is not None else None
+        # (ignore below) None only when R is None
         return UnitOfWork(conn=conn, schema=self.schema, source=self.source, repo=repo, buffered=True)  # type: ignore[arg-type]
 
     @contextlib.asynccontextmanager

@@ -432,9 +432,9 @@ class Kafka:
         return client_options(
             CommonSettings(
                 kafka_bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
-                kafka_security_protocol=env["KAFKA_SECURITY_PROTOCOL"],  # type: ignore[arg-type]
+                kafka_security_protocol=env["KAFKA_SECURITY_PROTOCOL"],  # type: ignore[arg-type]  # pydantic validates the str
                 kafka_sasl_username=principal,
-                kafka_sasl_password=env["KAFKA_SASL_PASSWORD"],  # type: ignore[arg-type]
+                kafka_sasl_password=env["KAFKA_SASL_PASSWORD"],  # type: ignore[arg-type]  # pydantic makes it a SecretStr
                 kafka_ssl_cafile=env.get("KAFKA_SSL_CAFILE"),
             )
         )

@@ -6,6 +6,7 @@ import asyncio
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -32,13 +33,13 @@ ALL = [
 ]
 
 
-def application(samples: Path, name: str, application_id: str) -> dict:  # type: ignore[type-arg]
+def application(samples: Path, name: str, application_id: str) -> dict[str, Any]:
     body = json.loads((samples / name).read_text())
     body["application_id"] = application_id
     return body
 
 
-async def post(stack: Stack, body: dict | bytes, token: str | None = None) -> httpx.Response:  # type: ignore[type-arg]
+async def post(stack: Stack, body: dict[str, Any] | bytes, token: str | None = None) -> httpx.Response:
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
     async with httpx.AsyncClient(timeout=10) as client:
         return await client.post(
