@@ -151,8 +151,8 @@ def document() -> dict[str, Any]:
                 "channel": {"$ref": f"#/channels/{_channel_id(topic)}"},
                 "summary": f"{service} consumes in group clustergrants.{service}",
             }
-    for service, topics in PUBLISHES.items():
-        for topic in topics:
+    for service, published in PUBLISHES.items():
+        for topic in published:
             operations[f"{service}.send.{_channel_id(topic)}"] = {
                 "action": "send",
                 "channel": {"$ref": f"#/channels/{_channel_id(topic)}"},

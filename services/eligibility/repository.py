@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncpg
-
+from shared.db import Connection
 from shared.events import Application, EligibilityDecided
 
 
-async def store_application(conn: asyncpg.Connection, application: Application) -> None:
+async def store_application(conn: Connection, application: Application) -> None:
     await conn.execute(
         """INSERT INTO eligibility.applications (application_id, scheme, call_id, submitted_at, application)
            VALUES ($1, $2, $3, $4, $5) ON CONFLICT (application_id) DO NOTHING""",
@@ -19,7 +18,7 @@ async def store_application(conn: asyncpg.Connection, application: Application) 
     )
 
 
-async def store_decision(conn: asyncpg.Connection, decided: EligibilityDecided) -> bool:
+async def store_decision(conn: Connection, decided: EligibilityDecided) -> bool:
     """Record the decision; False if the application was already decided."""
     inserted = await conn.fetchval(
         """INSERT INTO eligibility.decisions (application_id, scheme, outcome, parameter_version, decided_at, decision)
