@@ -22,7 +22,7 @@ from shared.runtime import ServiceRuntime
 log = structlog.get_logger("budget")
 
 
-def build(settings: BudgetSettings, config: BudgetConfig | None = None) -> ServiceRuntime:
+def build(settings: BudgetSettings, config: BudgetConfig | None = None) -> ServiceRuntime[LedgerRepository]:
     # Validated now, not at first use: a bad file stops the service with the file, key and problem.
     config = config or budget_config.load(settings.budget_pots_file)
     runtime: ServiceRuntime[LedgerRepository] = ServiceRuntime("budget", settings, schema="budget", repositories=LedgerRepository)

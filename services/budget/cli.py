@@ -45,9 +45,10 @@ from services.cli_common import (
     settings,
     to_json,
 )
+from shared.db import Connection
 from shared.delivery import UnitOfWork
 
-app = typer.Typer(
+app: typer.Typer = typer.Typer(
     help="Budget ledger: balances, reconciliation, year openings, releases.", no_args_is_help=True, pretty_exceptions_enable=False
 )
 
@@ -57,6 +58,11 @@ def _config(budget_settings: BudgetSettings) -> BudgetConfig:
         return budget_config.load(budget_settings.budget_pots_file)
     except budget_config.ConfigError as error:
         raise CliError(f"budget configuration: {error}") from None
+
+
+def _ledger(uow: UnitOfWork) -> UnitOfWork[LedgerRepository]:
+    """The command's unit of work (its transaction, its outbox) carrying the ledger's repository."""
+    return UnitOfWork(conn=uow.conn, schema=uow.schema, source=uow.source, repo=LedgerRepository(uow.conn))
 
 
 @app.command()
@@ -122,7 +128,7 @@ def reconcile(as_json: JsonOption = False) -> None:
         raise typer.Exit(1)
 
 
-async def _reset_preview(conn: asyncpg.Connection, programme: str, budget_year: int) -> dict[str, Any]:
+async def _reset_preview(conn: Connection, programme: str, budget_year: int) -> dict[str, Any]:
     """What the CeilingReset will do when the service applies it: slices it closes and opens."""
     rows = await conn.fetch(
         """SELECT budget_year, state, unit, count(*) AS slices, sum(amount_minor)::bigint AS amount_minor
@@ -176,9 +182,9 @@ def open_year(
     config = _config(budget_settings)
 
     async def work(uow: UnitOfWork) -> Effect:
-        uow.repo = LedgerRepository(uow.conn)  # the command's unit of work carries the ledger's repository
+        ledger = _ledger(uow)
         try:
-            outcome = await handlers.request_year_opening(uow, config, programme, budget_year, yearly_maximum_minor)
+            outcome = await handlers.request_year_opening(ledger, config, programme, budget_year, yearly_maximum_minor)
         except ValueError as error:
             raise CliError(f"refused: {error}") from None
         preview = await _reset_preview(uow.conn, programme, budget_year)
@@ -246,9 +252,9 @@ def release(
     cause = f"cli:{uuid.uuid4()}"
 
     async def work(uow: UnitOfWork) -> Effect:
-        uow.repo = LedgerRepository(uow.conn)  # the command's unit of work carries the ledger's repository
+        ledger = _ledger(uow)
         try:
-            event = await handlers.release_grant(uow, application_id, reduce_to, cause=cause, config=config)
+            event = await handlers.release_grant(ledger, application_id, reduce_to, cause=cause, config=config)
         except ReleaseError as error:
             raise CliError(f"refused: {error}") from None
         if event is None:

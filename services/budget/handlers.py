@@ -225,8 +225,10 @@ async def _decide_round(uow: UnitOfWork[Any], items: list[Item], config: BudgetC
     for c in candidates:
         if c.refusal is None and c.beneficiary is not None:
             for ceiling in c.ceilings:
-                for key in ben.keys_for(c.item.event.scheme, c.grant, c.beneficiary, [ceiling], c.item.event.reference_date):
-                    keys[key] = ceiling.unit
+                for limit_key in ben.keys_for(
+                    c.item.event.scheme, c.grant, c.beneficiary, [ceiling], c.item.event.reference_date
+                ):
+                    keys[limit_key] = ceiling.unit
     for grant_draws in draws.values():
         keys.update({d.key: d.unit for d in grant_draws})
     limits = await repo.lock_limits(keys)
@@ -262,12 +264,12 @@ async def _decide_round(uow: UnitOfWork[Any], items: list[Item], config: BudgetC
             events.append(_refuse(w, item, refusal, now))
             results[n] = "refused"
         elif n in by_n:
-            event, result = _commit(w, config, by_n[n], programmes, limits, pots, now)
-            events.append((event, item.delivery))
+            outcome, result = _commit(w, config, by_n[n], programmes, limits, pots, now)
+            events.append((outcome, item.delivery))
             results[n] = result
     await repo.write(w)
-    for event, delivery in events:
-        await uow.publish(event, cause=delivery)
+    for outgoing, delivery in events:
+        await uow.publish(outgoing, cause=delivery)
     return [r or "skipped" for r in results]
 
 
@@ -321,9 +323,9 @@ def _commit(
             placements = placed
     missing = sorted({p.pot_id for p in placements} - set(pots))
     # A pot configured but not (yet) loaded into this ledger refuses as not configured.
-    refusal = Refusal(f"pot:{missing[0]}", "budget.pot_not_configured") if missing else check_fits(placements, pots)
-    if refusal is not None:
-        return _refuse(w, c.item, refusal, now)[0], "refused"
+    unfit = Refusal(f"pot:{missing[0]}", "budget.pot_not_configured") if missing else check_fits(placements, pots)
+    if unfit is not None:
+        return _refuse(w, c.item, unfit, now)[0], "refused"
 
     state = programmes[grant.programme]
     grant_id = str(uuid.uuid4())
@@ -517,7 +519,7 @@ class ResetOutcome:
 
 
 async def on_ceiling_reset(
-    uow: UnitOfWork, reset: CeilingReset, *, cause: str, delivery: Cause = None, now: datetime | None = None
+    uow: UnitOfWork[Any], reset: CeilingReset, *, cause: str, delivery: Cause = None, now: datetime | None = None
 ) -> ResetOutcome:
     """Open the programme's next budget year for all its grants at once (set-based, one transaction).
 
@@ -573,7 +575,7 @@ async def on_ceiling_reset(
 
 
 async def request_year_opening(
-    uow: UnitOfWork,
+    uow: UnitOfWork[Any],
     config: BudgetConfig,
     programme: str,
     budget_year: int,

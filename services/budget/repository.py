@@ -16,6 +16,7 @@ import asyncpg
 
 from services.budget.beneficiaries import WHOLE, Draw, LimitBalance, LimitKey, sort_key
 from services.budget.domain import BudgetConfig, Placement, PotBalance, Slice
+from shared.db import Connection
 
 APPLICATION_LOCK_NAMESPACE = 727_004
 
@@ -27,7 +28,7 @@ class LedgerConfigError(RuntimeError):
 # --- configuration into the database -------------------------------------------------------------
 
 
-async def load_config(conn: asyncpg.Connection, config: BudgetConfig) -> int:
+async def load_config(conn: Connection, config: BudgetConfig) -> int:
     """Upsert programmes and the pots that have a total, in pot_id order, in one transaction.
 
     A total below what is already committed fails on the pots CHECK constraint: loudly, at start-up."""
@@ -44,6 +45,7 @@ async def load_config(conn: asyncpg.Connection, config: BudgetConfig) -> int:
                 spec.yearly_maximum_required,
                 spec.source,
             )
+            assert row is not None  # INSERT ... ON CONFLICT DO UPDATE ... RETURNING returns the row
             if row["currency"] != spec.currency:
                 raise LedgerConfigError(
                     f"programme {spec.programme}: ledger is in {row['currency']}, config says {spec.currency}"
@@ -67,6 +69,7 @@ async def load_config(conn: asyncpg.Connection, config: BudgetConfig) -> int:
                 pot.total,
                 pot.source,
             )
+            assert row is not None  # INSERT ... ON CONFLICT DO UPDATE ... RETURNING returns the row
             instruments = tuple(sorted(row["instruments"] or ()))
             stored = (row["programme"], row["unit"], row["fund"], instruments, row["budget_year"])
             wanted = (pot.programme, pot.unit, pot.fund, pot.instruments, pot.budget_year)
@@ -189,7 +192,7 @@ class LedgerRepository:
     """The budget's tables in one transaction (the unit of work's connection). Every lock method
     takes its rows in the order of the migrations' lock order, all rows of a batch at once."""
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.statements = 0
 
@@ -531,6 +534,7 @@ class LedgerRepository:
                 cause,
                 at,
             )
+            assert row is not None  # an aggregate SELECT returns one row
             capped_count, capped_amount = int(row["n"]), int(row["amount"])
         opened = await self.conn.fetchval(
             """WITH opened AS (

@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import asyncpg
+from shared.db import Connection
 
 
-async def balances(conn: asyncpg.Connection, programme: str | None = None) -> list[dict[str, Any]]:
+async def balances(conn: Connection, programme: str | None = None) -> list[dict[str, Any]]:
     """Per pot and budget year: the pot's total, and the year's committed, released and opened sums.
 
     `budget_year` None is the pot's own line: its total, all committed, all released, available."""
@@ -88,7 +88,7 @@ RECONCILIATION_CHECKS: dict[str, str] = {
 }
 
 
-async def reconcile(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+async def reconcile(conn: Connection) -> list[dict[str, Any]]:
     """Every difference between a materialised balance and its entries (empty when the ledger is sound).
 
     Runs in one REPEATABLE READ snapshot, so concurrent commits cannot make it see half a transaction."""
@@ -103,7 +103,7 @@ def dumps(value: Any) -> str:
     return json.dumps(value, default=str, sort_keys=True)
 
 
-async def beneficiaries(conn: asyncpg.Connection, beneficiary_id: str | None = None) -> list[dict[str, Any]]:
+async def beneficiaries(conn: Connection, beneficiary_id: str | None = None) -> list[dict[str, Any]]:
     """Per beneficiary and ceiling: what its grants hold of it now, and the maximum it was held to."""
     rows = await conn.fetch(
         """SELECT limit_id, beneficiary_id, budget_year, unit, used, maximum FROM budget.beneficiary_limits

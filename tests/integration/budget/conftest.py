@@ -29,7 +29,7 @@ GROUP = "clustergrants.budget"
 class Ledger:
     pool: asyncpg.Pool
 
-    async def in_uow(self, work: Callable[[UnitOfWork], Awaitable[T]], event_id: str | None = None) -> T | None:
+    async def in_uow(self, work: Callable[[UnitOfWork[LedgerRepository]], Awaitable[T]], event_id: str | None = None) -> T | None:
         """One transaction: claim `event_id` (None if it was claimed before), then `work`."""
         async with self.pool.acquire() as conn, conn.transaction():
             if event_id is not None and not await claim(conn, "budget", GROUP, ("/clustergrants/eligibility", event_id)):
@@ -57,7 +57,9 @@ class Ledger:
         return await self.in_uow(lambda uow: handlers.on_ceiling_reset(uow, event, cause=event_id), event_id)
 
     async def pot(self, pot_id: str) -> asyncpg.Record:
-        return await self.pool.fetchrow("SELECT * FROM budget.pots WHERE pot_id = $1", pot_id)
+        row = await self.pool.fetchrow("SELECT * FROM budget.pots WHERE pot_id = $1", pot_id)
+        assert row is not None, f"no pot {pot_id}"
+        return row
 
     async def reconcile(self) -> list[dict[str, Any]]:
         async with self.pool.acquire() as conn:

@@ -10,6 +10,7 @@ import secrets
 import pytest
 
 from services.budget import handlers
+from services.budget.repository import LedgerRepository
 from shared.delivery import UnitOfWork
 from shared.events import EligibilityDecided
 from tests.integration.budget.conftest import Ledger
@@ -74,6 +75,7 @@ async def test_concurrent_applications_of_one_cluster_never_take_more_than_its_c
         "vlaio.spearhead-cluster/yearly",
         who,
     )
+    assert row is not None
     assert (row["used"], row["maximum"]) == (500_000 * EUR, 500_000 * EUR)
     assert await ledger.reconcile() == []
 
@@ -136,14 +138,15 @@ async def test_s3_refuses_a_request_above_what_is_left_of_the_cluster_organisati
     assert await ledger.reconcile() == []
 
 
-async def test_a_company_gets_one_ttc_voucher_even_when_it_asks_five_times_at_once(ledger: Ledger) -> None:
-    cfg = config()
+async def test_a_company_gets_one_ttc_voucher_even_when_it_asks_five_times_at_once(ledger: Ledger, programme: str) -> None:
+    # The scheme's ceiling on a test programme's pots: the document's 35 vouchers stay for the other tests.
+    cfg = config(programme_with_pots(programme, {"erdf": 10**9, "co-financing": 10**9}))
     await ledger.load(cfg)
     company = f"DE-CR-T{secrets.token_hex(5)}"
 
     def voucher() -> EligibilityDecided:
         return decided(
-            grant("ttc", {2015: 500_000}, instrument="innovation-voucher", shares=TTC_SHARES),
+            grant(programme, {2015: 500_000}, instrument="innovation-voucher", shares=TTC_SHARES),
             scheme="ttc.innovation-voucher",
             beneficiary=company,
         )
@@ -161,9 +164,10 @@ async def test_a_company_gets_one_ttc_voucher_even_when_it_asks_five_times_at_on
     assert await ledger.reconcile() == []
 
 
-async def test_the_operator_may_read_een_innovatievoucher_otherwise(ledger: Ledger) -> None:
+async def test_the_operator_may_read_een_innovatievoucher_otherwise(ledger: Ledger, programme: str) -> None:
     cfg = config(
         {
+            **programme_with_pots(programme, {"erdf": 10**9, "co-financing": 10**9}),
             "beneficiary_ceilings": [
                 {
                     "limit_id": "ttc.innovation-voucher/per-company",
@@ -175,7 +179,7 @@ async def test_the_operator_may_read_een_innovatievoucher_otherwise(ledger: Ledg
                     "quote": '"een innovatievoucher"',
                     "source": "test: the agency reads 'een' as the article (not a document figure)",
                 }
-            ]
+            ],
         }
     )
     await ledger.load(cfg)
@@ -183,7 +187,7 @@ async def test_the_operator_may_read_een_innovatievoucher_otherwise(ledger: Ledg
     results = [
         await ledger.decide(
             decided(
-                grant("ttc", {2015: 500_000}, instrument="innovation-voucher", shares=TTC_SHARES),
+                grant(programme, {2015: 500_000}, instrument="innovation-voucher", shares=TTC_SHARES),
                 scheme="ttc.innovation-voucher",
                 beneficiary=company,
             ),
@@ -219,7 +223,7 @@ async def test_a_batch_decides_one_beneficiarys_grants_in_offset_order(ledger: L
     who = cluster()
     batch = [decided(grant(programme, {2020: amount * EUR}), beneficiary=who) for amount in (300_000, 300_000, 100_000)]
 
-    async def work(uow: UnitOfWork) -> list[handlers.Result]:
+    async def work(uow: UnitOfWork[LedgerRepository]) -> list[handlers.Result]:
         return await handlers.decide_batch(uow, [handlers.Item(d, f"b-{d.application_id}") for d in batch], cfg)
 
     assert await ledger.in_uow(work) == ["committed", "committed", "refused"]
@@ -290,7 +294,7 @@ async def test_revisions_out_of_order_and_a_referral_turning_eligible(ledger: Le
     both = decided(grant(programme, {2020: 2_000_000}))
     revoked = decided(None, application_id=both.application_id, outcome="ineligible", revision=2)
 
-    async def work(uow: UnitOfWork) -> list[handlers.Result]:
+    async def work(uow: UnitOfWork[LedgerRepository]) -> list[handlers.Result]:
         items = [handlers.Item(both, f"a-{both.application_id}"), handlers.Item(revoked, f"b-{both.application_id}")]
         return await handlers.decide_batch(uow, items, cfg)
 
