@@ -14,7 +14,7 @@ from services.budget.domain import BudgetConfig
 from services.budget.repository import LedgerRepository
 from services.budget.settings import BudgetSettings
 from shared.delivery import UnitOfWork
-from shared.events import CeilingReset, EligibilityDecided
+from shared.events import CeilingReset, ClusterEvaluated, EligibilityDecided
 from shared.logging import configure_logging
 from shared.records import Delivery
 from shared.runtime import ServiceRuntime
@@ -46,7 +46,14 @@ def build(settings: BudgetSettings, config: BudgetConfig | None = None) -> Servi
                 await handlers.on_ceiling_reset(uow, delivery.event, cause=delivery.event_id, delivery=delivery)
 
     runtime.on(EligibilityDecided, on_decided)
+
+    async def on_evaluated(uow: UnitOfWork[LedgerRepository], deliveries: list[Delivery[ClusterEvaluated]]) -> None:
+        for delivery in deliveries:
+            with structlog.contextvars.bound_contextvars(application_id=delivery.event.application_id):
+                await handlers.on_cluster_evaluated(uow, delivery.event, config, cause=delivery.event_id, delivery=delivery)
+
     runtime.on(CeilingReset, on_reset)
+    runtime.on(ClusterEvaluated, on_evaluated)
 
     async def load_pots(pool: asyncpg.Pool) -> None:
         async with pool.acquire() as conn:

@@ -441,6 +441,18 @@ def plan_revocation(slices: list[Slice]) -> ReleasePlan:
     )
 
 
+def plan_discontinuation(slices: list[Slice], last_year: int) -> ReleasePlan:
+    """What a cluster that does not continue after `last_year` returns: the slices of later budget
+    years not yet paid out (scheduled, or open), counts included; `last_year` and earlier stay."""
+    return ReleasePlan(
+        [
+            Placement(s.pot_id, s.budget_year, s.unit, s.amount, s.fund)
+            for s in slices
+            if s.budget_year > last_year and s.state in ("scheduled", "open") and s.amount > 0
+        ]
+    )
+
+
 # --- the yearly ceiling reset ------------------------------------------------------------------------------
 
 ResetDecision = Literal["open", "duplicate", "closed", "gap"]

@@ -38,6 +38,7 @@ from services.budget.domain import (
     decide_reset,
     initial_state,
     place,
+    plan_discontinuation,
     plan_release,
     plan_revocation,
 )
@@ -53,6 +54,7 @@ from services.budget.repository import (
 from shared.delivery import Cause, PoisonMessage, UnitOfWork
 from shared.events import (
     CeilingReset,
+    ClusterEvaluated,
     EligibilityDecided,
     Event,
     GrantCommitted,
@@ -97,6 +99,9 @@ class Repository(Protocol):
         at: datetime,
     ) -> ResetResult: ...
     async def year_opened(self, programme: str, budget_year: int) -> bool: ...
+    async def record_evaluation(
+        self, evaluation_id: str, application_id: str, year: int, continues: bool, event_id: str, at: datetime
+    ) -> bool: ...
     async def request_reset(self, programme: str, budget_year: int, event_id: str, at: datetime) -> bool: ...
     async def programme_row(self, programme: str) -> Mapping[str, Any] | None: ...
 
@@ -439,7 +444,7 @@ def _release(
     limits: dict[ben.LimitKey, ben.LimitBalance],
     pots: dict[str, PotBalance],
     *,
-    reason: Literal["withdrawn", "reduced", "revoked"],
+    reason: Literal["withdrawn", "reduced", "revoked", "not_continued"],
     status: str | None,
     cause: str,
     now: datetime,
@@ -664,4 +669,63 @@ async def release_grant(
         w.grant_status.append((grant.grant_id, grant.status, now))
     await repo.write(w)
     await uow.publish(event)
+    return event
+
+
+# --- Norway's annual evaluation ------------------------------------------------------------------------------
+
+
+async def on_cluster_evaluated(
+    uow: UnitOfWork[Any],
+    evaluated: ClusterEvaluated,
+    config: BudgetConfig,
+    *,
+    cause: str,
+    delivery: Cause = None,
+    now: datetime | None = None,
+) -> GrantReleased | None:
+    """A cluster that does not continue after `year`: its grant's slices of later budget years return
+    (GrantReleased, reason not_continued), exactly once per evaluation. A cluster that continues, or
+    an evaluation applied before, changes nothing. An evaluation that contradicts the grant it names
+    (another programme or beneficiary) is parked with the reason."""
+    now = now or datetime.now(UTC)
+    repo: Repository = uow.repo
+    application_id = evaluated.application_id
+    if evaluated.evaluation_id != f"{application_id}/{evaluated.year}":
+        raise PoisonMessage(f"evaluation_id must be '{application_id}/{evaluated.year}'")
+    await repo.lock_applications([application_id])
+    found = (await repo.applied([application_id])).get(application_id)
+    grant = found.grant if found is not None else None
+    if grant is not None and (
+        grant.programme != evaluated.programme or grant.beneficiary_id not in (None, evaluated.beneficiary_id)
+    ):
+        raise PoisonMessage(
+            f"the evaluation names programme {evaluated.programme} and another beneficiary than the grant of {application_id}"
+        )
+    if not await repo.record_evaluation(evaluated.evaluation_id, application_id, evaluated.year, evaluated.continues, cause, now):
+        log.info("evaluation applied before", evaluation_id=evaluated.evaluation_id)
+        return None
+    if evaluated.continues:
+        log.info("cluster continues", year=evaluated.year)
+        return None
+    if grant is None or grant.status != "committed":
+        log.info("cluster does not continue; no committed grant to release", year=evaluated.year)
+        return None
+    await repo.lock_programmes([grant.programme])
+    grant = (await repo.lock_grants([application_id]))[application_id]
+    slices = (await repo.slices_of([grant.grant_id]))[grant.grant_id]
+    plan = plan_discontinuation(slices, evaluated.year)
+    if not plan.releases:
+        log.info("cluster does not continue; nothing after its year to release", year=evaluated.year)
+        return None
+    draws = (await repo.draws_of([grant.grant_id]))[grant.grant_id]
+    limits = await repo.lock_limits({d.key: d.unit for d in draws})
+    pots = await repo.lock_pots(sorted({p.pot_id for p in plan.releases}))
+    w = Writes()
+    event = _release(
+        w, config, grant, slices, draws, plan, limits, pots, reason="not_continued", status=None, cause=cause, now=now
+    )
+    w.grant_status.append((grant.grant_id, grant.status, now))
+    await repo.write(w)
+    await uow.publish(event, cause=delivery)
     return event

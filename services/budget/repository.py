@@ -478,6 +478,22 @@ class LedgerRepository:
                 *_columns([w.decisions[i] for i in ids], 4),
             )
 
+    async def record_evaluation(
+        self, evaluation_id: str, application_id: str, year: int, continues: bool, event_id: str, at: datetime
+    ) -> bool:
+        """Record an annual evaluation once; False if it was applied before (under any event id)."""
+        row = await self._fetch(
+            """INSERT INTO budget.evaluations (evaluation_id, application_id, year, continues, event_id, applied_at)
+               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING true""",
+            evaluation_id,
+            application_id,
+            year,
+            continues,
+            event_id,
+            at,
+        )
+        return bool(row)
+
     # -- the yearly ceiling reset: set-based, one statement per step, whatever the number of grants --
 
     async def apply_reset(

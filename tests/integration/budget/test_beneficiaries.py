@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import uuid
+from datetime import UTC, datetime
 
 import pytest
 
 from services.budget import handlers
 from services.budget.repository import LedgerRepository
-from shared.delivery import UnitOfWork
-from shared.events import EligibilityDecided
+from shared.delivery import PoisonMessage, UnitOfWork
+from shared.events import ClusterEvaluated, EligibilityDecided, GrantReleased
 from tests.integration.budget.conftest import Ledger
 from tests.unit.budget.builders import config, decided, grant, programme_with_pots
 
@@ -301,4 +303,54 @@ async def test_revisions_out_of_order_and_a_referral_turning_eligible(ledger: Le
     assert await ledger.in_uow(work) == ["committed", "revoked"]
     pot = await ledger.pot(f"{programme}/agency")
     assert (pot["committed_minor"], pot["released_minor"]) == (3_000_000, 2_000_000)
+    assert await ledger.reconcile() == []
+
+
+# --- Norway's annual evaluation (issue 13 item 6, budget side) ----------------------------------------------
+
+
+def evaluation(app: str, programme: str, who: str, year: int, continues: bool) -> ClusterEvaluated:
+    base = decided(None)
+    return ClusterEvaluated(
+        application_id=app,
+        evaluation_id=f"{app}/{year}",
+        scheme="nic.cluster",
+        programme=programme,
+        beneficiary_id=who,
+        year=year,
+        in_line_with_strategy=continues,
+        meets_requirements=True,
+        continues=continues,
+        reason="test evaluation",
+        decided_by="officer:t-1",
+        evaluated_at=datetime(2026, 9, 20, tzinfo=UTC),
+        recipient=base.recipient,
+    )
+
+
+async def test_a_cluster_that_does_not_continue_has_its_later_slices_released_once(ledger: Ledger, programme: str) -> None:
+    cfg = config(programme_with_pots(programme, {"innovasjon-norge": 10**12}, currency="NOK"))
+    await ledger.load(cfg)
+    who = f"NO-BRC-T{secrets.token_hex(5)}"
+    years = {2025: 1_000_000, 2026: 2_000_000, 2027: 3_000_000}
+    nok = grant(programme, years, currency="NOK", shares=[("innovasjon-norge", 1, 1)])
+    d = decided(nok, scheme="nic.cluster", beneficiary=who)
+    assert await ledger.decide(d, cfg) == "committed"
+    app = d.application_id
+
+    async def evaluate(event: ClusterEvaluated) -> GrantReleased | None:
+        event_id = str(uuid.uuid4())
+        return await ledger.in_uow(lambda uow: handlers.on_cluster_evaluated(uow, event, cfg, cause=event_id), event_id)
+
+    assert await evaluate(evaluation(app, programme, who, 2024, True)) is None  # continues: nothing
+    released = await evaluate(evaluation(app, programme, who, 2025, False))
+    assert released is not None and released.reason == "not_continued"
+    assert sorted((r.budget_year, r.amount.amount_minor) for r in released.released) == [(2026, 2_000_000), (2027, 3_000_000)]
+    assert [(s.budget_year, s.amount.amount_minor) for s in released.remaining] == [(2025, 1_000_000)]
+    assert await evaluate(evaluation(app, programme, who, 2025, False)) is None  # the same evaluation again: once
+    pot = await ledger.pot(f"{programme}/innovasjon-norge")
+    assert (pot["committed_minor"], pot["released_minor"]) == (6_000_000, 5_000_000)
+    assert len(await ledger.outbox("org.clustergrants.grant.released", app)) == 1
+    with pytest.raises(PoisonMessage):
+        await evaluate(evaluation(app, "nic", who, 2026, False))  # another programme than the grant's
     assert await ledger.reconcile() == []
