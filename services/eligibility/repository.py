@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from shared.events import Application, EligibilityDecided, FindingRecorded
+from shared.events import Application, CallOpened, ClusterEvaluated, EligibilityDecided, FindingRecorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,3 +152,38 @@ class EligibilityRepository:
             application_id,
         )
         return {"revisions": [dict(r) for r in revisions], "findings": [dict(r) for r in findings]}
+
+    async def store_call_opened(self, event: CallOpened) -> CallOpened | None:
+        """Record the call; None if it is new, else the call as it was opened before (nothing changes)."""
+        inserted = await self.conn.fetchval(
+            """INSERT INTO eligibility.calls_opened (call_id, scheme, year, opened_at, event) VALUES ($1, $2, $3, $4, $5)
+               ON CONFLICT (call_id) DO NOTHING RETURNING true""",
+            event.call_id,
+            event.scheme,
+            event.year,
+            event.opened_at,
+            event.model_dump(mode="json"),
+        )
+        if inserted:
+            return None
+        before = await self.conn.fetchval("SELECT event FROM eligibility.calls_opened WHERE call_id = $1", event.call_id)
+        return CallOpened.model_validate(before)
+
+    async def store_evaluation(self, event: ClusterEvaluated) -> ClusterEvaluated | None:
+        """Record the evaluation; None if it is new, else the one recorded before for that cluster and year."""
+        inserted = await self.conn.fetchval(
+            """INSERT INTO eligibility.evaluations (evaluation_id, application_id, year, continues, evaluated_at, event)
+               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (evaluation_id) DO NOTHING RETURNING true""",
+            event.evaluation_id,
+            event.application_id,
+            event.year,
+            event.continues,
+            event.evaluated_at,
+            event.model_dump(mode="json"),
+        )
+        if inserted:
+            return None
+        before = await self.conn.fetchval(
+            "SELECT event FROM eligibility.evaluations WHERE evaluation_id = $1", event.evaluation_id
+        )
+        return ClusterEvaluated.model_validate(before)
