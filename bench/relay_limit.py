@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -34,7 +35,7 @@ from shared.acl import ADMIN  # noqa: E402
 HOPS = 4
 
 
-def admin_options(bootstrap: str) -> dict:
+def admin_options(bootstrap: str) -> dict[str, Any]:
     """The bare broker's limit, on topics of its own outside the project's ACLs: as the admin."""
     return client_options(ADMIN, bootstrap)
 
@@ -188,7 +189,8 @@ def main() -> None:
     parser.add_argument("--relay", nargs=3, metavar=("SOURCE", "TARGET", "GROUP"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.relay:
-        asyncio.run(relay(args.bootstrap, *args.relay, args.messages, args.timeout))
+        source, target, group = args.relay
+        asyncio.run(relay(args.bootstrap, source, target, group, args.messages, args.timeout))
         return
     print(json.dumps(asyncio.run(measure(args.bootstrap, args.messages, args.size, args.timeout))))
 

@@ -69,6 +69,7 @@ from services.notify import cli as notify_cli
 from shared import audit
 from shared import migrate as migrations
 from shared.cloudevents import portal_headers
+from shared.db import Connection
 from shared.delivery import UnitOfWork
 from shared.events import ApplicationSubmitted
 from shared.settings import CommonSettings, database_ssl
@@ -215,14 +216,14 @@ def _schedule(grant: dict[str, Any]) -> tuple[int, str, str]:
     return total, currency, ", ".join(f"{y}: {money(a, currency)}" for y, a in years)
 
 
-async def _rows(conn: asyncpg.Connection, query: str, *args: Any) -> list[asyncpg.Record]:
+async def _rows(conn: Connection, query: str, *args: Any) -> list[asyncpg.Record]:
     try:
         return list(await conn.fetch(query, *args))
     except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError, asyncpg.InvalidSchemaNameError):
         return []  # that service's schema is not migrated in this database
 
 
-async def _history(conn: asyncpg.Connection, application_id: str) -> list[dict[str, Any]]:
+async def _history(conn: Connection, application_id: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
 
     def add(at: datetime, service: str, what: str, minor: int | None = None, currency: str | None = None) -> None:
@@ -529,7 +530,7 @@ def redrive(
             typer.echo(f"  {d['id']}: {outcomes.get(str(d['id']), 'pending (the service has not taken it yet)')}")
 
 
-async def _wait_for_redrives(conn: asyncpg.Connection, described: Sequence[dict[str, Any]], wait_s: float) -> dict[str, str]:
+async def _wait_for_redrives(conn: Connection, described: Sequence[dict[str, Any]], wait_s: float) -> dict[str, str]:
     """The outcome of each redrive as the parking service recorded it, waiting up to `wait_s`."""
     deadline = time.monotonic() + wait_s
     outcomes: dict[str, str] = {}

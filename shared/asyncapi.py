@@ -107,8 +107,9 @@ def consumers() -> dict[str, list[Topic]]:
     from services.notify.app import build as build_notify
     from services.notify.domain import Subscriptions
     from services.notify.settings import NotifySettings
+    from shared.runtime import ServiceRuntime
 
-    runtimes = {
+    runtimes: dict[str, ServiceRuntime[Any]] = {
         "intake": build_intake(IntakeSettings(topic_prefix=""))[0],
         "eligibility": build_eligibility(EligibilitySettings(topic_prefix="", eligibility_operator_parameters_file=None)),
         "budget": build_budget(BudgetSettings(topic_prefix="", budget_pots_file=None)),
@@ -163,8 +164,8 @@ def document() -> dict[str, Any]:
                 "channel": {"$ref": f"#/channels/{_channel_id(topic)}"},
                 "summary": f"{service} consumes in group clustergrants.{service}",
             }
-    for service, topics in PUBLISHES.items():
-        for topic in topics:
+    for service, published in PUBLISHES.items():
+        for topic in published:
             operations[f"{service}.send.{_channel_id(topic)}"] = {
                 "action": "send",
                 "channel": {"$ref": f"#/channels/{_channel_id(topic)}"},

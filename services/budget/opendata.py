@@ -47,11 +47,11 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any, Literal, TextIO
 
-import asyncpg
 import yaml
 from babel import Locale
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError, field_validator
 
+from shared.db import Connection
 from shared.events import Application, FundShare, ProposedGrant
 from shared.money import MINOR_UNITS
 
@@ -299,7 +299,7 @@ def _json(value: Any) -> Any:
 
 
 async def load_committed(
-    conn: asyncpg.Connection,
+    conn: Connection,
     *,
     programmes: Collection[str] | None = None,
     application_ids: Collection[str] | None = None,

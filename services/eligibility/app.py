@@ -19,7 +19,7 @@ from shared.runtime import ServiceRuntime
 log = structlog.get_logger("eligibility")
 
 
-def build(settings: EligibilitySettings) -> ServiceRuntime:
+def build(settings: EligibilitySettings) -> ServiceRuntime[EligibilityRepository]:
     # Validated at start-up: a bad operator file stops the service with file, key and problem.
     parameters = ParameterStore.load(operator_file=settings.eligibility_operator_parameters_file)
     runtime = ServiceRuntime("eligibility", settings, schema="eligibility", repositories=EligibilityRepository)

@@ -55,7 +55,7 @@ from services.eligibility.whatif import what_if
 from shared.delivery import UnitOfWork
 from shared.events import Application, CallClosed
 
-app = typer.Typer(
+app: typer.Typer = typer.Typer(
     help="Eligibility: competitive calls and rule-set what-ifs.", no_args_is_help=True, pretty_exceptions_enable=False
 )
 

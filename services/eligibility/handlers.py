@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from services.eligibility import revisions
 from services.eligibility.domain import evaluate
@@ -15,7 +16,7 @@ from shared.delivery import Cause, PoisonMessage, UnitOfWork
 from shared.events import ApplicationReceived, EligibilityDecided, FindingRecorded, Recipient
 
 
-def repo_of(uow: UnitOfWork) -> EligibilityRepository:
+def repo_of(uow: UnitOfWork[Any]) -> EligibilityRepository:
     """The unit of work's repositories (an operator command's unit of work binds them here)."""
     if uow.repo is None:
         uow.repo = EligibilityRepository(uow.conn)

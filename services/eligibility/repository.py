@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import asyncpg
-
+from shared.db import Connection
 from shared.events import Application, CallOpened, ClusterEvaluated, EligibilityDecided, FindingRecorded
 
 
@@ -30,7 +29,7 @@ class Pending:
 
 
 class EligibilityRepository:
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     async def store_application(self, application: Application) -> None:

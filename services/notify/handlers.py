@@ -197,6 +197,7 @@ class Dispatcher:
                 raise PermanentFailure("rejection without a contact")
             contact = event.contact
         else:
+            # (ignore below) every other event notify e-mails has a recipient; Event does not
             contact = event.recipient.contact  # type: ignore[attr-defined]
         personal += [contact.email, contact.name]
         stored = None

@@ -6,13 +6,12 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-import asyncpg
-
 from services.notify.domain import Planned
+from shared.db import Connection
 
 
 async def schedule(
-    conn: asyncpg.Connection,
+    conn: Connection,
     source_event_id: str,
     source_event_type: str,
     planned: Planned,
@@ -41,7 +40,7 @@ async def schedule(
     return bool(inserted)
 
 
-async def store_decision(conn: asyncpg.Connection, application_id: str, source_event_id: str, decision: dict[str, Any]) -> None:
+async def store_decision(conn: Connection, application_id: str, source_event_id: str, decision: dict[str, Any]) -> None:
     await conn.execute(
         """INSERT INTO notify.decisions (application_id, source_event_id, decision) VALUES ($1, $2, $3)
            ON CONFLICT (application_id) DO NOTHING""",
@@ -58,7 +57,7 @@ async def store_decision(conn: asyncpg.Connection, application_id: str, source_e
     )
 
 
-async def postpone(conn: asyncpg.Connection, notification_id: uuid.UUID, seconds: float) -> None:
+async def postpone(conn: Connection, notification_id: uuid.UUID, seconds: float) -> None:
     """Look at this message again in `seconds`, without counting an attempt."""
     await conn.execute(
         "UPDATE notify.notifications SET next_attempt_at = now() + make_interval(secs => $2) WHERE notification_id = $1",
@@ -67,12 +66,12 @@ async def postpone(conn: asyncpg.Connection, notification_id: uuid.UUID, seconds
     )
 
 
-async def decision(conn: asyncpg.Connection, application_id: str) -> dict[str, Any] | None:
+async def decision(conn: Connection, application_id: str) -> dict[str, Any] | None:
     value = await conn.fetchval("SELECT decision FROM notify.decisions WHERE application_id = $1", application_id)
     return value if isinstance(value, dict) else None
 
 
-async def claim_next(conn: asyncpg.Connection) -> dict[str, Any] | None:
+async def claim_next(conn: Connection) -> dict[str, Any] | None:
     """The next due message, locked for this transaction; other workers and replicas skip it."""
     row = await conn.fetchrow(
         """SELECT * FROM notify.notifications
@@ -82,7 +81,7 @@ async def claim_next(conn: asyncpg.Connection) -> dict[str, Any] | None:
     return dict(row) if row is not None else None
 
 
-async def mark_sent(conn: asyncpg.Connection, notification_id: uuid.UUID, at: datetime) -> None:
+async def mark_sent(conn: Connection, notification_id: uuid.UUID, at: datetime) -> None:
     """Delivered: the stored copy of the event (personal data) is no longer needed."""
     await conn.execute(
         """UPDATE notify.notifications
@@ -93,9 +92,7 @@ async def mark_sent(conn: asyncpg.Connection, notification_id: uuid.UUID, at: da
     )
 
 
-async def mark_failed_attempt(
-    conn: asyncpg.Connection, notification_id: uuid.UUID, error: str, retry_in_s: float, dead: bool
-) -> None:
+async def mark_failed_attempt(conn: Connection, notification_id: uuid.UUID, error: str, retry_in_s: float, dead: bool) -> None:
     await conn.execute(
         """UPDATE notify.notifications
            SET attempts = attempts + 1, last_error = $2,
@@ -110,7 +107,7 @@ async def mark_failed_attempt(
     )
 
 
-async def dead_letters(conn: asyncpg.Connection, channel: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+async def dead_letters(conn: Connection, channel: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
     """Parked messages, newest first; no personal data (recipient_ref, never the address)."""
     rows = await conn.fetch(
         """SELECT notification_id, channel, recipient_ref, subscription_id, template, application_id,
@@ -124,7 +121,7 @@ async def dead_letters(conn: asyncpg.Connection, channel: str | None = None, lim
     return [dict(r) for r in rows]
 
 
-async def redeliver(conn: asyncpg.Connection, notification_id: uuid.UUID) -> bool:
+async def redeliver(conn: Connection, notification_id: uuid.UUID) -> bool:
     """Put a parked message back in the queue with fresh attempts; False if it is not parked."""
     updated = await conn.fetchval(
         """UPDATE notify.notifications

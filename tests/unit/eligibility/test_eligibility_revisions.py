@@ -12,7 +12,7 @@ import pytest
 from services.eligibility.handlers import decide
 from services.eligibility.parameters import ParameterStore
 from services.eligibility.revisions import FindingRefused, check_finding, redecided, with_finding
-from shared.events import Application, ApplicationReceived, FindingRecorded
+from shared.events import Application, ApplicationReceived, EligibilityDecided, FindingRecorded
 
 pytestmark = pytest.mark.unit
 
@@ -27,7 +27,7 @@ def voucher_without_sme() -> Application:
     return Application.model_validate(body)
 
 
-def first(application: Application):  # type: ignore[no-untyped-def]
+def first(application: Application) -> EligibilityDecided:
     received = ApplicationReceived(
         application_id=application.application_id, received_at=NOW, channel="http", application=application
     )

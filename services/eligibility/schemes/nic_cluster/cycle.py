@@ -14,13 +14,15 @@ Source (seed `../shared/seeds/004_353bc3df9124071f.txt`):
 from __future__ import annotations
 
 from datetime import date, datetime, time
+from typing import Final, Literal, cast
 from zoneinfo import ZoneInfo
 
 from services.eligibility.parameters import OperatorParameterUnset, ParameterStore
 from services.eligibility.schemes.nic_cluster.criteria import ANNOUNCEMENT_ON, APPLICATION_DEADLINE, LEVELS
-from shared.events import CallOpened, ClusterEvaluated, EligibilityDecided
+from shared.events import CallOpened, ClusterEvaluated, EligibilityDecided, SchemeId
 
-SCHEME = "nic.cluster"
+SCHEME: Final[SchemeId] = "nic.cluster"
+Level = Literal["arena", "arena-pro", "gce"]
 ZONE = "Europe/Oslo"
 
 
@@ -52,7 +54,7 @@ def yearly_call(parameters: ParameterStore, level: str, year: int, opened_by: st
     return CallOpened(
         call_id=call_id(level, year),
         scheme=SCHEME,
-        level=level,  # type: ignore[arg-type]
+        level=cast(Level, level),  # checked against LEVELS above
         year=year,
         opened_at=now,
         deadline=deadline,
