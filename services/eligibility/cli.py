@@ -7,6 +7,7 @@ services.eligibility.cli ...` runs the same commands).
     clustergrants calls open-call nic.cluster --level arena --year 2027 [--dry-run] [--yes] [--json]
     clustergrants calls evaluate APP --year 2027 --in-line-with-strategy|--not-in-line-with-strategy
                                  --meets-requirements|--does-not-meet-requirements --reason ... --officer k-1
+    clustergrants calls record-selection s3.platform ORG_ID --reason ... --document ... --officer k-1 [--yes]
 
 `close-call` selects who gets money: it shows the ranking it will publish (`--dry-run` stops there),
 asks for confirmation on a terminal (`--yes` for scripts), and writes the closed call, CallClosed in
@@ -18,7 +19,9 @@ decision whose outcome changes, with one audit record; `--dry-run` prints the ta
 day the operator set for that year (`nic.application_deadline`, `nic.announcement_on`); `evaluate`
 records a case handler's annual evaluation of a funded Norwegian cluster (ClusterEvaluated: the
 budget releases the later slices of one that does not continue, notify tells it). Both once per
-call or cluster and year, audited.
+call or cluster and year, audited. `record-selection` records an organisation selected for S3's
+platform outside the project (S3 step 2 checks the project's own step-1 selection, never the portal's
+claim alone): later step-2 applications of that beneficiary pass the selection criterion.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -50,10 +54,11 @@ from services.eligibility.calls import CallError, close_call
 from services.eligibility.handlers import redecide, repo_of
 from services.eligibility.parameters import ParameterError, ParameterStore
 from services.eligibility.schemes.nic_cluster.cycle import CycleError, evaluation, yearly_call
+from services.eligibility.schemes.s3_financing.selection import STEP_1
 from services.eligibility.settings import EligibilitySettings
 from services.eligibility.whatif import what_if
 from shared.delivery import UnitOfWork
-from shared.events import Application, CallClosed
+from shared.events import Application, CallClosed, OfficerId, OrgId
 
 app: typer.Typer = typer.Typer(
     help="Eligibility: competitive calls and rule-set what-ifs.", no_args_is_help=True, pretty_exceptions_enable=False
@@ -277,6 +282,48 @@ def redecide_command(
         yes=yes,
         as_json=as_json,
         show=_show_redecided,
+    )
+
+
+@app.command("record-selection")
+def record_selection_command(
+    scheme: Annotated[str, typer.Argument(help="The step-1 scheme: s3.platform.")],
+    beneficiary_id: Annotated[str, typer.Argument(help="The organisation's register identity, e.g. SE-ON-5560912148.")],
+    reason: Annotated[str, typer.Option(help="Why, in a sentence.")],
+    document: Annotated[str, typer.Option(help="Reference of the selection decision seen.")],
+    officer: Annotated[str, typer.Option(envvar="CLUSTERGRANTS_OFFICER", help="Your opaque officer reference.")],
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Record an organisation selected for S3's platform outside the project (audited)."""
+    if scheme != STEP_1:
+        raise CliError(f"outside selections are recorded for {STEP_1} only")
+    try:
+        TypeAdapter(OrgId).validate_python(beneficiary_id)
+        TypeAdapter(OfficerId).validate_python(officer)
+    except ValidationError:
+        raise CliError("give a register identity such as SE-ON-5560912148 and an opaque officer reference") from None
+    config = settings(EligibilitySettings)
+
+    async def work(uow: UnitOfWork) -> Effect:
+        if not await repo_of(uow).record_outside_selection(scheme, beneficiary_id, officer, reason, document):
+            return Effect("unchanged", f"{beneficiary_id} was recorded as selected for {scheme} before")
+        return Effect(
+            "recorded",
+            f"{beneficiary_id} recorded as selected for {scheme} outside the project by officer:{officer}",
+            {"scheme": scheme, "beneficiary_id": beneficiary_id, "officer": officer, "document": document},
+        )
+
+    change(
+        config=config,
+        service="eligibility",
+        command="calls record-selection",
+        arguments={"scheme": scheme, "beneficiary_id": beneficiary_id, "officer": officer, "document": document},
+        work=work,
+        dry_run=dry_run,
+        yes=yes,
+        as_json=as_json,
     )
 
 

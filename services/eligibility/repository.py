@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from services.eligibility.schemes.s3_financing.selection import OwnSelection
 from shared.db import Connection
 from shared.events import Application, CallOpened, ClusterEvaluated, EligibilityDecided, FindingRecorded
 
@@ -186,3 +187,36 @@ class EligibilityRepository:
             "SELECT event FROM eligibility.evaluations WHERE evaluation_id = $1", event.evaluation_id
         )
         return ClusterEvaluated.model_validate(before)
+
+    async def own_selection(self, scheme: str) -> OwnSelection:
+        """The beneficiaries the project's own closed calls of `scheme` selected, and those recorded as
+        selected outside the project."""
+        calls = await self.conn.fetch("SELECT call_id FROM eligibility.calls WHERE scheme = $1 ORDER BY call_id", scheme)
+        selected = await self.conn.fetch(
+            """SELECT DISTINCT d.decision->>'beneficiary_id' AS org
+               FROM eligibility.calls c CROSS JOIN LATERAL jsonb_array_elements(c.result->'ranking') AS r(entry)
+               JOIN eligibility.decisions d ON d.application_id = r.entry->>'application_id'
+               WHERE c.scheme = $1 AND (r.entry->>'selected')::boolean AND d.decision->>'beneficiary_id' IS NOT NULL""",
+            scheme,
+        )
+        outside = await self.conn.fetch("SELECT beneficiary_id FROM eligibility.outside_selections WHERE scheme = $1", scheme)
+        return OwnSelection(
+            calls_closed=tuple(r["call_id"] for r in calls),
+            selected=frozenset(r["org"] for r in selected),
+            outside=frozenset(r["beneficiary_id"] for r in outside),
+        )
+
+    async def record_outside_selection(
+        self, scheme: str, beneficiary_id: str, officer: str, reason: str, document_reference: str
+    ) -> bool:
+        """False if that beneficiary was recorded as selected before (nothing changes)."""
+        inserted = await self.conn.fetchval(
+            """INSERT INTO eligibility.outside_selections (scheme, beneficiary_id, officer, reason, document_reference)
+               VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scheme, beneficiary_id) DO NOTHING RETURNING true""",
+            scheme,
+            beneficiary_id,
+            officer,
+            reason,
+            document_reference,
+        )
+        return bool(inserted)

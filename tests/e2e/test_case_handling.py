@@ -141,3 +141,51 @@ async def test_re_decide_after_setting_a_parameter_then_a_cluster_that_does_not_
         await seen.wait_for(lambda: bool(seen.bodies(Topic.CALL_OPENED)), what="call opened")
         call = next(c for c in seen.bodies(Topic.CALL_OPENED) if c["call_id"] == "nic-arena-2027")
         assert (call["deadline"], call["announcement_on"]) == ("2027-09-15T23:59:59+02:00", "2027-10-15")
+
+
+async def test_s3_step_2_reads_the_projects_own_selection_not_the_portals_claim(stack: Stack, samples: Path) -> None:
+    claimed, later = f"S3-{uuid.uuid4().hex[:8]}", f"S3-{uuid.uuid4().hex[:8]}"
+    rnd = uuid.uuid4().int
+    number = f"55{2 + rnd % 8}{rnd // 8 % 10**6:06d}"  # the third digit is at least 2
+    org = f"SE-ON-{number}{luhn_digit(number)}"
+
+    def financing(app_id: str) -> dict:  # type: ignore[type-arg]
+        body = application(samples, "s3-financing-vinnvaxt.json", app_id)
+        body["prior_funding"] = []
+        body["selected_for"] = ["s3-platform"]  # a claim the project's own step 1 does not hold
+        body["applicant"]["organisation_number"] = org.removeprefix("SE-ON-")
+        return body
+
+    def selection(app_id: str) -> dict:  # type: ignore[type-arg]
+        [decided] = seen.bodies(Topic.ELIGIBILITY_DECIDED, application_id=app_id)
+        assert decided["outcome"] != "eligible" or app_id == later
+        return next(c for c in decided["criteria"] if c["criterion"] == "selected_for_platform")
+
+    async with Collector(stack.bootstrap, stack.prefix, [Topic.ELIGIBILITY_DECIDED, Topic.AUDIT_RECORDED]) as seen:
+        assert (await post(stack, financing(claimed))).status_code == 202
+        await seen.wait_for(lambda: bool(seen.bodies(Topic.ELIGIBILITY_DECIDED, application_id=claimed)), what="decided")
+        first = selection(claimed)
+        assert first["outcome"] != "passed"
+        assert first["message_key"] in ("s3.financing.claim_not_in_own_selection", "s3.financing.own_selection_unknown")
+
+        recorded = cli(stack, "calls", "record-selection", "s3.platform", org, "--reason", "selected in the regional round",
+                       "--document", "TVV-2018-77", "--officer", "k-1042", "--yes")  # fmt: skip
+        assert recorded.returncode == 0, recorded.stderr
+        assert (await post(stack, financing(later))).status_code == 202
+        await seen.wait_for(lambda: bool(seen.bodies(Topic.ELIGIBILITY_DECIDED, application_id=later)), what="decided")
+        second = selection(later)
+        assert (second["outcome"], second["message_key"]) == ("passed", "s3.financing.selected_outside_project")
+        await seen.wait_for(
+            lambda: any(a["command"] == "calls record-selection" and a["changes"].get("beneficiary_id") == org
+                        for a in seen.bodies(Topic.AUDIT_RECORDED)),
+            what="audited",
+        )  # fmt: skip
+
+
+def luhn_digit(number: str) -> int:
+    """The check digit of a Swedish organisation number (Luhn over its first nine digits)."""
+    total = 0
+    for i, ch in enumerate(number):
+        d = int(ch) * (2 if i % 2 == 0 else 1)
+        total += d - 9 if d > 9 else d
+    return (10 - total % 10) % 10
