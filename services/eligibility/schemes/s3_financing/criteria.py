@@ -55,7 +55,9 @@ def deadline(application: Application, p: InForce) -> Verdict:
 
 @criterion("selected_for_platform", "s3.financing")
 def selected_for_platform(application: Application, p: InForce) -> Verdict:
-    """Only organisations selected for the platform in step 1 ("de utvalda klusterorganisationerna")."""
+    """Only organisations selected for the platform in step 1 ("de utvalda klusterorganisationerna").
+    This reads the portal's claim; the eligibility service replaces it with the project's own step-1
+    result (`selection.py`): a claim alone never passes."""
     required = str(p.value("required_selection"))
     if application.selected_for is None:
         raise Undecidable("s3.financing.selection_unknown")
