@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.budget import handlers, repository
 from services.budget.config import DOCUMENT_FILE, BudgetFile, merge, read_file
-from shared.db import create_pool
+from shared.db import Connection, create_pool
 from shared.delivery import UnitOfWork
 from shared.events import CeilingReset, EligibilityDecided
 from shared.logging import configure_logging
@@ -73,7 +73,7 @@ def decided(i: int) -> EligibilityDecided:
     )
 
 
-async def bulk_commit(conn: asyncpg.Connection, first: int, last: int) -> None:
+async def bulk_commit(conn: Connection, first: int, last: int) -> None:
     """Grants first..last in the shape the handler writes, set-based (the bench's set-up only)."""
     async with conn.transaction():
         await conn.execute(

@@ -44,7 +44,7 @@ from shared.acl import ADMIN  # noqa: E402
 HOPS = 4
 
 
-def admin_options(bootstrap: str) -> dict:
+def admin_options(bootstrap: str) -> dict[str, Any]:
     """The bare broker's limit, on topics of its own outside the project's ACLs: as the admin."""
     return client_options(ADMIN, bootstrap)
 
@@ -156,7 +156,7 @@ def _spawn(source: str, target: str, group: str, bootstrap: str, messages: int, 
     )
 
 
-async def measure(bootstrap: str, messages: int, size: int, timeout_s: float = 300) -> dict[str, float]:
+async def measure(bootstrap: str, messages: int, size: int, timeout_s: float = 300) -> dict[str, Any]:
     run = secrets.token_hex(4)
     topics = [f"bench-relay-{run}.hop{i}" for i in range(HOPS + 1)]
     admin = AIOKafkaAdminClient(**admin_options(bootstrap))
@@ -265,7 +265,8 @@ def main() -> None:
     parser.add_argument("--relay", nargs=3, metavar=("SOURCE", "TARGET", "GROUP"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.relay:
-        asyncio.run(relay(args.bootstrap, *args.relay, args.messages, args.timeout))
+        source, target, group = args.relay
+        asyncio.run(relay(args.bootstrap, source, target, group, args.messages, args.timeout))
         return
     print(json.dumps(asyncio.run(measure(args.bootstrap, args.messages, args.size, args.timeout))))
 

@@ -44,9 +44,10 @@ from services.cli_common import (
     settings,
     to_json,
 )
+from shared.db import Connection
 from shared.delivery import UnitOfWork
 
-app = typer.Typer(
+app: typer.Typer = typer.Typer(
     help="Budget ledger: balances, reconciliation, year openings, releases.", no_args_is_help=True, pretty_exceptions_enable=False
 )
 
@@ -121,7 +122,7 @@ def reconcile(as_json: JsonOption = False) -> None:
         raise typer.Exit(1)
 
 
-async def _reset_preview(conn: asyncpg.Connection, programme: str, budget_year: int) -> dict[str, Any]:
+async def _reset_preview(conn: Connection, programme: str, budget_year: int) -> dict[str, Any]:
     """What the CeilingReset will do when the service applies it: slices it closes and opens."""
     rows = await conn.fetch(
         """SELECT budget_year, state, unit, count(*) AS slices, sum(amount_minor)::bigint AS amount_minor

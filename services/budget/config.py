@@ -115,7 +115,8 @@ def merge(document: BudgetFile, operator: BudgetFile | None, operator_path: Path
     where = str(operator_path or "operator file")
     programmes = {p.programme: p for p in document.programmes}
     pots: dict[str, PotEntry | CountEntry] = {}
-    for entry in [*document.pots, *document.counts]:
+    document_entries: list[PotEntry | CountEntry] = [*document.pots, *document.counts]
+    for entry in document_entries:
         if entry.pot_id in pots:
             raise ConfigError(f"{DOCUMENT_FILE}: pot_id {entry.pot_id!r} appears twice")
         pots[entry.pot_id] = entry
@@ -136,13 +137,14 @@ def merge(document: BudgetFile, operator: BudgetFile | None, operator_path: Path
                     )
                 # The documents leave this programme's period open: the operator sets it.
                 programmes[programme.programme] = known.model_copy(update={"period": programme.period})
-        for entry in [*operator.pots, *operator.counts]:
+        operator_entries: list[PotEntry | CountEntry] = [*operator.pots, *operator.counts]
+        for entry in operator_entries:
             known_entry = pots.get(entry.pot_id)
             if known_entry is None:
                 pots[entry.pot_id] = entry
                 continue
             fillable = isinstance(known_entry, CountEntry) and known_entry.max_count is None
-            if not fillable or not isinstance(entry, CountEntry):
+            if not fillable or not isinstance(known_entry, CountEntry) or not isinstance(entry, CountEntry):
                 raise ConfigError(f"{where}: {entry.pot_id}: a document figure; an operator file cannot change it")
             if known_entry.programme != entry.programme or set(known_entry.instruments) != set(entry.instruments):
                 raise ConfigError(f"{where}: {entry.pot_id}: programme and instruments must be the document's")
@@ -156,9 +158,10 @@ def merge(document: BudgetFile, operator: BudgetFile | None, operator_path: Path
         ceilings += operator.ceilings
     specs: list[PotSpec] = []
     for entry in pots.values():
-        programme = programmes.get(entry.programme)
-        if programme is None:
+        declared = programmes.get(entry.programme)
+        if declared is None:
             raise ConfigError(f"{entry.pot_id}: programme {entry.programme!r} is not declared under programmes")
+        programme = declared
         if isinstance(entry, PotEntry):
             if entry.currency != programme.currency:
                 raise ConfigError(f"{entry.pot_id}: currency {entry.currency}, but {entry.programme} is in {programme.currency}")

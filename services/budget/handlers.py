@@ -58,7 +58,7 @@ def reset_event_id(programme: str, budget_year: int) -> str:
 def _money(amount: int | None, unit: str | None) -> Money | None:
     if amount is None or unit not in ("EUR", "SEK", "NOK"):
         return None
-    return Money(amount_minor=amount, currency=unit)  # type: ignore[arg-type]
+    return Money(amount_minor=amount, currency=unit)  # type: ignore[arg-type]  # unit checked to be a currency above
 
 
 def _count(amount: int | None, unit: str | None) -> int | None:
@@ -334,19 +334,21 @@ async def release_grant(
         application_id=application_id,
         grant_id=grant.grant_id,
         released_at=now,
-        scheme=grant.scheme,  # type: ignore[arg-type]
+        scheme=grant.scheme,  # type: ignore[arg-type]  # stored from a SchemeId
         programme=grant.programme,
         reason=reason,
         released=[
             ReleasedAmount(
                 budget_year=p.budget_year,
                 fund=p.fund or "",
+                # (ignore below) the pot's currency, stored from one
                 amount=Money(amount_minor=p.amount, currency=currency),  # type: ignore[arg-type]
             )
             for p in plan.releases
             if p.unit != COUNT
         ],
         remaining=[
+            # (ignore below) stored from a currency
             ScheduledAmount(budget_year=y, amount=Money(amount_minor=a, currency=currency))  # type: ignore[arg-type]
             for y, a in sorted(remaining.items())
         ],

@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 
 from services.budget.domain import BudgetConfig, Placement, PotBalance, Slice, SliceState
+from shared.db import Connection
 
 APPLICATION_LOCK_NAMESPACE = 727_004
 
@@ -24,7 +25,7 @@ class LedgerConfigError(RuntimeError):
 # --- configuration into the database -------------------------------------------------------------
 
 
-async def load_config(conn: asyncpg.Connection, config: BudgetConfig) -> int:
+async def load_config(conn: Connection, config: BudgetConfig) -> int:
     """Upsert programmes and the pots that have a total, in pot_id order, in one transaction.
 
     A total below what is already committed fails on the pots CHECK constraint: loudly, at start-up."""
@@ -41,6 +42,7 @@ async def load_config(conn: asyncpg.Connection, config: BudgetConfig) -> int:
                 spec.yearly_maximum_required,
                 spec.source,
             )
+            assert row is not None  # INSERT ... ON CONFLICT DO UPDATE ... RETURNING returns the row
             if row["currency"] != spec.currency:
                 raise LedgerConfigError(
                     f"programme {spec.programme}: ledger is in {row['currency']}, config says {spec.currency}"
@@ -64,6 +66,7 @@ async def load_config(conn: asyncpg.Connection, config: BudgetConfig) -> int:
                 pot.total,
                 pot.source,
             )
+            assert row is not None  # INSERT ... ON CONFLICT DO UPDATE ... RETURNING returns the row
             instruments = tuple(sorted(row["instruments"] or ()))
             stored = (row["programme"], row["unit"], row["fund"], instruments, row["budget_year"])
             wanted = (pot.programme, pot.unit, pot.fund, pot.instruments, pot.budget_year)
@@ -76,7 +79,7 @@ async def load_config(conn: asyncpg.Connection, config: BudgetConfig) -> int:
 # --- locks ------------------------------------------------------------------------------------------
 
 
-async def lock_application(conn: asyncpg.Connection, application_id: str) -> None:
+async def lock_application(conn: Connection, application_id: str) -> None:
     """Serialise the decisions and releases of one application (lock 1 of the order)."""
     await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", APPLICATION_LOCK_NAMESPACE, application_id)
 
@@ -91,7 +94,7 @@ class ProgrammeState:
     yearly_maximum_required: bool
 
 
-async def lock_programme(conn: asyncpg.Connection, programme: str, *, exclusive: bool) -> ProgrammeState | None:
+async def lock_programme(conn: Connection, programme: str, *, exclusive: bool) -> ProgrammeState | None:
     """Lock 2: FOR SHARE by commits and releases (they run side by side), FOR UPDATE by a reset."""
     mode = "FOR UPDATE" if exclusive else "FOR SHARE"
     row = await conn.fetchrow(
@@ -110,7 +113,7 @@ async def lock_programme(conn: asyncpg.Connection, programme: str, *, exclusive:
     return ProgrammeState(row["programme"], row["currency"], row["open_year"], maximum, row["yearly_maximum_required"])
 
 
-async def lock_pots(conn: asyncpg.Connection, pot_ids: Iterable[str]) -> dict[str, PotBalance]:
+async def lock_pots(conn: Connection, pot_ids: Iterable[str]) -> dict[str, PotBalance]:
     """Lock 4: the pots a grant touches, always in pot_id order."""
     rows = await conn.fetch(
         """SELECT pot_id, unit, total_minor, committed_minor, released_minor FROM budget.pots
@@ -125,7 +128,7 @@ async def lock_pots(conn: asyncpg.Connection, pot_ids: Iterable[str]) -> dict[st
 # --- decisions -----------------------------------------------------------------------------------------
 
 
-async def already_decided(conn: asyncpg.Connection, application_id: str) -> bool:
+async def already_decided(conn: Connection, application_id: str) -> bool:
     return bool(
         await conn.fetchval(
             """SELECT EXISTS (SELECT 1 FROM budget.grants WHERE application_id = $1)
@@ -149,7 +152,7 @@ class NewGrant:
 
 
 async def record_commitment(
-    conn: asyncpg.Connection,
+    conn: Connection,
     grant: NewGrant,
     placements: Sequence[Placement],
     states: Sequence[SliceState],
@@ -194,7 +197,7 @@ async def record_commitment(
 
 
 async def insert_entries(
-    conn: asyncpg.Connection, grant_id: str, entries: Sequence[tuple[Placement, str, str]], *, cause: str, at: datetime
+    conn: Connection, grant_id: str, entries: Sequence[tuple[Placement, str, str]], *, cause: str, at: datetime
 ) -> None:
     await conn.executemany(
         """INSERT INTO budget.entries
@@ -209,7 +212,7 @@ async def insert_entries(
 
 
 async def record_refusal(
-    conn: asyncpg.Connection,
+    conn: Connection,
     application_id: str,
     limit_id: str,
     message_key: str,
@@ -249,7 +252,7 @@ class GrantRow:
     fund_shares: list[tuple[str, int, int]]
 
 
-async def lock_grant(conn: asyncpg.Connection, application_id: str) -> GrantRow | None:
+async def lock_grant(conn: Connection, application_id: str) -> GrantRow | None:
     """Lock 3: the grant a release changes."""
     row = await conn.fetchrow(
         """SELECT grant_id::text, application_id, scheme, programme, instrument, currency, status, fund_shares
@@ -271,13 +274,13 @@ async def lock_grant(conn: asyncpg.Connection, application_id: str) -> GrantRow 
     )
 
 
-async def programme_of_grant(conn: asyncpg.Connection, application_id: str) -> str | None:
+async def programme_of_grant(conn: Connection, application_id: str) -> str | None:
     """The programme of an application's grant (never changes, so read without a lock)."""
     value = await conn.fetchval("SELECT programme FROM budget.grants WHERE application_id = $1", application_id)
     return str(value) if value is not None else None
 
 
-async def slices_of(conn: asyncpg.Connection, grant_id: str) -> list[Slice]:
+async def slices_of(conn: Connection, grant_id: str) -> list[Slice]:
     rows = await conn.fetch(
         """SELECT pot_id, budget_year, unit, fund, amount_minor, state FROM budget.slices
            WHERE grant_id = $1 ORDER BY budget_year, pot_id""",
@@ -287,7 +290,7 @@ async def slices_of(conn: asyncpg.Connection, grant_id: str) -> list[Slice]:
 
 
 async def record_release(
-    conn: asyncpg.Connection,
+    conn: Connection,
     grant_id: str,
     releases: Sequence[Placement],
     *,
@@ -329,7 +332,7 @@ class ResetResult:
 
 
 async def apply_reset(
-    conn: asyncpg.Connection,
+    conn: Connection,
     programme: str,
     budget_year: int,
     yearly_maximum: int | None,
@@ -382,6 +385,7 @@ async def apply_reset(
             cause,
             at,
         )
+        assert row is not None  # an aggregate SELECT always returns its one row
         capped_count, capped_amount = int(row["n"]), int(row["amount"])
     opened = await conn.fetchval(
         """WITH opened AS (
@@ -419,7 +423,7 @@ async def apply_reset(
     return ResetResult(int(opened), capped_count, capped_amount, int(closed.split()[-1]))
 
 
-async def year_opened(conn: asyncpg.Connection, programme: str, budget_year: int) -> bool:
+async def year_opened(conn: Connection, programme: str, budget_year: int) -> bool:
     return bool(
         await conn.fetchval(
             "SELECT EXISTS (SELECT 1 FROM budget.budget_years WHERE programme = $1 AND budget_year = $2)",
@@ -429,7 +433,7 @@ async def year_opened(conn: asyncpg.Connection, programme: str, budget_year: int
     )
 
 
-async def request_reset(conn: asyncpg.Connection, programme: str, budget_year: int, event_id: str, at: datetime) -> bool:
+async def request_reset(conn: Connection, programme: str, budget_year: int, event_id: str, at: datetime) -> bool:
     """Record an operator's (or a job's) request to open a year; False if it was already asked for."""
     return bool(
         await conn.fetchval(
@@ -443,14 +447,14 @@ async def request_reset(conn: asyncpg.Connection, programme: str, budget_year: i
     )
 
 
-async def programme_row(conn: asyncpg.Connection, programme: str) -> asyncpg.Record | None:
+async def programme_row(conn: Connection, programme: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM budget.programmes WHERE programme = $1", programme)
 
 
 # --- what operators see ----------------------------------------------------------------------------------------
 
 
-async def balances(conn: asyncpg.Connection, programme: str | None = None) -> list[dict[str, Any]]:
+async def balances(conn: Connection, programme: str | None = None) -> list[dict[str, Any]]:
     """Per pot and budget year: the pot's total, and the year's committed, released and opened sums.
 
     `budget_year` None is the pot's own line: its total, all committed, all released, available."""
@@ -506,7 +510,7 @@ RECONCILIATION_CHECKS: dict[str, str] = {
 }
 
 
-async def reconcile(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+async def reconcile(conn: Connection) -> list[dict[str, Any]]:
     """Every difference between a materialised balance and its entries (empty when the ledger is sound).
 
     Runs in one REPEATABLE READ snapshot, so concurrent commits cannot make it see half a transaction."""

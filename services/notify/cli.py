@@ -24,7 +24,7 @@ from services.notify.repository import NotifyRepository
 from services.notify.settings import NotifySettings
 from shared.delivery import UnitOfWork
 
-app = typer.Typer(help="Notify: parked e-mails and webhooks.", no_args_is_help=True, pretty_exceptions_enable=False)
+app: typer.Typer = typer.Typer(help="Notify: parked e-mails and webhooks.", no_args_is_help=True, pretty_exceptions_enable=False)
 dead_letters = typer.Typer(help="Messages parked after their last failed attempt: list, redeliver.", no_args_is_help=True)
 app.add_typer(dead_letters, name="dead-letters")
 
@@ -85,7 +85,8 @@ def redeliver(
     config = settings(NotifySettings)
 
     async def work(uow: UnitOfWork) -> Effect:
-        queued, refused = [], []
+        queued: list[str] = []
+        refused: list[str] = []
         for notification_id in wanted:
             (queued if await NotifyRepository(uow.conn).redeliver(notification_id) else refused).append(str(notification_id))
         if refused:

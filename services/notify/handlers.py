@@ -31,7 +31,7 @@ from opentelemetry.trace import SpanKind
 
 from services.notify.domain import Subscriptions, plan, redact, retry_delay_s
 from services.notify.i18n import Catalog
-from services.notify.mail import Mailer, compose
+from services.notify.mail import MailSender, compose
 from services.notify.render import StoredDecision, render_email
 from services.notify.repository import NotifyRepository, Scheduled, StoredDecisionRow
 from services.notify.settings import NotifySettings
@@ -52,7 +52,7 @@ from shared.tracing import context_from, span, traceparent_headers
 log = structlog.get_logger("notify")
 
 DECISION_POLL_S = 0.25
-Transaction = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
+Transaction = Callable[[], AbstractAsyncContextManager[UnitOfWork[NotifyRepository]]]
 
 
 def _cloudevent(
@@ -117,7 +117,7 @@ class Dispatcher:
         transaction: Transaction,
         settings: NotifySettings,
         catalog: Catalog,
-        mailers: Callable[[], Mailer],
+        mailers: Callable[[], MailSender],
         webhooks: WebhookSender | None,
         subscriptions: Subscriptions,
     ) -> None:
@@ -165,11 +165,11 @@ class Dispatcher:
         finally:
             await mailer.close()
 
-    async def dispatch_one(self, mailer: Mailer) -> bool:
+    async def dispatch_one(self, mailer: MailSender) -> bool:
         """Deliver the next due message, if any; True if there was one (delivered or not)."""
         return await self.dispatch(mailer, 1) > 0
 
-    async def dispatch(self, mailer: Mailer, limit: int) -> int:
+    async def dispatch(self, mailer: MailSender, limit: int) -> int:
         """Deliver up to `limit` due messages in one transaction; returns how many were handled."""
         async with self.transaction() as uow:
             repo: NotifyRepository = uow.repo
@@ -195,7 +195,7 @@ class Dispatcher:
         return len(rows)
 
     async def _deliver(
-        self, uow: UnitOfWork[NotifyRepository], row: dict[str, Any], mailer: Mailer, decisions: dict[str, dict[str, Any]]
+        self, uow: UnitOfWork[NotifyRepository], row: dict[str, Any], mailer: MailSender, decisions: dict[str, dict[str, Any]]
     ) -> str:
         """Send one claimed message: "sent", "postponed" (its decision is not here yet) or "failed"."""
         notification_id = str(row["notification_id"])
@@ -231,7 +231,7 @@ class Dispatcher:
         row: dict[str, Any],
         notification_id: str,
         personal: list[str],
-        mailer: Mailer,
+        mailer: MailSender,
         decisions: dict[str, dict[str, Any]],
     ) -> None:
         """Render in the applicant's language at send time and send. `personal` receives the contact
@@ -242,6 +242,7 @@ class Dispatcher:
                 raise PermanentFailure("rejection without a contact")
             contact = event.contact
         else:
+            # (ignore below) every other event notify e-mails has a recipient; Event does not
             contact = event.recipient.contact  # type: ignore[attr-defined]
         personal += [contact.email, contact.name]
         stored = None

@@ -18,6 +18,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from email.utils import formatdate, getaddresses
+from typing import Protocol
 
 import aiosmtplib
 import structlog
@@ -161,6 +162,14 @@ def compose(notification_id: str, sender: str, to: str, email: Email, *, date: s
         )
     )
     return Composed(from_address, (to_address,), data, mid)
+
+
+class MailSender(Protocol):
+    """What a dispatcher worker sends with: `Mailer`, or a test's fake."""
+
+    async def send(self, message: Composed) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class Mailer:

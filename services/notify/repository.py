@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import asyncpg
-
 from services.notify.domain import Planned
+from shared.db import Connection
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,7 @@ class StoredDecisionRow:
 
 
 class NotifyRepository:
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     async def schedule(self, messages: Sequence[Scheduled]) -> int:

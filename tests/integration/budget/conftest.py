@@ -55,7 +55,9 @@ class Ledger:
         return await self.in_uow(lambda uow: handlers.on_ceiling_reset(uow, event, cause=event_id), event_id)
 
     async def pot(self, pot_id: str) -> asyncpg.Record:
-        return await self.pool.fetchrow("SELECT * FROM budget.pots WHERE pot_id = $1", pot_id)
+        row = await self.pool.fetchrow("SELECT * FROM budget.pots WHERE pot_id = $1", pot_id)
+        assert row is not None, f"no pot {pot_id}"
+        return row
 
     async def reconcile(self) -> list[dict[str, Any]]:
         async with self.pool.acquire() as conn:

@@ -136,13 +136,11 @@ async def test_reset_opens_each_year_once_and_a_closed_year_stays_closed(ledger:
     assert earlier is not None
     assert earlier.decision == "closed"
 
-    states = dict(
-        await ledger.pool.fetch(
-            "SELECT s.budget_year, s.state FROM budget.slices s JOIN budget.grants g USING (grant_id) "
-            "WHERE g.application_id = $1",
-            first.application_id,
-        )
+    rows = await ledger.pool.fetch(
+        "SELECT s.budget_year, s.state FROM budget.slices s JOIN budget.grants g USING (grant_id) WHERE g.application_id = $1",
+        first.application_id,
     )
+    states: dict[int, str] = dict(rows)  # type: ignore[arg-type]  # each Record is a (budget_year, state) pair
     assert states == {2021: "closed", 2022: "open", 2023: "scheduled"}
 
     late = decided(grant(programme, {2021: 1_000, 2022: 1_000}))

@@ -4,6 +4,7 @@ when the server dropped it, and what arrives is what a mail client reads."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -24,7 +25,7 @@ class CountingInbox(Inbox):
         super().__init__()
         self.sessions = 0
 
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # type: ignore[no-untyped-def]
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]) -> list[str]:
         self.sessions += 1
         session.host_name = hostname
         return responses

@@ -113,8 +113,10 @@ def scan_schemes(directory: Path = SCHEMES_DIR) -> Scan:
                     isinstance(arg, ast.JoinedStr)
                     and isinstance(arg.values[0], ast.FormattedValue)
                     and all(isinstance(v, ast.Constant) for v in arg.values[1:])
+                    # (ignore below) all Constants, checked above
                     and KEY.match("x" + "".join(str(v.value) for v in arg.values[1:]))  # type: ignore[attr-defined]
                 ):
+                    # (ignore below) all Constants, checked above
                     suffix = "".join(str(v.value) for v in arg.values[1:])  # type: ignore[attr-defined]
                     scan.patterns.setdefault("*" + suffix, where)
                 elif (relative, ast.unparse(arg)) not in PASS_THROUGH:

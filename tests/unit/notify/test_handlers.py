@@ -69,11 +69,11 @@ def decided(app: str, outcome: str = "ineligible") -> EligibilityDecided:
         application_id=app,
         scheme="vlaio.spearhead-cluster",
         decided_at=NOW,
-        reference_date=date(2020, 1, 1),  # type: ignore[arg-type]
+        reference_date=date(2020, 1, 1),
         time_zone="Europe/Brussels",
-        outcome=outcome,  # type: ignore[arg-type]
+        outcome=outcome,  # type: ignore[arg-type]  # a str from the test's parameter
         parameter_version="v",
-        proposed_grant=grant if outcome == "eligible" else None,  # type: ignore[arg-type]
+        proposed_grant=grant if outcome == "eligible" else None,
         criteria=[CriterionResult(criterion="c", outcome="passed", message_key="vlaio.call.open")],
         recipient=WHO,
     )
@@ -88,7 +88,7 @@ def committed(app: str) -> GrantCommitted:
 
 
 def dispatcher(transactions: FakeTransactions, mailer: FakeMailer) -> handlers.Dispatcher:
-    return handlers.Dispatcher(transactions, SETTINGS, Catalog.load(), lambda: mailer, None, SUBS)  # type: ignore[arg-type,return-value]
+    return handlers.Dispatcher(transactions, SETTINGS, Catalog.load(), lambda: mailer, None, SUBS)
 
 
 async def test_a_batch_schedules_what_it_owes_once_and_a_redelivery_nothing() -> None:
@@ -109,7 +109,7 @@ async def test_the_dispatcher_sends_a_claimed_batch_and_records_it_in_one_go() -
     tx = FakeTransactions(repo)
     mailer = FakeMailer()
     await handlers.on_events(tx.unit_of_work(), [delivery(decided(f"A-{i}"), i) for i in range(4)], Subscriptions(), ref_key=KEY)
-    assert await dispatcher(tx, mailer).dispatch(mailer, 50) == 4  # type: ignore[arg-type]
+    assert await dispatcher(tx, mailer).dispatch(mailer, 50) == 4
     assert len(mailer.sent) == 4 and len(repo.of("sent")) == 4
     assert all(r["payload"] is None for r in repo.of("sent"))  # the personal copy is gone
     sent = [json.loads(row.payload or b"{}") for row in tx.outbox]
