@@ -147,13 +147,16 @@ class ServiceRuntime(Generic[R]):
         *,
         schema: str,
         repositories: Callable[[Connection], R] | None = None,
+        group: str | None = None,
     ) -> None:
         self.name = name
         self.settings = settings
         self.schema = schema
         self.repositories = repositories
         self.source = service_source(name)
-        self.group = f"clustergrants.{name}"
+        # The consumer group (and the inbox's consumer): the service's, or one of its own for an
+        # instance limited to part of the work (eligibility's scheme families, shared/acl.py).
+        self.group = group or f"clustergrants.{name}"
         self.pool: asyncpg.Pool | None = None
         self.producer: AIOKafkaProducer | None = None
         self.relay: OutboxRelay | None = None
