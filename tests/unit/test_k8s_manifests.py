@@ -169,7 +169,7 @@ def port_number(c: dict[str, Any], port: int | str) -> int:
 
 def input_topics(service: str) -> set[Topic]:
     """The topics a service subscribes to, read off its real runtime (as the AsyncAPI document is)."""
-    from shared.asyncapi import consumers
+    from tools.asyncapi import consumers
 
     topics = set(consumers()[service])
     assert topics, f"services/{service} subscribes to no topic"
