@@ -5,12 +5,13 @@ file stops the process with the file, the key and the problem."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from services.budget.domain import COUNT, BudgetConfig, Ceiling, Period, PotSpec, ProgrammeSpec
+from shared.money import Currency
 
 DOCUMENT_FILE = Path(__file__).with_name("pots.yaml")
 
@@ -44,7 +45,7 @@ class PeriodEntry(_Strict):
 
 class ProgrammeEntry(_Strict):
     programme: Id
-    currency: Literal["EUR", "SEK", "NOK"]
+    currency: Currency
     yearly_maximum_required: bool = False
     period: PeriodEntry | None = None
     source: Source
@@ -54,7 +55,7 @@ class PotEntry(_Strict):
     pot_id: Id
     programme: Id
     fund: Id
-    currency: Literal["EUR", "SEK", "NOK"]
+    currency: Currency
     budget_year: Year | None = None
     total_minor: Minor | None = None
     source: Source
@@ -82,7 +83,7 @@ class CountEntry(_Strict):
 class CeilingEntry(_Strict):
     scheme: Id
     instrument: Id
-    currency: Literal["EUR", "SEK", "NOK"]
+    currency: Currency
     yearly_ceiling_minor: Minor | None = None
     grant_ceiling_minor: Minor | None = None
     max_years: Annotated[int, Field(strict=True, ge=1, le=50)] | None = None
