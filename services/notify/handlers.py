@@ -33,7 +33,7 @@ from services.notify.mail import Mailer, compose
 from services.notify.render import StoredDecision, render_email
 from services.notify.settings import NotifySettings
 from services.notify.webhooks import WebhookSender
-from shared.cloudevents import Attributes, attributes_for
+from shared.cloudevents import Attributes, attributes_for, to_http_headers
 from shared.delivery import UnitOfWork, event_row
 from shared.events import (
     EVENTS_BY_TYPE,
@@ -222,13 +222,15 @@ class Dispatcher:
             raise PermanentFailure(f"subscription {row['subscription_id']} is no longer configured")
         event = _event_of(row)
         ce = row["payload"]["ce"]
-        headers = {
-            "ce-specversion": "1.0",
-            "ce-id": ce["id"],
-            "ce-type": ce["type"],
-            "ce-source": ce["source"],
-        }
-        headers |= {f"ce-{k}": ce[k] for k in ("time", "subject", "correlationid") if ce.get(k)}
+        attributes = Attributes(
+            id=ce["id"],
+            source=ce["source"],
+            type=ce["type"],
+            time=ce.get("time"),
+            subject=ce.get("subject"),
+            correlationid=ce.get("correlationid"),
+        )
+        headers = to_http_headers(attributes)
         await self.webhooks.send(subscription, notification_id, event.model_dump_json().encode(), headers)
 
     async def _failed(self, uow: UnitOfWork, row: dict[str, Any], error: Exception, personal: list[str]) -> None:
