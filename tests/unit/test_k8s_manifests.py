@@ -69,6 +69,7 @@ SERVICES = tuple(SETTINGS)
 #: service must be decided: set in deploy/k8s (ConfigMap or Secret) or listed here.
 DEFAULTS_ACCEPTED: dict[str, str] = {
     "NOTIFY_FAULT_EXIT_AFTER_SENDS": "crash tests only; 0 (off) in a cluster",
+    "CLUSTERGRANTS_FAULT_EXIT_AFTER_COMMITS": "crash tests only; 0 (off) in a cluster",
     "KAFKA_SSL_CERTFILE": "only for mutual TLS (the services authenticate with SCRAM)",
     "KAFKA_SSL_KEYFILE": "only for mutual TLS (the services authenticate with SCRAM)",
 }
