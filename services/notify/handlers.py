@@ -20,7 +20,6 @@ import random
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import structlog
 from opentelemetry import context as otel_context
@@ -31,6 +30,7 @@ from services.notify.domain import Subscriptions, plan, redact, retry_delay_s
 from services.notify.i18n import Catalog
 from services.notify.mail import Mailer, compose
 from services.notify.render import StoredDecision, render_email
+from services.notify.repository import DueNotification
 from services.notify.settings import NotifySettings
 from services.notify.webhooks import WebhookSender
 from shared.cloudevents import Attributes, attributes_for, to_http_headers
@@ -155,7 +155,7 @@ class Dispatcher:
             await self._deliver(uow, row)
         return True
 
-    async def _deliver(self, uow: UnitOfWork, row: dict[str, Any]) -> None:
+    async def _deliver(self, uow: UnitOfWork, row: DueNotification) -> None:
         notification_id = str(row["notification_id"])
         ce = (row["payload"] or {}).get("ce") or {}
         parent = context_from({"traceparent": ce["traceparent"]} if ce.get("traceparent") else None)
@@ -188,7 +188,7 @@ class Dispatcher:
             self.sent += 1
             log.info("notification sent", template=row["template"], attempts=row["attempts"] + 1)
 
-    async def _send_email(self, uow: UnitOfWork, row: dict[str, Any], notification_id: str, personal: list[str]) -> None:
+    async def _send_email(self, uow: UnitOfWork, row: DueNotification, notification_id: str, personal: list[str]) -> None:
         """Render in the applicant's language at send time and send. `personal` receives the contact
         details used, so that an error text can be scrubbed of them before it is logged or stored."""
         event = _event_of(row)
@@ -216,11 +216,12 @@ class Dispatcher:
         message = compose(notification_id, self.settings.mail_from, contact.email, email)
         await self.mailer.send(message)
 
-    async def _send_webhook(self, row: dict[str, Any], notification_id: str) -> None:
+    async def _send_webhook(self, row: DueNotification, notification_id: str) -> None:
         subscription = self.subscriptions.by_id(row["subscription_id"] or "")
         if subscription is None or self.webhooks is None:
             raise PermanentFailure(f"subscription {row['subscription_id']} is no longer configured")
         event = _event_of(row)
+        assert row["payload"] is not None  # _event_of refuses a row without its stored event
         ce = row["payload"]["ce"]
         attributes = Attributes(
             id=ce["id"],
@@ -233,7 +234,7 @@ class Dispatcher:
         headers = to_http_headers(attributes)
         await self.webhooks.send(subscription, notification_id, event.model_dump_json().encode(), headers)
 
-    async def _failed(self, uow: UnitOfWork, row: dict[str, Any], error: Exception, personal: list[str]) -> None:
+    async def _failed(self, uow: UnitOfWork, row: DueNotification, error: Exception, personal: list[str]) -> None:
         attempts = row["attempts"] + 1
         s = self.settings
         limit = s.notify_max_attempts if row["channel"] == "email" else s.notify_webhook_max_attempts
@@ -249,7 +250,7 @@ class Dispatcher:
             error=text[:300],
         )
 
-    async def _publish_sent(self, uow: UnitOfWork, row: dict[str, Any], notification_id: str, now: datetime) -> None:
+    async def _publish_sent(self, uow: UnitOfWork, row: DueNotification, notification_id: str, now: datetime) -> None:
         sent = NotificationSent(
             notification_id=notification_id,
             application_id=row["application_id"],
@@ -274,7 +275,7 @@ class Dispatcher:
             os._exit(70)
 
 
-def _event_of(row: dict[str, Any]) -> Event:
+def _event_of(row: DueNotification) -> Event:
     payload = row["payload"]
     model = EVENTS_BY_TYPE.get(row["source_event_type"])
     if payload is None or model is None:

@@ -4,10 +4,36 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, TypedDict, cast
 
 from services.notify.domain import Planned
 from shared.db import Connection
+from shared.events import Language
+
+
+class DueNotification(TypedDict):
+    """A row of notify.notifications as the dispatcher claims it (every column, migrations 001-002)."""
+
+    notification_id: uuid.UUID
+    dedupe_key: str
+    source_event_id: str
+    source_event_type: str
+    application_id: str | None
+    channel: Literal["email", "webhook"]
+    recipient_ref: str
+    template: str
+    language: Language
+    message: Any  # jsonb, no longer written (rendering happens at send time)
+    status: Literal["scheduled", "sent", "dead"]
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime
+    scheduled_at: datetime
+    sent_at: datetime | None
+    payload: dict[str, Any] | None  # {"event": ..., "ce": ...}: the cause event; cleared once delivered
+    subscription_id: str | None  # webhooks only
+    redeliveries: int
+    dead_at: datetime | None
 
 
 async def schedule(
@@ -71,14 +97,14 @@ async def decision(conn: Connection, application_id: str) -> dict[str, Any] | No
     return value if isinstance(value, dict) else None
 
 
-async def claim_next(conn: Connection) -> dict[str, Any] | None:
+async def claim_next(conn: Connection) -> DueNotification | None:
     """The next due message, locked for this transaction; other workers and replicas skip it."""
     row = await conn.fetchrow(
         """SELECT * FROM notify.notifications
            WHERE status = 'scheduled' AND next_attempt_at <= now()
            ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED"""
     )
-    return dict(row) if row is not None else None
+    return cast(DueNotification, dict(row)) if row is not None else None
 
 
 async def mark_sent(conn: Connection, notification_id: uuid.UUID, at: datetime) -> None:
