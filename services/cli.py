@@ -3,7 +3,9 @@
     clustergrants submit FILE...              submit applications (HTTP intake, or --kafka)
     clustergrants history APPLICATION_ID      what every service did with one application, with amounts
     clustergrants dead-letters list|redrive   the Kafka dead-letter topic
-    clustergrants calls close-call|what-if    eligibility: competitive calls, rule-set what-ifs
+    clustergrants calls close-call|what-if|re-decide|open-call|evaluate
+                                              eligibility: calls, what-ifs, re-decisions, evaluations
+    clustergrants review list|record|history  case handling: referred applications, findings, revisions
     clustergrants budget ...                  pots and balances, reconcile, open a year, release
     clustergrants notify dead-letters ...     parked e-mails and webhooks
     clustergrants export ...                  open data (360Giving, EU list of operations)
@@ -62,6 +64,7 @@ from services.cli_common import (
     to_json,
 )
 from services.eligibility import cli as eligibility_cli
+from services.eligibility import review_cli
 from services.notify import cli as notify_cli
 from shared import audit
 from shared import migrate as migrations
@@ -74,6 +77,7 @@ from shared.topics import Topic, service_source, topic_name
 
 app = typer.Typer(help="Operate clustergrants.", no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(eligibility_cli.app, name="calls")
+app.add_typer(review_cli.app, name="review")
 app.add_typer(budget_cli.app, name="budget")
 app.add_typer(notify_cli.app, name="notify")
 app.add_typer(opendata_cli.app, name="export")

@@ -50,7 +50,7 @@ AGENCY_GROUP_PREFIX = "agency."
 #: against services/*/app.py, so a new subscription without its READ grant fails the suite.
 CONSUMES: dict[str, tuple[Topic, ...]] = {
     "intake": (Topic.APPLICATION_SUBMITTED,),
-    "eligibility": (Topic.APPLICATION_RECEIVED, Topic.ASSESSMENT_SUBMITTED),
+    "eligibility": (Topic.APPLICATION_RECEIVED, Topic.ASSESSMENT_SUBMITTED, Topic.FINDING_RECORDED),
     "budget": (Topic.ELIGIBILITY_DECIDED, Topic.CEILING_RESET),
     "notify": (
         Topic.APPLICATION_REJECTED,

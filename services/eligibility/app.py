@@ -8,9 +8,10 @@ import structlog
 
 from services.eligibility import calls, handlers
 from services.eligibility.parameters import ParameterStore
+from services.eligibility.repository import EligibilityRepository
 from services.eligibility.settings import EligibilitySettings
 from shared.delivery import UnitOfWork
-from shared.events import ApplicationReceived, AssessmentSubmitted
+from shared.events import ApplicationReceived, AssessmentSubmitted, FindingRecorded
 from shared.logging import configure_logging
 from shared.records import Delivery
 from shared.runtime import ServiceRuntime
@@ -18,10 +19,10 @@ from shared.runtime import ServiceRuntime
 log = structlog.get_logger("eligibility")
 
 
-def build(settings: EligibilitySettings) -> ServiceRuntime:
+def build(settings: EligibilitySettings) -> ServiceRuntime[EligibilityRepository]:
     # Validated at start-up: a bad operator file stops the service with file, key and problem.
     parameters = ParameterStore.load(operator_file=settings.eligibility_operator_parameters_file)
-    runtime = ServiceRuntime("eligibility", settings, schema="eligibility")
+    runtime = ServiceRuntime("eligibility", settings, schema="eligibility", repositories=EligibilityRepository)
 
     async def on_received(uow: UnitOfWork, deliveries: list[Delivery[ApplicationReceived]]) -> None:
         for delivery in deliveries:
@@ -44,6 +45,21 @@ def build(settings: EligibilitySettings) -> ServiceRuntime:
                 log.info("assessment recorded" if stored else "older assessment ignored", call_id=assessment.call_id)
 
     runtime.on(AssessmentSubmitted, on_assessment)
+
+    async def on_finding(uow: UnitOfWork, deliveries: list[Delivery[FindingRecorded]]) -> None:
+        for delivery in deliveries:
+            finding = delivery.event
+            with structlog.contextvars.bound_contextvars(application_id=finding.application_id):
+                revised = await handlers.on_finding_recorded(uow, finding, parameters, cause=delivery)
+                log.info(
+                    "finding applied" if revised else "finding seen before",
+                    finding_id=finding.finding_id,
+                    criterion=finding.criterion,
+                    revision=revised.decision.revision if revised else None,
+                    outcome=revised.decision.outcome if revised else None,
+                )
+
+    runtime.on(FindingRecorded, on_finding)
     return runtime
 
 

@@ -3,11 +3,14 @@ services.eligibility.cli ...` runs the same commands).
 
     clustergrants calls close-call s3.platform s3-2018 [--cap 25] [--dry-run] [--yes] [--json]
     clustergrants calls what-if --proposed-operator-file new.yaml [--scheme nic.cluster] [--json]
+    clustergrants calls re-decide --pending [--scheme nic.cluster] [--dry-run] [--yes] [--json]
 
 `close-call` selects who gets money: it shows the ranking it will publish (`--dry-run` stops there),
 asks for confirmation on a terminal (`--yes` for scripts), and writes the closed call, CallClosed in
 the eligibility outbox and its audit record (`eligibility.audit`, AuditRecorded) in one transaction.
-`what-if` only reads.
+`what-if` only reads. `re-decide --pending` replays the applications waiting for review through the
+parameters now in force (a case handler's findings kept) and publishes the next revision of each
+decision whose outcome changes, with one audit record; `--dry-run` prints the table and changes nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from rich.table import Table
 
 from services.cli_common import CliError, DryRunOption, Effect, JsonOption, YesOption, change, database, emit_json, run, settings
 from services.eligibility.calls import CallError, close_call
+from services.eligibility.handlers import redecide, repo_of
 from services.eligibility.parameters import ParameterError, ParameterStore
 from services.eligibility.settings import EligibilitySettings
 from services.eligibility.whatif import what_if
@@ -177,6 +181,80 @@ def what_if_command(
     console = Console()
     console.print(table)
     console.print(f"what-if: {len(results)} applications replayed, {changed} would change, nothing published")
+
+
+def _show_redecided(effect: Effect, dry_run: bool) -> None:
+    table = Table(title="re-decide: pending applications under the parameters now in force")
+    for column in ("application", "scheme", "outcome now", "outcome then", "revision", "criteria still to decide"):
+        table.add_column(column)
+    for row in effect.detail:
+        table.add_row(
+            row["application_id"],
+            row["scheme"],
+            row["outcome_before"],
+            row["outcome_after"],
+            str(row["revision"]) if row["changed"] else "-",
+            ", ".join(row["not_decidable"]) or "-",
+        )
+    Console().print(table)
+
+
+@app.command("re-decide")
+def redecide_command(
+    pending: Annotated[bool, typer.Option("--pending", help="The applications waiting for review (required).")] = False,
+    scheme: Annotated[str | None, typer.Option(help="Only this scheme's applications.")] = None,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Re-decide pending applications with the parameters now in force; publish revisions that change the outcome."""
+    if not pending:
+        raise CliError("say which applications: --pending (those waiting for review)")
+    config = settings(EligibilitySettings)
+    parameters = _load(config.eligibility_operator_parameters_file)
+
+    async def work(uow: UnitOfWork) -> Effect:
+        rows = []
+        for waiting in await repo_of(uow).pending(scheme):
+            revised = await redecide(uow, waiting.decision.application_id, parameters)
+            if revised is None:
+                continue
+            rows.append(
+                {
+                    "application_id": waiting.decision.application_id,
+                    "scheme": waiting.decision.scheme,
+                    "outcome_before": revised.previous.outcome,
+                    "outcome_after": revised.decision.outcome,
+                    "changed": revised.published,
+                    "revision": revised.decision.revision,
+                    "not_decidable": [c.criterion for c in revised.decision.criteria if c.outcome == "not_decidable"],
+                }
+            )
+        changed = [r for r in rows if r["changed"]]
+        listed = ", ".join(f"{r['application_id']} -> {r['outcome_after']}" for r in changed) or "none"
+        return Effect(
+            "revised" if changed else "unchanged",
+            f"{len(rows)} pending replayed, {len(changed)} revised ({listed})",
+            {
+                "replayed": len(rows),
+                "revised": [
+                    {k: r[k] for k in ("application_id", "outcome_before", "outcome_after", "revision")} for r in changed
+                ],
+            },
+            rows,
+        )
+
+    change(
+        config=config,
+        service="eligibility",
+        command="calls re-decide",
+        arguments={"pending": pending, "scheme": scheme},
+        work=work,
+        dry_run=dry_run,
+        yes=yes,
+        as_json=as_json,
+        show=_show_redecided,
+    )
 
 
 if __name__ == "__main__":

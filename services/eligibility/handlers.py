@@ -1,14 +1,28 @@
-"""Eligibility's use case: decide a received application once, and say why criterion by criterion."""
+"""Eligibility's use cases: decide a received application, say why criterion by criterion, and
+revise the decision when a case handler records a finding or the parameters in force change."""
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from services.eligibility import repository
+from services.eligibility import revisions
 from services.eligibility.domain import evaluate
 from services.eligibility.parameters import ParameterStore
-from shared.delivery import Cause, UnitOfWork
-from shared.events import ApplicationReceived, EligibilityDecided, Recipient
+from services.eligibility.repository import EligibilityRepository
+from shared.delivery import Cause, PoisonMessage, UnitOfWork
+from shared.events import ApplicationReceived, EligibilityDecided, FindingRecorded, Recipient
+
+
+def repo_of(uow: UnitOfWork[Any]) -> EligibilityRepository:
+    """The unit of work's repositories (an operator command's unit of work binds them here)."""
+    if uow.repo is None:
+        uow.repo = EligibilityRepository(uow.conn)
+    repo = uow.repo
+    assert isinstance(repo, EligibilityRepository)
+    return repo
 
 
 def decide(received: ApplicationReceived, parameters: ParameterStore, now: datetime | None = None) -> EligibilityDecided:
@@ -37,9 +51,60 @@ async def on_application_received(
     uow: UnitOfWork, received: ApplicationReceived, parameters: ParameterStore, *, cause: Cause = None
 ) -> str | None:
     """Store and decide the application; returns the outcome, or None if it was decided before."""
-    await repository.store_application(uow.conn, received.application)
+    repo = repo_of(uow)
+    await repo.store_application(received.application)
     decided = decide(received, parameters)
-    if not await repository.store_decision(uow.conn, decided):
+    event_id = str(uuid.uuid4())
+    if not await repo.store_decision(decided, event_id):
         return None
-    await uow.publish(decided, cause=cause)
+    await uow.publish(decided, cause=cause, event_id=event_id)
     return decided.outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Revised:
+    decision: EligibilityDecided
+    previous: EligibilityDecided
+    published: bool
+
+
+async def on_finding_recorded(
+    uow: UnitOfWork, finding: FindingRecorded, parameters: ParameterStore, *, cause: Cause = None
+) -> Revised | None:
+    """Apply a case handler's finding: the decision's next revision, published. None: seen before.
+
+    A finding that cannot apply (no such application or criterion, a beneficiary without a register
+    number) is refused with its reason: parked when it came by Kafka, an error for the CLI."""
+    repo = repo_of(uow)
+    if await repo.finding_known(finding.finding_id):
+        return None
+    latest = await repo.latest(finding.application_id, for_update=True)
+    application = await repo.application(finding.application_id)
+    if latest is None or application is None:
+        raise PoisonMessage(f"finding {finding.finding_id}: application {finding.application_id} has not been decided")
+    try:
+        decided = revisions.with_finding(latest.decision, latest.event_id, application, finding, parameters, datetime.now(UTC))
+    except revisions.FindingRefused as error:
+        raise PoisonMessage(f"finding {finding.finding_id} refused: {error}") from None
+    event_id = str(uuid.uuid4())
+    await repo.store_revision(decided, event_id)
+    await repo.store_finding(finding, decided.revision)
+    await uow.publish(decided, cause=cause, event_id=event_id)
+    return Revised(decided, latest.decision, True)
+
+
+async def redecide(uow: UnitOfWork, application_id: str, parameters: ParameterStore) -> Revised | None:
+    """Re-run the rules on a pending application with the parameters now in force; publish the next
+    revision only when the outcome changes. None: no such decided application."""
+    repo = repo_of(uow)
+    latest = await repo.latest(application_id, for_update=True)
+    application = await repo.application(application_id)
+    if latest is None or application is None:
+        return None
+    decided = revisions.redecided(latest.decision, latest.event_id, application, parameters, datetime.now(UTC))
+    if decided.outcome == latest.decision.outcome:
+        return Revised(decided, latest.decision, False)
+    event_id = str(uuid.uuid4())
+    await repo.store_revision(decided, event_id)
+    await uow.publish(decided, event_id=event_id)
+    return Revised(decided, latest.decision, True)
