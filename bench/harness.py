@@ -121,15 +121,23 @@ class Pipeline:
 
 @contextlib.asynccontextmanager
 async def pipeline(
-    bootstrap: str, server_url: str, log_dir: Path, *, name: str, maildir: Path | None = None, **extra: str
+    bootstrap: str,
+    server_url: str,
+    log_dir: Path,
+    *,
+    name: str,
+    maildir: Path | None = None,
+    replicas: int = 1,
+    **extra: str,
 ) -> AsyncIterator[Pipeline]:
-    """The four services on a fresh database `name` (on the server of `server_url`) and fresh topics."""
+    """The four services (`replicas` processes of each) on a fresh database `name` (on the server of
+    `server_url`) and fresh topics."""
     os.environ["DATABASE_URL"] = server_url  # tests.conftest.fresh_database reads the server from it
     async with fresh_database(name) as database_url:
         prefix = await fresh_topics(bootstrap, f"{name}.")
         smtp = SmtpSink(log_dir, maildir)
         env = service_env(bootstrap, database_url, prefix, smtp.port, **extra)
-        processes = ServiceProcesses(env, log_dir)
+        processes = ServiceProcesses(env, log_dir, replicas)
         try:
             processes.start_all()
             await asyncio.to_thread(processes.wait_started, 120)

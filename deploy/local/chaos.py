@@ -43,6 +43,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
+import yaml  # noqa: E402
 from standardwebhooks import Webhook, WebhookVerificationError  # noqa: E402
 
 from bench.harness import BENCH_PORTAL, Pipeline, Sent, Tracker, pipeline, producer, say  # noqa: E402
@@ -123,6 +124,155 @@ class Receiver:
             pass
         finally:
             writer.close()
+
+
+# --- money that moves: the run's own operator files and beneficiaries -----------------------------
+
+# Register numbers of this run's beneficiaries, each with a correct check digit (services/eligibility/
+# registers/): made up, never a real organisation's on purpose-built ranges.
+
+
+def kbo(k: int) -> str:
+    """A Belgian enterprise number: the last two digits are 97 - (the first eight mod 97)."""
+    first = f"07{10_000 + k:06d}"
+    return f"{first[:4]}.{first[4:7]}.{first[7]}{97 - int(first) % 97:02d}"
+
+
+def luhn_digit(digits: str) -> int:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch) * (2 if i % 2 == 0 else 1)
+        total += d - 9 if d > 9 else d
+    return (10 - total % 10) % 10
+
+
+def organisationsnummer(k: int) -> str:
+    """A Swedish organisationsnummer (10 digits, Luhn check digit), of the 802xxx range (ideella föreningar)."""
+    body = f"80240{1000 + k:04d}"
+    return f"{body[:6]}-{body[6:]}{luhn_digit(body)}"
+
+
+def organisasjonsnummer(k: int) -> str:
+    """A Norwegian organisasjonsnummer: 9 digits, mod-11 check digit (a remainder of 1 has none: skipped)."""
+    n = 923_000_00 + k
+    while True:
+        digits = f"{n:08d}"
+        remainder = sum(int(d) * w for d, w in zip(digits, (3, 2, 7, 6, 5, 4, 3, 2), strict=True)) % 11
+        if remainder != 1:
+            check = 0 if remainder == 0 else 11 - remainder
+            return f"{digits[:3]} {digits[3:6]} {digits[6:]}{check}"
+        n += 1_000
+
+
+#: Beneficiaries per scheme: each applies many times, so repeated beneficiaries meet their ceilings.
+BENEFICIARIES = 40
+
+
+def beneficiary(scheme: str, index: int, pool: int = BENEFICIARIES) -> dict[str, str] | None:
+    """The register number of the `index`-th application's applicant, for the schemes that draw money."""
+    k = index % pool
+    if scheme.startswith("vlaio."):
+        return {"organisation_number": kbo(k + (0 if scheme in CLUSTER_SCHEMES else 500))}
+    if scheme.startswith("s3."):
+        return {"organisation_number": organisationsnummer(k)}
+    if scheme.startswith("nic."):
+        return {"organisation_number": organisasjonsnummer(k)}
+    if scheme.startswith("ttc."):
+        return {"organisation_number": f"Amtsgericht Aachen HRB {20_000 + k}"} if "voucher" in scheme else {}
+    return None
+
+
+#: VLAIO schemes whose applicant is itself a recognised spearhead cluster (the list is keyed by KBO number).
+CLUSTER_SCHEMES = ("vlaio.spearhead-cluster", "vlaio.cluster-pact")
+
+
+def moneyed(items: list[Submission]) -> list[Submission]:
+    """The run's submissions with varied beneficiaries (valid register numbers), so grants go to many."""
+    out = []
+    for item in items:
+        if item.kind == "malformed":
+            out.append(item)
+            continue
+        document = json.loads(item.body)
+        number = beneficiary(item.scheme, item.index)
+        if number and isinstance(document.get("applicant"), dict):
+            document["applicant"].update(number)
+        if document.get("via_cluster"):
+            document["via_cluster"] = kbo(item.index % BENEFICIARIES)
+        body = json.dumps(document, separators=(",", ":")).encode()
+        out.append(Submission(item.index, item.kind, item.application_id, item.scheme, body))
+    return out
+
+
+LABEL = "chaos run operator file (not a document figure)"
+
+
+def money_files(items: list[Submission], folder: Path) -> tuple[Path, Path, dict[str, Any]]:
+    """BUDGET_POTS_FILE and ELIGIBILITY_OPERATOR_PARAMETERS_FILE of this run, sized on its submissions:
+    the spearhead pot covers about 70 % of what the spearhead applications ask, the NIC pot about 85 %,
+    so both run dry mid-run; Hermes is covered in full; TTC's pots and voucher count are the document's
+    (they run dry within the first minutes); the S3 selection count is 25 (the document's 20-25)."""
+    demand: Counter[str] = Counter(i.scheme for i in items if i.kind == "valid")
+    spearhead_grant = 40_000_000 + 50_000_000  # the sample's 2020 + 2021 requests, in cents
+    nic_grant = 200_000_000 + 150_000_000
+    sizes = {
+        "vlaio.clusters/agency": int(demand["vlaio.spearhead-cluster"] * 0.7) * spearhead_grant + spearhead_grant // 2,
+        "nic/agency": int(demand["nic.cluster"] / 2 * 0.85) * nic_grant + nic_grant // 3,
+        "vlaio.hermes/hermes": 10 * (demand["vlaio.cluster-pact"] + 1) * 100_000_000,
+        "s3/agency": 10 * (demand["s3.financing"] + 1) * 60_000_000,
+    }
+    period = {"source": LABEL}
+    pots = {
+        "programmes": [
+            {
+                "programme": "vlaio.clusters",
+                "currency": "EUR",
+                "source": LABEL,
+                "period": {"first_year": 2019, "last_year": 2028, **period},
+            },
+            {
+                "programme": "vlaio.hermes",
+                "currency": "EUR",
+                "source": LABEL,
+                "period": {"first_year": 2018, "last_year": 2022, **period},
+            },
+            {"programme": "ttc", "currency": "EUR", "source": LABEL, "period": {"first_year": 2012, "last_year": 2015, **period}},
+            {"programme": "nic", "currency": "NOK", "source": LABEL, "period": {"first_year": 2024, "last_year": 2030, **period}},
+        ],
+        "pots": [
+            {
+                "pot_id": pot,
+                "programme": pot.split("/")[0],
+                "fund": pot.split("/")[1],
+                "source": LABEL,
+                "total_minor": total,
+                "currency": {"nic": "NOK", "s3": "SEK"}.get(pot.split("/")[0], "EUR"),
+            }
+            for pot, total in sizes.items()
+        ],
+        "counts": [
+            {"pot_id": "s3/selection", "programme": "s3", "instruments": ["s3-pilot-financing"], "max_count": 25, "source": LABEL}
+        ],
+    }
+    clusters = sorted({kbo(k) for k in range(BENEFICIARIES)})
+    parameters = {
+        "vlaio": {
+            "recognised_spearhead_clusters": clusters,
+            "hermes_yearly_maximum_eur": {y: 1_000_000 for y in range(2018, 2023)},
+        },
+        "ttc": {"innovation_fund_matching_share_percent": 50},
+        "s3": {"platform_selection_cap": 25, "financing_application_deadline": "2018-12-31"},
+        "nic": {
+            "application_deadline": {y: f"{y}-09-15" for y in range(2024, 2031)},
+            "selection_cap": 1000,
+            "levels": {level: {"yearly_maximum_nok": 3_000_000, "max_years": 4} for level in ("arena", "arena-pro", "gce")},
+        },
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    pots_file, parameters_file = folder / "chaos-pots.yaml", folder / "chaos-operator-parameters.yaml"
+    pots_file.write_text(yaml.safe_dump(pots, sort_keys=False))
+    parameters_file.write_text(yaml.safe_dump(parameters, sort_keys=False))
+    return pots_file, parameters_file, {"pot_totals_minor": sizes, "recognised_clusters": len(clusters)}
 
 
 # --- infrastructure owned by the full run -------------------------------------------------------
