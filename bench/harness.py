@@ -213,6 +213,7 @@ class Tracker:
     done_at: dict[str, int] = field(default_factory=dict)  # application id or input position -> ms
     records: dict[Topic, list[tuple[int, dict[str, Any], dict[str, str]]]] = field(default_factory=lambda: defaultdict(list))
     keep: bool = False
+    dead_letters: list[tuple[int, int, bytes]] = field(default_factory=list)  # (partition, offset, value), when kept
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _consumers: list[AIOKafkaConsumer] = field(default_factory=list)
 
@@ -264,6 +265,8 @@ class Tracker:
         if self.keep:
             headers = {k: v.decode(errors="replace") for k, v in record.headers}
             self.records[topic].append((record.timestamp, body, headers))
+            if topic is Topic.DEAD_LETTER:
+                self.dead_letters.append((record.partition, record.offset, record.value or b""))
         if topic is Topic.NOTIFICATION_SENT and body.get("channel") == "email" and body.get("application_id"):
             self.done_at.setdefault(body["application_id"], record.timestamp)
         elif topic is Topic.APPLICATION_REJECTED and body.get("application_id") is None and body.get("source_reference"):
