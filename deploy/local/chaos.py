@@ -877,6 +877,31 @@ async def _check(
         report.violate(f"{hits} log lines carry personal data")
 
 
+async def group_positions(bootstrap: str, prefix: str, groups: list[str]) -> dict[str, dict[Any, tuple[int, int]]]:
+    """Per group: (committed offset, end offset) of every partition of this run's topics it committed on."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from deploy.local.kafka_users import client_options
+    from shared.acl import ADMIN
+
+    admin = AIOKafkaAdminClient(**client_options(ADMIN, bootstrap))
+    reader = AIOKafkaConsumer(**client_options(ADMIN, bootstrap), enable_auto_commit=False)
+    await admin.start()
+    await reader.start()
+    try:
+        out: dict[str, dict[Any, tuple[int, int]]] = {}
+        for group in groups:
+            committed = await admin.list_consumer_group_offsets(group)
+            mine = {tp: meta.offset for tp, meta in committed.items() if tp.topic.startswith(prefix) and meta.offset >= 0}
+            ends = await reader.end_offsets(list(mine)) if mine else {}
+            out[group] = {tp: (offset, ends[tp]) for tp, offset in mine.items()}
+        return out
+    finally:
+        await reader.stop()
+        await admin.close()
+
+
 def split(amount: int, shares: list[dict[str, Any]]) -> dict[str, int]:
     """A yearly amount over the fund shares as the ledger splits it: each share rounded down, the
     remainder (a few minor units) to the first fund (services/budget/README.md)."""
@@ -944,6 +969,26 @@ async def _check_money(stack: Pipeline, tracker: Tracker, plan: Plan, log_dir: P
             if from_topics.get(k, 0) != in_db.get(k, 0)
         }
         report.violate(f"ledger != sum(GrantCommitted) - sum(GrantReleased) on the topics, (topics, ledger): {diff}")
+    # The consumer groups after the stalls and kills: every committed offset of this run's partitions at the
+    # partition's end (all read, none skipped past), and what the stalled instances logged when the broker
+    # refused their commits for partitions that had moved to the other replica.
+    try:
+        positions = await group_positions(stack.bootstrap, stack.prefix, [f"clustergrants.{n}" for n in SERVICES])
+    except Exception as error:  # a check that cannot run is a failed check, with what stopped it
+        positions = {}
+        report.violate(f"consumer group offsets could not be read: {type(error).__name__}: {error}")
+    f["group_lag_at_end"] = {g: sum(end - c for c, end in parts.values()) for g, parts in positions.items()}
+    beyond = {g: [str(tp) for tp, (c, end) in parts.items() if c > end] for g, parts in positions.items()}
+    if any(beyond.values()):
+        report.violate(f"committed offsets beyond the end of their partitions: {beyond}")
+    if any(f["group_lag_at_end"].values()):
+        report.violate(f"records left unread at the end: {f['group_lag_at_end']}")
+    refused: Counter[str] = Counter()
+    for instance in f.get("stalled", ()):
+        path = stack.processes.log(instance)
+        if path.exists():
+            refused[instance] = path.read_text(errors="replace").count("offset commit refused")
+    f["stalled_commits_refused"] = dict(refused)
     # Every effect has its audit record, every audit record its effect.
     audits = once(tracker.records[Topic.AUDIT_RECORDED])
     f["audit_records"] = dict(Counter(f"{a['command']}:{a['outcome']}" for a in audits))
