@@ -7,6 +7,7 @@ import json
 import uuid
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.e2e
 SEEN = [Topic.ELIGIBILITY_DECIDED, Topic.GRANT_COMMITTED, Topic.GRANT_REFUSED, Topic.NOTIFICATION_SENT, Topic.AUDIT_RECORDED]
 
 
-def voucher_without_sme(samples: Path, app_id: str) -> dict:  # type: ignore[type-arg]
+def voucher_without_sme(samples: Path, app_id: str) -> dict[str, Any]:
     body = application(samples, "ttc-voucher.json", app_id)
     body["applicant"]["is_sme"] = None  # the rules cannot tell: a case handler decides
     return body

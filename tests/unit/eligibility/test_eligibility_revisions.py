@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -34,12 +35,14 @@ def first(application: Application) -> EligibilityDecided:
     return decide(received, LOCAL, NOW)
 
 
-def finding(criterion: str, outcome: str, officer: str = "k-1042", finding_id: str = "f-1") -> FindingRecorded:
+def finding(
+    criterion: str, outcome: Literal["passed", "failed"], officer: str = "k-1042", finding_id: str = "f-1"
+) -> FindingRecorded:
     return FindingRecorded(
         application_id="DEMO-TTC-VOUCHER",
         finding_id=finding_id,
         criterion=criterion,
-        outcome=outcome,  # type: ignore[arg-type]
+        outcome=outcome,
         reason="KMO-verklaring in het dossier",
         document_reference="DMS-2026-00421",
         officer=officer,
