@@ -150,14 +150,14 @@ async def test_s3_step_2_reads_the_projects_own_selection_not_the_portals_claim(
     number = f"55{2 + rnd % 8}{rnd // 8 % 10**6:06d}"  # the third digit is at least 2
     org = f"SE-ON-{number}{luhn_digit(number)}"
 
-    def financing(app_id: str) -> dict:  # type: ignore[type-arg]
+    def financing(app_id: str) -> dict[str, Any]:
         body = application(samples, "s3-financing-vinnvaxt.json", app_id)
         body["prior_funding"] = []
         body["selected_for"] = ["s3-platform"]  # a claim the project's own step 1 does not hold
         body["applicant"]["organisation_number"] = org.removeprefix("SE-ON-")
         return body
 
-    def selection(app_id: str) -> dict:  # type: ignore[type-arg]
+    def selection(app_id: str) -> dict[str, Any]:
         [decided] = seen.bodies(Topic.ELIGIBILITY_DECIDED, application_id=app_id)
         assert decided["outcome"] != "eligible" or app_id == later
         return next(c for c in decided["criteria"] if c["criterion"] == "selected_for_platform")

@@ -801,6 +801,7 @@ def test_each_scheme_family_has_its_own_deployment_autoscaler_and_group(layer: s
     families = {}
     for name, deployment in deployments_of(docs, "eligibility").items():
         values, _ = pod_env(docs, deployment["spec"]["template"]["spec"])
+        # (ignore below) the variable's name as pydantic-settings reads it, validated by the model
         settings = EligibilitySettings(**{"ELIGIBILITY_SCHEMES": values["ELIGIBILITY_SCHEMES"]})  # type: ignore[arg-type]
         (family,) = settings.families
         families[family] = name

@@ -107,6 +107,7 @@ class FakeTransactions:
         self.outbox: list[OutboxRow] = []
 
     def unit_of_work(self) -> UnitOfWork[Any]:
+        # (ignore below) a pure test: no connection, the fake repositories do the work
         return UnitOfWork(conn=None, schema="notify", source="/clustergrants/notify", repo=self.repo, buffered=True)  # type: ignore[arg-type]
 
     @contextlib.asynccontextmanager

@@ -131,4 +131,5 @@ def test_the_parts_are_the_only_parts() -> None:
     """A body line that looks like the boundary cannot end a part: the boundary is random and the bodies base64."""
     text = "--=_cg_\n--=_cg_0000--\nContent-Type: text/html\n"
     message: Message = parsed(compose(NID, "noreply@clustergrants.invalid", "jo@example.org", mail(text=text)).data)
+    # (ignore below) the parsed message is an EmailMessage (policy=default), which has iter_parts
     assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]  # type: ignore[attr-defined]
