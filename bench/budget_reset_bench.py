@@ -116,6 +116,15 @@ async def bulk_commit(conn: Connection, first: int, last: int) -> None:
         )
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far (/proc/<pid>/stat, fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+LAST_CPU: dict[str, float] = {}
+
+
 async def reset(pool: asyncpg.Pool, year: int, maximum: int) -> tuple[float, handlers.ResetOutcome]:
     event = CeilingReset(
         reset_id=f"{PROGRAMME}/{year}",
@@ -124,11 +133,16 @@ async def reset(pool: asyncpg.Pool, year: int, maximum: int) -> tuple[float, han
         opened_at=datetime.now(UTC),
         yearly_maximum=Money(amount_minor=maximum, currency="EUR"),
     )
-    started = time.perf_counter()
-    async with pool.acquire() as conn, conn.transaction():
-        uow = UnitOfWork(conn=conn, schema="budget", source="/clustergrants/budget", repo=LedgerRepository(conn))
-        outcome = await handlers.on_ceiling_reset(uow, event, cause=f"bench:{uuid.uuid4()}")
-    return time.perf_counter() - started, outcome
+    async with pool.acquire() as conn:
+        backend = await conn.fetchval("SELECT pg_backend_pid()")
+        server_before, client_before = cpu_s(backend), time.process_time()
+        started = time.perf_counter()
+        async with conn.transaction():
+            uow = UnitOfWork(conn=conn, schema="budget", source="/clustergrants/budget", repo=LedgerRepository(conn))
+            outcome = await handlers.on_ceiling_reset(uow, event, cause=f"bench:{uuid.uuid4()}")
+        elapsed = time.perf_counter() - started
+        LAST_CPU["server"], LAST_CPU["client"] = cpu_s(backend) - server_before, time.process_time() - client_before
+    return elapsed, outcome
 
 
 async def main(grants: int, keep: bool) -> None:
@@ -201,7 +215,8 @@ async def main(grants: int, keep: bool) -> None:
             print(
                 f"reset {PROGRAMME}/{year}: {seconds:.2f} s in one transaction; slices opened {outcome.opened:,}, "
                 f"capped at EUR 250,000: {outcome.capped:,} (EUR {outcome.capped_minor // 100:,} released), "
-                f"closed {outcome.closed:,}"
+                f"closed {outcome.closed:,}; CPU: PostgreSQL backend {LAST_CPU['server']:.2f} s, "
+                f"client {LAST_CPU['client'] * 1000:.0f} ms"
             )
         seconds, again = await reset(pool, YEARS[1], 250_000_00)
         print(f"the same reset again: {again.decision} in {seconds * 1000:.1f} ms")

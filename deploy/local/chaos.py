@@ -241,7 +241,8 @@ LABEL = "chaos run operator file (not a document figure)"
 
 def money_files(items: list[Submission], folder: Path) -> tuple[Path, Path, dict[str, Any]]:
     """BUDGET_POTS_FILE and ELIGIBILITY_OPERATOR_PARAMETERS_FILE of this run, sized on its submissions:
-    the spearhead pot covers about 85 % of what the spearhead applications ask, the NIC pot about 90 %,
+    the spearhead pot covers about 85 % of what the spearhead clusters' first applications ask (a
+    cluster's later ones meet its yearly ceiling), the NIC pot about 90 %,
     so both run dry mid-run; Hermes is covered in full; TTC's pots and voucher count are the document's
     (they run dry within the first minutes); the S3 selection count is 25 (the document's 20-25)."""
     demand: Counter[str] = Counter(
@@ -250,9 +251,16 @@ def money_files(items: list[Submission], folder: Path) -> tuple[Path, Path, dict
         if i.kind == "valid"
     )
     spearhead_grant = 40_000_000 + 50_000_000  # the sample's 2020 + 2021 requests, in cents
+    spearhead_clusters = {
+        json.loads(i.body)["applicant"].get("organisation_number")
+        for i in items
+        if i.kind == "valid" and i.scheme == "vlaio.spearhead-cluster"
+    }
     nic_grant = 200_000_000 + 150_000_000
     sizes = {
-        "vlaio.clusters/agency": int(demand["vlaio.spearhead-cluster"] * 0.85) * spearhead_grant + spearhead_grant // 2,
+        # Per distinct cluster: the budget keeps a cluster's EUR 500,000 a year across all its grants, so
+        # a cluster's later applications get at most what is left of its years (services/budget/README.md).
+        "vlaio.clusters/agency": int(len(spearhead_clusters) * 0.85) * spearhead_grant + spearhead_grant // 2,
         "nic/agency": int(demand["nic.cluster/arena"] * 0.9) * nic_grant + nic_grant // 3,
         "vlaio.hermes/hermes": 10 * (demand["vlaio.cluster-pact"] + 1) * 100_000_000,
         "s3/agency": 10 * (demand["s3.financing"] + 1) * 60_000_000,

@@ -2,6 +2,7 @@
 BUDGET_POTS_FILE as for the service; `python -m services.budget.cli ...` runs the same commands).
 
     clustergrants budget balances [--programme ttc] [--json]
+    clustergrants budget beneficiaries [--beneficiary ID] [--json]   # each beneficiary's ceilings: used, maximum
     clustergrants budget reconcile [--json]              # exit 1 if any balance differs from its entries
     clustergrants budget open-year s3 2019 [--dry-run] [--yes]
     clustergrants budget open-year vlaio.hermes 2021 --yearly-maximum-minor 40000000
@@ -104,6 +105,32 @@ def balances(
                 f"{amount(row['committed'] - row['released'], unit):>18} {amount(row['opened'], unit):>18}"
             )
     typer.echo("(year 'all': the pot; indented: what each budget year drew on it, net of releases.)")
+
+
+@app.command()
+def beneficiaries(
+    beneficiary: Annotated[str | None, typer.Option(help="Only this register identity, e.g. BE-BCE_KBO-0700000005.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """What each beneficiary holds of each ceiling across its grants, and the maximum it was held to."""
+    config = settings(BudgetSettings)
+
+    async def read() -> list[dict[str, Any]]:
+        async with database(config) as conn:
+            return await views.beneficiaries(conn, beneficiary)
+
+    rows = run(read())
+    if as_json:
+        emit_json(to_json(rows))  # money in minor units; counts and years as numbers
+        return
+    header = f"{'beneficiary':<34} {'ceiling':<40} {'year':<6} {'used':>18} {'maximum':>18}"
+    typer.echo(header)
+    typer.echo("-" * len(header))
+    for row in rows:
+        unit = row["unit"]
+        year = str(row["budget_year"]) if row["budget_year"] else "all"
+        maximum = amount(row["maximum"], unit)
+        typer.echo(f"{row['beneficiary_id']:<34} {row['limit_id']:<40} {year:<6} {amount(row['used'], unit):>18} {maximum:>18}")
 
 
 @app.command()

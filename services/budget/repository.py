@@ -518,58 +518,48 @@ class LedgerRepository:
             programme,
             budget_year,
         )
-        capped_count, capped_amount = 0, 0
-        if yearly_maximum is not None:
-            row = await self.conn.fetchrow(
-                """WITH over AS (
-                       SELECT s.grant_id, s.pot_id, s.budget_year, s.unit, s.amount_minor - $3 AS excess
-                       FROM budget.slices s JOIN budget.grants g USING (grant_id)
-                       WHERE s.programme = $1 AND s.budget_year = $2 AND s.state = 'scheduled' AND s.unit <> 'count'
-                         AND g.conditional AND s.amount_minor > $3
-                   ), cut AS (
-                       UPDATE budget.slices s SET amount_minor = s.amount_minor - o.excess
-                       FROM over o
-                       WHERE s.grant_id = o.grant_id AND s.pot_id = o.pot_id AND s.budget_year = o.budget_year
-                       RETURNING s.grant_id
-                   ), entries AS (
-                       INSERT INTO budget.entries
-                              (pot_id, grant_id, kind, budget_year, amount_minor, unit, reason, cause, created_at)
-                       SELECT pot_id, grant_id, 'release', budget_year, excess, unit, 'yearly_maximum', $4, $5 FROM over
-                       RETURNING pot_id, amount_minor
-                   ), pots AS (
-                       UPDATE budget.pots p SET released_minor = p.released_minor + t.amount
-                       FROM (SELECT pot_id, sum(amount_minor) AS amount FROM entries GROUP BY pot_id) t
-                       WHERE p.pot_id = t.pot_id
-                       RETURNING p.pot_id
-                   )
-                   SELECT (SELECT count(*) FROM cut) AS n, (SELECT coalesce(sum(excess), 0) FROM over) AS amount,
-                          (SELECT count(*) FROM pots) AS pots""",
-                programme,
-                budget_year,
-                yearly_maximum,
-                cause,
-                at,
-            )
-            assert row is not None  # an aggregate SELECT returns one row
-            capped_count, capped_amount = int(row["n"]), int(row["amount"])
-        opened = await self.conn.fetchval(
-            """WITH opened AS (
-                   UPDATE budget.slices SET state = 'open'
-                   WHERE programme = $1 AND budget_year = $2 AND state = 'scheduled'
-                   RETURNING grant_id, pot_id, budget_year, amount_minor, unit
-               ), entries AS (
+        # Capping and opening in ONE pass over the year's slices: each slice is written once.
+        row = await self.conn.fetchrow(
+            """WITH due AS (
+                   SELECT s.grant_id, s.pot_id, s.unit, s.amount_minor AS old,
+                          CASE WHEN $3::bigint IS NOT NULL AND s.unit <> 'count' AND g.conditional AND s.amount_minor > $3
+                               THEN $3::bigint ELSE s.amount_minor END AS new
+                   FROM budget.slices s JOIN budget.grants g USING (grant_id)
+                   WHERE s.programme = $1 AND s.budget_year = $2 AND s.state = 'scheduled'
+               ), opened AS (
+                   UPDATE budget.slices s SET state = 'open', amount_minor = d.new
+                   FROM due d
+                   WHERE s.grant_id = d.grant_id AND s.pot_id = d.pot_id AND s.budget_year = $2
+                   RETURNING d.grant_id, d.pot_id, d.unit, d.old, d.new
+               ), released AS (
                    INSERT INTO budget.entries
-                              (pot_id, grant_id, kind, budget_year, amount_minor, unit, reason, cause, created_at)
-                   SELECT pot_id, grant_id, 'open', budget_year, amount_minor, unit, 'ceiling_reset', $3, $4
-                   FROM opened WHERE amount_minor > 0
+                          (pot_id, grant_id, kind, budget_year, amount_minor, unit, reason, cause, created_at)
+                   SELECT pot_id, grant_id, 'release', $2, old - new, unit, 'yearly_maximum', $4, $5 FROM opened
+                   WHERE old > new
+                   RETURNING pot_id, amount_minor
+               ), opened_entries AS (
+                   INSERT INTO budget.entries
+                          (pot_id, grant_id, kind, budget_year, amount_minor, unit, reason, cause, created_at)
+                   SELECT pot_id, grant_id, 'open', $2, new, unit, 'ceiling_reset', $4, $5 FROM opened WHERE new > 0
                    RETURNING 1
+               ), pots AS (
+                   UPDATE budget.pots p SET released_minor = p.released_minor + t.amount
+                   FROM (SELECT pot_id, sum(amount_minor) AS amount FROM released GROUP BY pot_id) t
+                   WHERE p.pot_id = t.pot_id
+                   RETURNING p.pot_id
                )
-               SELECT count(*) FROM opened""",
+               SELECT count(*) AS opened, count(*) FILTER (WHERE old > new) AS capped,
+                      coalesce(sum(old - new), 0) AS amount, (SELECT count(*) FROM pots) AS pots,
+                      (SELECT count(*) FROM opened_entries) AS entries
+               FROM opened""",
             programme,
             budget_year,
+            yearly_maximum,
             cause,
             at,
         )
+        assert row is not None  # an aggregate SELECT returns one row
+        opened, capped_count, capped_amount = int(row["opened"]), int(row["capped"]), int(row["amount"])
         await self.conn.execute("UPDATE budget.programmes SET open_year = $2 WHERE programme = $1", programme, budget_year)
         await self.conn.execute(
             """INSERT INTO budget.budget_years (programme, budget_year, reset_id, yearly_maximum_minor, opened_at,

@@ -63,6 +63,11 @@ RECONCILIATION_CHECKS: dict[str, str] = {
     "pot overspent": """
         SELECT pot_id AS subject, total_minor, committed_minor, released_minor FROM budget.pots
         WHERE committed_minor - released_minor > total_minor""",
+    "entry of no grant or pot": """
+        SELECT e.entry_id::text AS subject, e.grant_id::text AS grant_id, e.pot_id
+        FROM budget.entries e
+        WHERE NOT EXISTS (SELECT 1 FROM budget.grants g WHERE g.grant_id = e.grant_id)
+           OR NOT EXISTS (SELECT 1 FROM budget.pots p WHERE p.pot_id = e.pot_id)""",
     "beneficiary ceiling differs from its draws": """
         SELECT l.limit_id || ' ' || l.beneficiary_id || ' ' || l.budget_year AS subject, l.used AS materialised,
                coalesce(d.held, 0) AS draws

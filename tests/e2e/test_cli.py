@@ -49,6 +49,9 @@ async def test_submit_then_history_shows_every_service(stack: Stack, samples: Pa
     app_id = f"CLI-{uuid.uuid4().hex[:8]}"
     body = json.loads((samples / "ttc-voucher.json").read_text())
     body["application_id"] = app_id
+    # A company of its own: each company gets one voucher across all its applications (issue 11), and
+    # the sample's company applies in other tests of the session too.
+    body["applicant"]["organisation_number"] = f"Amtsgericht Aachen HRB {30_000 + int(app_id[4:], 16) % 60_000}"
     (tmp_path / "app.json").write_text(json.dumps(body))
     async with Collector(stack.bootstrap, stack.prefix, [Topic.NOTIFICATION_SENT]) as seen:
         submitted = cli(stack, "submit", str(tmp_path / "app.json"))

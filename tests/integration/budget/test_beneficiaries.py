@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.budget import handlers
+from services.budget import handlers, views
 from services.budget.repository import LedgerRepository
 from shared.delivery import PoisonMessage, UnitOfWork
 from shared.events import ClusterEvaluated, EligibilityDecided, GrantReleased
@@ -79,6 +79,12 @@ async def test_concurrent_applications_of_one_cluster_never_take_more_than_its_c
     )
     assert row is not None
     assert (row["used"], row["maximum"]) == (500_000 * EUR, 500_000 * EUR)
+    async with ledger.pool.acquire() as conn:
+        shown = await views.beneficiaries(conn, who)
+    assert [(r["limit_id"], r["budget_year"], r["used"]) for r in shown] == [
+        ("vlaio.spearhead-cluster/yearly", 2020, 500_000 * EUR),
+        ("vlaio.spearhead-cluster/years", 0, 1),
+    ]
     assert await ledger.reconcile() == []
 
 

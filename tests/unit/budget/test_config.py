@@ -93,3 +93,45 @@ def test_local_demo_file_loads_and_labels_its_values() -> None:
     own = [p for p in loaded.pots if "demo" in p.source]
     assert {p.pot_id for p in own} >= {"vlaio.clusters/agency", "s3/agency"}
     assert read_file(DOCUMENT_FILE).pots  # the document file parses on its own too
+
+
+def test_a_document_beneficiary_ceiling_cannot_be_changed_but_the_voucher_reading_can() -> None:
+    from datetime import date
+
+    from services.budget.config import ConfigError
+
+    docs = {c.limit_id: c for c in config().beneficiary_ceilings}
+    assert docs["vlaio.spearhead-cluster/yearly"].reading == "cap"
+    assert docs["s3.financing/total"].reading == "refuse"
+    voucher = docs["ttc.innovation-voucher/per-company"]
+    assert voucher.maximum_on(date(2014, 9, 30)) == 1 and "een innovatievoucher" in voucher.quote
+    entry = {
+        "scheme": "vlaio.spearhead-cluster",
+        "instrument": "coordination-subsidy",
+        "kind": "yearly",
+        "reading": "cap",
+        "currency": "EUR",
+        "values": [{"maximum": 1}],
+        "quote": "a quote",
+        "source": "a test",
+    }
+    with pytest.raises(ConfigError, match="a document figure"):
+        config({"beneficiary_ceilings": [{"limit_id": "vlaio.spearhead-cluster/yearly", **entry}]})
+    dated = config(
+        {
+            "beneficiary_ceilings": [
+                {
+                    "limit_id": "ttc.innovation-voucher/per-company",
+                    "scheme": "ttc.innovation-voucher",
+                    "instrument": "innovation-voucher",
+                    "kind": "grants",
+                    "reading": "refuse",
+                    "values": [{"maximum": 1}, {"from": "2015-01-01", "maximum": 2}],
+                    "quote": '"een innovatievoucher"',
+                    "source": "test: an agency decision from 2015",
+                }
+            ]
+        }
+    )
+    [override] = [c for c in dated.beneficiary_ceilings if c.limit_id == "ttc.innovation-voucher/per-company"]
+    assert (override.maximum_on(date(2014, 12, 31)), override.maximum_on(date(2015, 1, 1))) == (1, 2)
