@@ -3,11 +3,14 @@ revisions downstream, re-decisions, S3's own selection, a portal's status read."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -189,3 +192,55 @@ def luhn_digit(number: str) -> int:
         d = int(ch) * (2 if i % 2 == 0 else 1)
         total += d - 9 if d > 9 else d
     return (10 - total % 10) % 10
+
+
+async def test_status_read_by_its_portal_refused_to_another_and_a_finding_over_http(stack: Stack, samples: Path) -> None:
+    app_id = f"STAT-{uuid.uuid4().hex[:8]}"
+    officer = {"Authorization": "Bearer officer-token"}
+
+    async def get(path: str, headers: dict[str, str]) -> httpx.Response:
+        async with httpx.AsyncClient(base_url=stack.intake_url, timeout=10) as client:
+            return await client.get(path, headers=headers)
+
+    async def status() -> dict:  # type: ignore[type-arg]
+        response = await get(f"/v1/applications/{app_id}", {"Authorization": f"Bearer {stack.token}"})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def settled(check: Callable[[dict], bool], what: str) -> dict:  # type: ignore[type-arg]
+        for _ in range(300):
+            current = await status()
+            if check(current):
+                return current
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"status never showed {what}: {current}")
+
+    assert (await post(stack, voucher_without_sme(samples, app_id))).status_code == 202
+    first = await settled(lambda s: bool(s["decisions"]) and bool(s["notifications"]), "the referral")
+    assert first["status"] == "decided" and first["decisions"][0]["outcome"] == "needs_review"
+    assert (await get(f"/v1/applications/{app_id}", {"Authorization": "Bearer other-token"})).status_code == 404
+    assert (await get("/v1/reviews", {"Authorization": f"Bearer {stack.token}"})).status_code == 401
+    listed = await get("/v1/reviews?scheme=ttc.innovation-voucher", officer)
+    [mine] = [p for p in listed.json()["pending"] if p["application_id"] == app_id]
+    assert [c["criterion"] for c in mine["criteria"]] == ["applicant_sme"]
+
+    async with httpx.AsyncClient(base_url=stack.intake_url, timeout=10) as client:
+        body = {"criterion": "applicant_sme", "outcome": "passed", "reason": "SME declaration in the file",
+                "document_reference": "DMS-7", "based_on_revision": 1}  # fmt: skip
+        refused = await client.post(
+            f"/v1/applications/{app_id}/findings", json=body, headers={"Authorization": f"Bearer {stack.token}"}
+        )
+        assert refused.status_code == 401  # a portal is no case handler
+        accepted = await client.post(f"/v1/applications/{app_id}/findings", json=body, headers=officer)
+        assert accepted.status_code == 202, accepted.text
+    done = await settled(lambda s: s["status"] == "committed" and len(s["notifications"]) >= 2, "the commitment")
+    [one, two] = done["decisions"]
+    assert (two["revision"], two["supersedes"], two["decided_by"]) == (2, one["event_id"], "officer:k-2001")
+    assert done["grant"]["schedule"][0]["amount"] == {"amount_minor": 500_000, "currency": "EUR"}
+    assert {n["template"] for n in done["notifications"] if n["channel"] == "email"} == {
+        "eligibility.needs_review",
+        "grant.committed",
+    }
+    async with httpx.AsyncClient(base_url=stack.intake_url, timeout=10) as client:
+        stale = await client.post(f"/v1/applications/{app_id}/findings", json=body, headers=officer)
+    assert stale.status_code == 409 and stale.json()["errors"][0]["type"] == "revision_superseded"
