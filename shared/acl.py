@@ -58,7 +58,7 @@ CONSUMES: dict[str, tuple[Topic, ...]] = {
         Topic.NOTIFICATION_SENT,
     ),
     "eligibility": (Topic.APPLICATION_RECEIVED, Topic.ASSESSMENT_SUBMITTED, Topic.FINDING_RECORDED),
-    "budget": (Topic.ELIGIBILITY_DECIDED, Topic.CEILING_RESET),
+    "budget": (Topic.ELIGIBILITY_DECIDED, Topic.CEILING_RESET, Topic.CLUSTER_EVALUATED),
     "notify": (
         Topic.APPLICATION_REJECTED,
         Topic.ELIGIBILITY_DECIDED,

@@ -434,7 +434,7 @@ async def _check(
             )
         )
         db_open = await conn.fetchval("SELECT count(*) FROM notify.notifications WHERE status <> 'sent'")
-        from services.budget import repository as ledger
+        from services.budget import views as ledger
 
         problems = await ledger.reconcile(conn)
         negative = await conn.fetch(
