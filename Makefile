@@ -37,8 +37,8 @@ test-unit: install
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
 
 docs: install
-	$(PY) -m shared.asyncapi > docs/asyncapi.yaml
-	$(PY) -m shared.settings_doc --write
+	$(PY) -m tools.asyncapi > docs/asyncapi.yaml
+	$(PY) -m tools.settings_doc --write
 	$(PY) -m services.eligibility.rules_doc --write
 	$(PY) -m shared.acl --write
 

@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -104,6 +105,10 @@ class Pipeline:
     log_dir: Path
     smtp: SmtpSink
 
+    def pids(self) -> dict[str, int]:
+        """The running services' process ids, and the mail sink's."""
+        return {**{name: proc.pid for name, proc in self.processes.procs.items()}, "mail sink": self.smtp.proc.pid}
+
     @property
     def intake_url(self) -> str:
         return f"http://127.0.0.1:{self.env['INTAKE_HTTP_PORT']}"
@@ -188,7 +193,9 @@ async def submit(
                 await asyncio.sleep(delay)
         key = (item.application_id or f"malformed-{item.index}").encode()
         record = sent[item.index] = Sent(item)
-        headers = portal_headers(ApplicationSubmitted, source=BENCH_PORTAL, event_id=f"submission-{item.index}")
+        # Each submission its own identity: indexes restart in every phase (warm-up, throughput, half
+        # load), and the intake's inbox drops a second (source, id) as the duplicate it would be.
+        headers = portal_headers(ApplicationSubmitted, source=BENCH_PORTAL, event_id=f"submission-{uuid.uuid4()}")
         pending.append((record, await prod.send(topic, item.body, key=key, headers=headers)))
         if len(pending) >= window:
             await drain()
@@ -205,15 +212,19 @@ class Tracker:
     done_at: dict[str, int] = field(default_factory=dict)  # application id or input position -> ms
     records: dict[Topic, list[tuple[int, dict[str, Any], dict[str, str]]]] = field(default_factory=lambda: defaultdict(list))
     keep: bool = False
+    #: Intermediate topics whose records' broker timestamps are kept per application id (per-hop latency).
+    hops: tuple[Topic, ...] = ()
+    seen_at: dict[Topic, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _consumers: list[AIOKafkaConsumer] = field(default_factory=list)
 
     async def __aenter__(self) -> Tracker:
         """One consumer per principal that may read some of the topics; partitions assigned, no group."""
-        names = {topic_name(t, self.prefix): t for t in self.topics}
+        topics = tuple(dict.fromkeys(self.topics + self.hops))
+        names = {topic_name(t, self.prefix): t for t in topics}
         self._names = names
         readers: dict[str, list[TopicPartition]] = defaultdict(list)
-        for topic in self.topics:
+        for topic in topics:
             name = topic_name(topic, self.prefix)
             readers[reader_of(topic)] += [TopicPartition(name, p) for p in range(TOPIC_SPECS[topic].partitions)]
         for principal, partitions in readers.items():
@@ -256,6 +267,8 @@ class Tracker:
         if self.keep:
             headers = {k: v.decode(errors="replace") for k, v in record.headers}
             self.records[topic].append((record.timestamp, body, headers))
+        if topic in self.hops and body.get("application_id"):
+            self.seen_at[topic].setdefault(body["application_id"], record.timestamp)
         if topic is Topic.NOTIFICATION_SENT and body.get("channel") == "email" and body.get("application_id"):
             self.done_at.setdefault(body["application_id"], record.timestamp)
         elif topic is Topic.APPLICATION_REJECTED and body.get("application_id") is None and body.get("source_reference"):

@@ -142,6 +142,10 @@ def reads(principal: str) -> tuple[Topic, ...]:
     return ()
 
 
+#: Services whose instances can be limited to scheme families, each family set in a group of its own.
+FAMILY_SCALED = ("eligibility",)
+
+
 def service_group(service: str) -> str:
     return f"clustergrants.{service}"
 
@@ -153,6 +157,10 @@ def grants(principal: str) -> tuple[Grant, ...]:
     role = role_of(principal)
     if role == "service":
         found.append(Grant("group", service_group(principal), "Read"))
+        if principal in FAMILY_SCALED:
+            # An instance limited to scheme families consumes in a group of its own per family set
+            # (`clustergrants.eligibility.vlaio`, shared/schemes.py): every group under the service's.
+            found.append(Grant("group", service_group(principal) + ".", "Read", "prefix"))
     elif role == "agency":
         found.append(Grant("group", AGENCY_GROUP_PREFIX, "Read", "prefix"))
     return tuple(sorted(set(found)))

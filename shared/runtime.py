@@ -147,13 +147,16 @@ class ServiceRuntime(Generic[R]):
         *,
         schema: str,
         repositories: Callable[[Connection], R] | None = None,
+        group: str | None = None,
     ) -> None:
         self.name = name
         self.settings = settings
         self.schema = schema
         self.repositories = repositories
         self.source = service_source(name)
-        self.group = f"clustergrants.{name}"
+        # The consumer group (and the inbox's consumer): the service's, or one of its own for an
+        # instance limited to part of the work (eligibility's scheme families, shared/acl.py).
+        self.group = group or f"clustergrants.{name}"
         self.pool: asyncpg.Pool | None = None
         self.producer: AIOKafkaProducer | None = None
         self.relay: OutboxRelay | None = None
@@ -176,7 +179,7 @@ class ServiceRuntime(Generic[R]):
         self._stopping = asyncio.Event()
         # Fault injection for crash tests: exit abruptly after the N-th committed batch of consumed
         # records, i.e. after the database commit and before the Kafka offset commit.
-        self._exit_after_commits = int(os.environ.get("CLUSTERGRANTS_FAULT_EXIT_AFTER_COMMITS", "0"))
+        self._exit_after_commits = settings.clustergrants_fault_exit_after_commits
         self._commits = 0
         self._dlt_consumer: AIOKafkaConsumer | None = None
         self._redrive_task: asyncio.Task[None] | None = None

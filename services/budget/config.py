@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from services.budget.beneficiaries import BeneficiaryCeiling
 from services.budget.domain import COUNT, BudgetConfig, Ceiling, Period, PotSpec, ProgrammeSpec
+from shared.money import Currency
 
 DOCUMENT_FILE = Path(__file__).with_name("pots.yaml")
 
@@ -46,7 +47,7 @@ class PeriodEntry(_Strict):
 
 class ProgrammeEntry(_Strict):
     programme: Id
-    currency: Literal["EUR", "SEK", "NOK"]
+    currency: Currency
     yearly_maximum_required: bool = False
     period: PeriodEntry | None = None
     source: Source
@@ -56,7 +57,7 @@ class PotEntry(_Strict):
     pot_id: Id
     programme: Id
     fund: Id
-    currency: Literal["EUR", "SEK", "NOK"]
+    currency: Currency
     budget_year: Year | None = None
     total_minor: Minor | None = None
     source: Source
@@ -84,7 +85,7 @@ class CountEntry(_Strict):
 class CeilingEntry(_Strict):
     scheme: Id
     instrument: Id
-    currency: Literal["EUR", "SEK", "NOK"]
+    currency: Currency
     yearly_ceiling_minor: Minor | None = None
     grant_ceiling_minor: Minor | None = None
     max_years: Annotated[int, Field(strict=True, ge=1, le=50)] | None = None
@@ -111,7 +112,7 @@ class BeneficiaryCeilingEntry(_Strict):
     instrument: Id
     kind: Literal["yearly", "total", "years", "grants"]
     reading: Literal["cap", "refuse"]
-    currency: Literal["EUR", "SEK", "NOK"] | None = None
+    currency: Currency | None = None
     values: list[DatedValue] = Field(min_length=1)
     quote: Source
     source: Source

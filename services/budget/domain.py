@@ -2,7 +2,7 @@
 release returns and what a ceiling reset opens. No I/O here: the handlers feed these functions the
 rows they locked and write what they return.
 
-Units: every amount is an integer of minor units of one currency ('EUR', 'SEK', 'NOK'); counted
+Units: every amount is an integer of minor units of one currency (shared.money.CURRENCIES); counted
 limits use the unit 'count'. Amounts of different units are never added: a pot has one unit, and a
 grant draws only on pots of its own currency.
 """
@@ -19,7 +19,6 @@ from services.budget.beneficiaries import BeneficiaryCeiling
 from shared.events import ProposedGrant
 
 COUNT = "count"
-CURRENCIES = ("EUR", "SEK", "NOK")
 
 
 # --- configuration: what the documents and the operator set ----------------------------------------

@@ -64,7 +64,7 @@ from shared.events import (
     ReleasedAmount,
     ScheduledAmount,
 )
-from shared.money import Money
+from shared.money import Money, is_currency
 
 log = structlog.get_logger("budget")
 
@@ -116,9 +116,9 @@ def reset_event_id(programme: str, budget_year: int) -> str:
 
 
 def _money(amount: int | None, unit: str | None) -> Money | None:
-    if amount is None or unit not in ("EUR", "SEK", "NOK"):
+    if amount is None or not is_currency(unit):
         return None
-    return Money(amount_minor=amount, currency=unit)  # type: ignore[arg-type]  # unit checked just above
+    return Money(amount_minor=amount, currency=unit)
 
 
 def _count(amount: int | None, unit: str | None) -> int | None:

@@ -25,6 +25,7 @@ from services.eligibility.schemes.common import (
     SchemeRules,
     Undecidable,
     Verdict,
+    at_most,
     beneficiary_check,
     count,
     criterion,
@@ -210,9 +211,7 @@ def duration(application: Application, p: InForce) -> Verdict:
     level_, funding = found
     limit = p.op(MAX_YEARS[level_])
     span = year_span(funding)
-    if span <= limit:
-        return passed("nic.funding.duration_within_limit", requested=years(span), limit=years(limit))
-    return failed("nic.funding.duration_exceeded", requested=years(span), limit=years(limit))
+    return at_most(span, limit, years, "nic.funding.duration_within_limit", "nic.funding.duration_exceeded")
 
 
 def propose(application: Application, p: InForce) -> ProposedGrant | None:

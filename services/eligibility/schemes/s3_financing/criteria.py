@@ -18,6 +18,7 @@ from services.eligibility.schemes.common import (
     SchemeRules,
     Undecidable,
     Verdict,
+    at_most,
     count,
     criterion,
     eligible_costs_total,
@@ -85,9 +86,7 @@ def max_amount(application: Application, p: InForce) -> Verdict:
     larger request is refused, not cut."""
     funding = funding_of(application, p, "s3.financing")
     limit, requested = p.money("max_amount"), requested_total(funding)
-    if requested <= limit:
-        return passed("s3.financing.amount_within_limit", requested=money(requested), limit=money(limit))
-    return failed("s3.financing.amount_exceeded", requested=money(requested), limit=money(limit))
+    return at_most(requested, limit, money, "s3.financing.amount_within_limit", "s3.financing.amount_exceeded")
 
 
 @criterion("duration", "s3.financing")
@@ -96,9 +95,7 @@ def duration(application: Application, p: InForce) -> Verdict:
     request is refused."""
     funding = funding_of(application, p, "s3.financing")
     limit, span = p.integer("max_years"), year_span(funding)
-    if span <= limit:
-        return passed("s3.financing.duration_within_limit", requested=years(span), limit=years(limit))
-    return failed("s3.financing.duration_exceeded", requested=years(span), limit=years(limit))
+    return at_most(span, limit, years, "s3.financing.duration_within_limit", "s3.financing.duration_exceeded")
 
 
 @criterion("pilot_period", "s3.financing")
