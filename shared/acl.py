@@ -65,6 +65,7 @@ CONSUMES: dict[str, tuple[Topic, ...]] = {
         Topic.GRANT_COMMITTED,
         Topic.GRANT_REFUSED,
         Topic.CEILING_RESET,
+        Topic.CLUSTER_EVALUATED,
     ),
 }
 

@@ -100,6 +100,8 @@ async def test_re_decide_after_setting_a_parameter_then_a_cluster_that_does_not_
     stack: Stack, samples: Path, tmp_path: Path
 ) -> None:
     app_id = f"NIC-{uuid.uuid4().hex[:8]}"
+    # The local budget file leaves every NIC figure unset on purpose (no NIC pot): the budget refuses this
+    # grant, so there is nothing to release here; the release itself is the budget's tests' (ledger).
     topics = [*SEEN, Topic.CLUSTER_EVALUATED, Topic.CALL_OPENED]
     set_file = {"ELIGIBILITY_OPERATOR_PARAMETERS_FILE": str(operator_file_with_nic(tmp_path))}
     async with Collector(stack.bootstrap, stack.prefix, topics) as seen:
@@ -136,6 +138,11 @@ async def test_re_decide_after_setting_a_parameter_then_a_cluster_that_does_not_
         [event] = seen.bodies(Topic.CLUSTER_EVALUATED, application_id=app_id)
         assert (event["continues"], event["year"], event["decided_by"]) == (False, 2025, "officer:k-1042")
         assert event["beneficiary_id"] == "NO-BRC-123456785" and event["programme"] == "nic"
+        await seen.wait_for(
+            lambda: any(n["template"] == "cluster.discontinued" and n["channel"] == "email"
+                        for n in seen.bodies(Topic.NOTIFICATION_SENT, application_id=app_id)),
+            what="the cluster told",
+        )  # fmt: skip
 
         unset = cli(stack, "calls", "open-call", "nic.cluster", "--level", "arena", "--year", "2026", "--yes")
         assert unset.returncode == 2 and "nic.application_deadline" in unset.stderr
