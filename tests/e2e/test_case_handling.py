@@ -7,18 +7,24 @@ import asyncio
 import json
 import uuid
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime
+from hashlib import sha256
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 import yaml
 
-from shared.topics import Topic
+from services.eligibility.parameters import ParameterStore
+from services.eligibility.revisions import with_finding
+from shared.cloudevents import attributes_for, to_headers
+from shared.events import Application, EligibilityDecided, FindingRecorded
+from shared.topics import Topic, service_source, topic_name
 from tests.e2e.conftest import LOCAL, Stack
 from tests.e2e.test_cli import cli
 from tests.e2e.test_pipeline import application, post
-from tests.kafka_tools import Collector, headers_of
+from tests.kafka_tools import Collector, headers_of, publish_raw
 from tests.smtp import Inbox
 
 pytestmark = pytest.mark.e2e
@@ -29,6 +35,8 @@ SEEN = [Topic.ELIGIBILITY_DECIDED, Topic.GRANT_COMMITTED, Topic.GRANT_REFUSED, T
 def voucher_without_sme(samples: Path, app_id: str) -> dict:  # type: ignore[type-arg]
     body = application(samples, "ttc-voucher.json", app_id)
     body["applicant"]["is_sme"] = None  # the rules cannot tell: a case handler decides
+    # An organisation of its own: the budget keeps one voucher per company (other tests use the sample's).
+    body["applicant"]["organisation_number"] = f"Amtsgericht Aachen HRB {int(sha256(app_id.encode()).hexdigest(), 16) % 10**6}"
     return body
 
 
@@ -251,3 +259,51 @@ async def test_status_read_by_its_portal_refused_to_another_and_a_finding_over_h
     async with httpx.AsyncClient(base_url=stack.intake_url, timeout=10) as client:
         stale = await client.post(f"/v1/applications/{app_id}/findings", json=body, headers=officer)
     assert stale.status_code == 409 and stale.json()["errors"][0]["type"] == "revision_superseded"
+
+
+async def test_revisions_delivered_out_of_order(stack: Stack, samples: Path) -> None:
+    """Revision 3 (ineligible) arrives before revision 2 (eligible, with its grant): the status shows
+    revision 3 as the latest, and the budget, having applied 3, never commits the older 2."""
+    app_id = f"OOO-{uuid.uuid4().hex[:8]}"
+    async with Collector(stack.bootstrap, stack.prefix, [Topic.ELIGIBILITY_DECIDED]) as seen:
+        assert (await post(stack, voucher_without_sme(samples, app_id))).status_code == 202
+        await seen.wait_for(lambda: bool(seen.bodies(Topic.ELIGIBILITY_DECIDED, application_id=app_id)), what="decided")
+    first = EligibilityDecided.model_validate(seen.bodies(Topic.ELIGIBILITY_DECIDED, application_id=app_id)[0])
+    first_id = headers_of(seen.matching(Topic.ELIGIBILITY_DECIDED, application_id=app_id)[0])["ce_id"]
+    application = Application.model_validate(voucher_without_sme(samples, app_id))
+    parameters = ParameterStore.load(operator_file=str(LOCAL / "operator-parameters.yaml"))
+    now = datetime.now(UTC)
+
+    def officer(outcome: str, who: str) -> FindingRecorded:
+        return FindingRecorded(application_id=app_id, finding_id=f"f-{who}", criterion="applicant_sme",
+                               outcome=outcome, reason="r", document_reference="D", officer=who, recorded_at=now)  # type: ignore[arg-type]  # fmt: skip
+
+    second = with_finding(first, first_id, application, officer("passed", "k-1"), parameters, now)
+    third = with_finding(second, "rev-2-id", application, officer("failed", "k-2"), parameters, now)
+    assert (second.outcome, second.proposed_grant is not None, third.outcome) == ("eligible", True, "ineligible")
+    topic = topic_name(Topic.ELIGIBILITY_DECIDED, stack.prefix)
+    ids = {3: f"rev-3-{app_id}", 2: f"rev-2-{app_id}"}
+    for decided in (third, second):  # newest first
+        attributes = attributes_for(decided, source=service_source("eligibility"), event_id=ids[decided.revision])
+        await publish_raw(stack.bootstrap, topic, decided.model_dump_json().encode(), app_id.encode(), to_headers(attributes))
+
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        for _ in range(300):
+            intake_has = await conn.fetchval(
+                "SELECT count(*) FROM intake.status_events WHERE event_id = ANY($1)", list(ids.values())
+            )
+            budget_has = await conn.fetchval("SELECT count(*) FROM budget.inbox WHERE event_id = ANY($1)", list(ids.values()))
+            if intake_has == 2 and budget_has == 2:
+                break
+            await asyncio.sleep(0.2)
+        else:
+            raise AssertionError("intake and budget never consumed both revisions")
+        committed = await conn.fetchval("SELECT count(*) FROM budget.grants WHERE application_id = $1", app_id)
+    finally:
+        await conn.close()
+    assert committed == 0  # revision 2 came after 3 had been applied: ignored
+    async with httpx.AsyncClient(base_url=stack.intake_url, timeout=10) as client:
+        answer = (await client.get(f"/v1/applications/{app_id}", headers={"Authorization": f"Bearer {stack.token}"})).json()
+    assert [d["revision"] for d in answer["decisions"]] == [1, 2, 3]
+    assert answer["decisions"][-1]["outcome"] == "ineligible" and answer["status"] == "decided" and answer["grant"] is None
