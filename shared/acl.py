@@ -49,7 +49,14 @@ AGENCY_GROUP_PREFIX = "agency."
 #: What each service consumes (its composition root's `runtime.subscribe` calls). A test checks this
 #: against services/*/app.py, so a new subscription without its READ grant fails the suite.
 CONSUMES: dict[str, tuple[Topic, ...]] = {
-    "intake": (Topic.APPLICATION_SUBMITTED,),
+    "intake": (
+        Topic.APPLICATION_SUBMITTED,
+        Topic.ELIGIBILITY_DECIDED,
+        Topic.GRANT_COMMITTED,
+        Topic.GRANT_REFUSED,
+        Topic.GRANT_RELEASED,
+        Topic.NOTIFICATION_SENT,
+    ),
     "eligibility": (Topic.APPLICATION_RECEIVED, Topic.ASSESSMENT_SUBMITTED, Topic.FINDING_RECORDED),
     "budget": (Topic.ELIGIBILITY_DECIDED, Topic.CEILING_RESET, Topic.CLUSTER_EVALUATED),
     "notify": (
@@ -58,6 +65,7 @@ CONSUMES: dict[str, tuple[Topic, ...]] = {
         Topic.GRANT_COMMITTED,
         Topic.GRANT_REFUSED,
         Topic.CEILING_RESET,
+        Topic.CLUSTER_EVALUATED,
     ),
 }
 

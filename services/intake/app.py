@@ -5,20 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
 import uvicorn
 from pydantic import ValidationError
 
-from services.intake import handlers, repository
+from services.intake import handlers, repository, status
 from services.intake.domain import SubmissionPolicy, UnreadableJson, load_json, text_errors
-from services.intake.http import create_app
-from services.intake.openapi import ApplicationStatus
+from services.intake.http import FindingAnswer, create_app
+from services.intake.openapi import ApplicationStatus, FindingSubmitted, PendingReviews
 from services.intake.settings import IntakeSettings
 from shared.delivery import UnitOfWork
-from shared.events import ApplicationSubmitted, AssessmentSubmitted, FieldError
+from shared.events import ApplicationSubmitted, AssessmentSubmitted, FieldError, FindingRecorded
 from shared.logging import configure_logging, secrets_of
 from shared.records import Delivery, Rejected
 from shared.runtime import ServiceRuntime
@@ -78,12 +80,65 @@ def build(settings: IntakeSettings) -> tuple[ServiceRuntime, uvicorn.Server]:
         )
         return outcome
 
-    async def status_of(application_id: str) -> ApplicationStatus | None:
+    async def project(uow: UnitOfWork, deliveries: list[Delivery[Any]]) -> None:
+        for delivery in deliveries:
+            await status.project(uow.conn, delivery)
+
+    for projected in status.PROJECTED:
+        runtime.on(projected, project)
+
+    async def status_of(application_id: str) -> tuple[str | None, ApplicationStatus] | None:
         assert runtime.pool is not None
         async with runtime.pool.acquire() as conn:
             row = await repository.application_status(conn, application_id)
-        # (ignore below) the row's columns are the fields
-        return ApplicationStatus(status="received", **row) if row else None  # type: ignore[arg-type]
+            if row is None:
+                return None
+            events = await repository.status_events(conn, application_id)
+        return row["portal"], status.assemble(row, events)  # type: ignore[return-value]  # portal column: text
+
+    async def reviews(scheme: str | None) -> PendingReviews:
+        assert runtime.pool is not None
+        async with runtime.pool.acquire() as conn:
+            rows = await repository.pending_reviews(conn, scheme)
+        return PendingReviews(pending=status.pending(rows))
+
+    async def record_finding(application_id: str, officer: str, submitted: FindingSubmitted) -> FindingAnswer:
+        """Check the finding against the latest revision intake has seen, then publish it for eligibility."""
+        assert runtime.pool is not None
+        async with runtime.pool.acquire() as conn:
+            events = await repository.status_events(conn, application_id)
+        decided = sorted((e for e in events if e["kind"] == "decided"), key=lambda e: e["revision"])
+        if not decided:
+            return FindingAnswer(None, 404, "not_found", "no decided application with this id")
+        latest = decided[-1]
+        if submitted.based_on_revision is not None and submitted.based_on_revision != latest["revision"]:
+            return FindingAnswer(
+                None,
+                409,
+                "revision_superseded",
+                f"the decision is at revision {latest['revision']}, not {submitted.based_on_revision}: look again",
+            )
+        criteria = [c["criterion"] for c in latest["body"]["criteria"]]
+        if submitted.criterion not in criteria:
+            return FindingAnswer(None, 422, "unknown_criterion", f"the decision has no criterion {submitted.criterion!r}")
+        try:
+            finding = FindingRecorded(
+                application_id=application_id,
+                finding_id=f"finding-{uuid.uuid4()}",
+                criterion=submitted.criterion,
+                outcome=submitted.outcome,
+                reason=submitted.reason,
+                document_reference=submitted.document_reference,
+                officer=officer,
+                recorded_at=datetime.now(UTC),
+                based_on_revision=latest["revision"],
+            )
+        except ValidationError:
+            return FindingAnswer(None, 422, "finding_invalid", "criterion, officer reference or texts are not acceptable")
+        async with runtime.transaction() as uow:
+            await uow.publish(finding)
+        log.info("finding accepted", channel="http", application_id=application_id, criterion=submitted.criterion)
+        return FindingAnswer(finding.finding_id)
 
     async def receive_assessment(raw: bytes) -> list[FieldError]:
         try:
@@ -121,6 +176,9 @@ def build(settings: IntakeSettings) -> tuple[ServiceRuntime, uvicorn.Server]:
         tokens,
         settings.intake_max_body_bytes,
         lookup=status_of,
+        officer_tokens=[t.strip() for t in settings.intake_officer_tokens.get_secret_value().split(",") if t.strip()],
+        reviews=reviews,
+        record_finding=record_finding,
         retry_after_s=settings.intake_retry_after_s,
         request_timeout_s=settings.intake_request_timeout_s,
         policy=policy,

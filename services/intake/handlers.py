@@ -43,6 +43,7 @@ class Submission:
     raw: bytes
     envelope: Envelope = "plain"
     attribute_errors: list[FieldError] = field(default_factory=list)  # binary mode: the ce-* headers'
+    portal: str | None = None  # who submitted: the bearer token's portal (HTTP) or the CloudEvents source (Kafka)
 
 
 async def receive(
@@ -63,7 +64,10 @@ async def receive(
         parsed = parse_submission(submission.raw, policy, now, prior=submission.attribute_errors)
     if isinstance(parsed, Invalid):
         return await _reject(uow, channel, source_reference, parsed.errors, parsed, cause)
-    return await _accept(uow, parsed, channel, source_reference, cause)
+    portal = submission.portal
+    if portal is None and cause is not None and cause.attributes is not None:
+        portal = cause.attributes.source
+    return await _accept(uow, parsed, channel, source_reference, cause, portal)
 
 
 async def reject_unreadable(uow: UnitOfWork, errors: list[FieldError], source_reference: str, *, cause: Cause = None) -> Outcome:
@@ -83,11 +87,16 @@ def _same(stored_fingerprint: str, stored_body: object, fingerprint: str) -> boo
 
 
 async def _accept(
-    uow: UnitOfWork, application: Application, channel: Channel, source_reference: str | None, cause: Cause
+    uow: UnitOfWork,
+    application: Application,
+    channel: Channel,
+    source_reference: str | None,
+    cause: Cause,
+    portal: str | None = None,
 ) -> Outcome:
     now = datetime.now(UTC)
     fingerprint = body_fingerprint(application)
-    stored = await repository.insert_application(uow.conn, application, channel, fingerprint, now)
+    stored = await repository.insert_application(uow.conn, application, channel, fingerprint, now, portal)
     if stored is None:
         await uow.publish(
             ApplicationReceived(

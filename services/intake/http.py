@@ -31,6 +31,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from opentelemetry.trace import SpanKind
+from pydantic import ValidationError
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Scope, Send
 from starlette.types import Receive as Receive_
@@ -39,6 +40,9 @@ from services.intake.domain import APPLICATION_ID, DEFAULT_POLICY, SubmissionPol
 from services.intake.handlers import Envelope, Outcome, Submission
 from services.intake.openapi import (
     ApplicationStatus,
+    FindingAccepted,
+    FindingSubmitted,
+    PendingReviews,
     Refused,
     Rejected,
     openapi_document,
@@ -52,7 +56,20 @@ log = structlog.get_logger("intake.http")
 Receive = Callable[[Submission], Awaitable[Outcome]]
 Assess = Callable[[bytes], Awaitable[list[FieldError]]]
 Ready = Callable[[], Awaitable[bool]]
-Lookup = Callable[[str], Awaitable[ApplicationStatus | None]]
+Lookup = Callable[[str], Awaitable[tuple[str | None, ApplicationStatus] | None]]
+"""An application's status and the portal that submitted it; None for an unknown id."""
+Reviews = Callable[[str | None], Awaitable[PendingReviews]]
+RecordFinding = Callable[[str, str, FindingSubmitted], Awaitable["FindingAnswer"]]
+"""(application id, officer, finding) -> the answer: accepted with the finding id, or refused."""
+
+
+class FindingAnswer:
+    def __init__(self, finding_id: str | None, status_code: int = 202, kind: str = "", message: str = "") -> None:
+        self.finding_id = finding_id
+        self.status_code = status_code
+        self.kind = kind
+        self.message = message
+
 
 JSON = "application/json"
 CLOUDEVENTS_JSON = "application/cloudevents+json"
@@ -139,24 +156,36 @@ def _header_values(scope: Scope, name: bytes) -> list[bytes]:
 
 
 class Credentials:
-    """The portals' bearer tokens, compared in constant time (by their SHA-256, against every token)."""
+    """Bearer tokens, each naming whom it belongs to, compared in constant time (by their SHA-256,
+    against every token).
 
-    def __init__(self, tokens: list[str]) -> None:
-        bad = [i for i, t in enumerate(tokens) if not TOKEN_SYNTAX.fullmatch(t)]
+    An entry is `name:token` (the portal, or the officer's opaque reference) or a bare `token`,
+    whose owner is then `token:<first 12 hex digits of its SHA-256>` (stable, never the token)."""
+
+    def __init__(self, tokens: list[str], setting: str = "INTAKE_API_TOKENS") -> None:
+        entries = [t.rsplit(":", 1) if ":" in t else [None, t] for t in tokens]
+        bad = [i for i, (_, t) in enumerate(entries) if not TOKEN_SYNTAX.fullmatch(t or "")]
         if bad:
-            raise ValueError(
-                f"INTAKE_API_TOKENS: token(s) number {', '.join(str(i + 1) for i in bad)} are not RFC 6750 b64tokens"
-            )
-        self._digests = [hashlib.sha256(t.encode()).digest() for t in tokens]
+            raise ValueError(f"{setting}: token(s) number {', '.join(str(i + 1) for i in bad)} are not RFC 6750 b64tokens")
+        self._owners: list[tuple[bytes, str]] = []
+        for name, token in entries:
+            assert token is not None
+            digest = hashlib.sha256(token.encode()).digest()
+            self._owners.append((digest, name or f"token:{digest.hex()[:12]}"))
 
-    def valid(self, scope: Scope) -> bool:
+    def identify(self, scope: Scope) -> str | None:
+        """Whose token the request carries; None without exactly one valid bearer token."""
         values = _header_values(scope, b"authorization")
         match = BEARER.fullmatch(values[0]) if len(values) == 1 else None
         digest = hashlib.sha256(match.group(1) if match else b"").digest()
-        ok = False
-        for known in self._digests:  # no early exit: the time does not depend on which token matched
-            ok |= hmac.compare_digest(digest, known)
-        return ok and match is not None
+        owner = None
+        for known, name in self._owners:  # no early exit: the time does not depend on which token matched
+            if hmac.compare_digest(digest, known):
+                owner = name
+        return owner if match is not None else None
+
+    def valid(self, scope: Scope) -> bool:
+        return self.identify(scope) is not None
 
 
 def _media_type(scope: Scope, allowed: frozenset[str]) -> str | EarlyRefusal:
@@ -271,6 +300,9 @@ def create_app(
     max_body_bytes: int,
     *,
     lookup: Lookup | None = None,
+    officer_tokens: list[str] | None = None,
+    reviews: Reviews | None = None,
+    record_finding: RecordFinding | None = None,
     retry_after_s: int = 5,
     request_timeout_s: float = 10.0,
     policy: SubmissionPolicy = DEFAULT_POLICY,
@@ -285,6 +317,7 @@ def create_app(
     )
     app.add_middleware(NoLeakOnError)
     credentials = Credentials(tokens)
+    officers = Credentials(officer_tokens or [], "INTAKE_OFFICER_TOKENS")
     document = openapi_document(max_body_bytes, policy, retry_after_s)
 
     def unavailable(error: BaseException) -> JSONResponse:
@@ -307,7 +340,8 @@ def create_app(
 
     @app.post("/v1/applications", include_in_schema=False)
     async def submit(request: Request) -> Response:
-        if not credentials.valid(request.scope):
+        portal = credentials.identify(request.scope)
+        if portal is None:
             return _unauthorised()
         kind = _media_type(request.scope, frozenset({JSON, CLOUDEVENTS_JSON}))
         if isinstance(kind, Response):
@@ -317,7 +351,7 @@ def create_app(
         if isinstance(raw, Response):
             return raw
         envelope: Envelope = "structured" if kind == CLOUDEVENTS_JSON else "binary" if binary else "plain"
-        submission = Submission(raw, envelope, attribute_errors)
+        submission = Submission(raw, envelope, attribute_errors, portal=portal)
         with span("POST /v1/applications", context_from(dict(request.headers)), SpanKind.SERVER):
             outcome = await guarded(receive(submission))
         if isinstance(outcome, Response):
@@ -336,18 +370,65 @@ def create_app(
         assert outcome.application_id is not None
         return JSONResponse({"application_id": outcome.application_id, "status": outcome.status}, status_code=202)
 
+    def not_found() -> JSONResponse:
+        return refused(404, ["path", "application_id"], "not_found", "no application with this id was received")
+
     @app.get("/v1/applications/{application_id}", include_in_schema=False)
     async def status_of(request: Request, application_id: str) -> Response:
-        if not credentials.valid(request.scope):
+        portal = credentials.identify(request.scope)
+        officer = officers.identify(request.scope) if portal is None else None
+        if portal is None and officer is None:
             return _unauthorised()
         found = None
         if lookup is not None and APPLICATION_ID.fullmatch(application_id):
             found = await guarded(lookup(application_id))
         if isinstance(found, Response):
             return found
-        if found is None:
-            return refused(404, ["path", "application_id"], "not_found", "no application with this id was received")
+        # Another portal's application answers as an unknown one: its existence is not disclosed.
+        if found is None or (officer is None and found[0] != portal):
+            return not_found()
+        return JSONResponse(found[1].model_dump(mode="json"))
+
+    @app.get("/v1/reviews", include_in_schema=False)
+    async def pending_reviews(request: Request, scheme: str | None = None) -> Response:
+        if officers.identify(request.scope) is None:
+            return _unauthorised()
+        if reviews is None:
+            return JSONResponse({"pending": []})
+        found = await guarded(reviews(scheme))
+        if isinstance(found, Response):
+            return found
         return JSONResponse(found.model_dump(mode="json"))
+
+    @app.post("/v1/applications/{application_id}/findings", include_in_schema=False)
+    async def finding(request: Request, application_id: str) -> Response:
+        officer = officers.identify(request.scope)
+        if officer is None:
+            return _unauthorised()
+        kind = _media_type(request.scope, frozenset({JSON}))
+        if isinstance(kind, Response):
+            return kind
+        raw = await read_bounded(request, max_body_bytes)
+        if isinstance(raw, Response):
+            return raw
+        try:
+            submitted = FindingSubmitted.model_validate_json(raw)
+        except ValidationError as error:
+            errors = [
+                FieldError(loc=list(e["loc"]), type=e["type"], message=e["msg"])
+                for e in error.errors(include_url=False, include_input=False)
+            ]
+            body = {"status": "rejected", "application_id": application_id, "rejection_id": None, "conflicts_with": None}
+            return JSONResponse({**body, "errors": [e.model_dump(mode="json") for e in errors]}, status_code=422)
+        if record_finding is None or not APPLICATION_ID.fullmatch(application_id):
+            return not_found()
+        answer = await guarded(record_finding(application_id, officer, submitted))
+        if isinstance(answer, Response):
+            return answer
+        if answer.finding_id is None:
+            loc: list[str | int] = ["path", "application_id"] if answer.status_code == 404 else ["body"]
+            return refused(answer.status_code, loc, answer.kind, answer.message)
+        return JSONResponse(FindingAccepted(status="accepted", finding_id=answer.finding_id).model_dump(), status_code=202)
 
     @app.post("/v1/assessments", include_in_schema=False)
     async def submit_assessment(request: Request) -> Response:

@@ -15,7 +15,14 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
 from services.intake.domain import DEFAULT_POLICY, SUBMITTED_TYPE, SubmissionPolicy
-from shared.events import ApplicationSubmitted, AssessmentSubmitted, FieldError
+from shared.events import (
+    ApplicationSubmitted,
+    AssessmentSubmitted,
+    FieldError,
+    ProposedGrant,
+    ReleasedAmount,
+    ScheduledAmount,
+)
 
 REF = "#/components/schemas/{model}"
 
@@ -54,14 +61,97 @@ class AssessmentAccepted(_Answer):
     status: Literal["accepted"]
 
 
+class CriterionStatus(_Answer):
+    criterion: str
+    outcome: Literal["passed", "failed", "not_decidable"]
+    message_key: str = Field(description="Stable key of the explanation text (the texts are notify's, per language).")
+    decided_by: str = Field(description="'rules' or 'officer:<opaque id>'.")
+
+
+class DecisionRevision(_Answer):
+    """One revision of the eligibility decision, as published (EligibilityDecided)."""
+
+    revision: int = Field(ge=1)
+    event_id: str = Field(description="Its CloudEvents id (what a later revision's `supersedes` names).")
+    supersedes: str | None
+    decided_by: str
+    decided_at: AwareDatetime
+    outcome: Literal["eligible", "ineligible", "needs_review"]
+    parameter_version: str
+    criteria: list[CriterionStatus]
+    proposed_grant: ProposedGrant | None = None
+
+
+class GrantStatus(_Answer):
+    """The budget's answer to the latest eligible revision: a commitment with its schedule, or a refusal."""
+
+    outcome: Literal["committed", "refused"]
+    at: AwareDatetime
+    grant_id: str | None = None
+    schedule: list[ScheduledAmount] = Field(default_factory=list, description="Committed: the amounts per budget year.")
+    limit: str | None = Field(default=None, description="Refused: the limit that refused it.")
+    message_key: str | None = Field(default=None, description="Refused: the explanation key.")
+
+
+class ReleaseStatus(_Answer):
+    released_at: AwareDatetime
+    reason: str
+    released: list[ReleasedAmount]
+    remaining: list[ScheduledAmount]
+
+
+class NotificationStatus(_Answer):
+    channel: Literal["email", "webhook"]
+    template: str
+    language: str
+    sent_at: AwareDatetime
+    about: str = Field(description="The CloudEvents type of the event the notification told.")
+
+
 class ApplicationStatus(_Answer):
-    """An application intake received: what a portal may check after a timeout."""
+    """Where an application stands, built from the events (a projection any agency can rebuild from the topics).
+
+    `status` is the latest stage: received, decided (latest revision not eligible, or eligible without money),
+    committed or refused by the budget, released (slices of a commitment returned)."""
 
     application_id: str
-    status: Literal["received"]
+    status: Literal["received", "decided", "committed", "refused", "released"]
     scheme: str
     channel: Literal["http", "kafka"]
     received_at: AwareDatetime
+    decisions: list[DecisionRevision] = Field(default_factory=list, description="Every revision, oldest first.")
+    grant: GrantStatus | None = None
+    releases: list[ReleaseStatus] = Field(default_factory=list)
+    notifications: list[NotificationStatus] = Field(default_factory=list)
+
+
+class PendingReview(_Answer):
+    application_id: str
+    scheme: str
+    revision: int
+    decided_at: AwareDatetime
+    criteria: list[CriterionStatus] = Field(description="The criteria a case handler must decide (not_decidable).")
+
+
+class PendingReviews(_Answer):
+    pending: list[PendingReview]
+
+
+class FindingSubmitted(_Answer):
+    """A case handler's finding on one criterion (the officer is the bearer token's)."""
+
+    criterion: str = Field(examples=["applicant_sme"])
+    outcome: Literal["passed", "failed"]
+    reason: str = Field(min_length=1, max_length=500)
+    document_reference: str = Field(min_length=1, max_length=500)
+    based_on_revision: int | None = Field(
+        default=None, ge=1, description="The revision looked at; 409 if the decision was revised since."
+    )
+
+
+class FindingAccepted(_Answer):
+    status: Literal["accepted"]
+    finding_id: str = Field(description="Id of the published FindingRecorded; eligibility publishes the next revision.")
 
 
 EXAMPLE_APPLICATION: dict[str, Any] = {
@@ -174,6 +264,9 @@ def components(policy: SubmissionPolicy = DEFAULT_POLICY) -> dict[str, Any]:
         (Refused, "serialization"),
         (AssessmentAccepted, "serialization"),
         (ApplicationStatus, "serialization"),
+        (PendingReviews, "serialization"),
+        (FindingSubmitted, "validation"),
+        (FindingAccepted, "serialization"),
         (FieldError, "serialization"),
     ]
     _, schemas = models_json_schema(models, ref_template=REF)
@@ -339,25 +432,117 @@ def openapi_document(max_body_bytes: int, policy: SubmissionPolicy = DEFAULT_POL
             "503": unavailable,
         },
     }
+    application_id_parameter = {
+        "name": "application_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"},
+    }
+    unknown = {
+        "description": "No application with this id was received from the portal of this token (another portal's "
+        "application answers the same; it may also have been rejected).",
+        "content": _json(
+            "Refused",
+            {
+                "unknown": (
+                    "Unknown id",
+                    _refused(["path", "application_id"], "not_found", "no application with this id was received"),
+                )
+            },
+        ),
+    }
+    criteria_example = [
+        {"criterion": "applicant_sme", "outcome": "passed", "message_key": "case.finding.passed", "decided_by": "officer:k-1042"},
+        {"criterion": "deadline", "outcome": "passed", "message_key": "ttc.deadline.on_time", "decided_by": "rules"},
+    ]
+    status_example = {
+        "application_id": "TTC-2012-0042",
+        "status": "committed",
+        "scheme": "ttc.innovation-voucher",
+        "channel": "http",
+        "received_at": "2012-04-02T07:00:06Z",
+        "decisions": [
+            {
+                "revision": 1,
+                "event_id": "2f0c9a4e-1b7d-4a52-9c3e-6d8f0a1b2c3d",
+                "supersedes": None,
+                "decided_by": "rules",
+                "decided_at": "2012-04-02T07:00:07Z",
+                "outcome": "needs_review",
+                "parameter_version": "ttc.innovation-voucher@2012-01-01",
+                "criteria": [
+                    {
+                        "criterion": "applicant_sme",
+                        "outcome": "not_decidable",
+                        "message_key": "ttc.applicant.sme_unknown",
+                        "decided_by": "rules",
+                    },
+                    criteria_example[1],
+                ],
+                "proposed_grant": None,
+            },
+            {
+                "revision": 2,
+                "event_id": "7a6b5c4d-3e2f-4a1b-8c9d-0e1f2a3b4c5d",
+                "supersedes": "2f0c9a4e-1b7d-4a52-9c3e-6d8f0a1b2c3d",
+                "decided_by": "officer:k-1042",
+                "decided_at": "2012-04-05T09:30:00Z",
+                "outcome": "eligible",
+                "parameter_version": "ttc.innovation-voucher@2012-01-01",
+                "criteria": criteria_example,
+                "proposed_grant": None,
+            },
+        ],
+        "grant": {
+            "outcome": "committed",
+            "at": "2012-04-05T09:30:01Z",
+            "grant_id": "grant-TTC-2012-0042",
+            "schedule": [
+                {
+                    "budget_year": 2012,
+                    "amount": {"amount_minor": 500000, "currency": "EUR"},
+                    "requested": None,
+                    "limited_by": None,
+                }
+            ],
+            "limit": None,
+            "message_key": None,
+        },
+        "releases": [],
+        "notifications": [
+            {
+                "channel": "email",
+                "template": "eligibility.needs_review",
+                "language": "de",
+                "sent_at": "2012-04-02T07:00:09Z",
+                "about": "org.clustergrants.eligibility.decided.v1",
+            },
+            {
+                "channel": "email",
+                "template": "grant.committed",
+                "language": "de",
+                "sent_at": "2012-04-05T09:30:03Z",
+                "about": "org.clustergrants.grant.committed.v1",
+            },
+        ],
+    }
     status = {
         "operationId": "getApplication",
-        "summary": "Check that an application was received",
-        "parameters": [
-            {
-                "name": "application_id",
-                "in": "path",
-                "required": True,
-                "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"},
-            }
-        ],
+        "summary": "Where an application stands",
+        "description": "Received, every revision of the eligibility decision (criteria with their explanation keys and "
+        "who decided each), the budget's commitment with its schedule or its refusal, releases, and the notifications "
+        "sent. Built from the events (a projection of the public topics), so it follows them within moments. A portal "
+        "reads the applications submitted with its own token; an officer token reads any.",
+        "security": [{"bearerAuth": []}, {"officerAuth": []}],
+        "parameters": [application_id_parameter],
         "responses": {
             "200": {
-                "description": "Received.",
+                "description": "Known.",
                 "content": _json(
                     "ApplicationStatus",
                     {
                         "received": (
-                            "Received",
+                            "Received, not decided yet",
                             {
                                 "application_id": "TTC-2012-0042",
                                 "status": "received",
@@ -365,19 +550,122 @@ def openapi_document(max_body_bytes: int, policy: SubmissionPolicy = DEFAULT_POL
                                 "channel": "http",
                                 "received_at": "2012-04-02T07:00:06Z",
                             },
+                        ),
+                        "revised": ("Referred, found eligible by a case handler, committed", status_example),
+                    },
+                ),
+            },
+            "401": unauthorised,
+            "404": unknown,
+            "503": unavailable,
+        },
+    }
+    reviews = {
+        "operationId": "listPendingReviews",
+        "summary": "Applications waiting for a case handler (officer tokens only)",
+        "security": [{"officerAuth": []}],
+        "parameters": [{"name": "scheme", "in": "query", "required": False, "schema": {"type": "string"}}],
+        "responses": {
+            "200": {
+                "description": "Those whose latest decision revision is needs_review, with the criteria to decide.",
+                "content": _json(
+                    "PendingReviews",
+                    {
+                        "one": (
+                            "One referred voucher",
+                            {
+                                "pending": [
+                                    {
+                                        "application_id": "TTC-2012-0042",
+                                        "scheme": "ttc.innovation-voucher",
+                                        "revision": 1,
+                                        "decided_at": "2012-04-02T07:00:07Z",
+                                        "criteria": [status_example["decisions"][0]["criteria"][0]],  # type: ignore[index]  # the example above
+                                    }
+                                ]
+                            },
+                        )
+                    },
+                ),
+            },
+            "401": unauthorised,
+            "503": unavailable,
+        },
+    }
+    findings = {
+        "operationId": "recordFinding",
+        "summary": "Record a case handler's finding on one criterion (officer tokens only)",
+        "description": "Published as FindingRecorded; eligibility then publishes the decision's next revision "
+        "(decided_by officer:<the token's officer reference>). A decision can be revised again.",
+        "security": [{"officerAuth": []}],
+        "parameters": [application_id_parameter],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": REF.format(model="FindingSubmitted")},
+                    "examples": {
+                        "sme": {
+                            "summary": "SME status seen in the file",
+                            "value": {
+                                "criterion": "applicant_sme",
+                                "outcome": "passed",
+                                "reason": "SME declaration in the file",
+                                "document_reference": "DMS-2012-00421",
+                                "based_on_revision": 1,
+                            },
+                        }
+                    },
+                }
+            },
+        },
+        "responses": {
+            "202": {
+                "description": "Accepted and published.",
+                "content": _json(
+                    "FindingAccepted",
+                    {
+                        "accepted": (
+                            "Accepted",
+                            {"status": "accepted", "finding_id": "finding-7d1e2f3a-4b5c-4d6e-8f90-a1b2c3d4e5f6"},
                         )
                     },
                 ),
             },
             "401": unauthorised,
             "404": {
-                "description": "No application with this id was received (it may have been rejected).",
+                "description": "No decided application with this id.",
                 "content": _json(
                     "Refused",
                     {
                         "unknown": (
-                            "Unknown id",
-                            _refused(["path", "application_id"], "not_found", "no application with this id was received"),
+                            "Unknown",
+                            _refused(["path", "application_id"], "not_found", "no decided application with this id"),
+                        )
+                    },
+                ),
+            },
+            "409": {
+                "description": "based_on_revision is no longer the latest revision: someone revised the decision since.",
+                "content": _json(
+                    "Refused",
+                    {
+                        "superseded": (
+                            "Revised since",
+                            _refused(["body"], "revision_superseded", "the decision is at revision 2, not 1: look again"),
+                        )
+                    },
+                ),
+            },
+            "415": unsupported("application/json"),
+            "422": {
+                "description": "The finding is not valid, or names a criterion the decision does not have.",
+                "content": _json(
+                    "Refused",
+                    {
+                        "criterion": (
+                            "Unknown criterion",
+                            _refused(["body"], "unknown_criterion", "the decision has no criterion 'nonsense'"),
                         )
                     },
                 ),
@@ -442,6 +730,8 @@ def openapi_document(max_body_bytes: int, policy: SubmissionPolicy = DEFAULT_POL
         "paths": {
             "/v1/applications": {"post": submit},
             "/v1/applications/{application_id}": {"get": status},
+            "/v1/applications/{application_id}/findings": {"post": findings},
+            "/v1/reviews": {"get": reviews},
             "/v1/assessments": {"post": assess},
         },
         "components": {
@@ -449,8 +739,13 @@ def openapi_document(max_body_bytes: int, policy: SubmissionPolicy = DEFAULT_POL
                 "bearerAuth": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "One token per agency portal (INTAKE_API_TOKENS).",
-                }
+                    "description": "One token per agency portal (INTAKE_API_TOKENS, `portal-name:token`).",
+                },
+                "officerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A case handler's token (INTAKE_OFFICER_TOKENS, `officer-ref:token`).",
+                },
             },
             "schemas": components(policy),
         },

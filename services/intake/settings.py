@@ -11,8 +11,15 @@ class IntakeSettings(CommonSettings):
     intake_http_port: int = Field(default=28080, description="Port of the HTTP intake.")
     intake_api_tokens: SecretStr = Field(
         default=SecretStr("dev-token"),
-        description="Comma-separated bearer tokens accepted by the HTTP intake (one per agency portal; RFC 6750 "
-        "characters: letters, digits, -._~+/ and trailing =).",
+        description="Comma-separated bearer tokens accepted by the HTTP intake, one per agency portal, each "
+        "`portal-name:token` (or a bare token, owned by `token:<its SHA-256 prefix>`); a portal reads the status "
+        "of the applications it submitted only. RFC 6750 characters: letters, digits, -._~+/ and trailing =.",
+    )
+    intake_officer_tokens: SecretStr = Field(
+        default=SecretStr(""),
+        description="Comma-separated `officer-ref:token` entries: bearer tokens of case handlers (an agency back "
+        "office), who list pending reviews (GET /v1/reviews), record findings and read any application's status. "
+        "The officer reference is opaque (a staff number, never a name); empty: no officer access over HTTP.",
     )
     intake_max_body_bytes: int = Field(
         default=1_000_000, ge=1, description="Largest accepted HTTP body (Content-Length, or counted while it streams)."

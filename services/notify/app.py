@@ -17,14 +17,29 @@ from services.notify.repository import NotifyRepository
 from services.notify.settings import NotifySettings
 from services.notify.webhooks import WebhookConfigError, WebhookSender, load_subscriptions
 from shared.delivery import UnitOfWork
-from shared.events import ApplicationRejected, CeilingReset, EligibilityDecided, Event, GrantCommitted, GrantRefused
+from shared.events import (
+    ApplicationRejected,
+    CeilingReset,
+    ClusterEvaluated,
+    EligibilityDecided,
+    Event,
+    GrantCommitted,
+    GrantRefused,
+)
 from shared.logging import configure_logging, secrets_of
 from shared.records import Delivery
 from shared.runtime import ServiceRuntime
 
 log = structlog.get_logger("notify")
 
-CONSUMED: tuple[type[Event], ...] = (ApplicationRejected, EligibilityDecided, GrantCommitted, GrantRefused, CeilingReset)
+CONSUMED: tuple[type[Event], ...] = (
+    ApplicationRejected,
+    EligibilityDecided,
+    GrantCommitted,
+    GrantRefused,
+    CeilingReset,
+    ClusterEvaluated,
+)
 
 
 def build(

@@ -14,6 +14,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints
 from shared.events import (
     ApplicationRejected,
     CeilingReset,
+    ClusterEvaluated,
     EligibilityDecided,
     Event,
     GrantCommitted,
@@ -37,7 +38,8 @@ def is_loopback(host: str) -> bool:
 
 #: Event types notify consumes; agency webhooks may subscribe to any of them.
 CONSUMED_TYPES: tuple[str, ...] = tuple(
-    e.cloudevents_type() for e in (EligibilityDecided, GrantCommitted, GrantRefused, ApplicationRejected, CeilingReset)
+    e.cloudevents_type()
+    for e in (EligibilityDecided, GrantCommitted, GrantRefused, ApplicationRejected, CeilingReset, ClusterEvaluated)
 )
 
 
@@ -146,6 +148,8 @@ def email_template(event: Event) -> str | None:
         if event.outcome == "eligible" and event.proposed_grant is not None:
             return None  # the budget's answer (committed or refused) is the one to tell
         return f"eligibility.{event.outcome}" if event.revision == 1 else f"eligibility.revised.{event.outcome}"
+    if isinstance(event, ClusterEvaluated):
+        return "cluster.continues" if event.continues else "cluster.discontinued"
     if isinstance(event, GrantCommitted):
         return "grant.committed"
     if isinstance(event, GrantRefused):

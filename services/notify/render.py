@@ -16,6 +16,7 @@ from string import Template
 from services.notify.i18n import TEMPLATES, Catalog, Formatter, locale_for
 from shared.events import (
     ApplicationRejected,
+    ClusterEvaluated,
     CriterionResult,
     EligibilityDecided,
     Event,
@@ -107,6 +108,17 @@ def render_email(catalog: Catalog, event: Event, decision: StoredDecision | None
         values["organisation"] = event.recipient.organisation_name
         values["name"] = event.recipient.contact.name
         blocks.append(_criteria_block(formatter, event.criteria))
+    elif isinstance(event, ClusterEvaluated):
+        template = "cluster.continues" if event.continues else "cluster.discontinued"
+        values["organisation"] = event.recipient.organisation_name
+        values["name"] = event.recipient.contact.name
+        values["year"] = str(event.year)
+        answer = {True: formatter.common("yes"), False: formatter.common("no")}
+        items = [
+            Item(formatter.common("evaluation.strategy"), answer[event.in_line_with_strategy]),
+            Item(formatter.common("evaluation.requirements"), answer[event.meets_requirements]),
+        ]
+        blocks.append(Block(formatter.common("evaluation_heading", **values), items=items))
     elif isinstance(event, GrantCommitted):
         template = "grant.committed"
         values["organisation"] = event.recipient.organisation_name
@@ -180,7 +192,7 @@ def _refusal_figures(formatter: Formatter, event: GrantRefused) -> dict[str, str
 def _context(event: Event) -> tuple[Language, str | None, str]:
     if isinstance(event, EligibilityDecided):
         return event.recipient.language, event.scheme, event.time_zone
-    if isinstance(event, GrantCommitted | GrantRefused):
+    if isinstance(event, GrantCommitted | GrantRefused | ClusterEvaluated):
         return event.recipient.language, event.scheme, "UTC"
     if isinstance(event, ApplicationRejected):
         return event.language or "en", None, "UTC"

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from shared.acl import CONSUMES
 from shared.topics import Topic
 from tests.e2e.conftest import Stack
 from tests.kafka_tools import Collector
@@ -106,11 +107,12 @@ async def test_dead_letters_are_listed_and_redriven_by_the_service_that_parked_t
             ("ce_type", b"org.clustergrants.eligibility.decided.v1"),
         ],
     )
+    # Every service consuming decisions (budget, notify, intake's status read model) parks the junk.
+    parkers = sum(Topic.ELIGIBILITY_DECIDED in topics for topics in CONSUMES.values())
     async with Collector(stack.bootstrap, stack.prefix, [Topic.DEAD_LETTER]) as seen:
-        # budget and notify both consume decisions: both park the junk.
         await seen.wait_for(
-            lambda: sum(r.value == f"junk-{marker}".encode() for r in seen.records[Topic.DEAD_LETTER]) == 2,
-            what="two dead letters",
+            lambda: sum(r.value == f"junk-{marker}".encode() for r in seen.records[Topic.DEAD_LETTER]) == parkers,
+            what=f"{parkers} dead letters",
         )
         record = next(r for r in seen.records[Topic.DEAD_LETTER] if r.value == f"junk-{marker}".encode())
         listed = cli(stack, "dead-letters", "list")
@@ -130,7 +132,7 @@ async def test_dead_letters_are_listed_and_redriven_by_the_service_that_parked_t
         mine = [r for r in trail if r["arguments"]["ids"] == [dead_id]]
         assert [(r["service"], r["operator"], r["outcome"]) for r in mine] == [(parked_by, "e2e-operator", "requested")]
         await seen.wait_for(
-            lambda: sum(r.value == f"junk-{marker}".encode() for r in seen.records[Topic.DEAD_LETTER]) == 3,
+            lambda: sum(r.value == f"junk-{marker}".encode() for r in seen.records[Topic.DEAD_LETTER]) == parkers + 1,
             what="parked again after the redrive",
         )
     async with httpx.AsyncClient() as client:

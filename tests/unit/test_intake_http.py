@@ -303,19 +303,30 @@ async def test_structured_mode_attributes_and_data_are_validated(
         assert found == expected
 
 
-async def test_the_status_of_an_application() -> None:
-    async def lookup(application_id: str) -> ApplicationStatus | None:
+async def test_the_status_of_an_application_is_read_by_its_own_portal_and_officers_only() -> None:
+    async def lookup(application_id: str) -> tuple[str | None, ApplicationStatus] | None:
         if application_id != "A-1":
             return None
         at = datetime(2020, 1, 1, tzinfo=UTC)
-        return ApplicationStatus(application_id="A-1", status="received", scheme="nic.cluster", channel="http", received_at=at)
+        answer = ApplicationStatus(application_id="A-1", status="received", scheme="nic.cluster", channel="http", received_at=at)
+        return "portal-a", answer
 
-    app = create_app(Recorder(), no_assessments, ready, ["token-a"], 100, lookup=lookup)
+    tokens = ["portal-a:token-a", "portal-b:token-b"]
+    app = create_app(Recorder(), no_assessments, ready, tokens, 100, lookup=lookup, officer_tokens=["k-1042:token-o"])
+    other = {"Authorization": "Bearer token-b"}
+    officer = {"Authorization": "Bearer token-o"}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as http:
         found = await http.get("/v1/applications/A-1", headers=AUTH)
         missing = await http.get("/v1/applications/B-2", headers=AUTH)
         odd = await http.get("/v1/applications/%E2%80%AE", headers=AUTH)
         anonymous = await http.get("/v1/applications/A-1")
+        not_theirs = await http.get("/v1/applications/A-1", headers=other)
+        by_officer = await http.get("/v1/applications/A-1", headers=officer)
+        reviews_by_portal = await http.get("/v1/reviews", headers=AUTH)
+        reviews_by_officer = await http.get("/v1/reviews", headers=officer)
     assert found.status_code == 200 and found.json()["scheme"] == "nic.cluster"
     assert refusal(missing) == (404, "not_found") and refusal(odd) == (404, "not_found")
     assert refusal(anonymous) == (401, "unauthorized")
+    assert refusal(not_theirs) == (404, "not_found")  # another portal's application: as if unknown
+    assert by_officer.status_code == 200
+    assert refusal(reviews_by_portal) == (401, "unauthorized") and reviews_by_officer.json() == {"pending": []}

@@ -107,3 +107,61 @@ def test_the_applicant_is_told_in_their_language_that_the_decision_was_revised_a
     assert mail.template == "eligibility.revised.ineligible" and not mail.problems
     assert "herzien (herziening 2)" in mail.text
     assert "KMO-verklaring in het dossier (document DMS-2026-00421)" in mail.text
+
+
+def test_a_cluster_that_does_not_continue_is_told_in_norwegian() -> None:
+    from services.eligibility.schemes.nic_cluster.cycle import CycleError, evaluation
+    from services.notify.domain import email_template
+    from services.notify.i18n import Catalog
+    from services.notify.render import render_email
+
+    body = json.loads((ROOT / "deploy/local/samples/nic-arena.json").read_text())
+    application = Application.model_validate(body)
+    granted = first(application)
+    with pytest.raises(CycleError, match="not a funded cluster"):
+        evaluation(
+            granted,
+            2025,
+            in_line_with_strategy=True,
+            meets_requirements=True,
+            reason="r",
+            document_reference=None,
+            officer="k-1",
+            now=NOW,
+        )
+    # A case handler decides the criteria whose operator parameters are unset: then it is funded.
+    for criterion in ("deadline", "yearly_maximum", "duration"):
+        granted = with_finding(granted, None, application, finding_on(application, criterion), LOCAL, NOW)
+    assert granted.outcome == "eligible" and granted.proposed_grant is not None
+    evaluated = evaluation(
+        granted,
+        2025,
+        in_line_with_strategy=False,
+        meets_requirements=True,
+        reason="strategi forlatt",
+        document_reference="E-1",
+        officer="k-1",
+        now=NOW,
+    )
+    assert (evaluated.continues, evaluated.beneficiary_id, evaluated.evaluation_id) == (
+        False,
+        "NO-BRC-123456785",
+        f"{application.application_id}/2025",
+    )
+    assert email_template(evaluated) == "cluster.discontinued"
+    mail = render_email(Catalog.load(), evaluated)
+    assert not mail.problems and "støtten opphører" in mail.subject.lower()
+    assert "Utvikler seg i tråd med strategien: nei" in mail.text
+
+
+def finding_on(application: Application, criterion: str) -> FindingRecorded:
+    return FindingRecorded(
+        application_id=application.application_id,
+        finding_id=f"f-{criterion}",
+        criterion=criterion,
+        outcome="passed",
+        reason="vurdert",
+        document_reference="SAK-1",
+        officer="k-1",
+        recorded_at=NOW,
+    )
