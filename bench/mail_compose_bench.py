@@ -19,11 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.notify.i18n import Catalog  # noqa: E402
-from services.notify.mail import compose, message_id  # noqa: E402
-from services.notify.render import Email, render_email  # noqa: E402
-from shared.events import Contact, FundShare, GrantCommitted, ProposedGrant, Recipient, ScheduledAmount  # noqa: E402
-from shared.money import Money  # noqa: E402
+from services.notify.i18n import Catalog
+from services.notify.mail import compose, message_id
+from services.notify.render import Email, render_email
+from shared.events import Contact, FundShare, GrantCommitted, ProposedGrant, Recipient, ScheduledAmount
+from shared.money import Money
 
 
 def sample() -> Email:
