@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -72,19 +73,24 @@ def main() -> None:
     args = parser.parse_args()
     email = sample()
     sender, to = "clustergrants <noreply@clustergrants.invalid>", "joerg@example.org"
-    results = {}
-    for name, build in (
-        ("EmailMessage + as_bytes", lambda i: email_message(f"id-{i}", sender, to, email)),
-        ("direct MIME bytes", lambda i: compose(f"id-{i}", sender, to, email).data),
-    ):
+    results: dict[str, float] = {}
+
+    def old(i: int) -> bytes:
+        return email_message(f"id-{i}", sender, to, email)
+
+    def new(i: int) -> bytes:
+        return compose(f"id-{i}", sender, to, email).data
+
+    builders: tuple[tuple[str, Callable[[int], bytes]], ...] = (("EmailMessage + as_bytes", old), ("direct MIME bytes", new))
+    for name, build in builders:
         build(0)
         started = time.process_time()
         for i in range(args.messages):
             build(i)
         results[name] = (time.process_time() - started) / args.messages * 1e6
         print(f"{name:<26} {results[name]:8.1f} µs CPU per message ({args.messages} messages)")
-    old, new = results.values()
-    print(f"ratio: the direct bytes cost {new / old:.1%} of EmailMessage's CPU ({old / new:.1f}x less)")
+    before, after = results.values()
+    print(f"ratio: the direct bytes cost {after / before:.1%} of EmailMessage's CPU ({before / after:.1f}x less)")
 
 
 if __name__ == "__main__":
