@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STACK  := $(PY) deploy/local/stack.py
 
-.PHONY: install lock run demo test test-unit docs lint bench bench-eligibility chaos fuzz clean
+.PHONY: install lock run demo test test-unit docs lint bench bench-eligibility chaos soak fuzz clean
 
 # The virtualenv is rebuilt whenever pyproject.toml or the lock file changes.
 $(VENV)/.installed: pyproject.toml requirements.lock
@@ -37,8 +37,8 @@ test-unit: install
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
 
 docs: install
-	$(PY) -m shared.asyncapi > docs/asyncapi.yaml
-	$(PY) -m shared.settings_doc --write
+	$(PY) -m tools.asyncapi > docs/asyncapi.yaml
+	$(PY) -m tools.settings_doc --write
 	$(PY) -m services.eligibility.rules_doc --write
 	$(PY) -m shared.acl --write
 
@@ -58,6 +58,11 @@ bench-eligibility: install
 # 10,000 applications while services, Kafka and PostgreSQL are killed; owns its own Kafka and PostgreSQL.
 chaos: install
 	$(PY) -m deploy.local.chaos $(CHAOS_ARGS)
+
+# The pipeline at half the benched rate for 30 minutes (SOAK_ARGS="--minutes 2 --warmup 1"); fails if
+# memory grows > 10 % after warm-up or a consumer lag keeps growing. JSON + PNG in bench/results/.
+soak: install
+	$(STACK) -- $(PY) -m deploy.local.soak $(SOAK_ARGS)
 
 fuzz: install
 	$(STACK) -- $(PY) bench/fuzz_intake.py --payloads 10000 $(FUZZ_ARGS)

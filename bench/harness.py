@@ -126,15 +126,23 @@ class Pipeline:
 
 @contextlib.asynccontextmanager
 async def pipeline(
-    bootstrap: str, server_url: str, log_dir: Path, *, name: str, maildir: Path | None = None, **extra: str
+    bootstrap: str,
+    server_url: str,
+    log_dir: Path,
+    *,
+    name: str,
+    maildir: Path | None = None,
+    replicas: int = 1,
+    **extra: str,
 ) -> AsyncIterator[Pipeline]:
-    """The four services on a fresh database `name` (on the server of `server_url`) and fresh topics."""
+    """The four services (`replicas` processes of each) on a fresh database `name` (on the server of
+    `server_url`) and fresh topics."""
     os.environ["DATABASE_URL"] = server_url  # tests.conftest.fresh_database reads the server from it
     async with fresh_database(name) as database_url:
         prefix = await fresh_topics(bootstrap, f"{name}.")
         smtp = SmtpSink(log_dir, maildir)
         env = service_env(bootstrap, database_url, prefix, smtp.port, **extra)
-        processes = ServiceProcesses(env, log_dir)
+        processes = ServiceProcesses(env, log_dir, replicas)
         try:
             processes.start_all()
             await asyncio.to_thread(processes.wait_started, 120)
@@ -215,6 +223,7 @@ class Tracker:
     #: Intermediate topics whose records' broker timestamps are kept per application id (per-hop latency).
     hops: tuple[Topic, ...] = ()
     seen_at: dict[Topic, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
+    dead_letters: list[tuple[int, int, bytes]] = field(default_factory=list)  # (partition, offset, value), when kept
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _consumers: list[AIOKafkaConsumer] = field(default_factory=list)
 
@@ -267,6 +276,8 @@ class Tracker:
         if self.keep:
             headers = {k: v.decode(errors="replace") for k, v in record.headers}
             self.records[topic].append((record.timestamp, body, headers))
+            if topic is Topic.DEAD_LETTER:
+                self.dead_letters.append((record.partition, record.offset, record.value or b""))
         if topic in self.hops and body.get("application_id"):
             self.seen_at[topic].setdefault(body["application_id"], record.timestamp)
         if topic is Topic.NOTIFICATION_SENT and body.get("channel") == "email" and body.get("application_id"):

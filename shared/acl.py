@@ -51,7 +51,7 @@ AGENCY_GROUP_PREFIX = "agency."
 CONSUMES: dict[str, tuple[Topic, ...]] = {
     "intake": (Topic.APPLICATION_SUBMITTED,),
     "eligibility": (Topic.APPLICATION_RECEIVED, Topic.ASSESSMENT_SUBMITTED, Topic.FINDING_RECORDED),
-    "budget": (Topic.ELIGIBILITY_DECIDED, Topic.CEILING_RESET),
+    "budget": (Topic.ELIGIBILITY_DECIDED, Topic.CEILING_RESET, Topic.CLUSTER_EVALUATED),
     "notify": (
         Topic.APPLICATION_REJECTED,
         Topic.ELIGIBILITY_DECIDED,

@@ -179,7 +179,7 @@ class ServiceRuntime(Generic[R]):
         self._stopping = asyncio.Event()
         # Fault injection for crash tests: exit abruptly after the N-th committed batch of consumed
         # records, i.e. after the database commit and before the Kafka offset commit.
-        self._exit_after_commits = int(os.environ.get("CLUSTERGRANTS_FAULT_EXIT_AFTER_COMMITS", "0"))
+        self._exit_after_commits = settings.clustergrants_fault_exit_after_commits
         self._commits = 0
         self._dlt_consumer: AIOKafkaConsumer | None = None
         self._redrive_task: asyncio.Task[None] | None = None

@@ -30,6 +30,7 @@ import random
 import re
 import secrets
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,10 +44,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
+import yaml  # noqa: E402
 from standardwebhooks import Webhook, WebhookVerificationError  # noqa: E402
 
 from bench.harness import BENCH_PORTAL, Pipeline, Sent, Tracker, pipeline, producer, say  # noqa: E402
-from bench.workload import Submission, submissions  # noqa: E402
+from bench.workload import SAMPLES, Submission, submission  # noqa: E402
 from services.notify.webhooks import new_secret  # noqa: E402
 from shared.cloudevents import portal_headers  # noqa: E402
 from shared.events import ApplicationSubmitted  # noqa: E402
@@ -61,6 +63,10 @@ TRACKED = (
     Topic.GRANT_REFUSED,
     Topic.NOTIFICATION_SENT,
     Topic.DEAD_LETTER,
+    Topic.GRANT_RELEASED,
+    Topic.CEILING_RESET,
+    Topic.CALL_CLOSED,
+    Topic.AUDIT_RECORDED,
 )
 DECIDED_TYPE = "org.clustergrants.eligibility.decided.v1"
 HOOK_SECRET = new_secret()  # Standard Webhooks (whsec_...), a new one per run
@@ -123,6 +129,186 @@ class Receiver:
             pass
         finally:
             writer.close()
+
+
+# --- money that moves: the run's own operator files and beneficiaries -----------------------------
+
+# Register numbers of this run's beneficiaries, each with a correct check digit (services/eligibility/
+# registers/): made up, never a real organisation's on purpose-built ranges.
+
+
+def kbo(k: int) -> str:
+    """A Belgian enterprise number: the last two digits are 97 - (the first eight mod 97)."""
+    first = f"07{10_000 + k:06d}"
+    return f"{first[:4]}.{first[4:7]}.{first[7]}{97 - int(first) % 97:02d}"
+
+
+def luhn_digit(digits: str) -> int:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch) * (2 if i % 2 == 0 else 1)
+        total += d - 9 if d > 9 else d
+    return (10 - total % 10) % 10
+
+
+def organisationsnummer(k: int) -> str:
+    """A Swedish organisationsnummer (10 digits, Luhn check digit), of the 802xxx range (ideella föreningar)."""
+    body = f"80240{1000 + k:04d}"
+    return f"{body[:6]}-{body[6:]}{luhn_digit(body)}"
+
+
+def organisasjonsnummer(k: int) -> str:
+    """A Norwegian organisasjonsnummer: 9 digits, mod-11 check digit (a remainder of 1 has none: skipped)."""
+    n = 923_000_00 + k
+    while True:
+        digits = f"{n:08d}"
+        remainder = sum(int(d) * w for d, w in zip(digits, (3, 2, 7, 6, 5, 4, 3, 2), strict=True)) % 11
+        if remainder != 1:
+            check = 0 if remainder == 0 else 11 - remainder
+            return f"{digits[:3]} {digits[3:6]} {digits[6:]}{check}"
+        n += 1_000
+
+
+#: Beneficiaries per scheme: each applies many times, so repeated beneficiaries meet their ceilings.
+BENEFICIARIES = 40
+
+
+def beneficiary(scheme: str, index: int, pool: int = BENEFICIARIES) -> dict[str, str] | None:
+    """The register number of the `index`-th application's applicant, for the schemes that draw money."""
+    k = index % pool
+    if scheme.startswith("vlaio."):
+        return {"organisation_number": kbo(k + (0 if scheme in CLUSTER_SCHEMES else 500))}
+    if scheme.startswith("s3."):
+        return {"organisation_number": organisationsnummer(k)}
+    if scheme.startswith("nic."):
+        return {"organisation_number": organisasjonsnummer(k)}
+    if scheme.startswith("ttc."):
+        return {"organisation_number": f"Amtsgericht Aachen HRB {20_000 + k}"} if "voucher" in scheme else {}
+    return None
+
+
+#: VLAIO schemes whose applicant is itself a recognised spearhead cluster (the list is keyed by KBO number).
+CLUSTER_SCHEMES = ("vlaio.spearhead-cluster", "vlaio.cluster-pact")
+
+
+def moneyed(items: list[Submission]) -> list[Submission]:
+    """The run's submissions with varied beneficiaries (valid register numbers), so grants go to many."""
+    out = []
+    for item in items:
+        if item.kind == "malformed":
+            out.append(item)
+            continue
+        document = json.loads(item.body)
+        number = beneficiary(item.scheme, item.index)
+        if number and isinstance(document.get("applicant"), dict):
+            document["applicant"].update(number)
+        if document.get("via_cluster"):
+            document["via_cluster"] = kbo(item.index % BENEFICIARIES)
+        body = json.dumps(document, separators=(",", ":")).encode()
+        out.append(Submission(item.index, item.kind, item.application_id, item.scheme, body))
+    return out
+
+
+#: How many of each sample's turns the run keeps (deploy/local/samples/, by file name): all of those that
+#: draw money until their pots run dry, half of the TTC vouchers (35 are counted), one in sixteen of the
+#: others (ineligible by design, no grant proposed, or a competitive call) and a quarter of the invalid
+#: submissions, so the run keeps every scheme and outcome while most of its applications move money.
+KEEP = {"nic-arena.json": 1.0, "vlaio-cluster-pact-hermes.json": 1.0, "vlaio-spearhead-2019.json": 1.0, "ttc-voucher.json": 0.5}
+KEEP_OTHERS, KEEP_INVALID = 0.0625, 0.25
+TEMPLATES = sorted(p.name for p in SAMPLES.glob("*.json") if not p.name.startswith("zz-"))  # bench/workload.py's order
+
+
+def chaos_submissions(n: int, run: str, pii: str) -> list[Submission]:
+    """`n` submissions of bench/workload.py's (deterministic, by index), thinned as KEEP says; indices stay
+    unique, so application ids and event ids do too. The malformed ones are all kept."""
+    out: list[Submission] = []
+    index = 0
+    while len(out) < n:
+        item = submission(index, run, pii)
+        turn = index // len(TEMPLATES)
+        if item.kind == "valid":
+            share = KEEP.get(TEMPLATES[index % len(TEMPLATES)], KEEP_OTHERS)
+        else:
+            share = 1.0 if item.kind == "malformed" else KEEP_INVALID
+        if (turn * share) % 1 + share >= 1 or share >= 1:  # `share` of the turns, evenly spread
+            out.append(item)
+        index += 1
+    return moneyed(out)
+
+
+LABEL = "chaos run operator file (not a document figure)"
+
+
+def money_files(items: list[Submission], folder: Path) -> tuple[Path, Path, dict[str, Any]]:
+    """BUDGET_POTS_FILE and ELIGIBILITY_OPERATOR_PARAMETERS_FILE of this run, sized on its submissions:
+    the spearhead pot covers about 85 % of what the spearhead applications ask, the NIC pot about 90 %,
+    so both run dry mid-run; Hermes is covered in full; TTC's pots and voucher count are the document's
+    (they run dry within the first minutes); the S3 selection count is 25 (the document's 20-25)."""
+    demand: Counter[str] = Counter(
+        f"{i.scheme}/{json.loads(i.body).get('level')}" if i.scheme == "nic.cluster" else i.scheme
+        for i in items
+        if i.kind == "valid"
+    )
+    spearhead_grant = 40_000_000 + 50_000_000  # the sample's 2020 + 2021 requests, in cents
+    nic_grant = 200_000_000 + 150_000_000
+    sizes = {
+        "vlaio.clusters/agency": int(demand["vlaio.spearhead-cluster"] * 0.85) * spearhead_grant + spearhead_grant // 2,
+        "nic/agency": int(demand["nic.cluster/arena"] * 0.9) * nic_grant + nic_grant // 3,
+        "vlaio.hermes/hermes": 10 * (demand["vlaio.cluster-pact"] + 1) * 100_000_000,
+        "s3/agency": 10 * (demand["s3.financing"] + 1) * 60_000_000,
+    }
+    period = {"source": LABEL}
+    pots = {
+        "programmes": [
+            {
+                "programme": "vlaio.clusters",
+                "currency": "EUR",
+                "source": LABEL,
+                "period": {"first_year": 2019, "last_year": 2028, **period},
+            },
+            {
+                "programme": "vlaio.hermes",
+                "currency": "EUR",
+                "source": LABEL,
+                "period": {"first_year": 2018, "last_year": 2022, **period},
+            },
+            {"programme": "ttc", "currency": "EUR", "source": LABEL, "period": {"first_year": 2012, "last_year": 2015, **period}},
+            {"programme": "nic", "currency": "NOK", "source": LABEL, "period": {"first_year": 2024, "last_year": 2030, **period}},
+        ],
+        "pots": [
+            {
+                "pot_id": pot,
+                "programme": pot.split("/")[0],
+                "fund": pot.split("/")[1],
+                "source": LABEL,
+                "total_minor": total,
+                "currency": {"nic": "NOK", "s3": "SEK"}.get(pot.split("/")[0], "EUR"),
+            }
+            for pot, total in sizes.items()
+        ],
+        "counts": [
+            {"pot_id": "s3/selection", "programme": "s3", "instruments": ["s3-pilot-financing"], "max_count": 25, "source": LABEL}
+        ],
+    }
+    clusters = sorted({kbo(k) for k in range(BENEFICIARIES)})
+    parameters = {
+        "vlaio": {
+            "recognised_spearhead_clusters": clusters,
+            "hermes_yearly_maximum_eur": {y: 1_000_000 for y in range(2018, 2023)},
+        },
+        "ttc": {"innovation_fund_matching_share_percent": 50},
+        "s3": {"platform_selection_cap": 25, "financing_application_deadline": "2018-12-31"},
+        "nic": {
+            "application_deadline": {y: f"{y}-09-15" for y in range(2024, 2031)},
+            "selection_cap": 1000,
+            "levels": {level: {"yearly_maximum_nok": 3_000_000, "max_years": 4} for level in ("arena", "arena-pro", "gce")},
+        },
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    pots_file, parameters_file = folder / "chaos-pots.yaml", folder / "chaos-operator-parameters.yaml"
+    pots_file.write_text(yaml.safe_dump(pots, sort_keys=False))
+    parameters_file.write_text(yaml.safe_dump(parameters, sort_keys=False))
+    return pots_file, parameters_file, {"pot_totals_minor": sizes, "recognised_clusters": len(clusters)}
 
 
 # --- infrastructure owned by the full run -------------------------------------------------------
@@ -198,6 +384,11 @@ class Plan:
     restart_postgres: bool = False
     seed: int = 7
     timeout_s: float = 900
+    replicas: int = 1  # processes of every service (instances <service>-1, -2: rebalances, relay leadership)
+    stalls: int = 0  # SIGSTOPs of a random instance, each `stall_s` long, then SIGCONT
+    stall_s: float = 20  # > the consumers' session timeout (aiokafka's default, 10 s): its partitions move
+    operator: bool = False  # year openings, releases, a call closed, dead letters redriven, through the CLI
+    releases: int = 50
 
 
 @dataclass
@@ -216,30 +407,52 @@ async def _submit_resilient(stack: Pipeline, items: list[Submission], rate: floa
     await prod.start()
     retries = 0
     started = time.monotonic()
+
+    def send_args(item: Submission) -> tuple[bytes, dict[str, Any]]:
+        key = (item.application_id or f"malformed-{item.index}").encode()
+        # One event id per submission: a resend after the broker came back is the same event.
+        headers = portal_headers(ApplicationSubmitted, source=BENCH_PORTAL, event_id=f"submission-{item.index}")
+        return item.body, {"key": key, "headers": headers}
+
+    window = max(1, int(rate))  # about a second of submissions in flight, then their acknowledgements
     try:
-        for count, item in enumerate(items):
-            delay = started + count / rate - time.monotonic()
+        for first in range(0, len(items), window):
+            chunk = items[first : first + window]
+            delay = started + first / rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            key = (item.application_id or f"malformed-{item.index}").encode()
-            # One event id per submission: a resend after the broker came back is the same event.
-            headers = portal_headers(ApplicationSubmitted, source=BENCH_PORTAL, event_id=f"submission-{item.index}")
-            while True:
-                try:
-                    meta = await asyncio.wait_for(await prod.send(topic, item.body, key=key, headers=headers), 60)
-                    sent[item.index] = Sent(item, meta.timestamp, f"{meta.topic}:{meta.partition}:{meta.offset}")
-                    break
-                except Exception as error:
-                    retries += 1
-                    if time.monotonic() > deadline or retries > 10_000:
-                        raise
-                    tag(f"submission {item.index} not acknowledged ({type(error).__name__}); publishing again")
-                    await asyncio.sleep(1)
-                    with contextlib.suppress(Exception):
-                        await prod.stop()
-                    prod = producer(stack.bootstrap)
-                    with contextlib.suppress(Exception):
-                        await prod.start()
+            pending: list[Submission] = []
+            try:
+                futures = []
+                for item in chunk:
+                    body, options = send_args(item)
+                    futures.append((item, await prod.send(topic, body, **options)))
+                for item, future in futures:
+                    try:
+                        meta = await asyncio.wait_for(future, 60)
+                        sent[item.index] = Sent(item, meta.timestamp, f"{meta.topic}:{meta.partition}:{meta.offset}")
+                    except Exception:
+                        pending.append(item)
+            except Exception:
+                pending = [item for item in chunk if item.index not in sent]
+            for item in pending:  # one by one until acknowledged, a new producer after each failure
+                while True:
+                    try:
+                        body, options = send_args(item)
+                        meta = await asyncio.wait_for(await prod.send(topic, body, **options), 60)
+                        sent[item.index] = Sent(item, meta.timestamp, f"{meta.topic}:{meta.partition}:{meta.offset}")
+                        break
+                    except Exception as error:
+                        retries += 1
+                        if time.monotonic() > deadline or retries > 10_000:
+                            raise
+                        tag(f"submission {item.index} not acknowledged ({type(error).__name__}); publishing again")
+                        await asyncio.sleep(1)
+                        with contextlib.suppress(Exception):
+                            await prod.stop()
+                        prod = producer(stack.bootstrap)
+                        with contextlib.suppress(Exception):
+                            await prod.start()
     finally:
         with contextlib.suppress(Exception):
             await prod.stop()
@@ -250,6 +463,7 @@ async def _chaos(stack: Pipeline, plan: Plan, infra: OwnInfra | None, done: asyn
     """SIGKILL services at random moments (bounded), restart them; restart Kafka and PostgreSQL once."""
     rng = random.Random(plan.seed)
     events: list[Any] = [name for name in SERVICES for _ in range(plan.kills_per_service)]
+    events += [f"stall:{SERVICES[i % len(SERVICES)]}" for i in range(plan.stalls)]
     rng.shuffle(events)
     if plan.restart_kafka:
         events.insert(len(events) // 3, "kafka")
@@ -258,6 +472,7 @@ async def _chaos(stack: Pipeline, plan: Plan, infra: OwnInfra | None, done: asyn
     expected_s = plan.applications / plan.rate
     gap = max(1.0, expected_s / (len(events) + 1))
     kills: Counter[str] = Counter()
+    stalled: list[str] = []
     for what in events:  # every planned event happens (bounded); once all outcomes are in, without waiting
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), rng.uniform(0.5 * gap, 1.5 * gap))
@@ -265,13 +480,150 @@ async def _chaos(stack: Pipeline, plan: Plan, infra: OwnInfra | None, done: asyn
             figures["kafka_restart_s"] = round(await asyncio.to_thread(infra.restart_kafka), 1)
         elif what == "postgres" and infra is not None:
             figures["postgres_restart_s"] = round(await asyncio.to_thread(infra.restart_postgres), 1)
+        elif what.startswith("stall:"):
+            instance = rng.choice(stack.processes.replicas_of(what.removeprefix("stall:")))
+            proc = stack.processes.procs.get(instance)
+            if proc is None or proc.poll() is not None:
+                continue
+            tag(f"SIGSTOP {instance} (pid {proc.pid}) for {plan.stall_s:.0f} s: its group membership expires")
+            proc.send_signal(signal.SIGSTOP)
+            try:
+                await asyncio.sleep(plan.stall_s)
+            finally:
+                proc.send_signal(signal.SIGCONT)
+            tag(f"SIGCONT {instance}: it resumes where it stopped, with partitions it no longer owns")
+            stalled.append(instance)
         else:
-            tag(f"SIGKILL {what} (pid {stack.processes.procs[what].pid})")
-            await asyncio.to_thread(stack.processes.kill, what)
+            instance = rng.choice(stack.processes.replicas_of(what))
+            tag(f"SIGKILL {instance} (pid {stack.processes.procs[instance].pid})")
+            await asyncio.to_thread(stack.processes.kill, instance)
             kills[what] += 1
             await asyncio.sleep(rng.uniform(0.2, 2.0))
-            stack.processes.start(what)
+            stack.processes.start(instance)
     figures["sigkills"] = dict(kills)
+    figures["stalled"] = stalled
+
+
+# --- operator commands during the faults, through the real CLI ---------------------------------------
+
+OPERATOR_ID = "chaos-operator"
+JUNK = b"chaos-junk-decision"  # a decision no contract accepts: parked by budget and notify, then redriven
+
+
+def cli_env(stack: Pipeline, log_dir: Path) -> dict[str, str]:
+    from deploy.local.kafka_users import principal_env
+    from shared.acl import OPERATOR
+
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_SASL_", "KAFKA_SECURITY_"))}
+    return {
+        **keep,
+        **{k: stack.env[k] for k in ("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "TOPIC_PREFIX", "BUDGET_POTS_FILE")},
+        "ELIGIBILITY_OPERATOR_PARAMETERS_FILE": stack.env["ELIGIBILITY_OPERATOR_PARAMETERS_FILE"],
+        **principal_env(OPERATOR),
+        "CLUSTERGRANTS_OPERATOR": OPERATOR_ID,
+        "CLUSTERGRANTS_STATE_DIR": str(log_dir / "cli-state"),  # no stack.env there: every setting is given
+        "LOG_FORMAT": "json",
+    }
+
+
+async def clustergrants(env: dict[str, str], *args: str, deadline: float) -> subprocess.CompletedProcess[str]:
+    """One CLI command; again after a failure while Kafka or PostgreSQL restarts (each one transaction)."""
+    attempt = 0
+    while True:
+        attempt += 1
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "services.cli", *args],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        if done.returncode == 0 or attempt >= 8 or time.monotonic() > deadline:
+            return done
+        tag(f"clustergrants {' '.join(args[:3])} exited {done.returncode} ({done.stderr.strip()[-160:]}); again in 5 s")
+        await asyncio.sleep(5)
+
+
+async def _inject_junk(stack: Pipeline) -> None:
+    """One decision record that no contract accepts (as the tests' dead-letter case): parked twice."""
+    from tests.kafka_tools import publish_raw
+
+    headers = [
+        ("ce_id", b"chaos-junk-1"),
+        ("ce_source", b"/clustergrants/eligibility"),
+        ("ce_specversion", b"1.0"),
+        ("ce_type", DECIDED_TYPE.encode()),
+    ]
+    await publish_raw(stack.bootstrap, topic_name(Topic.ELIGIBILITY_DECIDED, stack.prefix), JUNK, b"chaos-junk", headers)
+
+
+async def _operate(
+    stack: Pipeline,
+    plan: Plan,
+    tracker: Tracker,
+    log_dir: Path,
+    figures: dict[str, Any],
+    deadline: float,
+    outcomes_in: asyncio.Event,
+) -> None:
+    """The operator at work while things break: two year openings, `plan.releases` releases, a competitive
+    call closed, the parked records redriven; each command given twice where a second run must change nothing."""
+    env = cli_env(stack, log_dir)
+    expected_s = plan.applications / plan.rate
+    started = time.monotonic()
+    ran: list[dict[str, Any]] = []
+
+    async def at(fraction: float) -> None:
+        delay = started + fraction * expected_s - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def command(*args: str) -> subprocess.CompletedProcess[str]:
+        done = await clustergrants(env, *args, "--yes", deadline=deadline)
+        ran.append({"command": " ".join(args), "rc": done.returncode})
+        if done.returncode != 0:
+            tag(f"clustergrants {' '.join(args)} failed: {done.stderr.strip()[-300:]}")
+        return done
+
+    await _inject_junk(stack)
+    await at(0.2)
+    for programme, year in (("vlaio.clusters", "2019"), ("s3", "2018")):
+        await command("budget", "open-year", programme, year)
+        await command("budget", "open-year", programme, year)  # asked again: the year is opened once
+    await at(0.4)
+    chosen: list[str] = []
+    while len(chosen) < plan.releases and time.monotonic() < deadline and not outcomes_in.is_set():
+        chosen = sorted(
+            {
+                body["application_id"]
+                for _ts, body, _h in tracker.records[Topic.GRANT_COMMITTED]
+                if body.get("grant", {}).get("programme") in ("vlaio.clusters", "nic")
+            }
+        )[: plan.releases]
+        if len(chosen) < plan.releases:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(outcomes_in.wait(), 2)
+    for i, application in enumerate(chosen):
+        await command("budget", "release", application, "--withdraw")
+        if i % 10 == 0:
+            await command("budget", "release", application, "--withdraw")  # again: nothing left to return
+    figures["released_applications"] = chosen
+    await at(0.55)
+    parked = [f"{p}:{o}" for p, o, value in tracker.dead_letters if value == JUNK]
+    while len(parked) < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(2)
+        parked = [f"{p}:{o}" for p, o, value in tracker.dead_letters if value == JUNK]
+    for dead in parked[:2]:
+        await command("dead-letters", "redrive", dead)
+    figures["redriven"] = parked[:2]
+    await at(0.7)
+    await command("calls", "close-call", "s3.platform", "s3-2018")
+    await command("calls", "close-call", "s3.platform", "s3-2018")  # again: the first result, unchanged
+    figures["operator_commands"] = ran
 
 
 async def _watch_crashes(stack: Pipeline, figures: dict[str, Any], stop: asyncio.Event) -> None:
@@ -339,11 +691,14 @@ async def run(bootstrap: str, server_url: str, plan: Plan, log_dir: Path, infra:
     figures = report.figures
     run_id = "C" + secrets.token_hex(3)
     pii = secrets.token_hex(5)
-    items = submissions(plan.applications, run_id, pii)
+    items = chaos_submissions(plan.applications, run_id, pii)
     receiver = Receiver()
     await receiver.start()
     webhooks = _write_subscriptions(log_dir, receiver.port)
+    pots_file, parameters_file, figures["money"] = money_files(items, log_dir)
     env = {
+        "BUDGET_POTS_FILE": str(pots_file),
+        "ELIGIBILITY_OPERATOR_PARAMETERS_FILE": str(parameters_file),
         "NOTIFY_WEBHOOKS_FILE": str(webhooks),
         "CHAOS_HOOK_SECRET": HOOK_SECRET,
         "NOTIFY_RETRY_BASE_S": "0.5",
@@ -361,7 +716,7 @@ async def run(bootstrap: str, server_url: str, plan: Plan, log_dir: Path, infra:
     try:
         # env holds service variables, never `maildir`, the one keyword of pipeline that is not a str
         async with (
-            pipeline(bootstrap, server_url, log_dir, name=f"cg_chaos_{run_id.lower()}", **env) as stack,  # type: ignore[arg-type]
+            pipeline(bootstrap, server_url, log_dir, name=f"cg_chaos_{run_id.lower()}", replicas=plan.replicas, **env) as stack,  # type: ignore[arg-type]  # env holds service variables only (str)
             Tracker(bootstrap, stack.prefix, TRACKED, keep=True) as tracker,
         ):
             sent: dict[int, Sent] = {}
@@ -369,12 +724,17 @@ async def run(bootstrap: str, server_url: str, plan: Plan, log_dir: Path, infra:
             stop_watch = asyncio.Event()
             watcher = asyncio.create_task(_watch_crashes(stack, figures, stop_watch))
             chaos = asyncio.create_task(_chaos(stack, plan, infra, done, figures))
+            operate = (
+                asyncio.create_task(_operate(stack, plan, tracker, log_dir, figures, deadline, done)) if plan.operator else None
+            )
             figures["resubmissions"] = await _submit_resilient(stack, items, plan.rate, sent, deadline)
             figures["submitted_s"] = round(time.monotonic() - started, 1)
             tag(f"{len(sent):,} submitted in {figures['submitted_s']} s; waiting for every outcome")
             finished = await tracker.wait_all(sent.values(), max(30.0, deadline - time.monotonic()), "chaos")
             done.set()
             await chaos
+            if operate is not None:
+                await operate
             quiet = await _quiet(stack.database_url, max(30.0, deadline - time.monotonic()))
             await asyncio.sleep(3)  # the tracker reads what the last relays published
             stop_watch.set()
@@ -383,6 +743,7 @@ async def run(bootstrap: str, server_url: str, plan: Plan, log_dir: Path, infra:
             figures["quiet_at_end"] = quiet
             figures["elapsed_s"] = round(time.monotonic() - started, 1)
             await _check(stack, tracker, items, receiver, pii, report)
+            await _check_money(stack, tracker, plan, log_dir, report)
     finally:
         await receiver.stop()
     return report
@@ -434,7 +795,7 @@ async def _check(
             )
         )
         db_open = await conn.fetchval("SELECT count(*) FROM notify.notifications WHERE status <> 'sent'")
-        from services.budget import repository as ledger
+        from services.budget import views as ledger
 
         problems = await ledger.reconcile(conn)
         negative = await conn.fetch(
@@ -500,13 +861,13 @@ async def _check(
     if negative:
         report.violate(f"negative pots: {[dict(r) for r in negative]}")
     bad("pots whose balance differs from their entries", [r["pot_id"] for r in pots if r["balance"] != r["entries"]])
-    dead = [h for _, _, h in tracker.records[Topic.DEAD_LETTER]]
+    dead = [h for _, body, h in tracker.records[Topic.DEAD_LETTER] if body != {} or h.get("ce_id") != "chaos-junk-1"]
     f["dead_letters"] = len(dead)
     if dead:
         report.violate(f"{len(dead)} records dead-lettered: {Counter(h.get('cg_dlt_error_type') for h in dead)}")
     # No personal data in any log line: every contact of this run carries `pii` in its name and address.
     lines = hits = 0
-    for name in SERVICES:
+    for name in stack.processes.instances:
         path = stack.processes.log(name)
         if path.exists():
             for line in path.read_text(errors="replace").splitlines():
@@ -518,6 +879,184 @@ async def _check(
         report.violate(f"{hits} log lines carry personal data")
 
 
+async def group_positions(bootstrap: str, prefix: str, groups: list[str]) -> dict[str, dict[Any, tuple[int, int]]]:
+    """Per group: (committed offset, end offset) of every partition of this run's topics it committed on."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from deploy.local.kafka_users import client_options
+    from shared.acl import ADMIN
+
+    admin = AIOKafkaAdminClient(**client_options(ADMIN, bootstrap))
+    reader = AIOKafkaConsumer(**client_options(ADMIN, bootstrap), enable_auto_commit=False)
+    await admin.start()
+    await reader.start()
+    try:
+        out: dict[str, dict[Any, tuple[int, int]]] = {}
+        for group in groups:
+            committed = await admin.list_consumer_group_offsets(group)
+            mine = {tp: meta.offset for tp, meta in committed.items() if tp.topic.startswith(prefix) and meta.offset >= 0}
+            ends = await reader.end_offsets(list(mine)) if mine else {}
+            out[group] = {tp: (offset, ends[tp]) for tp, offset in mine.items()}
+        return out
+    finally:
+        await reader.stop()
+        await admin.close()
+
+
+def split(amount: int, shares: list[dict[str, Any]]) -> dict[str, int]:
+    """A yearly amount over the fund shares as the ledger splits it: each share rounded down, the
+    remainder (a few minor units) to the first fund (services/budget/README.md)."""
+    parts = {sh["fund"]: amount * sh["numerator"] // sh["denominator"] for sh in shares}
+    first = shares[0]["fund"]
+    parts[first] += amount - sum(parts.values())
+    return parts
+
+
+def ledger_from_topics(committed: list[dict[str, Any]], released: list[dict[str, Any]]) -> dict[tuple[str, str, int], int]:
+    """What an agency system reading the topics knows: per programme, fund and budget year, in minor units,
+    the sum of GrantCommitted minus the sum of GrantReleased (each event once, by its id)."""
+    out: Counter[tuple[str, str, int]] = Counter()
+    for event in committed:
+        grant = event["grant"]
+        for line in grant["schedule"]:
+            for fund, part in split(int(line["amount"]["amount_minor"]), grant["fund_shares"]).items():
+                out[(grant["programme"], fund, int(line["budget_year"]))] += part
+    for event in released:
+        for line in event["released"]:
+            out[(event["programme"], line["fund"], int(line["budget_year"]))] -= int(line["amount"]["amount_minor"])
+    return {k: v for k, v in out.items() if v}
+
+
+def once(records: list[tuple[int, dict[str, Any], dict[str, str]]]) -> list[dict[str, Any]]:
+    """The events of a topic, each identity once (a copy re-sent after a crash has the same id)."""
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for _ts, body, headers in records:
+        seen.setdefault((headers.get("ce_source", ""), headers.get("ce_id", "")), body)
+    return list(seen.values())
+
+
+async def _check_money(stack: Pipeline, tracker: Tracker, plan: Plan, log_dir: Path, report: Report) -> None:
+    f = report.figures
+    committed, released = once(tracker.records[Topic.GRANT_COMMITTED]), once(tracker.records[Topic.GRANT_RELEASED])
+    from_topics = ledger_from_topics(committed, released)
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT p.programme, p.fund, e.budget_year,"
+            " sum(e.amount_minor) FILTER (WHERE e.kind = 'commit') AS c,"
+            " sum(e.amount_minor) FILTER (WHERE e.kind = 'release') AS r"
+            " FROM budget.entries e JOIN budget.pots p USING (pot_id) WHERE p.unit <> 'count'"
+            " GROUP BY p.programme, p.fund, e.budget_year"
+        )
+        refusals = Counter(r[0] for r in await conn.fetch("SELECT limit_id FROM budget.refusals"))
+        pots = await conn.fetch(
+            "SELECT pot_id, unit, total_minor, committed_minor - released_minor AS used FROM budget.pots ORDER BY pot_id"
+        )
+        withdrawn = {r[0] for r in await conn.fetch("SELECT application_id FROM budget.grants WHERE status = 'withdrawn'")}
+    finally:
+        await conn.close()
+    in_db = {(r["programme"], r["fund"], r["budget_year"]): (r["c"] or 0) - (r["r"] or 0) for r in rows}
+    in_db = {k: v for k, v in in_db.items() if v}
+    f["ledger_keys"] = len(in_db)
+    f["refusals_by_limit"] = dict(refusals.most_common())
+    f["pots_at_end"] = {r["pot_id"]: {"unit": r["unit"], "total": r["total_minor"], "used": r["used"]} for r in pots}
+    f["pots_dry"] = sorted(
+        r["pot_id"] for r in pots if refusals.get(f"pot:{r['pot_id']}") or refusals.get(f"count:{r['pot_id']}")
+    )
+    if from_topics != in_db:
+        diff = {
+            str(k): (from_topics.get(k, 0), in_db.get(k, 0))
+            for k in set(from_topics) | set(in_db)
+            if from_topics.get(k, 0) != in_db.get(k, 0)
+        }
+        report.violate(f"ledger != sum(GrantCommitted) - sum(GrantReleased) on the topics, (topics, ledger): {diff}")
+    # The consumer groups after the stalls and kills: every committed offset of this run's partitions at the
+    # partition's end (all read, none skipped past), and what the stalled instances logged when the broker
+    # refused their commits for partitions that had moved to the other replica.
+    try:
+        positions = await group_positions(stack.bootstrap, stack.prefix, [f"clustergrants.{n}" for n in SERVICES])
+    except Exception as error:  # a check that cannot run is a failed check, with what stopped it
+        positions = {}
+        report.violate(f"consumer group offsets could not be read: {type(error).__name__}: {error}")
+    f["group_lag_at_end"] = {g: sum(end - c for c, end in parts.values()) for g, parts in positions.items()}
+    beyond = {g: [str(tp) for tp, (c, end) in parts.items() if c > end] for g, parts in positions.items()}
+    if any(beyond.values()):
+        report.violate(f"committed offsets beyond the end of their partitions: {beyond}")
+    if any(f["group_lag_at_end"].values()):
+        report.violate(f"records left unread at the end: {f['group_lag_at_end']}")
+    refused: Counter[str] = Counter()
+    for instance in f.get("stalled", ()):
+        path = stack.processes.log(instance)
+        if path.exists():
+            refused[instance] = path.read_text(errors="replace").count("offset commit refused")
+    f["stalled_commits_refused"] = dict(refused)
+    # Every effect has its audit record, every audit record its effect.
+    audits = once(tracker.records[Topic.AUDIT_RECORDED])
+    f["audit_records"] = dict(Counter(f"{a['command']}:{a['outcome']}" for a in audits))
+    if not plan.operator:
+        if audits or released:
+            report.violate(f"audit records or releases without an operator: {len(audits)}, {len(released)}")
+        return
+    cli_trail = json.loads(
+        (
+            await clustergrants(cli_env(stack, log_dir), "audit", "--json", "--limit", "100000", deadline=time.monotonic() + 120)
+        ).stdout
+        or "[]"
+    )
+    f["audit_rows_in_database"] = len(cli_trail)
+    if len(cli_trail) != len(audits):
+        report.violate(f"{len(cli_trail)} audit rows in the databases, {len(audits)} AuditRecorded on the topic")
+    mine = [a for a in audits if a["operator"] == OPERATOR_ID]
+    if len(mine) != len(audits):
+        report.violate(f"audit records by someone else: {[a for a in audits if a['operator'] != OPERATOR_ID][:3]}")
+
+    def audited(command: str) -> list[dict[str, Any]]:
+        return [a for a in mine if a["command"] == command]
+
+    # Year openings: one CeilingReset per programme and year, one audit record that requested it.
+    resets = Counter(r["reset_id"] for r in once(tracker.records[Topic.CEILING_RESET]))
+    opened = Counter(
+        f"{a['arguments'].get('programme')}/{a['arguments'].get('budget_year')}"
+        for a in audited("budget open-year")
+        if a["outcome"] == "requested"
+    )
+    f["ceiling_resets"] = dict(resets)
+    if resets != Counter({"vlaio.clusters/2019": 1, "s3/2018": 1}) or opened != resets:
+        report.violate(f"year openings: CeilingReset {dict(resets)}, audited {dict(opened)}")
+    # Releases: each chosen grant withdrawn once; one GrantReleased and one audit record that released it.
+    chosen = set(f.get("released_applications", ()))
+    by_event = Counter(e["application_id"] for e in released)
+    by_audit = Counter(a["arguments"].get("application_id") for a in audited("budget release") if a["outcome"] == "released")
+    f["releases"] = {"chosen": len(chosen), "events": len(by_event), "audited": len(by_audit), "withdrawn_in_db": len(withdrawn)}
+    if len(chosen) != plan.releases or set(by_event) != chosen or set(by_audit) != chosen or withdrawn != chosen:
+        report.violate(
+            f"releases: chosen {len(chosen)}, GrantReleased {len(by_event)}, audited {len(by_audit)}, withdrawn {len(withdrawn)}"
+        )
+    if any(n != 1 for n in (*by_event.values(), *by_audit.values())):
+        report.violate(
+            "a release in effect twice (events or audit records): "
+            f"{[a for a, n in (*by_event.items(), *by_audit.items()) if n > 1]}"
+        )
+    # The call: closed once, one CallClosed, one audit record that closed it.
+    closed = once(tracker.records[Topic.CALL_CLOSED])
+    closings = [a for a in audited("calls close-call") if a["outcome"] == "closed"]
+    f["calls_closed"] = [(c["call_id"], len(c["ranking"]), len(c["unscored"])) for c in closed]
+    if len(closed) != 1 or len(closings) != 1:
+        report.violate(f"close-call: {len(closed)} CallClosed, {len(closings)} audit records that closed it")
+    # Redrives: one audit record each; each redriven record parked again exactly once (junk stays junk).
+    junk = [h for _ts, body, h in tracker.records[Topic.DEAD_LETTER] if body == {} and h.get("ce_id") == "chaos-junk-1"]
+    redrives = audited("dead-letters redrive")
+    f["dead_letter_junk"] = {"copies": len(junk), "redrives_audited": len(redrives)}
+    if len(redrives) != len(f.get("redriven", ())) or len(junk) != 2 + len(redrives) or len(redrives) != 2:
+        report.violate(
+            f"redrive: {len(redrives)} audited of {f.get('redriven')}, {len(junk)} parked copies (2 + one per redrive)"
+        )
+    failed = [c for c in f.get("operator_commands", ()) if c["rc"] != 0]
+    if failed:
+        report.violate(f"operator commands that failed: {failed}")
+
+
 def main() -> int:
     import logging
 
@@ -527,6 +1066,11 @@ def main() -> int:
     parser.add_argument("--applications", type=int)
     parser.add_argument("--kills-per-service", type=int)
     parser.add_argument("--rate", type=float, help="submissions per second (default: 40 full, 25 small)")
+    parser.add_argument("--replicas", type=int, help="processes of every service (default: 2 full, 1 small)")
+    parser.add_argument("--stalls", type=int, help="SIGSTOP/SIGCONT pauses (default: one per service full, 0 small)")
+    parser.add_argument("--stall-s", type=float, default=20, help="how long a pause lasts (default 20 s)")
+    parser.add_argument("--releases", type=int, default=50, help="grants the operator withdraws during the run")
+    parser.add_argument("--no-operator", action="store_true", help="no operator commands during the run")
     parser.add_argument("--external", action="store_true", help="use KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL; restart neither")
     parser.add_argument("--seed", type=int, default=int(time.time()))
     parser.add_argument("--timeout", type=float, default=1800)
@@ -540,6 +1084,11 @@ def main() -> int:
         restart_postgres=not args.external,
         seed=args.seed,
         timeout_s=args.timeout,
+        replicas=args.replicas or (1 if args.small else 2),
+        stalls=args.stalls if args.stalls is not None else (0 if args.small else len(SERVICES)),
+        stall_s=args.stall_s,
+        operator=not args.no_operator,
+        releases=args.releases,
     )
     tag(f"plan: {plan}")
     infra = None if args.external else OwnInfra()

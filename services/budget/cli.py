@@ -26,8 +26,9 @@ import asyncpg
 import typer
 
 from services.budget import config as budget_config
-from services.budget import handlers, repository
+from services.budget import handlers, views
 from services.budget.domain import BudgetConfig, ReleaseError
+from services.budget.repository import LedgerRepository
 from services.budget.settings import BudgetSettings
 from services.cli_common import (
     CliError,
@@ -59,6 +60,11 @@ def _config(budget_settings: BudgetSettings) -> BudgetConfig:
         raise CliError(f"budget configuration: {error}") from None
 
 
+def _ledger(uow: UnitOfWork) -> UnitOfWork[LedgerRepository]:
+    """The command's unit of work (its transaction, its outbox) carrying the ledger's repository."""
+    return UnitOfWork(conn=uow.conn, schema=uow.schema, source=uow.source, repo=LedgerRepository(uow.conn))
+
+
 @app.command()
 def balances(
     programme: Annotated[str | None, typer.Option(help="Only this programme, e.g. ttc.")] = None,
@@ -69,7 +75,7 @@ def balances(
 
     async def read() -> list[dict[str, Any]]:
         async with database(config) as conn:
-            return await repository.balances(conn, programme)
+            return await views.balances(conn, programme)
 
     rows = run(read())
     if as_json:
@@ -107,7 +113,7 @@ def reconcile(as_json: JsonOption = False) -> None:
 
     async def check() -> list[dict[str, Any]]:
         async with database(config) as conn:
-            return await repository.reconcile(conn)
+            return await views.reconcile(conn)
 
     problems = run(check())
     if as_json:
@@ -115,7 +121,7 @@ def reconcile(as_json: JsonOption = False) -> None:
     elif problems:
         typer.echo(f"RECONCILIATION FAILED: {len(problems)} difference(s)", err=True)
         for problem in problems:
-            typer.echo(repository.dumps(problem), err=True)
+            typer.echo(views.dumps(problem), err=True)
     else:
         typer.echo("reconciliation ok: every pot and slice equals the sum of its entries")
     if problems:
@@ -176,8 +182,9 @@ def open_year(
     config = _config(budget_settings)
 
     async def work(uow: UnitOfWork) -> Effect:
+        ledger = _ledger(uow)
         try:
-            outcome = await handlers.request_year_opening(uow, config, programme, budget_year, yearly_maximum_minor)
+            outcome = await handlers.request_year_opening(ledger, config, programme, budget_year, yearly_maximum_minor)
         except ValueError as error:
             raise CliError(f"refused: {error}") from None
         preview = await _reset_preview(uow.conn, programme, budget_year)
@@ -241,11 +248,13 @@ def release(
         raise CliError("give either --withdraw or at least one --reduce YEAR=AMOUNT_MINOR")
     reduce_to = None if withdraw else _parse_reduce(reduce or [])
     budget_settings = settings(BudgetSettings)
+    config = _config(budget_settings)
     cause = f"cli:{uuid.uuid4()}"
 
     async def work(uow: UnitOfWork) -> Effect:
+        ledger = _ledger(uow)
         try:
-            event = await handlers.release_grant(uow, application_id, reduce_to, cause=cause)
+            event = await handlers.release_grant(ledger, application_id, reduce_to, cause=cause, config=config)
         except ReleaseError as error:
             raise CliError(f"refused: {error}") from None
         if event is None:

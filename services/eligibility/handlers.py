@@ -4,16 +4,20 @@ revise the decision when a case handler records a finding or the parameters in f
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from services.eligibility import revisions
-from services.eligibility.domain import evaluate
+from services.eligibility.domain import evaluate, outcome_of
 from services.eligibility.parameters import ParameterStore
+from services.eligibility.registers import Identified
 from services.eligibility.repository import EligibilityRepository
+from services.eligibility.schemes.common import beneficiary_of
+from services.eligibility.schemes.s3_financing import selection as s3_selection
 from shared.delivery import Cause, PoisonMessage, UnitOfWork
-from shared.events import ApplicationReceived, EligibilityDecided, FindingRecorded, Recipient
+from shared.events import Application, ApplicationReceived, CriterionResult, EligibilityDecided, FindingRecorded, Recipient
 
 
 def repo_of(uow: UnitOfWork[Any]) -> EligibilityRepository:
@@ -25,19 +29,41 @@ def repo_of(uow: UnitOfWork[Any]) -> EligibilityRepository:
     return repo
 
 
-def decide(received: ApplicationReceived, parameters: ParameterStore, now: datetime | None = None) -> EligibilityDecided:
+async def own_results(repo: EligibilityRepository, application: Application) -> dict[str, CriterionResult]:
+    """What the project itself knows that overrides the application's claims (S3 step 2's selection)."""
+    if application.scheme != "s3.financing":
+        return {}
+    identity = beneficiary_of(application)
+    beneficiary_id = identity.org_id if isinstance(identity, Identified) else None
+    own = await repo.own_selection(s3_selection.STEP_1)
+    return {s3_selection.CRITERION: s3_selection.verdict(application, beneficiary_id, own)}
+
+
+def decide(
+    received: ApplicationReceived,
+    parameters: ParameterStore,
+    now: datetime | None = None,
+    overrides: Mapping[str, CriterionResult] | None = None,
+) -> EligibilityDecided:
+    """The first decision; `overrides` are the project's own results that replace a criterion's
+    reading of the application (S3 step 2: the project's step-1 selection over the portal's claim)."""
     application = received.application
     decision = evaluate(application, parameters)
+    criteria = [(overrides or {}).get(c.criterion, c) for c in decision.criteria]
+    outcome = outcome_of(criteria)
+    grant = decision.proposed_grant if decision.outcome == "eligible" else None
+    if outcome == "eligible" and grant is None:
+        grant = revisions.propose(application, parameters, decision.beneficiary_id)
     return EligibilityDecided(
         application_id=application.application_id,
         scheme=application.scheme,
         decided_at=now or datetime.now(UTC),
         reference_date=decision.reference_date,
         time_zone=decision.time_zone,
-        outcome=decision.outcome,
+        outcome=outcome,
         parameter_version=decision.parameter_version,
-        criteria=list(decision.criteria),
-        proposed_grant=decision.proposed_grant,
+        criteria=criteria,
+        proposed_grant=grant if outcome == "eligible" else None,
         beneficiary_id=decision.beneficiary_id,
         recipient=Recipient(
             language=application.language,
@@ -53,7 +79,7 @@ async def on_application_received(
     """Store and decide the application; returns the outcome, or None if it was decided before."""
     repo = repo_of(uow)
     await repo.store_application(received.application)
-    decided = decide(received, parameters)
+    decided = decide(received, parameters, overrides=await own_results(repo, received.application))
     event_id = str(uuid.uuid4())
     if not await repo.store_decision(decided, event_id):
         return None
@@ -101,7 +127,8 @@ async def redecide(uow: UnitOfWork, application_id: str, parameters: ParameterSt
     application = await repo.application(application_id)
     if latest is None or application is None:
         return None
-    decided = revisions.redecided(latest.decision, latest.event_id, application, parameters, datetime.now(UTC))
+    overrides = await own_results(repo, application)
+    decided = revisions.redecided(latest.decision, latest.event_id, application, parameters, datetime.now(UTC), overrides)
     if decided.outcome == latest.decision.outcome:
         return Revised(decided, latest.decision, False)
     event_id = str(uuid.uuid4())

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from services.eligibility.schemes.s3_financing.selection import OwnSelection
 from shared.db import Connection
-from shared.events import Application, EligibilityDecided, FindingRecorded
+from shared.events import Application, CallOpened, ClusterEvaluated, EligibilityDecided, FindingRecorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,3 +152,71 @@ class EligibilityRepository:
             application_id,
         )
         return {"revisions": [dict(r) for r in revisions], "findings": [dict(r) for r in findings]}
+
+    async def store_call_opened(self, event: CallOpened) -> CallOpened | None:
+        """Record the call; None if it is new, else the call as it was opened before (nothing changes)."""
+        inserted = await self.conn.fetchval(
+            """INSERT INTO eligibility.calls_opened (call_id, scheme, year, opened_at, event) VALUES ($1, $2, $3, $4, $5)
+               ON CONFLICT (call_id) DO NOTHING RETURNING true""",
+            event.call_id,
+            event.scheme,
+            event.year,
+            event.opened_at,
+            event.model_dump(mode="json"),
+        )
+        if inserted:
+            return None
+        before = await self.conn.fetchval("SELECT event FROM eligibility.calls_opened WHERE call_id = $1", event.call_id)
+        return CallOpened.model_validate(before)
+
+    async def store_evaluation(self, event: ClusterEvaluated) -> ClusterEvaluated | None:
+        """Record the evaluation; None if it is new, else the one recorded before for that cluster and year."""
+        inserted = await self.conn.fetchval(
+            """INSERT INTO eligibility.evaluations (evaluation_id, application_id, year, continues, evaluated_at, event)
+               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (evaluation_id) DO NOTHING RETURNING true""",
+            event.evaluation_id,
+            event.application_id,
+            event.year,
+            event.continues,
+            event.evaluated_at,
+            event.model_dump(mode="json"),
+        )
+        if inserted:
+            return None
+        before = await self.conn.fetchval(
+            "SELECT event FROM eligibility.evaluations WHERE evaluation_id = $1", event.evaluation_id
+        )
+        return ClusterEvaluated.model_validate(before)
+
+    async def own_selection(self, scheme: str) -> OwnSelection:
+        """The beneficiaries the project's own closed calls of `scheme` selected, and those recorded as
+        selected outside the project."""
+        calls = await self.conn.fetch("SELECT call_id FROM eligibility.calls WHERE scheme = $1 ORDER BY call_id", scheme)
+        selected = await self.conn.fetch(
+            """SELECT DISTINCT d.decision->>'beneficiary_id' AS org
+               FROM eligibility.calls c CROSS JOIN LATERAL jsonb_array_elements(c.result->'ranking') AS r(entry)
+               JOIN eligibility.decisions d ON d.application_id = r.entry->>'application_id'
+               WHERE c.scheme = $1 AND (r.entry->>'selected')::boolean AND d.decision->>'beneficiary_id' IS NOT NULL""",
+            scheme,
+        )
+        outside = await self.conn.fetch("SELECT beneficiary_id FROM eligibility.outside_selections WHERE scheme = $1", scheme)
+        return OwnSelection(
+            calls_closed=tuple(r["call_id"] for r in calls),
+            selected=frozenset(r["org"] for r in selected),
+            outside=frozenset(r["beneficiary_id"] for r in outside),
+        )
+
+    async def record_outside_selection(
+        self, scheme: str, beneficiary_id: str, officer: str, reason: str, document_reference: str
+    ) -> bool:
+        """False if that beneficiary was recorded as selected before (nothing changes)."""
+        inserted = await self.conn.fetchval(
+            """INSERT INTO eligibility.outside_selections (scheme, beneficiary_id, officer, reason, document_reference)
+               VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scheme, beneficiary_id) DO NOTHING RETURNING true""",
+            scheme,
+            beneficiary_id,
+            officer,
+            reason,
+            document_reference,
+        )
+        return bool(inserted)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 from pydantic import ValidationError
@@ -27,7 +27,7 @@ from rich.table import Table
 from services.cli_common import CliError, DryRunOption, Effect, JsonOption, YesOption, change, database, emit_json, run, settings
 from services.eligibility.handlers import on_finding_recorded, repo_of
 from services.eligibility.parameters import ParameterError, ParameterStore
-from services.eligibility.repository import EligibilityRepository
+from services.eligibility.repository import EligibilityRepository, Pending
 from services.eligibility.revisions import FindingRefused, check_finding
 from services.eligibility.settings import EligibilitySettings
 from shared.delivery import PoisonMessage, UnitOfWork
@@ -48,12 +48,12 @@ def list_command(
     """Applications waiting for a case handler, oldest submission first, with the criteria to decide."""
     config = settings(EligibilitySettings)
 
-    async def load() -> list:  # type: ignore[type-arg]
+    async def load() -> list[Pending]:
         async with database(config) as conn:
             return await EligibilityRepository(conn).pending(scheme)
 
     pending = run(load())
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "application_id": p.decision.application_id,
             "scheme": p.decision.scheme,
@@ -184,7 +184,7 @@ def history_command(
     """Every revision of the application's decision and every finding recorded on it."""
     config = settings(EligibilitySettings)
 
-    async def load() -> dict:  # type: ignore[type-arg]
+    async def load() -> dict[str, list[dict[str, Any]]]:
         async with database(config) as conn:
             return await EligibilityRepository(conn).history(application_id)
 

@@ -10,6 +10,7 @@ the parameters in force on the application's reference date.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from services.eligibility.domain import evaluate, outcome_of
@@ -54,7 +55,7 @@ def check_finding(previous: EligibilityDecided, finding: FindingRecorded) -> Non
         )
 
 
-def _propose(application: Application, parameters: ParameterStore, beneficiary_id: str | None) -> ProposedGrant | None:
+def propose(application: Application, parameters: ParameterStore, beneficiary_id: str | None) -> ProposedGrant | None:
     rules = SCHEMES[application.scheme]
     scheme = parameters.scheme(application.scheme)
     reference_date = application.submitted_at.astimezone(scheme.zone).date()
@@ -80,7 +81,7 @@ def _decided(
     grant = None
     if outcome == "eligible":
         try:
-            grant = _propose(application, parameters, previous.beneficiary_id)
+            grant = propose(application, parameters, previous.beneficiary_id)
         except (Undecidable, OperatorParameterUnset, ParameterNotInForce) as error:
             key = error.message_key if isinstance(error, Undecidable) else "case.grant.parameter_unset"
             criteria.append(CriterionResult(criterion=GRANT_CRITERION, outcome="not_decidable", message_key=key))
@@ -128,12 +129,15 @@ def redecided(
     application: Application,
     parameters: ParameterStore,
     now: datetime,
+    overrides: Mapping[str, CriterionResult] | None = None,
 ) -> EligibilityDecided:
     """What the rules decide now (parameters in force today for the reference date), a person's
-    findings kept. The caller publishes it only if the outcome differs from `previous`'s."""
+    findings kept, and the project's own results (`overrides`, e.g. S3's step-1 selection) over the
+    rules' reading of the application's claims. The caller publishes it only if the outcome differs from `previous`'s."""
     fresh = evaluate(application, parameters)
     by_person = {c.criterion: c for c in previous.criteria if c.decided_by != "rules" and c.criterion != GRANT_CRITERION}
-    criteria = [by_person.get(c.criterion, c) for c in fresh.criteria]
+    own = overrides or {}
+    criteria = [by_person.get(c.criterion, own.get(c.criterion, c)) for c in fresh.criteria]
     return _decided(
         previous,
         application,

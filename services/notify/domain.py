@@ -145,7 +145,7 @@ def email_template(event: Event) -> str | None:
     if isinstance(event, EligibilityDecided):
         if event.outcome == "eligible" and event.proposed_grant is not None:
             return None  # the budget's answer (committed or refused) is the one to tell
-        return f"eligibility.{event.outcome}"
+        return f"eligibility.{event.outcome}" if event.revision == 1 else f"eligibility.revised.{event.outcome}"
     if isinstance(event, GrantCommitted):
         return "grant.committed"
     if isinstance(event, GrantRefused):

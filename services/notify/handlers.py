@@ -33,10 +33,10 @@ from services.notify.domain import Subscriptions, plan, redact, retry_delay_s
 from services.notify.i18n import Catalog
 from services.notify.mail import MailSender, compose
 from services.notify.render import StoredDecision, render_email
-from services.notify.repository import NotifyRepository, Scheduled, StoredDecisionRow
+from services.notify.repository import DueNotification, NotifyRepository, Scheduled, StoredDecisionRow
 from services.notify.settings import NotifySettings
 from services.notify.webhooks import WebhookSender
-from shared.cloudevents import Attributes, attributes_for
+from shared.cloudevents import Attributes, attributes_for, to_http_headers
 from shared.delivery import UnitOfWork, event_row
 from shared.events import (
     EVENTS_BY_TYPE,
@@ -176,9 +176,11 @@ class Dispatcher:
             rows = await repo.claim_due(limit)
             if not rows:
                 return 0
-            waiting = [r["application_id"] for r in rows if r["channel"] == "email" and _needs_decision(r)]
+            waiting = [
+                r["application_id"] for r in rows if r["channel"] == "email" and r["application_id"] and _needs_decision(r)
+            ]
             decisions = await repo.decisions(waiting)
-            sent: list[tuple[dict[str, Any], otel_context.Context]] = []
+            sent: list[tuple[DueNotification, otel_context.Context]] = []
             postponed: list[uuid.UUID] = []
             for row in rows:
                 outcome, trace = await self._deliver(uow, row, mailer, decisions)
@@ -195,7 +197,7 @@ class Dispatcher:
         return len(rows)
 
     async def _deliver(
-        self, uow: UnitOfWork[NotifyRepository], row: dict[str, Any], mailer: MailSender, decisions: dict[str, dict[str, Any]]
+        self, uow: UnitOfWork[NotifyRepository], row: DueNotification, mailer: MailSender, decisions: dict[str, dict[str, Any]]
     ) -> tuple[str, otel_context.Context]:
         """Send one claimed message: "sent", "postponed" (its decision is not here yet) or "failed",
         and the trace context of its delivery span."""
@@ -229,7 +231,7 @@ class Dispatcher:
 
     async def _send_email(
         self,
-        row: dict[str, Any],
+        row: DueNotification,
         notification_id: str,
         personal: list[str],
         mailer: MailSender,
@@ -248,7 +250,7 @@ class Dispatcher:
         personal += [contact.email, contact.name]
         stored = None
         if _needs_decision(row):
-            found = decisions.get(row["application_id"])
+            found = decisions.get(row["application_id"] or "")
             waited = datetime.now(UTC) - row["scheduled_at"]
             if found is None and waited < timedelta(seconds=self.settings.notify_decision_wait_s):
                 raise DecisionPending  # the e-mail explains the criteria too, once the decision is here
@@ -261,23 +263,26 @@ class Dispatcher:
             log.warning("message rendered with fallbacks", language=email.language, problems=email.problems[:20])
         await mailer.send(compose(notification_id, self.settings.mail_from, contact.email, email))
 
-    async def _send_webhook(self, row: dict[str, Any], notification_id: str) -> None:
+    async def _send_webhook(self, row: DueNotification, notification_id: str) -> None:
         subscription = self.subscriptions.by_id(row["subscription_id"] or "")
         if subscription is None or self.webhooks is None:
             raise PermanentFailure(f"subscription {row['subscription_id']} is no longer configured")
         event = _event_of(row)
+        assert row["payload"] is not None  # _event_of refuses a row without its stored event
         ce = row["payload"]["ce"]
-        headers = {
-            "ce-specversion": "1.0",
-            "ce-id": ce["id"],
-            "ce-type": ce["type"],
-            "ce-source": ce["source"],
-        }
-        headers |= {f"ce-{k}": ce[k] for k in ("time", "subject", "correlationid") if ce.get(k)}
+        attributes = Attributes(
+            id=ce["id"],
+            source=ce["source"],
+            type=ce["type"],
+            time=ce.get("time"),
+            subject=ce.get("subject"),
+            correlationid=ce.get("correlationid"),
+        )
+        headers = to_http_headers(attributes)
         await self.webhooks.send(subscription, notification_id, event.model_dump_json().encode(), headers)
 
     async def _failed(
-        self, uow: UnitOfWork[NotifyRepository], row: dict[str, Any], error: Exception, personal: list[str]
+        self, uow: UnitOfWork[NotifyRepository], row: DueNotification, error: Exception, personal: list[str]
     ) -> None:
         attempts = row["attempts"] + 1
         s = self.settings
@@ -297,7 +302,7 @@ class Dispatcher:
     async def _publish_sent(
         self,
         uow: UnitOfWork[NotifyRepository],
-        row: dict[str, Any],
+        row: DueNotification,
         notification_id: str,
         now: datetime,
         trace: otel_context.Context | None = None,
@@ -327,12 +332,12 @@ class Dispatcher:
             os._exit(70)
 
 
-def _needs_decision(row: dict[str, Any]) -> bool:
+def _needs_decision(row: DueNotification) -> bool:
     """A grant e-mail explains the eligibility decision too: it waits (a while) for it."""
     return bool(row["template"].startswith("grant.") and row["application_id"])
 
 
-def _event_of(row: dict[str, Any]) -> Event:
+def _event_of(row: DueNotification) -> Event:
     payload = row["payload"]
     model = EVENTS_BY_TYPE.get(row["source_event_type"])
     if payload is None or model is None:

@@ -12,10 +12,36 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, TypedDict, cast
 
 from services.notify.domain import Planned
 from shared.db import Connection
+from shared.events import Language
+
+
+class DueNotification(TypedDict):
+    """A row of notify.notifications as the dispatcher claims it (every column, migrations 001-002)."""
+
+    notification_id: uuid.UUID
+    dedupe_key: str
+    source_event_id: str
+    source_event_type: str
+    application_id: str | None
+    channel: Literal["email", "webhook"]
+    recipient_ref: str
+    template: str
+    language: Language
+    message: Any  # jsonb, no longer written (rendering happens at send time)
+    status: Literal["scheduled", "sent", "dead"]
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime
+    scheduled_at: datetime
+    sent_at: datetime | None
+    payload: dict[str, Any] | None  # {"event": ..., "ce": ...}: the cause event; cleared once delivered
+    subscription_id: str | None  # webhooks only
+    redeliveries: int
+    dead_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -101,7 +127,7 @@ class NotifyRepository:
         )
         return {r["application_id"]: r["decision"] for r in rows if isinstance(r["decision"], dict)}
 
-    async def claim_due(self, limit: int) -> list[dict[str, Any]]:
+    async def claim_due(self, limit: int) -> list[DueNotification]:
         """Up to `limit` due messages, locked for this transaction; other workers and replicas skip them."""
         rows = await self.conn.fetch(
             """SELECT * FROM notify.notifications
@@ -109,7 +135,7 @@ class NotifyRepository:
                ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED""",
             limit,
         )
-        return [dict(r) for r in rows]
+        return [cast(DueNotification, dict(r)) for r in rows]
 
     async def mark_sent(self, notification_ids: Sequence[uuid.UUID], at: datetime) -> None:
         """Delivered, all in one statement: the stored copy of the event (personal data) is no longer needed."""

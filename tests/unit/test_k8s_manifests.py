@@ -70,6 +70,7 @@ SERVICES = tuple(SETTINGS)
 #: service must be decided: set in deploy/k8s (ConfigMap or Secret) or listed here.
 DEFAULTS_ACCEPTED: dict[str, str] = {
     "NOTIFY_FAULT_EXIT_AFTER_SENDS": "crash tests only; 0 (off) in a cluster",
+    "CLUSTERGRANTS_FAULT_EXIT_AFTER_COMMITS": "crash tests only; 0 (off) in a cluster",
     "KAFKA_SSL_CERTFILE": "only for mutual TLS (the services authenticate with SCRAM)",
     "KAFKA_SSL_KEYFILE": "only for mutual TLS (the services authenticate with SCRAM)",
 }
@@ -186,7 +187,7 @@ def port_number(c: dict[str, Any], port: int | str) -> int:
 
 def input_topics(service: str) -> set[Topic]:
     """The topics a service subscribes to, read off its real runtime (as the AsyncAPI document is)."""
-    from shared.asyncapi import consumers
+    from tools.asyncapi import consumers
 
     topics = set(consumers()[service])
     assert topics, f"services/{service} subscribes to no topic"

@@ -88,3 +88,19 @@ def test_re_deciding_keeps_what_a_person_decided() -> None:
     assert next(c for c in again.criteria if c.criterion == "applicant_sme").decided_by == "officer:k-1042"
     # Without a person's finding the rules alone still cannot decide: the outcome does not change.
     assert redecided(one, "e1", application, LOCAL, NOW).outcome == "needs_review"
+
+
+def test_the_applicant_is_told_in_their_language_that_the_decision_was_revised_and_why() -> None:
+    from services.notify.domain import email_template
+    from services.notify.i18n import Catalog
+    from services.notify.render import render_email
+
+    application = voucher_without_sme().model_copy(update={"language": "nl"})
+    one = first(application)
+    two = with_finding(one, "e1", application, finding("applicant_sme", "failed"), LOCAL, NOW)
+    assert email_template(one) == "eligibility.needs_review"
+    assert email_template(two) == "eligibility.revised.ineligible"
+    mail = render_email(Catalog.load(), two)
+    assert mail.template == "eligibility.revised.ineligible" and not mail.problems
+    assert "herzien (herziening 2)" in mail.text
+    assert "KMO-verklaring in het dossier (document DMS-2026-00421)" in mail.text

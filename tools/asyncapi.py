@@ -1,6 +1,6 @@
 """Generate the AsyncAPI 3.0 document of every topic, event and service from the code.
 
-    python -m shared.asyncapi > docs/asyncapi.yaml      (make docs)
+    python -m tools.asyncapi > docs/asyncapi.yaml      (make docs)
 
 Payload schemas come from the pydantic contracts; which service consumes which topic comes from
 building each service's runtime (its real subscriptions); what each service publishes is declared
