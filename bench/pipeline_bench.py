@@ -103,6 +103,7 @@ async def pipeline_phase(args: argparse.Namespace, bootstrap: str, server: str, 
                 sent = {}
                 items = submissions(args.applications, f"T{run}", pii)
                 before = meter.snapshot()
+                load_before = os.getloadavg()[0]
                 started_ms = time.time() * 1000
                 await submit(prod, topic, items, sent)
                 finished = await tracker.wait_all(sent.values(), args.timeout)
@@ -124,6 +125,8 @@ async def pipeline_phase(args: argparse.Namespace, bootstrap: str, server: str, 
                     "cpu_ms_per_application": per_application_ms(used, len(ends)),
                     "cpu_ms_per_application_total": round(1000 * sum(used.values()) / max(1, len(ends)), 3),
                     "cpu_busy_of_machine": round(sum(used.values()) / (elapsed_s * (os.cpu_count() or 1)), 3),
+                    # The machine is shared: the 1-minute load average before and after the phase.
+                    "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
                 }
                 say("bench", f"throughput: {out['throughput']}")
 
@@ -302,7 +305,7 @@ def summary(r: dict[str, Any]) -> str:
         f"  applications per second:  {t['apps_per_s']:,.1f}   (target >= {TARGETS['apps_per_s']:,})",
         f"  ratio to the relay limit: {ratio:.1%}",
         f"  CPU per application: {t['cpu_ms_per_application_total']} ms in all "
-        f"(machine {t['cpu_busy_of_machine']:.0%} busy with these processes):",
+        f"(machine {t['cpu_busy_of_machine']:.0%} busy with these processes; load average {t['load_average']}):",
         *(f"      {name:<14} {ms:7.3f} ms" for name, ms in t["cpu_ms_per_application"].items()),
         f"  latency at half load ({h['rate_per_s']:.0f}/s, {h['completed']:,} apps): p50 {h['p50_ms']:.0f} ms, "
         f"p95 {h['p95_ms']:.0f} ms, p99 {h['p99_ms']:.0f} ms   (target p99 < {TARGETS['p99_ms_at_half_load']} ms)",

@@ -344,9 +344,9 @@ class ServiceRuntime(Generic[R]):
         if answerable:
             assert sub.on_rejected is not None
             await sub.on_rejected(uow, answerable)
-        for r in rejected:
-            if r not in answerable:
-                await self._park(sub, uow, r.record, r.identity, r.describe(), f"Rejected:{r.reason}", 1)
+        await self._park_all(
+            sub, uow, [(r.record, r.identity, r.describe(), f"Rejected:{r.reason}", 1) for r in rejected if r not in answerable]
+        )
 
     async def _park(
         self,
@@ -358,24 +358,43 @@ class ServiceRuntime(Generic[R]):
         error_type: str,
         attempts: int,
     ) -> None:
-        uow.park(record, group=self.group, reason=reason, error_type=error_type, attempts=attempts)
+        await self._park_all(sub, uow, [(record, identity, reason, error_type, attempts)])
+
+    async def _park_all(
+        self,
+        sub: Subscription[Any],
+        uow: UnitOfWork[R],
+        parked: Sequence[tuple[ConsumerRecord[Any, Any], tuple[str, str], str, str, int]],
+    ) -> None:
+        """Park records (record, identity, reason, error type, attempts): their dead-letter copies into
+        the unit of work's outbox, and their rows in `parked` with ONE statement."""
+        if not parked:
+            return
+        for record, _, reason, error_type, attempts in parked:
+            uow.park(record, group=self.group, reason=reason, error_type=error_type, attempts=attempts)
+        # The last row of an identity given twice wins, as one statement per record did (ON CONFLICT
+        # cannot touch a row twice in one statement).
+        latest = {identity: (record, reason) for record, identity, reason, _, _ in parked}
         await uow.conn.execute(
             f"""INSERT INTO {self.schema}.parked (consumer, source, event_id, topic, partition, "offset", reason)
-                VALUES ($1, $2, $3, $4, $5, $6, $7)
+                SELECT $1, b.source, b.event_id, b.topic, b.partition, b."offset", b.reason
+                FROM unnest($2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[], $7::text[])
+                     AS b(source, event_id, topic, partition, "offset", reason)
                 ON CONFLICT (consumer, source, event_id) DO UPDATE
                 SET topic = EXCLUDED.topic, partition = EXCLUDED.partition, "offset" = EXCLUDED."offset",
                     reason = EXCLUDED.reason, parked_at = now(), redriven_at = NULL""",
             self.group,
-            identity[0],
-            identity[1],
-            record.topic,
-            record.partition,
-            record.offset,
-            reason[:2000],
+            [identity[0] for identity in latest],
+            [identity[1] for identity in latest],
+            [record.topic for record, _ in latest.values()],
+            [record.partition for record, _ in latest.values()],
+            [record.offset for record, _ in latest.values()],
+            [reason[:2000] for _, reason in latest.values()],
         )
-        self.metrics.dead_lettered.labels(sub.topic.value).inc()
-        sub.stats["dead_lettered"] += 1
-        log.warning("record parked on the dead-letter topic", position=str(position_of(record)), error_type=error_type)
+        self.metrics.dead_lettered.labels(sub.topic.value).inc(len(parked))
+        sub.stats["dead_lettered"] += len(parked)
+        for record, _, _, error_type, _ in parked:
+            log.warning("record parked on the dead-letter topic", position=str(position_of(record)), error_type=error_type)
 
     async def _handle_batch(self, sub: Subscription[Any], reads: list[Delivery[Any] | Rejected]) -> bool:
         assert self.pool is not None

@@ -180,26 +180,27 @@ class Dispatcher:
                 r["application_id"] for r in rows if r["channel"] == "email" and r["application_id"] and _needs_decision(r)
             ]
             decisions = await repo.decisions(waiting)
-            sent: list[DueNotification] = []
+            sent: list[tuple[DueNotification, otel_context.Context]] = []
             postponed: list[uuid.UUID] = []
             for row in rows:
-                outcome = await self._deliver(uow, row, mailer, decisions)
+                outcome, trace = await self._deliver(uow, row, mailer, decisions)
                 if outcome == "sent":
-                    sent.append(row)
+                    sent.append((row, trace))  # NotificationSent continues the delivery's span
                 elif outcome == "postponed":
                     postponed.append(row["notification_id"])
             now = datetime.now(UTC)
-            await repo.mark_sent([r["notification_id"] for r in sent], now)
+            await repo.mark_sent([r["notification_id"] for r, _ in sent], now)
             await repo.postpone(postponed, DECISION_POLL_S)
-            for row in sent:
-                await self._publish_sent(uow, row, str(row["notification_id"]), now)
+            for row, trace in sent:
+                await self._publish_sent(uow, row, str(row["notification_id"]), now, trace)
         self.sent += len(sent)
         return len(rows)
 
     async def _deliver(
         self, uow: UnitOfWork[NotifyRepository], row: DueNotification, mailer: MailSender, decisions: dict[str, dict[str, Any]]
-    ) -> str:
-        """Send one claimed message: "sent", "postponed" (its decision is not here yet) or "failed"."""
+    ) -> tuple[str, otel_context.Context]:
+        """Send one claimed message: "sent", "postponed" (its decision is not here yet) or "failed",
+        and the trace context of its delivery span."""
         notification_id = str(row["notification_id"])
         ce = (row["payload"] or {}).get("ce") or {}
         parent = context_from({"traceparent": ce["traceparent"]} if ce.get("traceparent") else None)
@@ -220,13 +221,13 @@ class Dispatcher:
                 else:
                     await self._send_webhook(row, notification_id)
             except DecisionPending:
-                return "postponed"
+                return "postponed", otel_context.get_current()
             except Exception as error:
                 await self._failed(uow, row, error, personal)
-                return "failed"
+                return "failed", otel_context.get_current()
             self._maybe_crash()
             log.info("notification sent", template=row["template"], attempts=row["attempts"] + 1)
-            return "sent"
+            return "sent", otel_context.get_current()
 
     async def _send_email(
         self,
@@ -299,7 +300,12 @@ class Dispatcher:
         )
 
     async def _publish_sent(
-        self, uow: UnitOfWork[NotifyRepository], row: DueNotification, notification_id: str, now: datetime
+        self,
+        uow: UnitOfWork[NotifyRepository],
+        row: DueNotification,
+        notification_id: str,
+        now: datetime,
+        trace: otel_context.Context | None = None,
     ) -> None:
         sent = NotificationSent(
             notification_id=notification_id,
@@ -316,7 +322,7 @@ class Dispatcher:
         attributes = attributes_for(
             sent, source=uow.source, correlation_id=ce.get("correlationid"), causation_id=row["source_event_id"]
         )
-        await uow.add(event_row(sent, attributes))
+        await uow.add(event_row(sent, attributes, trace))
 
     def _maybe_crash(self) -> None:
         self._sends += 1

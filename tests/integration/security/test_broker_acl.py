@@ -28,6 +28,7 @@ from shared.acl import (
     AGENCY_GROUP_PREFIX,
     AGENCY_READER,
     DEV_PORTALS,
+    FAMILY_SCALED,
     OPERATOR,
     SERVICES,
     grants,
@@ -173,14 +174,19 @@ async def test_each_principal_may_do_exactly_what_the_table_says(broker: Broker,
     # Consumer groups: its own (an offset fetch needs the group's ACL), never another's.
     own = [g.name for g in grants(principal) if g.resource == "group"]
     if principal in SERVICES:
-        assert own == [service_group(principal)]
+        if principal in FAMILY_SCALED:  # its scheme families' groups too (clustergrants.eligibility.vlaio, ...)
+            assert own == [service_group(principal), service_group(principal) + "."]
+            assert await committed(broker, principal, service_group(principal) + ".vlaio") is None
+        else:
+            assert own == [service_group(principal)]
         assert await committed(broker, principal, service_group(principal)) is None
     elif principal == AGENCY_READER:
         assert own == [AGENCY_GROUP_PREFIX]
         assert await committed(broker, principal, f"{AGENCY_GROUP_PREFIX}erp-{secrets.token_hex(3)}") is None
     else:
         assert own == []
-    for neighbour in [service_group(s) for s in SERVICES if s != principal] + ["clustergrants.attacker", "erp"]:
+    family_groups = [service_group(s) + ".vlaio" for s in FAMILY_SCALED if s != principal]
+    for neighbour in [service_group(s) for s in SERVICES if s != principal] + family_groups + ["clustergrants.attacker", "erp"]:
         with pytest.raises(GroupAuthorizationFailedError):
             await committed(broker, principal, neighbour)
 

@@ -51,9 +51,13 @@ SETTINGS = NotifySettings(notify_decision_wait_s=30, notify_dispatch_batch=50)
 WHO = Recipient(language="en", contact=Contact(name="Åsa Öberg", email="asa@example.org"), organisation_name="O")
 
 
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
 def delivery(event: Event, offset: int) -> Delivery[Event]:
     attributes = attributes_for(event, source="/clustergrants/eligibility")
-    record = ConsumerRecord("t", 0, offset, 0, 0, None, b"", None, 0, 0, ())
+    headers = (("traceparent", f"00-{TRACE_ID}-00f067aa0ba902b7-01".encode()),)
+    record = ConsumerRecord("t", 0, offset, 0, 0, None, b"", None, 0, 0, headers)
     return Delivery(event, attributes, Position("t", 0, offset), record)
 
 
@@ -115,6 +119,8 @@ async def test_the_dispatcher_sends_a_claimed_batch_and_records_it_in_one_go() -
     sent = [json.loads(row.payload or b"{}") for row in tx.outbox]
     assert sorted(s["application_id"] for s in sent) == ["A-0", "A-1", "A-2", "A-3"]
     assert {s["notification_id"] for s in sent} == {str(r["notification_id"]) for r in repo.of("sent")}
+    for row in tx.outbox:  # NotificationSent continues the consumed event's trace, through the dispatcher
+        assert dict(row.headers)["traceparent"].split("-")[1] == TRACE_ID
     for message in mailer.sent:
         parsed = email.message_from_bytes(message.data, policy=email.policy.default)
         assert parsed["To"] == "asa@example.org" and parsed["Message-ID"] == message.message_id
