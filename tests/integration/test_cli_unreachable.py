@@ -76,6 +76,10 @@ RUNS: dict[str, list[list[str]]] = {
     "review history": [["review", "history", "A-1"], ["review", "history", "A-1", "--json"]],
     "budget balances": [["budget", "balances"], ["budget", "balances", "--json"]],
     "budget reconcile": [["budget", "reconcile"]],
+    "budget beneficiaries": [
+        ["budget", "beneficiaries"],
+        ["budget", "beneficiaries", "--beneficiary", "BE-BCE_KBO-0700000001", "--json"],
+    ],
     "budget open-year": [["budget", "open-year", "s3", "2018", "--yes"], ["budget", "open-year", "s3", "2018", "--dry-run"]],
     "budget release": [
         ["budget", "release", "A-1", "--withdraw", "--yes"],
