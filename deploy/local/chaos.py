@@ -526,22 +526,25 @@ def cli_env(stack: Pipeline, log_dir: Path) -> dict[str, str]:
     }
 
 
+def _cli(env: dict[str, str], args: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
 async def clustergrants(env: dict[str, str], *args: str, deadline: float) -> subprocess.CompletedProcess[str]:
     """One CLI command; again after a failure while Kafka or PostgreSQL restarts (each one transaction)."""
     attempt = 0
     while True:
         attempt += 1
-        done = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "services.cli", *args],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
+        done = await asyncio.to_thread(_cli, env, args)
         if done.returncode == 0 or attempt >= 8 or time.monotonic() > deadline:
             return done
         tag(f"clustergrants {' '.join(args[:3])} exited {done.returncode} ({done.stderr.strip()[-160:]}); again in 5 s")

@@ -204,7 +204,8 @@ async def soak(args: argparse.Namespace, bootstrap: str, server: str, log_dir: P
     tuning = {k: os.environ.get(k, v) for k, v in TUNING.items()}
     samples: list[dict[str, Any]] = []
     async with (
-        pipeline(bootstrap, server, log_dir, name=f"cg_soak_{run}", **tuning) as stack,
+        # tuning holds service variables, never `maildir`, the one keyword of pipeline that is not a str
+        pipeline(bootstrap, server, log_dir, name=f"cg_soak_{run}", **tuning) as stack,  # type: ignore[arg-type]
         Tracker(bootstrap, stack.prefix) as tracker,
     ):
         topic = topic_name(Topic.APPLICATION_SUBMITTED, stack.prefix)
@@ -236,7 +237,7 @@ async def soak(args: argparse.Namespace, bootstrap: str, server: str, log_dir: P
                 pending.clear()
                 if time.monotonic() >= next_sample:
                     next_sample += args.sample_s
-                    latencies = []
+                    latencies: list[float] = []
                     for i, s in sent.items():
                         if i not in judged and s.timestamp_ms and (done := tracker.done(s)) is not None:
                             judged.add(i)
