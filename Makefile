@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STACK  := $(PY) deploy/local/stack.py
 
-.PHONY: install run demo test test-unit docs lint bench bench-eligibility chaos soak fuzz clean
+.PHONY: install lock run demo test test-unit docs lint bench bench-eligibility chaos soak fuzz clean
 
 # The virtualenv is rebuilt whenever pyproject.toml or the lock file changes.
 $(VENV)/.installed: pyproject.toml requirements.lock
@@ -13,6 +13,15 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	touch $@
 
 install: $(VENV)/.installed
+
+# requirements.lock: what '.[dev]' resolves to in a fresh virtualenv, frozen (run after changing a pin).
+LOCK_VENV := .local/lock-venv
+lock:
+	rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install -q -e '.[dev]'
+	{ sed -n '/^#/p;/^[^#]/q' requirements.lock; $(LOCK_VENV)/bin/python -m pip freeze --exclude-editable; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+	rm -rf $(LOCK_VENV)
 
 run: install
 	$(STACK) --services --mail
@@ -28,14 +37,16 @@ test-unit: install
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
 
 docs: install
-	$(PY) -m shared.asyncapi > docs/asyncapi.yaml
-	$(PY) -m shared.settings_doc --write
+	$(PY) -m tools.asyncapi > docs/asyncapi.yaml
+	$(PY) -m tools.settings_doc --write
 	$(PY) -m services.eligibility.rules_doc --write
 	$(PY) -m shared.acl --write
 
+# ruff (rules and formatting) and mypy (strict; its files and overrides are pyproject.toml's [tool.mypy]).
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # Benchmarks print their figures (and write bench/results/*.json); they are not tests.
 bench: install

@@ -29,9 +29,10 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.budget import handlers, repository
+from services.budget import handlers, repository, views
 from services.budget.config import DOCUMENT_FILE, BudgetFile, merge, read_file
-from shared.db import create_pool
+from services.budget.repository import LedgerRepository
+from shared.db import Connection, create_pool
 from shared.delivery import UnitOfWork
 from shared.events import CeilingReset, EligibilityDecided
 from shared.logging import configure_logging
@@ -73,7 +74,7 @@ def decided(i: int) -> EligibilityDecided:
     )
 
 
-async def bulk_commit(conn: asyncpg.Connection, first: int, last: int) -> None:
+async def bulk_commit(conn: Connection, first: int, last: int) -> None:
     """Grants first..last in the shape the handler writes, set-based (the bench's set-up only)."""
     async with conn.transaction():
         await conn.execute(
@@ -125,7 +126,7 @@ async def reset(pool: asyncpg.Pool, year: int, maximum: int) -> tuple[float, han
     )
     started = time.perf_counter()
     async with pool.acquire() as conn, conn.transaction():
-        uow = UnitOfWork(conn=conn, schema="budget", source="/clustergrants/budget", cause=None)
+        uow = UnitOfWork(conn=conn, schema="budget", source="/clustergrants/budget", repo=LedgerRepository(conn))
         outcome = await handlers.on_ceiling_reset(uow, event, cause=f"bench:{uuid.uuid4()}")
     return time.perf_counter() - started, outcome
 
@@ -174,7 +175,7 @@ async def main(grants: int, keep: bool) -> None:
 
         async def commit(i: int) -> None:
             async with pool.acquire() as conn, conn.transaction():
-                uow = UnitOfWork(conn=conn, schema="budget", source="/clustergrants/budget", cause=None)
+                uow = UnitOfWork(conn=conn, schema="budget", source="/clustergrants/budget", repo=LedgerRepository(conn))
                 result = await handlers.on_eligibility_decided(uow, decided(i), config, cause=f"bench:{i}")
                 assert result == "committed", result
 
@@ -207,7 +208,7 @@ async def main(grants: int, keep: bool) -> None:
 
         started = time.perf_counter()
         async with pool.acquire() as conn:
-            problems = await repository.reconcile(conn)
+            problems = await views.reconcile(conn)
         print(f"reconcile: {'ok' if not problems else f'{len(problems)} differences'} in {time.perf_counter() - started:.2f} s")
         await pool.close()
         if problems:

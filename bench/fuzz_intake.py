@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -170,6 +171,7 @@ async def http_edges(
         headers: dict[str, str] | list[tuple[str, str | bytes]],
     ) -> httpx.Response | None:
         try:
+            # (ignore below) httpx sends bytes values as they are
             response = await client.post(f"{intake_url}/v1/applications", content=content, headers=headers)  # type: ignore[arg-type]
         except httpx.HTTPError as error:
             bad.append(f"{name}: {type(error).__name__} (no answer)")
@@ -207,11 +209,12 @@ async def http_edges(
             bad.append(f"Content-Length of 400 MiB: HTTP {status} (expected 413 before the body)")
         await follow(client, "declared length over the limit")
 
-        async def chunks():  # type: ignore[no-untyped-def]
+        async def chunks() -> AsyncIterator[bytes]:
             raw = good(f"{run}-E-CHUNKED")
             for i in range(0, len(raw), 100):
                 yield raw[i : i + 100]
 
+        # (ignore below) an async iterator is a streamed body
         await expect(client, "small chunked body", 202, None, chunks(), json_headers)  # type: ignore[arg-type]
 
         # Media types.
@@ -506,7 +509,7 @@ async def fuzz(
             p for p, errors in rejected.items() if not _specific(errors if isinstance(errors, list) else json.loads(errors))
         ]
         missing_good = [g for g in good_ids if g not in received]
-        types = Counter()
+        types: Counter[str] = Counter()
         for errors in rejected.values():
             for e in errors if isinstance(errors, list) else json.loads(errors):
                 types[e["type"]] += 1

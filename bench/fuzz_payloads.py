@@ -132,22 +132,21 @@ def _mutate_bytes(rng: random.Random, raw: bytes, known_bugs: bool = True) -> by
     if roll < 0.8:
         return b"\xef\xbb\xbf" + raw  # a byte-order mark
     if roll < 0.9:
-        return rng.choice(
-            [
-                b"",
-                b"null",
-                b"[]",
-                b"42",
-                b'"text"',
-                b"{",
-                b"{}" * 1000,
-                b"\xff\xfe\xfd",
-                b'{"a": NaN}',
-                raw.replace(b'"application_id":', b'"application_id": "dup", "application_id":', 1),  # a duplicate key
-                raw.replace(b"{", b'{"n": ' + b"9" * 5000 + b", ", 1),  # a number Python will not convert
-                *(DEEP if known_bugs else ()),
-            ]
-        )
+        hostile: list[bytes] = [
+            b"",
+            b"null",
+            b"[]",
+            b"42",
+            b'"text"',
+            b"{",
+            b"{}" * 1000,
+            b"\xff\xfe\xfd",
+            b'{"a": NaN}',
+            raw.replace(b'"application_id":', b'"application_id": "dup", "application_id":', 1),  # a duplicate key
+            raw.replace(b"{", b'{"n": ' + b"9" * 5000 + b", ", 1),  # a number Python will not convert
+            *(DEEP if known_bugs else ()),
+        ]
+        return rng.choice(hostile)
     return json.dumps(rng.choice(ODD_VALUES)).encode()
 
 

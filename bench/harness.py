@@ -15,8 +15,9 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,10 @@ class Pipeline:
     prefix: str
     log_dir: Path
     smtp: SmtpSink
+
+    def pids(self) -> dict[str, int]:
+        """The running services' process ids, and the mail sink's."""
+        return {**{name: proc.pid for name, proc in self.processes.procs.items()}, "mail sink": self.smtp.proc.pid}
 
     @property
     def intake_url(self) -> str:
@@ -196,7 +201,9 @@ async def submit(
                 await asyncio.sleep(delay)
         key = (item.application_id or f"malformed-{item.index}").encode()
         record = sent[item.index] = Sent(item)
-        headers = portal_headers(ApplicationSubmitted, source=BENCH_PORTAL, event_id=f"submission-{item.index}")
+        # Each submission its own identity: indexes restart in every phase (warm-up, throughput, half
+        # load), and the intake's inbox drops a second (source, id) as the duplicate it would be.
+        headers = portal_headers(ApplicationSubmitted, source=BENCH_PORTAL, event_id=f"submission-{uuid.uuid4()}")
         pending.append((record, await prod.send(topic, item.body, key=key, headers=headers)))
         if len(pending) >= window:
             await drain()
@@ -213,16 +220,20 @@ class Tracker:
     done_at: dict[str, int] = field(default_factory=dict)  # application id or input position -> ms
     records: dict[Topic, list[tuple[int, dict[str, Any], dict[str, str]]]] = field(default_factory=lambda: defaultdict(list))
     keep: bool = False
+    #: Intermediate topics whose records' broker timestamps are kept per application id (per-hop latency).
+    hops: tuple[Topic, ...] = ()
+    seen_at: dict[Topic, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
     dead_letters: list[tuple[int, int, bytes]] = field(default_factory=list)  # (partition, offset, value), when kept
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _consumers: list[AIOKafkaConsumer] = field(default_factory=list)
 
     async def __aenter__(self) -> Tracker:
         """One consumer per principal that may read some of the topics; partitions assigned, no group."""
-        names = {topic_name(t, self.prefix): t for t in self.topics}
+        topics = tuple(dict.fromkeys(self.topics + self.hops))
+        names = {topic_name(t, self.prefix): t for t in topics}
         self._names = names
         readers: dict[str, list[TopicPartition]] = defaultdict(list)
-        for topic in self.topics:
+        for topic in topics:
             name = topic_name(topic, self.prefix)
             readers[reader_of(topic)] += [TopicPartition(name, p) for p in range(TOPIC_SPECS[topic].partitions)]
         for principal, partitions in readers.items():
@@ -267,6 +278,8 @@ class Tracker:
             self.records[topic].append((record.timestamp, body, headers))
             if topic is Topic.DEAD_LETTER:
                 self.dead_letters.append((record.partition, record.offset, record.value or b""))
+        if topic in self.hops and body.get("application_id"):
+            self.seen_at[topic].setdefault(body["application_id"], record.timestamp)
         if topic is Topic.NOTIFICATION_SENT and body.get("channel") == "email" and body.get("application_id"):
             self.done_at.setdefault(body["application_id"], record.timestamp)
         elif topic is Topic.APPLICATION_REJECTED and body.get("application_id") is None and body.get("source_reference"):
@@ -292,7 +305,7 @@ class Tracker:
         return False
 
 
-def percentile(values: list[float], p: float) -> float:
+def percentile(values: Sequence[float], p: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)

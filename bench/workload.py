@@ -30,7 +30,8 @@ class Submission:
 
 
 def _samples() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    valid, invalid = [], []
+    valid: list[dict[str, Any]] = []
+    invalid: list[dict[str, Any]] = []
     for path in sorted(SAMPLES.glob("*.json")):
         try:
             document = json.loads(path.read_text())

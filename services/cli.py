@@ -3,7 +3,9 @@
     clustergrants submit FILE...              submit applications (HTTP intake, or --kafka)
     clustergrants history APPLICATION_ID      what every service did with one application, with amounts
     clustergrants dead-letters list|redrive   the Kafka dead-letter topic
-    clustergrants calls close-call|what-if    eligibility: competitive calls, rule-set what-ifs
+    clustergrants calls close-call|what-if|re-decide|open-call|evaluate
+                                              eligibility: calls, what-ifs, re-decisions, evaluations
+    clustergrants review list|record|history  case handling: referred applications, findings, revisions
     clustergrants budget ...                  pots and balances, reconcile, open a year, release
     clustergrants notify dead-letters ...     parked e-mails and webhooks
     clustergrants export ...                  open data (360Giving, EU list of operations)
@@ -62,10 +64,12 @@ from services.cli_common import (
     to_json,
 )
 from services.eligibility import cli as eligibility_cli
+from services.eligibility import review_cli
 from services.notify import cli as notify_cli
 from shared import audit
 from shared import migrate as migrations
 from shared.cloudevents import portal_headers
+from shared.db import Connection
 from shared.delivery import UnitOfWork
 from shared.events import ApplicationSubmitted
 from shared.settings import CommonSettings, database_ssl
@@ -73,6 +77,7 @@ from shared.topics import Topic, service_source, topic_name
 
 app = typer.Typer(help="Operate clustergrants.", no_args_is_help=True, pretty_exceptions_enable=False)
 app.add_typer(eligibility_cli.app, name="calls")
+app.add_typer(review_cli.app, name="review")
 app.add_typer(budget_cli.app, name="budget")
 app.add_typer(notify_cli.app, name="notify")
 app.add_typer(opendata_cli.app, name="export")
@@ -211,14 +216,14 @@ def _schedule(grant: dict[str, Any]) -> tuple[int, str, str]:
     return total, currency, ", ".join(f"{y}: {money(a, currency)}" for y, a in years)
 
 
-async def _rows(conn: asyncpg.Connection, query: str, *args: Any) -> list[asyncpg.Record]:
+async def _rows(conn: Connection, query: str, *args: Any) -> list[asyncpg.Record]:
     try:
         return list(await conn.fetch(query, *args))
     except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError, asyncpg.InvalidSchemaNameError):
         return []  # that service's schema is not migrated in this database
 
 
-async def _history(conn: asyncpg.Connection, application_id: str) -> list[dict[str, Any]]:
+async def _history(conn: Connection, application_id: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
 
     def add(at: datetime, service: str, what: str, minor: int | None = None, currency: str | None = None) -> None:
@@ -525,7 +530,7 @@ def redrive(
             typer.echo(f"  {d['id']}: {outcomes.get(str(d['id']), 'pending (the service has not taken it yet)')}")
 
 
-async def _wait_for_redrives(conn: asyncpg.Connection, described: Sequence[dict[str, Any]], wait_s: float) -> dict[str, str]:
+async def _wait_for_redrives(conn: Connection, described: Sequence[dict[str, Any]], wait_s: float) -> dict[str, str]:
     """The outcome of each redrive as the parking service recorded it, waiting up to `wait_s`."""
     deadline = time.monotonic() + wait_s
     outcomes: dict[str, str] = {}

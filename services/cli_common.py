@@ -41,7 +41,7 @@ from pydantic_settings import BaseSettings
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
 from shared import audit
-from shared.db import _init_connection
+from shared.db import Connection, _init_connection
 from shared.delivery import UnitOfWork
 from shared.kafka_security import client_options
 from shared.money import MINOR_UNITS
@@ -201,12 +201,13 @@ def database_where(dsn: str) -> str:
         return "(unparsable DATABASE_URL)"
 
 
-async def connect(config: CommonSettings) -> asyncpg.Connection:
+async def connect(config: CommonSettings) -> Connection:
     dsn = config.database_url.get_secret_value()
     where = database_where(dsn)
     try:
         ssl = database_ssl(config)
-        conn = await asyncpg.connect(dsn, timeout=10, **({"ssl": ssl} if ssl is not None else {}))
+        options: dict[str, Any] = {"ssl": ssl} if ssl is not None else {}
+        conn: Connection = await asyncpg.connect(dsn, timeout=10, **options)
     except asyncpg.PostgresError as error:
         raise CliError(f"PostgreSQL at {where} refused the connection: {type(error).__name__}: {error}") from None
     except Exception as error:
@@ -316,7 +317,7 @@ Work = Callable[[UnitOfWork], Awaitable[Effect]]
 
 
 async def in_audited_transaction(
-    conn: asyncpg.Connection,
+    conn: Connection,
     *,
     service: str,
     command: str,

@@ -50,8 +50,8 @@ AGENCY_GROUP_PREFIX = "agency."
 #: against services/*/app.py, so a new subscription without its READ grant fails the suite.
 CONSUMES: dict[str, tuple[Topic, ...]] = {
     "intake": (Topic.APPLICATION_SUBMITTED,),
-    "eligibility": (Topic.APPLICATION_RECEIVED, Topic.ASSESSMENT_SUBMITTED),
-    "budget": (Topic.ELIGIBILITY_DECIDED, Topic.CEILING_RESET),
+    "eligibility": (Topic.APPLICATION_RECEIVED, Topic.ASSESSMENT_SUBMITTED, Topic.FINDING_RECORDED),
+    "budget": (Topic.ELIGIBILITY_DECIDED, Topic.CEILING_RESET, Topic.CLUSTER_EVALUATED),
     "notify": (
         Topic.APPLICATION_REJECTED,
         Topic.ELIGIBILITY_DECIDED,
@@ -135,6 +135,10 @@ def reads(principal: str) -> tuple[Topic, ...]:
     return ()
 
 
+#: Services whose instances can be limited to scheme families, each family set in a group of its own.
+FAMILY_SCALED = ("eligibility",)
+
+
 def service_group(service: str) -> str:
     return f"clustergrants.{service}"
 
@@ -146,6 +150,10 @@ def grants(principal: str) -> tuple[Grant, ...]:
     role = role_of(principal)
     if role == "service":
         found.append(Grant("group", service_group(principal), "Read"))
+        if principal in FAMILY_SCALED:
+            # An instance limited to scheme families consumes in a group of its own per family set
+            # (`clustergrants.eligibility.vlaio`, shared/schemes.py): every group under the service's.
+            found.append(Grant("group", service_group(principal) + ".", "Read", "prefix"))
     elif role == "agency":
         found.append(Grant("group", AGENCY_GROUP_PREFIX, "Read", "prefix"))
     return tuple(sorted(set(found)))

@@ -22,6 +22,7 @@ from typing import Any
 
 import asyncpg
 
+from shared.db import Connection
 from shared.delivery import UnitOfWork
 from shared.events import AuditRecorded
 
@@ -84,7 +85,7 @@ async def record(
     await uow.publish(
         AuditRecorded(
             audit_id=audit_id,
-            service=uow.schema,  # type: ignore[arg-type]
+            service=uow.schema,  # type: ignore[arg-type]  # a service's schema is its name
             recorded_at=recorded_at,
             operator=operator,
             command=command,
@@ -98,7 +99,7 @@ async def record(
 
 
 async def records(
-    conn: asyncpg.Connection,
+    conn: Connection,
     services: Sequence[str] = SERVICES,
     *,
     operator: str | None = None,

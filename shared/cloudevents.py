@@ -126,6 +126,25 @@ def to_headers(attrs: Attributes) -> Headers:
     return headers
 
 
+def to_http_headers(attrs: Attributes) -> dict[str, str]:
+    """The HTTP protocol binding, binary mode (webhooks): each attribute a `ce-<name>` header; the
+    optional ones only when set. The body's media type is the request's own Content-Type."""
+    headers = {
+        "ce-specversion": attrs.specversion,
+        "ce-id": attrs.id,
+        "ce-type": attrs.type,
+        "ce-source": attrs.source,
+    }
+    optional = {
+        "ce-time": attrs.time,
+        "ce-subject": attrs.subject,
+        "ce-correlationid": attrs.correlationid,
+        "ce-causationid": attrs.causationid,
+    }
+    headers |= {name: value for name, value in optional.items() if value}
+    return headers
+
+
 # --- reading ---------------------------------------------------------------------------------------
 
 

@@ -31,15 +31,17 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic
 
 import asyncpg
 import structlog
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from opentelemetry import context as otel_context
+from typing_extensions import TypeVar
 
 from shared.cloudevents import Attributes, attributes_for, to_headers
+from shared.db import Connection
 from shared.events import Event
 from shared.records import Delivery, Rejected
 from shared.topics import Topic, topic_name
@@ -47,7 +49,8 @@ from shared.tracing import context_from, traceparent_headers
 
 log = structlog.get_logger("delivery")
 
-R = TypeVar("R")
+# The repositories a unit of work carries; the services use none (None) and write UnitOfWork bare.
+R = TypeVar("R", default=None)
 
 RELAY_LOCK_NAMESPACE = 727_002
 # Kafka's default largest record (message.max.bytes, max.request.size) less room for the batch header.
@@ -100,9 +103,7 @@ def is_transient(error: BaseException) -> bool:
 # --- inbox -----------------------------------------------------------------------------------------
 
 
-async def claim_all(
-    conn: asyncpg.Connection, schema: str, consumer: str, identities: Sequence[tuple[str, str]]
-) -> set[tuple[str, str]]:
+async def claim_all(conn: Connection, schema: str, consumer: str, identities: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
     """Claim every identity for `consumer` in one statement; returns those claimed now (new ones).
 
     An identity given twice is claimed once. Rows from before identities had a source (`source = ''`)
@@ -124,12 +125,12 @@ async def claim_all(
     return {(r["source"], r["event_id"]) for r in rows}
 
 
-async def claim(conn: asyncpg.Connection, schema: str, consumer: str, identity: tuple[str, str]) -> bool:
+async def claim(conn: Connection, schema: str, consumer: str, identity: tuple[str, str]) -> bool:
     """Claim one identity; False if it already was (a redelivery)."""
     return identity in await claim_all(conn, schema, consumer, [identity])
 
 
-async def unclaim(conn: asyncpg.Connection, schema: str, consumer: str, identity: tuple[str, str]) -> bool:
+async def unclaim(conn: Connection, schema: str, consumer: str, identity: tuple[str, str]) -> bool:
     """Forget a claim (a parked record redriven by an operator: it is to be processed after all)."""
     deleted = await conn.fetchval(
         f"DELETE FROM {schema}.inbox WHERE consumer = $1 AND source IN ($2, '') AND event_id = $3 RETURNING true",
@@ -196,7 +197,7 @@ def dead_letter_row(record: ConsumerRecord[Any, Any], *, group: str, reason: str
     return OutboxRow(str(uuid.uuid4()), Topic.DEAD_LETTER, None, [], value, raw)
 
 
-async def write_outbox(conn: asyncpg.Connection, schema: str, rows: Sequence[OutboxRow]) -> None:
+async def write_outbox(conn: Connection, schema: str, rows: Sequence[OutboxRow]) -> None:
     """Insert the rows in one statement, in the caller's transaction, in their order."""
     if not rows:
         return
@@ -213,7 +214,7 @@ async def write_outbox(conn: asyncpg.Connection, schema: str, rows: Sequence[Out
     )
 
 
-async def enqueue(conn: asyncpg.Connection, schema: str, event: Event, attributes: Attributes) -> None:
+async def enqueue(conn: Connection, schema: str, event: Event, attributes: Attributes) -> None:
     """Write one event into the outbox, in the caller's transaction."""
     await write_outbox(conn, schema, [event_row(event, attributes)])
 
@@ -230,10 +231,10 @@ class UnitOfWork(Generic[R]):
     transaction's work is done (`flush`); a unit of work built by hand (a command, a test) writes each
     event as it is published, so nothing depends on remembering to flush."""
 
-    conn: asyncpg.Connection
+    conn: Connection
     schema: str
     source: str
-    repo: R = None  # type: ignore[assignment]
+    repo: R = None  # type: ignore[assignment]  # R is None unless repositories are given
     cause: Cause = None  # the consumed record a command-built unit of work answers; None for commands
     buffered: bool = False
     outbox: list[OutboxRow] = field(default_factory=list)
@@ -342,7 +343,7 @@ class OutboxRelay:
                 log.warning("outbox relay interrupted; retrying", schema=self.schema, error=describe_error(error))
                 await asyncio.sleep(1.0)
 
-    async def _relay_while_leader(self, conn: asyncpg.Connection) -> None:
+    async def _relay_while_leader(self, conn: Connection) -> None:
         while True:
             # Cleared BEFORE the round: a commit that lands while the round runs sets it again, and the
             # next round starts at once instead of a poll interval later.
@@ -352,7 +353,7 @@ class OutboxRelay:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval_s)
 
-    async def relay_once(self, conn: asyncpg.Connection) -> int:
+    async def relay_once(self, conn: Connection) -> int:
         rows = await conn.fetch(
             f"SELECT id, topic, key, headers::text AS headers, payload, raw FROM {self.schema}.outbox ORDER BY id LIMIT $1",
             self.batch_size,

@@ -441,7 +441,11 @@ class GrantReleased(ApplicationScoped):
     released_at: AwareDatetime
     scheme: SchemeId
     programme: str
-    reason: Literal["withdrawn", "reduced"]
+    reason: Literal["withdrawn", "reduced", "revoked", "not_continued"] = Field(
+        description="withdrawn or reduced (an operator's release), revoked (the eligible decision was revised to "
+        "ineligible before the grant was paid out: every slice not yet paid returns), not_continued (the annual "
+        "evaluation found the cluster does not continue: the slices of later budget years return)."
+    )
     released: list[ReleasedAmount] = Field(description="What returned, per budget year and fund.")
     remaining: list[ScheduledAmount] = Field(description="The grant's schedule after the release.")
 
@@ -490,6 +494,104 @@ class CallClosed(Event):
     unscored: list[str] = Field(default_factory=list, description="Eligible applications left out: a criterion had no score.")
 
 
+# --- case handling: officers' findings, yearly calls, annual evaluations ----------------------
+
+OperatorId = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,128}$")]
+
+OfficerId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
+"""A case handler's opaque reference (a staff number, a directory id; never a name). A decision made by
+a person says `decided_by: "officer:<OfficerId>"`."""
+
+
+class FindingRecorded(ApplicationScoped):
+    """A case handler's finding on one criterion of an application (a referral, a correction, an appeal).
+
+    Eligibility applies it to the application's latest decision and publishes the next revision of
+    `EligibilityDecided`; the other criteria keep their origin (`rules` or an earlier officer). A later
+    finding on the same criterion replaces the earlier one in the next revision; both stay in the history.
+    """
+
+    type = "org.clustergrants.case.finding-recorded"
+    topic = Topic.FINDING_RECORDED
+
+    finding_id: ApplicationId = Field(description="Unique id of this finding; idempotency key.")
+    criterion: CriterionName = Field(
+        description="The criterion found on, e.g. 'budget_ceiling' or 's3_step1_selection' (an outside selection).",
+        examples=["deadline"],
+    )
+    outcome: Literal["passed", "failed"]
+    reason: Text = Field(description="Why, in the case handler's words (shown to the applicant's case file, not logged).")
+    document_reference: Text = Field(
+        description="The file or document seen, e.g. a document-management reference.", examples=["DMS-2026-00421"]
+    )
+    officer: OfficerId = Field(description="The case handler's opaque reference (never a name).", examples=["k-1042"])
+    recorded_at: AwareDatetime
+    based_on_revision: int | None = Field(
+        default=None,
+        ge=1,
+        description="The decision revision the case handler looked at; intake refuses a finding on a revision "
+        "that is no longer the latest (409), so two case handlers do not overwrite each other unseen.",
+    )
+
+
+class CallOpened(Event):
+    """A call opened for applications, with the deadline and announcement date the operator set for it.
+
+    Norwegian Innovation Clusters: one call per level and year; the programme's page gives only
+    "Søknadsfrist er midten av september hvert år, og nye klynger annonseres én måned senere."
+    (../shared/seeds/004_353bc3df9124071f.txt), so both dates are operator-set per year, never derived.
+    """
+
+    type = "org.clustergrants.call.opened"
+    topic = Topic.CALL_OPENED
+    key_field = "call_id"
+
+    call_id: ApplicationId = Field(examples=["nic-arena-2027"])
+    scheme: SchemeId
+    level: Literal["arena", "arena-pro", "gce", "nce"] | None = Field(default=None, description="Norway: the level.")
+    year: int = Field(strict=True, ge=2000, le=2100, description="The call's year.")
+    opened_at: AwareDatetime
+    deadline: AwareDatetime = Field(description="Application deadline, in the scheme's time zone (operator-set).")
+    announcement_on: date = Field(description="When the selected clusters are announced (operator-set).")
+    time_zone: str = Field(examples=["Europe/Oslo"])
+    opened_by: OperatorId = Field(description="The operator who opened it (CLUSTERGRANTS_OPERATOR).")
+
+
+class ClusterEvaluated(ApplicationScoped):
+    """The annual evaluation of a funded cluster, recorded by a case handler.
+
+    Norway: "Det foretas årlig evaluering av hvorvidt hver enkelt klynge utvikler seg i tråd med strategi
+    og målsetting, og hvorvidt de tilfredsstiller kravene til å være en del av programmet."
+    (../shared/seeds/004_353bc3df9124071f.txt). `continues` is both together. A cluster that
+    does not continue keeps what was paid for `year` and earlier; the budget releases the slices of later
+    budget years, and notify tells the cluster. `application_id` is the application of the grant evaluated
+    (the key of its grant events, so the evaluation stays in order with them).
+    """
+
+    type = "org.clustergrants.cluster.evaluated"
+    topic = Topic.CLUSTER_EVALUATED
+
+    evaluation_id: str = Field(description="'<application_id>/<year>': one evaluation per cluster grant and year.")
+    scheme: SchemeId
+    programme: str = Field(description="The budget programme of the grant, e.g. 'nic'.")
+    beneficiary_id: OrgId = Field(description="The cluster organisation's register identity.", examples=["NO-BRC-972417920"])
+    year: int = Field(strict=True, ge=2000, le=2100, description="The year evaluated.")
+    in_line_with_strategy: bool = Field(description="The cluster develops in line with its strategy.")
+    meets_requirements: bool = Field(description="The cluster still meets the programme's requirements.")
+    continues: bool = Field(description="Both of the above: the cluster keeps its funding after `year`.")
+    reason: Text
+    document_reference: Text | None = None
+    decided_by: str = Field(pattern=r"^officer:[A-Za-z0-9._:-]{1,64}$", examples=["officer:k-1042"])
+    evaluated_at: AwareDatetime
+    recipient: Recipient = Field(description="Whom notify tells (the cluster's contact, from its application).")
+
+    @model_validator(mode="after")
+    def _continues_is_both(self) -> ClusterEvaluated:
+        if self.continues != (self.in_line_with_strategy and self.meets_requirements):
+            raise ValueError("continues must equal in_line_with_strategy and meets_requirements")
+        return self
+
+
 # --- notify ----------------------------------------------------------------------------------
 
 
@@ -514,7 +616,6 @@ class NotificationSent(Event):
 # --- operator audit trail ------------------------------------------------------------------------
 
 ServiceName = Literal["intake", "eligibility", "budget", "notify"]
-OperatorId = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,128}$")]
 
 
 class AuditRecorded(Event):
@@ -552,5 +653,8 @@ EVENTS: tuple[type[Event], ...] = (
     AssessmentSubmitted,
     CallClosed,
     AuditRecorded,
+    FindingRecorded,
+    CallOpened,
+    ClusterEvaluated,
 )
 EVENTS_BY_TYPE: dict[str, type[Event]] = {e.cloudevents_type(): e for e in EVENTS}

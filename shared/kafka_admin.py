@@ -99,12 +99,12 @@ class AlterUserScramCredentials(Request[AlterUserScramCredentialsRequest_v0]):
         self._delete = list(delete)
 
     def build(self, request_struct_class: type[AlterUserScramCredentialsRequest_v0]) -> AlterUserScramCredentialsRequest_v0:
-        upsertions = []
+        upsertions: list[tuple[str, int, int, bytes, bytes, dict[str, Any]]] = []
         for name, password in self._upsert.items():
             salt = secrets.token_bytes(32)
             salted = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, SCRAM_ITERATIONS)
             upsertions.append((name, SCRAM_SHA_512, SCRAM_ITERATIONS, salt, salted, {}))
-        deletions = [(name, SCRAM_SHA_512, {}) for name in self._delete]
+        deletions: list[tuple[str, int, dict[str, Any]]] = [(name, SCRAM_SHA_512, {}) for name in self._delete]
         return request_struct_class(deletions, upsertions, {})
 
 
@@ -203,7 +203,7 @@ def in_scope(resource_type: int, name: str, prefixes: Iterable[str], groups: boo
 
 async def describe_acls(admin: AIOKafkaAdminClient) -> set[Binding]:
     response = await admin._send_request(
-        DescribeAclsRequest(RESOURCE_ANY, None, PATTERN_ANY, None, None, OPERATION_ANY, PERMISSION_ANY)  # type: ignore[arg-type]
+        DescribeAclsRequest(RESOURCE_ANY, None, PATTERN_ANY, None, None, OPERATION_ANY, PERMISSION_ANY)
     )
     _raise_for(response.error_code, response.error_message, "describing ACLs")
     found = set()
@@ -277,6 +277,7 @@ async def wait_until_authorized(
 
 async def revoke_principal(admin: AIOKafkaAdminClient, principal: str) -> None:
     """Delete every ACL of `principal`, on every resource of every prefix."""
+    # (ignore below) a filter: None matches any name and host
     await delete_acls(admin, [(RESOURCE_ANY, None, PATTERN_ANY, f"User:{principal}", None, OPERATION_ANY, PERMISSION_ANY)])  # type: ignore[list-item]
 
 

@@ -36,6 +36,7 @@ from typing import Any, Literal
 
 import asyncpg
 
+from shared.db import Connection
 from shared.settings import CommonSettings, database_ssl
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,7 +114,7 @@ _TABLE = """CREATE TABLE IF NOT EXISTS public.schema_migrations (
                 PRIMARY KEY (service, version))"""
 
 
-async def _has_table(conn: asyncpg.Connection) -> tuple[bool, bool]:
+async def _has_table(conn: Connection) -> tuple[bool, bool]:
     """(schema_migrations exists, it has the checksum column)."""
     columns = await conn.fetch(
         """SELECT column_name FROM information_schema.columns
@@ -123,7 +124,7 @@ async def _has_table(conn: asyncpg.Connection) -> tuple[bool, bool]:
     return bool(names), "checksum" in names
 
 
-async def _applied(conn: asyncpg.Connection, service: str, with_checksum: bool) -> dict[str, tuple[str | None, datetime]]:
+async def _applied(conn: Connection, service: str, with_checksum: bool) -> dict[str, tuple[str | None, datetime]]:
     column = "checksum" if with_checksum else "NULL::text AS checksum"
     rows = await conn.fetch(f"SELECT version, {column}, applied_at FROM public.schema_migrations WHERE service = $1", service)
     return {r["version"]: (r["checksum"], r["applied_at"]) for r in rows}

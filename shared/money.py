@@ -5,16 +5,22 @@ Amounts of different currencies are never added together; `Money.__add__` refuse
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal, TypeGuard, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
-#: The currencies the seed schemes pay in (EUR: VLAIO, TTC; SEK: Tillväxtverket; NOK: Norway).
+#: The currencies the seed schemes pay in (EUR: VLAIO, TTC; SEK: Tillväxtverket; NOK: Norway). The one
+#: place they are listed: a new currency is added here (and to MINOR_UNITS).
 Currency = Literal["EUR", "SEK", "NOK"]
+CURRENCIES: Final[tuple[Currency, ...]] = get_args(Currency)
 
 #: Minor units per major unit; all three currencies have two decimals (cent, öre, øre).
 MINOR_UNITS: dict[str, int] = {"EUR": 100, "SEK": 100, "NOK": 100}
+
+
+def is_currency(value: object) -> TypeGuard[Currency]:
+    return value in CURRENCIES
 
 
 def _whole_non_negative_minor_units(value: Any) -> Any:

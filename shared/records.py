@@ -35,6 +35,8 @@ from shared.topics import SERVICE_SOURCE_PREFIX, TOPIC_SPECS, Topic, service_sou
 log = structlog.get_logger("records")
 
 E = TypeVar("E", bound=Event)
+# What a contract's parse made of a record: its event, or the bytes themselves (intake reads them itself).
+P = TypeVar("P")
 
 
 @dataclass(frozen=True)
@@ -108,10 +110,10 @@ class Contract(Generic[E]):
 
 
 @dataclass(frozen=True)
-class Delivery(Generic[E]):
+class Delivery(Generic[P]):
     """A consumed event the contract accepts: what a handler is given."""
 
-    event: E
+    event: P
     attributes: Attributes
     position: Position
     record: ConsumerRecord[Any, Any] = field(repr=False, compare=False)
@@ -164,7 +166,7 @@ class Rejected:
 Read = Delivery[E] | Rejected
 
 
-class UnreadableRecord(ConsumerRecord):  # type: ignore[type-arg]
+class UnreadableRecord(ConsumerRecord):
     """A record the Kafka client itself could not decode; only its position is known."""
 
     error: str = ""
@@ -262,11 +264,12 @@ class ResilientConsumer(AIOKafkaConsumer):
 
     isolate_limit = 1_000  # records read one by one while looking for the undecodable one
 
-    async def getmany(  # type: ignore[override]
+    async def getmany(
         self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
     ) -> dict[TopicPartition, list[ConsumerRecord[Any, Any]]]:
         while True:
             before = await self._positions()
+            batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]
             try:
                 batch = await super().getmany(*partitions, timeout_ms=timeout_ms, max_records=max_records)
             except (KafkaError, ConsumerStoppedError, asyncio.CancelledError):

@@ -30,10 +30,10 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic
 
 import asyncpg
 import structlog
@@ -44,8 +44,9 @@ from faststream import AckPolicy, BaseMiddleware
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
 from opentelemetry.trace import SpanKind
+from typing_extensions import TypeVar
 
-from shared.db import create_pool
+from shared.db import Connection, create_pool
 from shared.delivery import OutboxRelay, PoisonMessage, UnitOfWork, claim_all, describe_error, is_transient, unclaim
 from shared.events import Event
 from shared.kafka_security import client_options, security
@@ -58,7 +59,8 @@ from shared.tracing import configure_tracing, context_from, span
 log = structlog.get_logger("runtime")
 T = TypeVar("T")
 E = TypeVar("E", bound=Event)
-R = TypeVar("R")
+# The repositories a unit of work carries; the services use none (None) and write UnitOfWork bare.
+R = TypeVar("R", default=None)
 
 Handler = Callable[[UnitOfWork[Any], list[Delivery[Any]]], Awaitable[None]]
 """Handles the new events of one consumed batch, in offset order, in the batch's unit of work."""
@@ -144,14 +146,17 @@ class ServiceRuntime(Generic[R]):
         settings: CommonSettings,
         *,
         schema: str,
-        repositories: Callable[[asyncpg.Connection], R] | None = None,
+        repositories: Callable[[Connection], R] | None = None,
+        group: str | None = None,
     ) -> None:
         self.name = name
         self.settings = settings
         self.schema = schema
         self.repositories = repositories
         self.source = service_source(name)
-        self.group = f"clustergrants.{name}"
+        # The consumer group (and the inbox's consumer): the service's, or one of its own for an
+        # instance limited to part of the work (eligibility's scheme families, shared/acl.py).
+        self.group = group or f"clustergrants.{name}"
         self.pool: asyncpg.Pool | None = None
         self.producer: AIOKafkaProducer | None = None
         self.relay: OutboxRelay | None = None
@@ -174,7 +179,7 @@ class ServiceRuntime(Generic[R]):
         self._stopping = asyncio.Event()
         # Fault injection for crash tests: exit abruptly after the N-th committed batch of consumed
         # records, i.e. after the database commit and before the Kafka offset commit.
-        self._exit_after_commits = int(os.environ.get("CLUSTERGRANTS_FAULT_EXIT_AFTER_COMMITS", "0"))
+        self._exit_after_commits = settings.clustergrants_fault_exit_after_commits
         self._commits = 0
         self._dlt_consumer: AIOKafkaConsumer | None = None
         self._redrive_task: asyncio.Task[None] | None = None
@@ -217,8 +222,9 @@ class ServiceRuntime(Generic[R]):
         subscription.subscriber(on_batch)
         return subscription
 
-    def unit_of_work(self, conn: asyncpg.Connection) -> UnitOfWork[R]:
+    def unit_of_work(self, conn: Connection) -> UnitOfWork[R]:
         repo = self.repositories(conn) if self.repositories is not None else None
+        # (ignore below) None only when R is None
         return UnitOfWork(conn=conn, schema=self.schema, source=self.source, repo=repo, buffered=True)  # type: ignore[arg-type]
 
     @contextlib.asynccontextmanager
@@ -680,7 +686,7 @@ class ServiceRuntime(Generic[R]):
     def request_stop(self) -> None:
         self._stopping.set()
 
-    async def run(self, *extra: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    async def run(self, *extra: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
         """Start, run `extra` tasks (e.g. an HTTP server) until a stop signal, then stop in order."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -55,6 +55,11 @@ class CommonSettings(BaseSettings):
     )
     ops_http_host: str = Field(default="127.0.0.1", description="Address of /healthz, /readyz, /metrics (0.0.0.0 in a pod).")
     ops_http_port: int = Field(default=8081, description="Port of /healthz, /readyz, /metrics.")
+    clustergrants_fault_exit_after_commits: int = Field(
+        default=0,
+        ge=0,
+        description="Crash tests only: exit abruptly after the N-th committed batch, before its offset commit.",
+    )
 
 
 def ssl_context(cafile: str | None, certfile: str | None = None, keyfile: str | None = None) -> ssl.SSLContext:

@@ -26,6 +26,9 @@ class Topic(StrEnum):
     ASSESSMENT_SUBMITTED = "clustergrants.assessments.submitted.v1"
     CALL_CLOSED = "clustergrants.calls.closed.v1"
     AUDIT_RECORDED = "clustergrants.audit.recorded.v1"
+    FINDING_RECORDED = "clustergrants.cases.finding-recorded.v1"
+    CALL_OPENED = "clustergrants.calls.opened.v1"
+    CLUSTER_EVALUATED = "clustergrants.clusters.evaluated.v1"
 
 
 Producer = Literal["portal", "intake", "eligibility", "budget", "notify"]
@@ -73,6 +76,17 @@ TOPIC_SPECS: dict[Topic, TopicSpec] = {
         3, 365 * DAY_MS, "Assessors' scores per criterion in competitive calls.", ("portal", "intake")
     ),
     Topic.CALL_CLOSED: TopicSpec(1, 10 * 365 * DAY_MS, "Competitive calls closed: ranking and selection.", ("eligibility",)),
+    # A case handler's finding, recorded through intake's back-office endpoint (officer tokens);
+    # eligibility turns it into the decision's next revision. Keyed by application id.
+    Topic.FINDING_RECORDED: TopicSpec(
+        6, 365 * DAY_MS, "Case handlers' findings per criterion of a referred or revised application.", ("intake",)
+    ),
+    Topic.CALL_OPENED: TopicSpec(
+        1, 10 * 365 * DAY_MS, "Calls opened with their deadline and announcement date (Norway's yearly call).", ("eligibility",)
+    ),
+    Topic.CLUSTER_EVALUATED: TopicSpec(
+        3, 10 * 365 * DAY_MS, "Annual evaluations of funded clusters: does the cluster continue (Norway).", ("eligibility",)
+    ),
     # One partition: agency systems read the audit trail in the order it was written. Each service
     # publishes the records of the operator commands that changed its own state (through its outbox).
     Topic.AUDIT_RECORDED: TopicSpec(

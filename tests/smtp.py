@@ -21,9 +21,10 @@ class Inbox(MessageHandler):
         super().__init__()
         self.messages: list[EmailMessage] = []
 
+    # (ignore below) aiosmtpd hands an EmailMessage (message_class)
     def handle_message(self, message: EmailMessage) -> None:  # type: ignore[override]
         # Re-read with the modern policy: headers decoded (RFC 2047), as a mail client shows them.
-        self.messages.append(email.message_from_bytes(message.as_bytes(), policy=email.policy.default))  # type: ignore[arg-type]
+        self.messages.append(email.message_from_bytes(message.as_bytes(), policy=email.policy.default))
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -31,7 +32,7 @@ HEADER = """\
 """
 
 
-def resource(topic: Topic) -> dict:
+def resource(topic: Topic) -> dict[str, Any]:
     spec = TOPIC_SPECS[topic]
     return {
         "apiVersion": "kafka.strimzi.io/v1",  # Strimzi 1.0 and later serve only v1

@@ -717,8 +717,9 @@ async def run(bootstrap: str, server_url: str, plan: Plan, log_dir: Path, infra:
     started = time.monotonic()
     deadline = started + plan.timeout_s
     try:
+        # env holds service variables, never `maildir`, the one keyword of pipeline that is not a str
         async with (
-            pipeline(bootstrap, server_url, log_dir, name=f"cg_chaos_{run_id.lower()}", replicas=plan.replicas, **env) as stack,
+            pipeline(bootstrap, server_url, log_dir, name=f"cg_chaos_{run_id.lower()}", replicas=plan.replicas, **env) as stack,  # type: ignore[arg-type]  # env holds service variables only (str)
             Tracker(bootstrap, stack.prefix, TRACKED, keep=True) as tracker,
         ):
             sent: dict[int, Sent] = {}
@@ -755,8 +756,9 @@ async def _check(
     stack: Pipeline, tracker: Tracker, items: list[Submission], receiver: Receiver, pii: str, report: Report
 ) -> None:
     f = report.figures
-    valid = {i.application_id for i in items if i.kind == "valid"}
-    invalid = {i.application_id for i in items if i.kind == "invalid"}
+    # Valid and invalid submissions always carry an id (only malformed ones have none).
+    valid = {i.application_id for i in items if i.kind == "valid" and i.application_id is not None}
+    invalid = {i.application_id for i in items if i.kind == "invalid" and i.application_id is not None}
     f["applications"] = {
         "valid": len(valid),
         "invalid": len(invalid),
@@ -796,7 +798,7 @@ async def _check(
             )
         )
         db_open = await conn.fetchval("SELECT count(*) FROM notify.notifications WHERE status <> 'sent'")
-        from services.budget import repository as ledger
+        from services.budget import views as ledger
 
         problems = await ledger.reconcile(conn)
         negative = await conn.fetch(
@@ -1097,7 +1099,8 @@ def main() -> int:
     try:
         if infra is not None:
             bootstrap, server = infra.start()
-            from deploy.local.stack import ADMIN, prepare
+            from deploy.local.stack import prepare
+            from shared.acl import ADMIN
 
             prepare({**os.environ, **infra.kafka.client_env(ADMIN), "DATABASE_URL": server})
         else:

@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer
@@ -48,7 +49,7 @@ class Row:
     notes: list[str] = field(default_factory=list)
 
 
-def money(body: dict) -> str:  # type: ignore[type-arg]
+def money(body: dict[str, Any]) -> str:
     total = sum(s["amount"]["amount_minor"] for s in body["grant"]["schedule"])
     major, minor = divmod(total, 100)
     return f"{body['grant']['currency']} {major:,}.{minor:02d}"
@@ -78,7 +79,7 @@ async def submit(client: httpx.AsyncClient, url: str, token: str, path: Path, ru
     return row
 
 
-def settle(row: Row, topic: Topic, body: dict) -> None:  # type: ignore[type-arg]
+def settle(row: Row, topic: Topic, body: dict[str, Any]) -> None:
     if topic is Topic.ELIGIBILITY_DECIDED:
         row.decision = body["outcome"]
         failed = [c["criterion"] for c in body["criteria"] if c["outcome"] != "passed"]

@@ -201,9 +201,10 @@ async def _apply_portal(store: KafkaCredentials, principal: str, stack: dict[str
 
     admin_settings = CommonSettings(
         kafka_bootstrap_servers=stack["KAFKA_BOOTSTRAP_SERVERS"],
+        # (ignore below) pydantic validates the str
         kafka_security_protocol=stack.get("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT"),  # type: ignore[arg-type]
         kafka_sasl_username=ADMIN,
-        kafka_sasl_password=store.passwords[ADMIN],  # type: ignore[arg-type]
+        kafka_sasl_password=store.passwords[ADMIN],  # type: ignore[arg-type]  # pydantic makes it a SecretStr
         kafka_ssl_cafile=stack.get("KAFKA_SSL_CAFILE") or None,
     )
     admin = AIOKafkaAdminClient(**settings_options(admin_settings), request_timeout_ms=10000)

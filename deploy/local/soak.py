@@ -204,8 +204,7 @@ async def soak(args: argparse.Namespace, bootstrap: str, server: str, log_dir: P
     tuning = {k: os.environ.get(k, v) for k, v in TUNING.items()}
     samples: list[dict[str, Any]] = []
     async with (
-        # tuning holds service variables, never `maildir`, the one keyword of pipeline that is not a str
-        pipeline(bootstrap, server, log_dir, name=f"cg_soak_{run}", **tuning) as stack,  # type: ignore[arg-type]
+        pipeline(bootstrap, server, log_dir, name=f"cg_soak_{run}", **tuning) as stack,  # type: ignore[arg-type]  # tuning holds service variables only (str)
         Tracker(bootstrap, stack.prefix) as tracker,
     ):
         topic = topic_name(Topic.APPLICATION_SUBMITTED, stack.prefix)

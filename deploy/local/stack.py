@@ -44,7 +44,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -107,7 +107,9 @@ def port_open(port: int) -> bool:
         return True
 
 
-def wait_until(what: str, check, timeout: float, proc: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> None:
+def wait_until(
+    what: str, check: Callable[[], bool], timeout: float, proc: subprocess.Popen[bytes] | None = None, log: Path | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -430,9 +432,9 @@ class Kafka:
         return client_options(
             CommonSettings(
                 kafka_bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
-                kafka_security_protocol=env["KAFKA_SECURITY_PROTOCOL"],  # type: ignore[arg-type]
+                kafka_security_protocol=env["KAFKA_SECURITY_PROTOCOL"],  # type: ignore[arg-type]  # pydantic validates the str
                 kafka_sasl_username=principal,
-                kafka_sasl_password=env["KAFKA_SASL_PASSWORD"],  # type: ignore[arg-type]
+                kafka_sasl_password=env["KAFKA_SASL_PASSWORD"],  # type: ignore[arg-type]  # pydantic makes it a SecretStr
                 kafka_ssl_cafile=env.get("KAFKA_SSL_CAFILE"),
             )
         )

@@ -11,9 +11,10 @@ import structlog
 from services.budget import config as budget_config
 from services.budget import handlers, repository
 from services.budget.domain import BudgetConfig
+from services.budget.repository import LedgerRepository
 from services.budget.settings import BudgetSettings
 from shared.delivery import UnitOfWork
-from shared.events import CeilingReset, EligibilityDecided
+from shared.events import CeilingReset, ClusterEvaluated, EligibilityDecided
 from shared.logging import configure_logging
 from shared.records import Delivery
 from shared.runtime import ServiceRuntime
@@ -21,25 +22,38 @@ from shared.runtime import ServiceRuntime
 log = structlog.get_logger("budget")
 
 
-def build(settings: BudgetSettings, config: BudgetConfig | None = None) -> ServiceRuntime:
+def build(settings: BudgetSettings, config: BudgetConfig | None = None) -> ServiceRuntime[LedgerRepository]:
     # Validated now, not at first use: a bad file stops the service with the file, key and problem.
     config = config or budget_config.load(settings.budget_pots_file)
-    runtime = ServiceRuntime("budget", settings, schema="budget")
+    runtime: ServiceRuntime[LedgerRepository] = ServiceRuntime("budget", settings, schema="budget", repositories=LedgerRepository)
 
-    async def on_decided(uow: UnitOfWork, deliveries: list[Delivery[EligibilityDecided]]) -> None:
-        for delivery in deliveries:
-            decided = delivery.event
-            with structlog.contextvars.bound_contextvars(application_id=decided.application_id):
-                result = await handlers.on_eligibility_decided(uow, decided, config, cause=delivery.event_id, delivery=delivery)
-                log.info("decision handled", result=result, outcome=decided.outcome)
+    async def on_decided(uow: UnitOfWork[LedgerRepository], deliveries: list[Delivery[EligibilityDecided]]) -> None:
+        # The whole batch at once: its locks taken once, in order; its writes set-based.
+        items = [handlers.Item(d.event, d.event_id, d) for d in deliveries]
+        results = await handlers.decide_batch(uow, items, config)
+        for item, result in zip(items, results, strict=True):
+            log.info(
+                "decision handled",
+                application_id=item.event.application_id,
+                revision=item.event.revision,
+                result=result,
+                outcome=item.event.outcome,
+            )
 
-    async def on_reset(uow: UnitOfWork, deliveries: list[Delivery[CeilingReset]]) -> None:
+    async def on_reset(uow: UnitOfWork[LedgerRepository], deliveries: list[Delivery[CeilingReset]]) -> None:
         for delivery in deliveries:
             with structlog.contextvars.bound_contextvars(reset_id=delivery.event.reset_id):
                 await handlers.on_ceiling_reset(uow, delivery.event, cause=delivery.event_id, delivery=delivery)
 
     runtime.on(EligibilityDecided, on_decided)
+
+    async def on_evaluated(uow: UnitOfWork[LedgerRepository], deliveries: list[Delivery[ClusterEvaluated]]) -> None:
+        for delivery in deliveries:
+            with structlog.contextvars.bound_contextvars(application_id=delivery.event.application_id):
+                await handlers.on_cluster_evaluated(uow, delivery.event, config, cause=delivery.event_id, delivery=delivery)
+
     runtime.on(CeilingReset, on_reset)
+    runtime.on(ClusterEvaluated, on_evaluated)
 
     async def load_pots(pool: asyncpg.Pool) -> None:
         async with pool.acquire() as conn:

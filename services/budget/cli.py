@@ -26,8 +26,9 @@ import asyncpg
 import typer
 
 from services.budget import config as budget_config
-from services.budget import handlers, repository
+from services.budget import handlers, views
 from services.budget.domain import BudgetConfig, ReleaseError
+from services.budget.repository import LedgerRepository
 from services.budget.settings import BudgetSettings
 from services.cli_common import (
     CliError,
@@ -44,9 +45,10 @@ from services.cli_common import (
     settings,
     to_json,
 )
+from shared.db import Connection
 from shared.delivery import UnitOfWork
 
-app = typer.Typer(
+app: typer.Typer = typer.Typer(
     help="Budget ledger: balances, reconciliation, year openings, releases.", no_args_is_help=True, pretty_exceptions_enable=False
 )
 
@@ -56,6 +58,11 @@ def _config(budget_settings: BudgetSettings) -> BudgetConfig:
         return budget_config.load(budget_settings.budget_pots_file)
     except budget_config.ConfigError as error:
         raise CliError(f"budget configuration: {error}") from None
+
+
+def _ledger(uow: UnitOfWork) -> UnitOfWork[LedgerRepository]:
+    """The command's unit of work (its transaction, its outbox) carrying the ledger's repository."""
+    return UnitOfWork(conn=uow.conn, schema=uow.schema, source=uow.source, repo=LedgerRepository(uow.conn))
 
 
 @app.command()
@@ -68,7 +75,7 @@ def balances(
 
     async def read() -> list[dict[str, Any]]:
         async with database(config) as conn:
-            return await repository.balances(conn, programme)
+            return await views.balances(conn, programme)
 
     rows = run(read())
     if as_json:
@@ -106,7 +113,7 @@ def reconcile(as_json: JsonOption = False) -> None:
 
     async def check() -> list[dict[str, Any]]:
         async with database(config) as conn:
-            return await repository.reconcile(conn)
+            return await views.reconcile(conn)
 
     problems = run(check())
     if as_json:
@@ -114,14 +121,14 @@ def reconcile(as_json: JsonOption = False) -> None:
     elif problems:
         typer.echo(f"RECONCILIATION FAILED: {len(problems)} difference(s)", err=True)
         for problem in problems:
-            typer.echo(repository.dumps(problem), err=True)
+            typer.echo(views.dumps(problem), err=True)
     else:
         typer.echo("reconciliation ok: every pot and slice equals the sum of its entries")
     if problems:
         raise typer.Exit(1)
 
 
-async def _reset_preview(conn: asyncpg.Connection, programme: str, budget_year: int) -> dict[str, Any]:
+async def _reset_preview(conn: Connection, programme: str, budget_year: int) -> dict[str, Any]:
     """What the CeilingReset will do when the service applies it: slices it closes and opens."""
     rows = await conn.fetch(
         """SELECT budget_year, state, unit, count(*) AS slices, sum(amount_minor)::bigint AS amount_minor
@@ -175,8 +182,9 @@ def open_year(
     config = _config(budget_settings)
 
     async def work(uow: UnitOfWork) -> Effect:
+        ledger = _ledger(uow)
         try:
-            outcome = await handlers.request_year_opening(uow, config, programme, budget_year, yearly_maximum_minor)
+            outcome = await handlers.request_year_opening(ledger, config, programme, budget_year, yearly_maximum_minor)
         except ValueError as error:
             raise CliError(f"refused: {error}") from None
         preview = await _reset_preview(uow.conn, programme, budget_year)
@@ -240,11 +248,13 @@ def release(
         raise CliError("give either --withdraw or at least one --reduce YEAR=AMOUNT_MINOR")
     reduce_to = None if withdraw else _parse_reduce(reduce or [])
     budget_settings = settings(BudgetSettings)
+    config = _config(budget_settings)
     cause = f"cli:{uuid.uuid4()}"
 
     async def work(uow: UnitOfWork) -> Effect:
+        ledger = _ledger(uow)
         try:
-            event = await handlers.release_grant(uow, application_id, reduce_to, cause=cause)
+            event = await handlers.release_grant(ledger, application_id, reduce_to, cause=cause, config=config)
         except ReleaseError as error:
             raise CliError(f"refused: {error}") from None
         if event is None:

@@ -4,13 +4,16 @@ file stops the process with the file, the key and the problem."""
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
+from services.budget.beneficiaries import BeneficiaryCeiling
 from services.budget.domain import COUNT, BudgetConfig, Ceiling, Period, PotSpec, ProgrammeSpec
+from shared.money import Currency
 
 DOCUMENT_FILE = Path(__file__).with_name("pots.yaml")
 
@@ -44,7 +47,7 @@ class PeriodEntry(_Strict):
 
 class ProgrammeEntry(_Strict):
     programme: Id
-    currency: Literal["EUR", "SEK", "NOK"]
+    currency: Currency
     yearly_maximum_required: bool = False
     period: PeriodEntry | None = None
     source: Source
@@ -54,7 +57,7 @@ class PotEntry(_Strict):
     pot_id: Id
     programme: Id
     fund: Id
-    currency: Literal["EUR", "SEK", "NOK"]
+    currency: Currency
     budget_year: Year | None = None
     total_minor: Minor | None = None
     source: Source
@@ -82,7 +85,7 @@ class CountEntry(_Strict):
 class CeilingEntry(_Strict):
     scheme: Id
     instrument: Id
-    currency: Literal["EUR", "SEK", "NOK"]
+    currency: Currency
     yearly_ceiling_minor: Minor | None = None
     grant_ceiling_minor: Minor | None = None
     max_years: Annotated[int, Field(strict=True, ge=1, le=50)] | None = None
@@ -91,11 +94,48 @@ class CeilingEntry(_Strict):
     source: Source
 
 
+class DatedValue(_Strict):
+    """A value in force from a date (`from` None: undated, in force from the start)."""
+
+    from_: date | None = Field(default=None, alias="from")
+    maximum: Annotated[int, Field(strict=True, ge=0)]
+
+
+class BeneficiaryCeilingEntry(_Strict):
+    """A ceiling on what one beneficiary receives across all its grants of a scheme's instrument.
+
+    `reading` says how the quoted words limit: `cap` (the most that is granted: a grant is cut to
+    what is left) or `refuse` (the most one may ask for or receive: a request above it is refused)."""
+
+    limit_id: Id
+    scheme: Id
+    instrument: Id
+    kind: Literal["yearly", "total", "years", "grants"]
+    reading: Literal["cap", "refuse"]
+    currency: Currency | None = None
+    values: list[DatedValue] = Field(min_length=1)
+    quote: Source
+    source: Source
+    operator_may_override: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BeneficiaryCeilingEntry:
+        if (self.kind in ("yearly", "total")) != (self.currency is not None):
+            raise ValueError("a money ceiling (yearly, total) names its currency; a count (years, grants) does not")
+        if self.kind == "grants" and self.reading == "cap":
+            raise ValueError("a number of grants cannot be cut: reading must be 'refuse'")
+        dates = [v.from_ for v in self.values]
+        if len(set(dates)) != len(dates):
+            raise ValueError("two values from the same date")
+        return self
+
+
 class BudgetFile(_Strict):
     programmes: list[ProgrammeEntry] = Field(default_factory=list)
     pots: list[PotEntry] = Field(default_factory=list)
     counts: list[CountEntry] = Field(default_factory=list)
     ceilings: list[CeilingEntry] = Field(default_factory=list)
+    beneficiary_ceilings: list[BeneficiaryCeilingEntry] = Field(default_factory=list)
 
 
 def read_file(path: Path) -> BudgetFile:
@@ -115,12 +155,35 @@ def merge(document: BudgetFile, operator: BudgetFile | None, operator_path: Path
     where = str(operator_path or "operator file")
     programmes = {p.programme: p for p in document.programmes}
     pots: dict[str, PotEntry | CountEntry] = {}
-    for entry in [*document.pots, *document.counts]:
+    document_entries: list[PotEntry | CountEntry] = [*document.pots, *document.counts]
+    for entry in document_entries:
         if entry.pot_id in pots:
             raise ConfigError(f"{DOCUMENT_FILE}: pot_id {entry.pot_id!r} appears twice")
         pots[entry.pot_id] = entry
     ceilings = list(document.ceilings)
+    per_beneficiary: dict[str, BeneficiaryCeilingEntry] = {}
+    for b in document.beneficiary_ceilings:
+        if b.limit_id in per_beneficiary:
+            raise ConfigError(f"{DOCUMENT_FILE}: beneficiary ceiling {b.limit_id!r} appears twice")
+        per_beneficiary[b.limit_id] = b
     if operator is not None:
+        for b in operator.beneficiary_ceilings:
+            known_b = per_beneficiary.get(b.limit_id)
+            if known_b is not None:
+                if not known_b.operator_may_override:
+                    raise ConfigError(
+                        f"{where}: beneficiary_ceilings.{b.limit_id}: a document figure; an operator file cannot change it"
+                    )
+                same = (known_b.scheme, known_b.instrument, known_b.kind, known_b.currency)
+                if (b.scheme, b.instrument, b.kind, b.currency) != same:
+                    raise ConfigError(
+                        f"{where}: beneficiary_ceilings.{b.limit_id}: "
+                        "scheme, instrument, kind and currency must be the document's"
+                    )
+                # The operator overrides the reading of the document's words (e.g. "een innovatievoucher"):
+                # its values and source replace the document's, which the source names.
+                b = b.model_copy(update={"operator_may_override": True})
+            per_beneficiary[b.limit_id] = b
         for programme in operator.programmes:
             known = programmes.get(programme.programme)
             if known is None:
@@ -136,13 +199,14 @@ def merge(document: BudgetFile, operator: BudgetFile | None, operator_path: Path
                     )
                 # The documents leave this programme's period open: the operator sets it.
                 programmes[programme.programme] = known.model_copy(update={"period": programme.period})
-        for entry in [*operator.pots, *operator.counts]:
+        operator_entries: list[PotEntry | CountEntry] = [*operator.pots, *operator.counts]
+        for entry in operator_entries:
             known_entry = pots.get(entry.pot_id)
             if known_entry is None:
                 pots[entry.pot_id] = entry
                 continue
             fillable = isinstance(known_entry, CountEntry) and known_entry.max_count is None
-            if not fillable or not isinstance(entry, CountEntry):
+            if not fillable or not isinstance(known_entry, CountEntry) or not isinstance(entry, CountEntry):
                 raise ConfigError(f"{where}: {entry.pot_id}: a document figure; an operator file cannot change it")
             if known_entry.programme != entry.programme or set(known_entry.instruments) != set(entry.instruments):
                 raise ConfigError(f"{where}: {entry.pot_id}: programme and instruments must be the document's")
@@ -156,9 +220,10 @@ def merge(document: BudgetFile, operator: BudgetFile | None, operator_path: Path
         ceilings += operator.ceilings
     specs: list[PotSpec] = []
     for entry in pots.values():
-        programme = programmes.get(entry.programme)
-        if programme is None:
+        declared = programmes.get(entry.programme)
+        if declared is None:
             raise ConfigError(f"{entry.pot_id}: programme {entry.programme!r} is not declared under programmes")
+        programme = declared
         if isinstance(entry, PotEntry):
             if entry.currency != programme.currency:
                 raise ConfigError(f"{entry.pot_id}: currency {entry.currency}, but {entry.programme} is in {programme.currency}")
@@ -213,6 +278,21 @@ def merge(document: BudgetFile, operator: BudgetFile | None, operator_path: Path
                 to_year=c.to_year,
             )
             for c in ceilings
+        ),
+        beneficiary_ceilings=tuple(
+            BeneficiaryCeiling(
+                limit_id=b.limit_id,
+                scheme=b.scheme,
+                instrument=b.instrument,
+                kind=b.kind,
+                reading=b.reading,
+                values=tuple((v.from_, v.maximum) for v in b.values),
+                source=b.source,
+                quote=b.quote,
+                currency=b.currency,
+                operator_may_override=b.operator_may_override,
+            )
+            for _, b in sorted(per_beneficiary.items())
         ),
     )
 

@@ -2,7 +2,7 @@
 release returns and what a ceiling reset opens. No I/O here: the handlers feed these functions the
 rows they locked and write what they return.
 
-Units: every amount is an integer of minor units of one currency ('EUR', 'SEK', 'NOK'); counted
+Units: every amount is an integer of minor units of one currency (shared.money.CURRENCIES); counted
 limits use the unit 'count'. Amounts of different units are never added: a pot has one unit, and a
 grant draws only on pots of its own currency.
 """
@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Literal
 
+from services.budget.beneficiaries import BeneficiaryCeiling
 from shared.events import ProposedGrant
 
 COUNT = "count"
-CURRENCIES = ("EUR", "SEK", "NOK")
 
 
 # --- configuration: what the documents and the operator set ----------------------------------------
@@ -117,6 +117,7 @@ class BudgetConfig:
     programmes: Mapping[str, ProgrammeSpec]
     pots: tuple[PotSpec, ...]
     ceilings: tuple[Ceiling, ...]
+    beneficiary_ceilings: tuple[BeneficiaryCeiling, ...] = ()
 
     def pots_of(self, programme: str) -> list[PotSpec]:
         return [p for p in self.pots if p.programme == programme]
@@ -197,10 +198,14 @@ def check_shape(grant: ProposedGrant, config: BudgetConfig) -> Refusal | None:
     return None
 
 
-def check_ceilings(scheme: str, grant: ProposedGrant, ceilings: Iterable[Ceiling]) -> Refusal | None:
+def check_ceilings(
+    scheme: str, grant: ProposedGrant, ceilings: Iterable[Ceiling], capped: frozenset[str] = frozenset()
+) -> Refusal | None:
     """Per-grant ceilings of the scheme's instrument: each year, the whole grant, the years it spans.
 
-    Eligibility already caps each year; the ledger checks again because it is the authority."""
+    Eligibility already caps each year; the ledger checks again because it is the authority.
+    `capped`: the kinds ('yearly', 'years') a beneficiary ceiling that caps covers; one grant is then
+    cut by that ceiling (it sums the beneficiary's grants, this one included) instead of refused."""
     years = sorted(s.budget_year for s in grant.schedule)
     span = years[-1] - years[0] + 1
     total = grant.total.amount_minor
@@ -211,7 +216,7 @@ def check_ceilings(scheme: str, grant: ProposedGrant, ceilings: Iterable[Ceiling
             name = f"{scheme}/{grant.instrument}"
             if ceiling.currency != grant.currency:
                 return Refusal(f"ceiling:{name}", "budget.currency_mismatch", unit=grant.currency)
-            if ceiling.yearly_minor is not None and slice_.amount.amount_minor > ceiling.yearly_minor:
+            if "yearly" not in capped and ceiling.yearly_minor is not None and slice_.amount.amount_minor > ceiling.yearly_minor:
                 return Refusal(
                     f"yearly-ceiling:{name}",
                     "budget.yearly_ceiling_exceeded",
@@ -229,7 +234,7 @@ def check_ceilings(scheme: str, grant: ProposedGrant, ceilings: Iterable[Ceiling
                     total,
                     grant.currency,
                 )
-            if ceiling.max_years is not None and span > ceiling.max_years:
+            if "years" not in capped and ceiling.max_years is not None and span > ceiling.max_years:
                 return Refusal(
                     f"duration:{name}",
                     "budget.too_many_years",
@@ -420,6 +425,31 @@ def plan_release(slices: list[Slice], shares: list[tuple[str, int, int]], reduce
             if slice_ is not None and before > part:
                 releases.append(Placement(slice_.pot_id, year, slice_.unit, before - part, fund))
     return ReleasePlan(releases)
+
+
+def plan_revocation(slices: list[Slice]) -> ReleasePlan:
+    """What a revoked grant returns (its decision revised to ineligible): every slice not yet paid
+    out, i.e. scheduled (a future year) and open (its year runs; the ledger records no payment
+    before the year closes), counts included. Closed years stay: that money was the year's."""
+    return ReleasePlan(
+        [
+            Placement(s.pot_id, s.budget_year, s.unit, s.amount, s.fund)
+            for s in slices
+            if s.state in ("scheduled", "open") and s.amount > 0
+        ]
+    )
+
+
+def plan_discontinuation(slices: list[Slice], last_year: int) -> ReleasePlan:
+    """What a cluster that does not continue after `last_year` returns: the slices of later budget
+    years not yet paid out (scheduled, or open), counts included; `last_year` and earlier stay."""
+    return ReleasePlan(
+        [
+            Placement(s.pot_id, s.budget_year, s.unit, s.amount, s.fund)
+            for s in slices
+            if s.budget_year > last_year and s.state in ("scheduled", "open") and s.amount > 0
+        ]
+    )
 
 
 # --- the yearly ceiling reset ------------------------------------------------------------------------------

@@ -47,11 +47,11 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any, Literal, TextIO
 
-import asyncpg
 import yaml
 from babel import Locale
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError, field_validator
 
+from shared.db import Connection
 from shared.events import Application, FundShare, ProposedGrant
 from shared.money import MINOR_UNITS
 
@@ -112,6 +112,17 @@ class ThreeSixtyGivingSettings(_Strict):
     identifier_prefix: Annotated[str, StringConstraints(pattern=r"^360G-[A-Za-z0-9][A-Za-z0-9._-]*$")] | None = None
     publisher: Publisher = Publisher()
     license: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")] | None = None
+    #: 360Giving `dataSource`: "A web link pointing to the source of this data" (the agency's page
+    #: where the file is published). Optional; every grant carries it when set.
+    data_source: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")] | None = None
+
+
+class GeoCode(_Strict):
+    """A region's code in an established gazetteer (e.g. Eurostat NUTS), for 360Giving's
+    `beneficiaryLocation.geoCode` / `geoCodeType`."""
+
+    code: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9._-]{1,40}$")]
+    type: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80)]
 
 
 class EuSettings(_Strict):
@@ -147,8 +158,14 @@ class OpenDataConfig(_Strict):
     programmes: dict[Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,119}$")], ProgrammeSettings] = Field(
         default_factory=dict
     )
+    #: Per applicant country, the region names applicants give (as written in the application) and
+    #: their gazetteer code. A region not listed is published by name only.
+    region_codes: dict[
+        Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")],
+        dict[Annotated[str, StringConstraints(min_length=1, max_length=200)], GeoCode],
+    ] = Field(default_factory=dict)
 
-    @field_validator("recipient_org_id_schemes", mode="before")
+    @field_validator("recipient_org_id_schemes", "region_codes", mode="before")
     @classmethod
     def _quoted_country_codes(cls, value: Any) -> Any:
         if isinstance(value, dict) and any(isinstance(k, bool) for k in value):
@@ -282,7 +299,7 @@ def _json(value: Any) -> Any:
 
 
 async def load_committed(
-    conn: asyncpg.Connection,
+    conn: Connection,
     *,
     programmes: Collection[str] | None = None,
     application_ids: Collection[str] | None = None,
@@ -450,7 +467,12 @@ def _grant_360(grant: CommittedGrant, config: OpenDataConfig, missing: _Missing)
     programme: dict[str, Any] = {"code": grant.programme}
     if settings.title:
         programme["title"] = settings.title
-    return {
+    location: dict[str, Any] = {"name": applicant.region or country_name(applicant.country), "countryCode": applicant.country}
+    geo = config.region_codes.get(applicant.country, {}).get(applicant.region) if applicant.region else None
+    if geo is not None:
+        location["geoCode"] = geo.code
+        location["geoCodeType"] = geo.type
+    item = {
         "id": f"{prefix}-{grant.application_id}",
         "title": title_of(grant),
         "description": description_of(grant, config),
@@ -459,16 +481,14 @@ def _grant_360(grant: CommittedGrant, config: OpenDataConfig, missing: _Missing)
         "awardDate": _utc(grant.committed_at).date().isoformat(),
         "plannedDates": [{"startDate": start.isoformat(), "endDate": end.isoformat()}],
         "recipientOrganization": [recipient],
-        "beneficiaryLocation": [
-            {
-                "name": applicant.region or country_name(applicant.country),
-                "countryCode": applicant.country,
-            }
-        ],
+        "beneficiaryLocation": [location],
         "fundingOrganization": [{"id": funder_id, "name": funder_name}],
         "grantProgramme": [programme],
         "dateModified": _utc(grant.updated_at).isoformat(timespec="seconds"),
     }
+    if config.threesixtygiving.data_source:
+        item["dataSource"] = config.threesixtygiving.data_source
+    return item
 
 
 def to_360giving(grants: Iterable[CommittedGrant], config: OpenDataConfig) -> list[dict[str, Any]]:
@@ -523,11 +543,14 @@ THREESIXTYGIVING_COLUMNS: tuple[tuple[str, tuple[str | int, ...]], ...] = (
     ("Recipient Org:Country", ("recipientOrganization", 0, "addressCountry")),
     ("Beneficiary Location:Name", ("beneficiaryLocation", 0, "name")),
     ("Beneficiary Location:Country Code", ("beneficiaryLocation", 0, "countryCode")),
+    ("Beneficiary Location:Geographic Code", ("beneficiaryLocation", 0, "geoCode")),
+    ("Beneficiary Location:Geographic Code Type", ("beneficiaryLocation", 0, "geoCodeType")),
     ("Funding Org:Identifier", ("fundingOrganization", 0, "id")),
     ("Funding Org:Name", ("fundingOrganization", 0, "name")),
     ("Grant Programme:Code", ("grantProgramme", 0, "code")),
     ("Grant Programme:Title", ("grantProgramme", 0, "title")),
     ("Last Modified", ("dateModified",)),
+    ("Data Source", ("dataSource",)),
 )
 
 

@@ -25,7 +25,7 @@ from services.budget import opendata
 from services.cli_common import CliError, database, run, settings
 from shared.settings import CommonSettings
 
-app = typer.Typer(
+app: typer.Typer = typer.Typer(
     help="Open data: 360Giving and the EU list of operations.", no_args_is_help=True, pretty_exceptions_enable=False
 )
 

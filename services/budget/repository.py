@@ -1,18 +1,22 @@
-"""The budget ledger's tables (schema `budget`), in asyncpg. Concurrency is settled by PostgreSQL
-row locks, always taken in the order the migration states: application advisory lock, programme,
-grant, pots in pot_id order."""
+"""The budget ledger's write side (schema `budget`), in asyncpg: `LedgerRepository`, bound to one
+transaction, is what the handlers get as `uow.repo`; they never see asyncpg. Concurrency is settled
+by PostgreSQL row locks, always taken in the order the migrations state: application advisory
+locks, programmes, grants, beneficiary ceiling rows, pots, each set in key order. What operators
+read (balances, reconciliation) is in `views.py`."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from services.budget.domain import BudgetConfig, Placement, PotBalance, Slice, SliceState
+from services.budget.beneficiaries import WHOLE, Draw, LimitBalance, LimitKey, sort_key
+from services.budget.domain import BudgetConfig, Placement, PotBalance, Slice
+from shared.db import Connection
 
 APPLICATION_LOCK_NAMESPACE = 727_004
 
@@ -24,7 +28,7 @@ class LedgerConfigError(RuntimeError):
 # --- configuration into the database -------------------------------------------------------------
 
 
-async def load_config(conn: asyncpg.Connection, config: BudgetConfig) -> int:
+async def load_config(conn: Connection, config: BudgetConfig) -> int:
     """Upsert programmes and the pots that have a total, in pot_id order, in one transaction.
 
     A total below what is already committed fails on the pots CHECK constraint: loudly, at start-up."""
@@ -41,6 +45,7 @@ async def load_config(conn: asyncpg.Connection, config: BudgetConfig) -> int:
                 spec.yearly_maximum_required,
                 spec.source,
             )
+            assert row is not None  # INSERT ... ON CONFLICT DO UPDATE ... RETURNING returns the row
             if row["currency"] != spec.currency:
                 raise LedgerConfigError(
                     f"programme {spec.programme}: ledger is in {row['currency']}, config says {spec.currency}"
@@ -64,6 +69,7 @@ async def load_config(conn: asyncpg.Connection, config: BudgetConfig) -> int:
                 pot.total,
                 pot.source,
             )
+            assert row is not None  # INSERT ... ON CONFLICT DO UPDATE ... RETURNING returns the row
             instruments = tuple(sorted(row["instruments"] or ()))
             stored = (row["programme"], row["unit"], row["fund"], instruments, row["budget_year"])
             wanted = (pot.programme, pot.unit, pot.fund, pot.instruments, pot.budget_year)
@@ -73,12 +79,7 @@ async def load_config(conn: asyncpg.Connection, config: BudgetConfig) -> int:
         return loaded
 
 
-# --- locks ------------------------------------------------------------------------------------------
-
-
-async def lock_application(conn: asyncpg.Connection, application_id: str) -> None:
-    """Serialise the decisions and releases of one application (lock 1 of the order)."""
-    await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", APPLICATION_LOCK_NAMESPACE, application_id)
+# --- the write side, bound to one transaction ------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -91,48 +92,26 @@ class ProgrammeState:
     yearly_maximum_required: bool
 
 
-async def lock_programme(conn: asyncpg.Connection, programme: str, *, exclusive: bool) -> ProgrammeState | None:
-    """Lock 2: FOR SHARE by commits and releases (they run side by side), FOR UPDATE by a reset."""
-    mode = "FOR UPDATE" if exclusive else "FOR SHARE"
-    row = await conn.fetchrow(
-        f"SELECT programme, currency, open_year, yearly_maximum_required FROM budget.programmes WHERE programme = $1 {mode}",
-        programme,
-    )
-    if row is None:
-        return None
-    maximum = None
-    if row["open_year"] is not None:
-        maximum = await conn.fetchval(
-            "SELECT yearly_maximum_minor FROM budget.budget_years WHERE programme = $1 AND budget_year = $2",
-            programme,
-            row["open_year"],
-        )
-    return ProgrammeState(row["programme"], row["currency"], row["open_year"], maximum, row["yearly_maximum_required"])
+@dataclass(frozen=True)
+class GrantRow:
+    grant_id: str
+    application_id: str
+    scheme: str
+    programme: str
+    instrument: str
+    currency: str
+    status: str
+    fund_shares: list[tuple[str, int, int]]
+    beneficiary_id: str | None = None
+    revision: int = 1
 
 
-async def lock_pots(conn: asyncpg.Connection, pot_ids: Iterable[str]) -> dict[str, PotBalance]:
-    """Lock 4: the pots a grant touches, always in pot_id order."""
-    rows = await conn.fetch(
-        """SELECT pot_id, unit, total_minor, committed_minor, released_minor FROM budget.pots
-           WHERE pot_id = ANY($1::text[]) ORDER BY pot_id FOR UPDATE""",
-        sorted(set(pot_ids)),
-    )
-    return {
-        r["pot_id"]: PotBalance(r["pot_id"], r["unit"], r["total_minor"], r["committed_minor"], r["released_minor"]) for r in rows
-    }
+@dataclass(frozen=True)
+class Applied:
+    """What the ledger holds of an application: the decision revision it applied, and its grant."""
 
-
-# --- decisions -----------------------------------------------------------------------------------------
-
-
-async def already_decided(conn: asyncpg.Connection, application_id: str) -> bool:
-    return bool(
-        await conn.fetchval(
-            """SELECT EXISTS (SELECT 1 FROM budget.grants WHERE application_id = $1)
-               OR EXISTS (SELECT 1 FROM budget.refusals WHERE application_id = $1)""",
-            application_id,
-        )
-    )
+    revision: int
+    grant: GrantRow | None
 
 
 @dataclass(frozen=True)
@@ -146,178 +125,59 @@ class NewGrant:
     conditional: bool
     fund_shares: list[tuple[str, int, int]]
     grant_json: dict[str, Any]
-
-
-async def record_commitment(
-    conn: asyncpg.Connection,
-    grant: NewGrant,
-    placements: Sequence[Placement],
-    states: Sequence[SliceState],
-    *,
-    cause: str,
-    at: datetime,
-) -> None:
-    """The grant, its slices, one commit entry per slice (and an open entry for an open year's
-    slice), and the pots' materialised balances: all in the caller's transaction."""
-    await conn.execute(
-        """INSERT INTO budget.grants (grant_id, application_id, scheme, programme, instrument, currency, conditional,
-                                      fund_shares, status, grant_json, committed_at, updated_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'committed', $9, $10, $10)""",
-        grant.grant_id,
-        grant.application_id,
-        grant.scheme,
-        grant.programme,
-        grant.instrument,
-        grant.currency,
-        grant.conditional,
-        [list(s) for s in grant.fund_shares],
-        grant.grant_json,
-        at,
-    )
-    await conn.executemany(
-        """INSERT INTO budget.slices (grant_id, pot_id, budget_year, programme, unit, fund, amount_minor, state)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
-        [
-            (grant.grant_id, p.pot_id, p.budget_year, grant.programme, p.unit, p.fund, p.amount, s)
-            for p, s in zip(placements, states, strict=True)
-        ],
-    )
-    entries = [(p, "commit", "committed") for p in placements]
-    entries += [(p, "open", "committed_in_open_year") for p, s in zip(placements, states, strict=True) if s == "open"]
-    await insert_entries(conn, grant.grant_id, entries, cause=cause, at=at)
-    totals: dict[str, int] = {}
-    for p in placements:
-        totals[p.pot_id] = totals.get(p.pot_id, 0) + p.amount
-    await conn.executemany(
-        "UPDATE budget.pots SET committed_minor = committed_minor + $2 WHERE pot_id = $1", sorted(totals.items())
-    )
-
-
-async def insert_entries(
-    conn: asyncpg.Connection, grant_id: str, entries: Sequence[tuple[Placement, str, str]], *, cause: str, at: datetime
-) -> None:
-    await conn.executemany(
-        """INSERT INTO budget.entries
-                          (pot_id, grant_id, kind, budget_year, amount_minor, unit, reason, cause, created_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
-        [
-            (p.pot_id, grant_id, kind, p.budget_year, p.amount, p.unit, reason, cause, at)
-            for p, kind, reason in entries
-            if p.amount > 0
-        ],
-    )
-
-
-async def record_refusal(
-    conn: asyncpg.Connection,
-    application_id: str,
-    limit_id: str,
-    message_key: str,
-    budget_year: int | None,
-    available: int | None,
-    requested: int | None,
-    unit: str | None,
-    at: datetime,
-) -> None:
-    await conn.execute(
-        """INSERT INTO budget.refusals
-                  (application_id, limit_id, message_key, budget_year, available, requested, unit, refused_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
-        application_id,
-        limit_id,
-        message_key,
-        budget_year,
-        available,
-        requested,
-        unit,
-        at,
-    )
-
-
-# --- releases ----------------------------------------------------------------------------------------------
+    beneficiary_id: str | None = None
+    revision: int = 1
+    at: datetime | None = None
 
 
 @dataclass(frozen=True)
-class GrantRow:
-    grant_id: str
+class RefusalRow:
     application_id: str
-    scheme: str
-    programme: str
-    instrument: str
-    currency: str
-    status: str
-    fund_shares: list[tuple[str, int, int]]
+    revision: int
+    limit_id: str
+    message_key: str
+    budget_year: int | None
+    available: int | None
+    requested: int | None
+    unit: str | None
+    at: datetime
 
 
-async def lock_grant(conn: asyncpg.Connection, application_id: str) -> GrantRow | None:
-    """Lock 3: the grant a release changes."""
-    row = await conn.fetchrow(
-        """SELECT grant_id::text, application_id, scheme, programme, instrument, currency, status, fund_shares
-           FROM budget.grants WHERE application_id = $1 FOR UPDATE""",
-        application_id,
-    )
-    if row is None:
-        return None
-    shares = [(str(f), int(n), int(d)) for f, n, d in row["fund_shares"]]
-    return GrantRow(
-        row["grant_id"],
-        row["application_id"],
-        row["scheme"],
-        row["programme"],
-        row["instrument"],
-        row["currency"],
-        row["status"],
-        shares,
-    )
+@dataclass
+class Writes:
+    """Everything one batch (or one command) changes, written set-based: one statement per table.
+
+    Balances (`pots`, `limits`) are the new absolute values of rows this transaction holds locked."""
+
+    grants: list[NewGrant] = field(default_factory=list)
+    slices: list[tuple[str, str, int, str, str, str | None, int, str]] = field(default_factory=list)
+    """(grant_id, pot_id, budget_year, programme, unit, fund, amount, state)"""
+    entries: list[tuple[str, str, str, int, int, str, str, str, datetime]] = field(default_factory=list)
+    """(pot_id, grant_id, kind, budget_year, amount, unit, reason, cause, at)"""
+    released_slices: list[tuple[str, str, int, int]] = field(default_factory=list)
+    """(grant_id, pot_id, budget_year, amount returned)"""
+    grant_status: list[tuple[str, str, datetime]] = field(default_factory=list)
+    """(grant_id, status, at)"""
+    pots: dict[str, PotBalance] = field(default_factory=dict)
+    limits: dict[LimitKey, tuple[LimitBalance, int | None]] = field(default_factory=dict)
+    """key -> (balance, the maximum it was held to)"""
+    draws: list[tuple[str, Draw]] = field(default_factory=list)
+    """(grant_id, draw): the grant's holding of the row now (inserted, or its amount replaced)"""
+    refusals: list[RefusalRow] = field(default_factory=list)
+    decisions: dict[str, tuple[int, str, str, datetime]] = field(default_factory=dict)
+    """application_id -> (revision, event_id, outcome, at): the newest revision applied"""
+
+    def entry(self, p: Placement, grant_id: str, kind: str, reason: str, cause: str, at: datetime) -> None:
+        if p.amount > 0:
+            self.entries.append((p.pot_id, grant_id, kind, p.budget_year, p.amount, p.unit, reason, cause, at))
 
 
-async def programme_of_grant(conn: asyncpg.Connection, application_id: str) -> str | None:
-    """The programme of an application's grant (never changes, so read without a lock)."""
-    value = await conn.fetchval("SELECT programme FROM budget.grants WHERE application_id = $1", application_id)
-    return str(value) if value is not None else None
-
-
-async def slices_of(conn: asyncpg.Connection, grant_id: str) -> list[Slice]:
-    rows = await conn.fetch(
-        """SELECT pot_id, budget_year, unit, fund, amount_minor, state FROM budget.slices
-           WHERE grant_id = $1 ORDER BY budget_year, pot_id""",
-        grant_id,
-    )
-    return [Slice(r["pot_id"], r["budget_year"], r["unit"], r["fund"], r["amount_minor"], r["state"]) for r in rows]
-
-
-async def record_release(
-    conn: asyncpg.Connection,
-    grant_id: str,
-    releases: Sequence[Placement],
-    *,
-    reason: str,
-    withdraw: bool,
-    cause: str,
-    at: datetime,
-) -> None:
-    await insert_entries(conn, grant_id, [(p, "release", reason) for p in releases], cause=cause, at=at)
-    await conn.executemany(
-        """UPDATE budget.slices SET amount_minor = amount_minor - $4,
-                  state = CASE WHEN amount_minor - $4 = 0 THEN 'released' ELSE state END
-           WHERE grant_id = $1 AND pot_id = $2 AND budget_year = $3 AND state = 'scheduled'""",
-        [(grant_id, p.pot_id, p.budget_year, p.amount) for p in releases],
-    )
-    totals: dict[str, int] = {}
-    for p in releases:
-        totals[p.pot_id] = totals.get(p.pot_id, 0) + p.amount
-    await conn.executemany(
-        "UPDATE budget.pots SET released_minor = released_minor + $2 WHERE pot_id = $1", sorted(totals.items())
-    )
-    await conn.execute(
-        f"""UPDATE budget.grants SET updated_at = $2{", status = 'withdrawn'" if withdraw else ""}
-            WHERE grant_id = $1""",
-        grant_id,
-        at,
-    )
-
-
-# --- the yearly ceiling reset: set-based, one statement per step, whatever the number of grants --------------
+def draw_kind(draw: Draw) -> str:
+    if draw.unit == "years":
+        return "years"
+    if draw.unit == "count":
+        return "grants"
+    return "total" if draw.key.budget_year == WHOLE else "yearly"
 
 
 @dataclass(frozen=True)
@@ -328,194 +188,451 @@ class ResetResult:
     slices_closed: int
 
 
-async def apply_reset(
-    conn: asyncpg.Connection,
-    programme: str,
-    budget_year: int,
-    yearly_maximum: int | None,
-    *,
-    reset_id: str,
-    opened_at: datetime,
-    cause: str,
-    at: datetime,
-) -> ResetResult:
-    """Open `budget_year` for `programme`, in the caller's transaction (which holds the programme
-    FOR UPDATE): close the earlier years, cap conditional slices at the yearly maximum (the excess
-    returns to the pot as release entries), open the year's slices (an open entry each).
+class LedgerRepository:
+    """The budget's tables in one transaction (the unit of work's connection). Every lock method
+    takes its rows in the order of the migrations' lock order, all rows of a batch at once."""
 
-    Each step is one SQL statement over all of the programme's grants: no loop per grant."""
-    closed = await conn.execute(
-        """UPDATE budget.slices SET state = 'closed'
-           WHERE programme = $1 AND budget_year < $2 AND state IN ('open', 'scheduled')""",
-        programme,
-        budget_year,
-    )
-    capped_count, capped_amount = 0, 0
-    if yearly_maximum is not None:
-        row = await conn.fetchrow(
-            """WITH over AS (
-                   SELECT s.grant_id, s.pot_id, s.budget_year, s.unit, s.amount_minor - $3 AS excess
-                   FROM budget.slices s JOIN budget.grants g USING (grant_id)
-                   WHERE s.programme = $1 AND s.budget_year = $2 AND s.state = 'scheduled' AND s.unit <> 'count'
-                     AND g.conditional AND s.amount_minor > $3
-               ), cut AS (
-                   UPDATE budget.slices s SET amount_minor = s.amount_minor - o.excess
-                   FROM over o
-                   WHERE s.grant_id = o.grant_id AND s.pot_id = o.pot_id AND s.budget_year = o.budget_year
-                   RETURNING s.grant_id
-               ), entries AS (
-                   INSERT INTO budget.entries
-                          (pot_id, grant_id, kind, budget_year, amount_minor, unit, reason, cause, created_at)
-                   SELECT pot_id, grant_id, 'release', budget_year, excess, unit, 'yearly_maximum', $4, $5 FROM over
-                   RETURNING pot_id, amount_minor
-               ), pots AS (
-                   UPDATE budget.pots p SET released_minor = p.released_minor + t.amount
-                   FROM (SELECT pot_id, sum(amount_minor) AS amount FROM entries GROUP BY pot_id) t
-                   WHERE p.pot_id = t.pot_id
-                   RETURNING p.pot_id
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.statements = 0
+
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        self.statements += 1
+        return list(await self.conn.fetch(sql, *args))
+
+    async def _execute(self, sql: str, *args: Any) -> str:
+        self.statements += 1
+        return str(await self.conn.execute(sql, *args))
+
+    # -- locks and reads -------------------------------------------------------------------------
+
+    async def lock_applications(self, application_ids: Iterable[str]) -> None:
+        """Lock 1: one decision or release of an application at a time, several in hashtext order."""
+        ids = sorted(set(application_ids))
+        if ids:
+            await self._fetch(
+                """SELECT pg_advisory_xact_lock($1, h) FROM (
+                       SELECT DISTINCT hashtext(a) AS h FROM unnest($2::text[]) AS a ORDER BY 1) AS locks""",
+                APPLICATION_LOCK_NAMESPACE,
+                ids,
+            )
+
+    async def applied(self, application_ids: Iterable[str]) -> dict[str, Applied]:
+        """The newest decision revision applied and the grant, per application (under lock 1)."""
+        ids = sorted(set(application_ids))
+        if not ids:
+            return {}
+        rows = await self._fetch(
+            """SELECT a.id AS application_id, d.revision, g.grant_id::text, g.scheme, g.programme, g.instrument,
+                      g.currency, g.status, g.fund_shares, g.beneficiary_id, g.revision AS grant_revision
+               FROM unnest($1::text[]) AS a(id)
+               LEFT JOIN budget.decisions d ON d.application_id = a.id
+               LEFT JOIN budget.grants g ON g.application_id = a.id
+               WHERE d.application_id IS NOT NULL OR g.application_id IS NOT NULL""",
+            ids,
+        )
+        return {
+            r["application_id"]: Applied(r["revision"] or 1, _grant_row(r) if r["grant_id"] is not None else None) for r in rows
+        }
+
+    async def lock_programmes(self, programmes: Iterable[str], *, exclusive: bool = False) -> dict[str, ProgrammeState]:
+        """Lock 2: FOR SHARE by commits and releases (they run side by side), FOR UPDATE by a reset."""
+        names = sorted(set(programmes))
+        if not names:
+            return {}
+        mode = "FOR UPDATE OF p" if exclusive else "FOR SHARE OF p"
+        rows = await self._fetch(
+            f"""SELECT p.programme, p.currency, p.open_year, p.yearly_maximum_required, y.yearly_maximum_minor
+                FROM budget.programmes p
+                LEFT JOIN budget.budget_years y ON y.programme = p.programme AND y.budget_year = p.open_year
+                WHERE p.programme = ANY($1::text[]) ORDER BY p.programme {mode}""",
+            names,
+        )
+        return {
+            r["programme"]: ProgrammeState(
+                r["programme"], r["currency"], r["open_year"], r["yearly_maximum_minor"], r["yearly_maximum_required"]
+            )
+            for r in rows
+        }
+
+    async def lock_programme(self, programme: str, *, exclusive: bool) -> ProgrammeState | None:
+        return (await self.lock_programmes([programme], exclusive=exclusive)).get(programme)
+
+    async def lock_grants(self, application_ids: Iterable[str]) -> dict[str, GrantRow]:
+        """Lock 3: the grants a release or revocation changes."""
+        ids = sorted(set(application_ids))
+        if not ids:
+            return {}
+        rows = await self._fetch(
+            """SELECT g.grant_id::text, g.application_id, g.scheme, g.programme, g.instrument, g.currency, g.status,
+                      g.fund_shares, g.beneficiary_id, g.revision AS grant_revision
+               FROM budget.grants g WHERE g.application_id = ANY($1::text[]) ORDER BY g.application_id FOR UPDATE""",
+            ids,
+        )
+        return {r["application_id"]: _grant_row(r) for r in rows}
+
+    async def slices_of(self, grant_ids: Iterable[str]) -> dict[str, list[Slice]]:
+        ids = sorted(set(grant_ids))
+        out: dict[str, list[Slice]] = {g: [] for g in ids}
+        if not ids:
+            return out
+        rows = await self._fetch(
+            """SELECT grant_id::text, pot_id, budget_year, unit, fund, amount_minor, state FROM budget.slices
+               WHERE grant_id = ANY($1::uuid[]) ORDER BY grant_id, budget_year, pot_id""",
+            ids,
+        )
+        for r in rows:
+            out[r["grant_id"]].append(Slice(r["pot_id"], r["budget_year"], r["unit"], r["fund"], r["amount_minor"], r["state"]))
+        return out
+
+    async def draws_of(self, grant_ids: Iterable[str]) -> dict[str, list[Draw]]:
+        ids = sorted(set(grant_ids))
+        out: dict[str, list[Draw]] = {g: [] for g in ids}
+        if not ids:
+            return out
+        rows = await self._fetch(
+            """SELECT d.grant_id::text, d.limit_id, d.beneficiary_id, d.budget_year, d.mark_year, d.amount, l.unit
+               FROM budget.beneficiary_draws d JOIN budget.beneficiary_limits l USING (limit_id, beneficiary_id, budget_year)
+               WHERE d.grant_id = ANY($1::uuid[]) ORDER BY 1, 2, 4, 5""",
+            ids,
+        )
+        for r in rows:
+            key = LimitKey(r["limit_id"], r["beneficiary_id"], r["budget_year"])
+            out[r["grant_id"]].append(Draw(key, r["unit"], r["amount"], r["mark_year"]))
+        return out
+
+    async def lock_limits(self, keys: Mapping[LimitKey, str]) -> dict[LimitKey, LimitBalance]:
+        """Lock 4: the beneficiary rows (key -> unit), created on first use, in key order. For a
+        row counting years, the years its grants hold money in come with it."""
+        ordered = sorted(keys, key=sort_key)
+        if not ordered:
+            return {}
+        args = (
+            [k.limit_id for k in ordered],
+            [k.beneficiary_id for k in ordered],
+            [k.budget_year for k in ordered],
+            [keys[k] for k in ordered],
+        )
+        await self._execute(
+            """INSERT INTO budget.beneficiary_limits (limit_id, beneficiary_id, budget_year, unit)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[]) ORDER BY 1, 2, 3
+               ON CONFLICT DO NOTHING""",
+            *args,
+        )
+        rows = await self._fetch(
+            """WITH locked AS (
+                   SELECT l.limit_id, l.beneficiary_id, l.budget_year, l.unit, l.used
+                   FROM budget.beneficiary_limits l
+                   JOIN unnest($1::text[], $2::text[], $3::int[]) AS k(limit_id, beneficiary_id, budget_year)
+                        USING (limit_id, beneficiary_id, budget_year)
+                   ORDER BY l.limit_id, l.beneficiary_id, l.budget_year FOR UPDATE OF l
                )
-               SELECT (SELECT count(*) FROM cut) AS n, (SELECT coalesce(sum(excess), 0) FROM over) AS amount,
-                      (SELECT count(*) FROM pots) AS pots""",
-            programme,
-            budget_year,
-            yearly_maximum,
-            cause,
-            at,
+               SELECT locked.*, (SELECT coalesce(jsonb_object_agg(y.mark_year, y.n), '{}'::jsonb)::text FROM (
+                         SELECT d.mark_year, count(*) AS n FROM budget.beneficiary_draws d
+                         WHERE locked.unit = 'years' AND d.limit_id = locked.limit_id
+                           AND d.beneficiary_id = locked.beneficiary_id AND d.budget_year = locked.budget_year
+                           AND d.amount > 0 GROUP BY d.mark_year) y) AS years
+               FROM locked""",
+            *args[:3],
         )
-        capped_count, capped_amount = int(row["n"]), int(row["amount"])
-    opened = await conn.fetchval(
-        """WITH opened AS (
-               UPDATE budget.slices SET state = 'open'
-               WHERE programme = $1 AND budget_year = $2 AND state = 'scheduled'
-               RETURNING grant_id, pot_id, budget_year, amount_minor, unit
-           ), entries AS (
-               INSERT INTO budget.entries
-                          (pot_id, grant_id, kind, budget_year, amount_minor, unit, reason, cause, created_at)
-               SELECT pot_id, grant_id, 'open', budget_year, amount_minor, unit, 'ceiling_reset', $3, $4
-               FROM opened WHERE amount_minor > 0
-               RETURNING 1
-           )
-           SELECT count(*) FROM opened""",
-        programme,
-        budget_year,
-        cause,
-        at,
-    )
-    await conn.execute("UPDATE budget.programmes SET open_year = $2 WHERE programme = $1", programme, budget_year)
-    await conn.execute(
-        """INSERT INTO budget.budget_years (programme, budget_year, reset_id, yearly_maximum_minor, opened_at,
-                                            applied_at, slices_opened, slices_capped, amount_capped_minor)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
-        programme,
-        budget_year,
-        reset_id,
-        yearly_maximum,
-        opened_at,
-        at,
-        int(opened),
-        capped_count,
-        capped_amount,
-    )
-    return ResetResult(int(opened), capped_count, capped_amount, int(closed.split()[-1]))
+        out: dict[LimitKey, LimitBalance] = {}
+        for r in rows:
+            key = LimitKey(r["limit_id"], r["beneficiary_id"], r["budget_year"])
+            years = {int(y): int(n) for y, n in json.loads(r["years"]).items()}
+            out[key] = LimitBalance(key, r["unit"], r["used"], years)
+        return out
 
-
-async def year_opened(conn: asyncpg.Connection, programme: str, budget_year: int) -> bool:
-    return bool(
-        await conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM budget.budget_years WHERE programme = $1 AND budget_year = $2)",
-            programme,
-            budget_year,
+    async def lock_pots(self, pot_ids: Iterable[str]) -> dict[str, PotBalance]:
+        """Lock 5: the pots the batch touches, always in pot_id order."""
+        ids = sorted(set(pot_ids))
+        if not ids:
+            return {}
+        rows = await self._fetch(
+            """SELECT pot_id, unit, total_minor, committed_minor, released_minor FROM budget.pots
+               WHERE pot_id = ANY($1::text[]) ORDER BY pot_id FOR UPDATE""",
+            ids,
         )
-    )
+        return {
+            r["pot_id"]: PotBalance(r["pot_id"], r["unit"], r["total_minor"], r["committed_minor"], r["released_minor"])
+            for r in rows
+        }
 
+    # -- writes: one statement per table, whatever the batch's size ----------------------------------
 
-async def request_reset(conn: asyncpg.Connection, programme: str, budget_year: int, event_id: str, at: datetime) -> bool:
-    """Record an operator's (or a job's) request to open a year; False if it was already asked for."""
-    return bool(
-        await conn.fetchval(
-            """INSERT INTO budget.reset_requests (programme, budget_year, event_id, requested_at) VALUES ($1, $2, $3, $4)
-           ON CONFLICT DO NOTHING RETURNING true""",
-            programme,
-            budget_year,
+    async def write(self, w: Writes) -> None:
+        if w.grants:
+            g = w.grants
+            await self._execute(
+                """INSERT INTO budget.grants (grant_id, application_id, scheme, programme, instrument, currency, conditional,
+                                              fund_shares, status, grant_json, committed_at, updated_at, beneficiary_id,
+                                              revision)
+                   SELECT g, a, s, p, i, c, k, f::jsonb, 'committed', j::jsonb, t, t, b, r
+                   FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[],
+                               $8::text[], $9::text[], $10::text[], $11::int[], $12::timestamptz[])
+                        AS x(g, a, s, p, i, c, k, f, j, b, r, t)""",
+                [x.grant_id for x in g],
+                [x.application_id for x in g],
+                [x.scheme for x in g],
+                [x.programme for x in g],
+                [x.instrument for x in g],
+                [x.currency for x in g],
+                [x.conditional for x in g],
+                [json.dumps([list(s) for s in x.fund_shares]) for x in g],
+                [json.dumps(x.grant_json) for x in g],
+                [x.beneficiary_id for x in g],
+                [x.revision for x in g],
+                [x.at for x in g],
+            )
+        if w.slices:
+            await self._execute(
+                """INSERT INTO budget.slices (grant_id, pot_id, budget_year, programme, unit, fund, amount_minor, state)
+                   SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::bigint[],
+                                        $8::text[])""",
+                *_columns(w.slices, 8),
+            )
+        if w.released_slices:
+            await self._execute(
+                """UPDATE budget.slices s SET amount_minor = s.amount_minor - r.amount,
+                          state = CASE WHEN s.amount_minor - r.amount = 0 THEN 'released' ELSE s.state END
+                   FROM unnest($1::uuid[], $2::text[], $3::int[], $4::bigint[]) AS r(grant_id, pot_id, budget_year, amount)
+                   WHERE s.grant_id = r.grant_id AND s.pot_id = r.pot_id AND s.budget_year = r.budget_year""",
+                *_columns(w.released_slices, 4),
+            )
+        if w.grant_status:
+            await self._execute(
+                """UPDATE budget.grants g SET status = u.status, updated_at = u.at
+                   FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS u(grant_id, status, at)
+                   WHERE g.grant_id = u.grant_id""",
+                *_columns(w.grant_status, 3),
+            )
+        if w.entries:
+            await self._execute(
+                """INSERT INTO budget.entries (pot_id, grant_id, kind, budget_year, amount_minor, unit, reason, cause, created_at)
+                   SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::int[], $5::bigint[], $6::text[], $7::text[],
+                                        $8::text[], $9::timestamptz[])""",
+                *_columns(w.entries, 9),
+            )
+        if w.pots:
+            pots = sorted(w.pots.values(), key=lambda p: p.pot_id)
+            await self._execute(
+                """UPDATE budget.pots p SET committed_minor = u.committed, released_minor = u.released
+                   FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u(pot_id, committed, released)
+                   WHERE p.pot_id = u.pot_id""",
+                [p.pot_id for p in pots],
+                [p.committed for p in pots],
+                [p.released for p in pots],
+            )
+        if w.limits:
+            keys = sorted(w.limits, key=sort_key)
+            await self._execute(
+                """UPDATE budget.beneficiary_limits l SET used = u.used, maximum = coalesce(u.maximum, l.maximum)
+                   FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::bigint[])
+                        AS u(limit_id, beneficiary_id, budget_year, used, maximum)
+                   WHERE l.limit_id = u.limit_id AND l.beneficiary_id = u.beneficiary_id AND l.budget_year = u.budget_year""",
+                [k.limit_id for k in keys],
+                [k.beneficiary_id for k in keys],
+                [k.budget_year for k in keys],
+                [w.limits[k][0].used for k in keys],
+                [w.limits[k][1] for k in keys],
+            )
+        if w.draws:
+            await self._execute(
+                """INSERT INTO budget.beneficiary_draws (grant_id, limit_id, beneficiary_id, budget_year, mark_year, kind, amount)
+                   SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::int[], $6::text[], $7::bigint[])
+                   ON CONFLICT (grant_id, limit_id, budget_year, mark_year) DO UPDATE SET amount = EXCLUDED.amount""",
+                [g for g, _ in w.draws],
+                [d.key.limit_id for _, d in w.draws],
+                [d.key.beneficiary_id for _, d in w.draws],
+                [d.key.budget_year for _, d in w.draws],
+                [d.budget_year for _, d in w.draws],
+                [draw_kind(d) for _, d in w.draws],
+                [d.amount for _, d in w.draws],
+            )
+        if w.refusals:
+            r = w.refusals
+            await self._execute(
+                """INSERT INTO budget.refusals
+                          (application_id, revision, limit_id, message_key, budget_year, available, requested, unit, refused_at)
+                   SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::int[], $6::bigint[], $7::bigint[],
+                                        $8::text[], $9::timestamptz[])""",
+                [x.application_id for x in r],
+                [x.revision for x in r],
+                [x.limit_id for x in r],
+                [x.message_key for x in r],
+                [x.budget_year for x in r],
+                [x.available for x in r],
+                [x.requested for x in r],
+                [x.unit for x in r],
+                [x.at for x in r],
+            )
+        if w.decisions:
+            ids = sorted(w.decisions)
+            await self._execute(
+                """INSERT INTO budget.decisions (application_id, revision, event_id, outcome, applied_at)
+                   SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::timestamptz[])
+                   ON CONFLICT (application_id) DO UPDATE
+                   SET revision = EXCLUDED.revision, event_id = EXCLUDED.event_id, outcome = EXCLUDED.outcome,
+                       applied_at = EXCLUDED.applied_at
+                   WHERE budget.decisions.revision < EXCLUDED.revision""",
+                ids,
+                *_columns([w.decisions[i] for i in ids], 4),
+            )
+
+    async def record_evaluation(
+        self, evaluation_id: str, application_id: str, year: int, continues: bool, event_id: str, at: datetime
+    ) -> bool:
+        """Record an annual evaluation once; False if it was applied before (under any event id)."""
+        row = await self._fetch(
+            """INSERT INTO budget.evaluations (evaluation_id, application_id, year, continues, event_id, applied_at)
+               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING true""",
+            evaluation_id,
+            application_id,
+            year,
+            continues,
             event_id,
             at,
         )
+        return bool(row)
+
+    # -- the yearly ceiling reset: set-based, one statement per step, whatever the number of grants --
+
+    async def apply_reset(
+        self,
+        programme: str,
+        budget_year: int,
+        yearly_maximum: int | None,
+        *,
+        reset_id: str,
+        opened_at: datetime,
+        cause: str,
+        at: datetime,
+    ) -> ResetResult:
+        """Open `budget_year` for `programme`, in the caller's transaction (which holds the programme
+        FOR UPDATE): close the earlier years, cap conditional slices at the yearly maximum (the excess
+        returns to the pot as release entries), open the year's slices (an open entry each).
+
+        Each step is one SQL statement over all of the programme's grants: no loop per grant."""
+        closed = await self.conn.execute(
+            """UPDATE budget.slices SET state = 'closed'
+               WHERE programme = $1 AND budget_year < $2 AND state IN ('open', 'scheduled')""",
+            programme,
+            budget_year,
+        )
+        capped_count, capped_amount = 0, 0
+        if yearly_maximum is not None:
+            row = await self.conn.fetchrow(
+                """WITH over AS (
+                       SELECT s.grant_id, s.pot_id, s.budget_year, s.unit, s.amount_minor - $3 AS excess
+                       FROM budget.slices s JOIN budget.grants g USING (grant_id)
+                       WHERE s.programme = $1 AND s.budget_year = $2 AND s.state = 'scheduled' AND s.unit <> 'count'
+                         AND g.conditional AND s.amount_minor > $3
+                   ), cut AS (
+                       UPDATE budget.slices s SET amount_minor = s.amount_minor - o.excess
+                       FROM over o
+                       WHERE s.grant_id = o.grant_id AND s.pot_id = o.pot_id AND s.budget_year = o.budget_year
+                       RETURNING s.grant_id
+                   ), entries AS (
+                       INSERT INTO budget.entries
+                              (pot_id, grant_id, kind, budget_year, amount_minor, unit, reason, cause, created_at)
+                       SELECT pot_id, grant_id, 'release', budget_year, excess, unit, 'yearly_maximum', $4, $5 FROM over
+                       RETURNING pot_id, amount_minor
+                   ), pots AS (
+                       UPDATE budget.pots p SET released_minor = p.released_minor + t.amount
+                       FROM (SELECT pot_id, sum(amount_minor) AS amount FROM entries GROUP BY pot_id) t
+                       WHERE p.pot_id = t.pot_id
+                       RETURNING p.pot_id
+                   )
+                   SELECT (SELECT count(*) FROM cut) AS n, (SELECT coalesce(sum(excess), 0) FROM over) AS amount,
+                          (SELECT count(*) FROM pots) AS pots""",
+                programme,
+                budget_year,
+                yearly_maximum,
+                cause,
+                at,
+            )
+            assert row is not None  # an aggregate SELECT returns one row
+            capped_count, capped_amount = int(row["n"]), int(row["amount"])
+        opened = await self.conn.fetchval(
+            """WITH opened AS (
+                   UPDATE budget.slices SET state = 'open'
+                   WHERE programme = $1 AND budget_year = $2 AND state = 'scheduled'
+                   RETURNING grant_id, pot_id, budget_year, amount_minor, unit
+               ), entries AS (
+                   INSERT INTO budget.entries
+                              (pot_id, grant_id, kind, budget_year, amount_minor, unit, reason, cause, created_at)
+                   SELECT pot_id, grant_id, 'open', budget_year, amount_minor, unit, 'ceiling_reset', $3, $4
+                   FROM opened WHERE amount_minor > 0
+                   RETURNING 1
+               )
+               SELECT count(*) FROM opened""",
+            programme,
+            budget_year,
+            cause,
+            at,
+        )
+        await self.conn.execute("UPDATE budget.programmes SET open_year = $2 WHERE programme = $1", programme, budget_year)
+        await self.conn.execute(
+            """INSERT INTO budget.budget_years (programme, budget_year, reset_id, yearly_maximum_minor, opened_at,
+                                                applied_at, slices_opened, slices_capped, amount_capped_minor)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+            programme,
+            budget_year,
+            reset_id,
+            yearly_maximum,
+            opened_at,
+            at,
+            int(opened),
+            capped_count,
+            capped_amount,
+        )
+        return ResetResult(int(opened), capped_count, capped_amount, int(closed.split()[-1]))
+
+    async def year_opened(self, programme: str, budget_year: int) -> bool:
+        return bool(
+            await self.conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM budget.budget_years WHERE programme = $1 AND budget_year = $2)",
+                programme,
+                budget_year,
+            )
+        )
+
+    async def request_reset(self, programme: str, budget_year: int, event_id: str, at: datetime) -> bool:
+        """Record an operator's (or a job's) request to open a year; False if it was already asked for."""
+        return bool(
+            await self.conn.fetchval(
+                """INSERT INTO budget.reset_requests (programme, budget_year, event_id, requested_at) VALUES ($1, $2, $3, $4)
+               ON CONFLICT DO NOTHING RETURNING true""",
+                programme,
+                budget_year,
+                event_id,
+                at,
+            )
+        )
+
+    async def programme_row(self, programme: str) -> asyncpg.Record | None:
+        return await self.conn.fetchrow("SELECT * FROM budget.programmes WHERE programme = $1", programme)
+
+
+def _grant_row(r: asyncpg.Record) -> GrantRow:
+    shares = (
+        [(str(f), int(n), int(d)) for f, n, d in json.loads(r["fund_shares"])]
+        if isinstance(r["fund_shares"], str)
+        else [(str(f), int(n), int(d)) for f, n, d in r["fund_shares"]]
+    )
+    return GrantRow(
+        r["grant_id"],
+        r["application_id"],
+        r["scheme"],
+        r["programme"],
+        r["instrument"],
+        r["currency"],
+        r["status"],
+        shares,
+        r["beneficiary_id"],
+        r["grant_revision"] or 1,
     )
 
 
-async def programme_row(conn: asyncpg.Connection, programme: str) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM budget.programmes WHERE programme = $1", programme)
-
-
-# --- what operators see ----------------------------------------------------------------------------------------
-
-
-async def balances(conn: asyncpg.Connection, programme: str | None = None) -> list[dict[str, Any]]:
-    """Per pot and budget year: the pot's total, and the year's committed, released and opened sums.
-
-    `budget_year` None is the pot's own line: its total, all committed, all released, available."""
-    rows = await conn.fetch(
-        """WITH years AS (
-               SELECT pot_id, budget_year,
-                      coalesce(sum(amount_minor) FILTER (WHERE kind = 'commit'), 0)::bigint AS committed,
-                      coalesce(sum(amount_minor) FILTER (WHERE kind = 'release'), 0)::bigint AS released,
-                      coalesce(sum(amount_minor) FILTER (WHERE kind = 'open'), 0)::bigint AS opened
-               FROM budget.entries GROUP BY pot_id, budget_year
-           )
-           SELECT p.pot_id, p.programme, p.unit, p.fund, p.instruments, p.budget_year AS pot_year, p.total_minor,
-                  p.committed_minor, p.released_minor, y.budget_year, y.committed, y.released, y.opened
-           FROM budget.pots p LEFT JOIN years y USING (pot_id)
-           WHERE $1::text IS NULL OR p.programme = $1
-           ORDER BY p.programme, p.unit, p.pot_id, y.budget_year NULLS FIRST""",
-        programme,
-    )
-    return [dict(r) for r in rows]
-
-
-RECONCILIATION_CHECKS: dict[str, str] = {
-    "pot balance differs from its entries": """
-        SELECT p.pot_id AS subject, p.committed_minor AS materialised_committed,
-               p.released_minor AS materialised_released,
-               coalesce(e.committed, 0) AS entries_committed, coalesce(e.released, 0) AS entries_released
-        FROM budget.pots p LEFT JOIN (
-            SELECT pot_id, sum(amount_minor) FILTER (WHERE kind = 'commit') AS committed,
-                           sum(amount_minor) FILTER (WHERE kind = 'release') AS released
-            FROM budget.entries GROUP BY pot_id) e USING (pot_id)
-        WHERE p.committed_minor <> coalesce(e.committed, 0) OR p.released_minor <> coalesce(e.released, 0)""",
-    "slice amount differs from its entries": """
-        SELECT s.grant_id::text || ' ' || s.pot_id || ' ' || s.budget_year AS subject, s.amount_minor AS materialised,
-               coalesce(e.net, 0) AS entries
-        FROM budget.slices s LEFT JOIN (
-            SELECT grant_id, pot_id, budget_year,
-                   coalesce(sum(amount_minor) FILTER (WHERE kind = 'commit'), 0)
-                 - coalesce(sum(amount_minor) FILTER (WHERE kind = 'release'), 0) AS net
-            FROM budget.entries GROUP BY grant_id, pot_id, budget_year) e USING (grant_id, pot_id, budget_year)
-        WHERE s.amount_minor <> coalesce(e.net, 0)""",
-    "pot balance differs from its slices": """
-        SELECT p.pot_id AS subject, p.committed_minor - p.released_minor AS materialised,
-               coalesce(s.amount, 0) AS slices
-        FROM budget.pots p LEFT JOIN (SELECT pot_id, sum(amount_minor) AS amount FROM budget.slices GROUP BY pot_id) s
-             USING (pot_id)
-        WHERE p.committed_minor - p.released_minor <> coalesce(s.amount, 0)""",
-    "entry unit differs from its pot's": """
-        SELECT e.entry_id::text AS subject, e.unit AS entry_unit, p.unit AS pot_unit
-        FROM budget.entries e JOIN budget.pots p USING (pot_id) WHERE e.unit <> p.unit""",
-    "pot overspent": """
-        SELECT pot_id AS subject, total_minor, committed_minor, released_minor FROM budget.pots
-        WHERE committed_minor - released_minor > total_minor""",
-}
-
-
-async def reconcile(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-    """Every difference between a materialised balance and its entries (empty when the ledger is sound).
-
-    Runs in one REPEATABLE READ snapshot, so concurrent commits cannot make it see half a transaction."""
-    problems: list[dict[str, Any]] = []
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
-        for check, sql in RECONCILIATION_CHECKS.items():
-            problems += [{"check": check, **dict(r)} for r in await conn.fetch(sql)]
-    return problems
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, default=str, sort_keys=True)
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as `width` column lists, for unnest()."""
+    return [[row[i] for row in rows] for i in range(width)] if rows else [[] for _ in range(width)]

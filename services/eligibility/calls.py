@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import UTC, datetime
-
-import asyncpg
+from typing import cast
 
 from services.eligibility.competition import ASSESSMENTS, Candidate, rank_and_select, selection_cap
 from services.eligibility.parameters import ParameterStore
+from shared.db import Connection
 from shared.delivery import PoisonMessage, UnitOfWork
-from shared.events import Application, AssessmentSubmitted, CallClosed, RankedApplication
+from shared.events import Application, AssessmentSubmitted, CallClosed, RankedApplication, SchemeId
 
 CRITERIA: dict[str, tuple[str, ...]] = {scheme: assessment.criteria for scheme, assessment in ASSESSMENTS.items()}
 TIE_RULE = "total score descending, then earliest submission time, then application id ascending"
@@ -23,7 +23,7 @@ class CallError(Exception):
     """A call cannot be closed as asked (unknown scheme, cap not set...): the message says why."""
 
 
-async def record_assessment(conn: asyncpg.Connection, assessment: AssessmentSubmitted) -> bool:
+async def record_assessment(conn: Connection, assessment: AssessmentSubmitted) -> bool:
     known = {criterion for criteria in CRITERIA.values() for criterion in criteria}
     unknown = sorted(set(assessment.scores) - known)
     if unknown:
@@ -81,10 +81,10 @@ async def close_call(
     ranked = rank_and_select([Candidate.of(a, scores[a.application_id]) for a in scored], criteria, cap)
     event = CallClosed(
         call_id=call_id,
-        scheme=scheme,
+        scheme=cast(SchemeId, scheme),  # one of CRITERIA's, checked above
         closed_at=datetime.now(UTC),
         cap=cap,
-        criteria=list(criteria),  # type: ignore[arg-type]
+        criteria=list(criteria),
         tie_rule=TIE_RULE,
         unscored=unscored,
         ranking=[

@@ -82,6 +82,7 @@ def build(settings: IntakeSettings) -> tuple[ServiceRuntime, uvicorn.Server]:
         assert runtime.pool is not None
         async with runtime.pool.acquire() as conn:
             row = await repository.application_status(conn, application_id)
+        # (ignore below) the row's columns are the fields
         return ApplicationStatus(status="received", **row) if row else None  # type: ignore[arg-type]
 
     async def receive_assessment(raw: bytes) -> list[FieldError]:

@@ -137,7 +137,7 @@ async def _reject(
         source_reference=source_reference,
         reason="invalid",
         errors=errors,
-        language=invalid.language,  # type: ignore[arg-type]
+        language=invalid.language,  # type: ignore[arg-type]  # read only when a known Language
         contact=invalid.contact,
     )
     await repository.insert_rejection(uow.conn, rejection)

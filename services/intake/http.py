@@ -36,7 +36,7 @@ from starlette.types import ASGIApp, Message, Scope, Send
 from starlette.types import Receive as Receive_
 
 from services.intake.domain import APPLICATION_ID, DEFAULT_POLICY, SubmissionPolicy, cloudevent_errors, media_type
-from services.intake.handlers import Outcome, Submission
+from services.intake.handlers import Envelope, Outcome, Submission
 from services.intake.openapi import (
     ApplicationStatus,
     Refused,
@@ -316,7 +316,7 @@ def create_app(
         raw = await read_bounded(request, max_body_bytes)
         if isinstance(raw, Response):
             return raw
-        envelope = "structured" if kind == CLOUDEVENTS_JSON else "binary" if binary else "plain"
+        envelope: Envelope = "structured" if kind == CLOUDEVENTS_JSON else "binary" if binary else "plain"
         submission = Submission(raw, envelope, attribute_errors)
         with span("POST /v1/applications", context_from(dict(request.headers)), SpanKind.SERVER):
             outcome = await guarded(receive(submission))

@@ -177,7 +177,7 @@ def components(policy: SubmissionPolicy = DEFAULT_POLICY) -> dict[str, Any]:
         (FieldError, "serialization"),
     ]
     _, schemas = models_json_schema(models, ref_template=REF)
-    defs = copy.deepcopy(schemas["$defs"])
+    defs: dict[str, Any] = copy.deepcopy(schemas["$defs"])
     _fix_bounds(defs)
     amount = defs["Money"]["properties"]["amount_minor"]
     amount["maximum"] = policy.max_amount_minor

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import asyncpg
-
+from shared.db import Connection
 from shared.events import Application, ApplicationRejected
 
 
 async def insert_application(
-    conn: asyncpg.Connection, application: Application, channel: str, fingerprint: str, received_at: datetime
+    conn: Connection, application: Application, channel: str, fingerprint: str, received_at: datetime
 ) -> tuple[str, object] | None:
     """Store a new application; if the id is taken, return the stored fingerprint and body instead."""
     inserted = await conn.fetchval(
@@ -28,10 +27,11 @@ async def insert_application(
     row = await conn.fetchrow(
         "SELECT body_sha256, application FROM intake.applications WHERE application_id = $1", application.application_id
     )
+    assert row is not None  # the insert conflicted with this very row, and applications are never deleted
     return str(row["body_sha256"]), row["application"]
 
 
-async def insert_rejection(conn: asyncpg.Connection, rejection: ApplicationRejected) -> None:
+async def insert_rejection(conn: Connection, rejection: ApplicationRejected) -> None:
     await conn.execute(
         """INSERT INTO intake.rejections
                (rejection_id, application_id, channel, reason, errors, source_reference, rejected_at, conflicts_with)
@@ -47,7 +47,7 @@ async def insert_rejection(conn: asyncpg.Connection, rejection: ApplicationRejec
     )
 
 
-async def application_status(conn: asyncpg.Connection, application_id: str) -> dict[str, object] | None:
+async def application_status(conn: Connection, application_id: str) -> dict[str, object] | None:
     row = await conn.fetchrow(
         "SELECT application_id, scheme, channel, received_at FROM intake.applications WHERE application_id = $1",
         application_id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from functools import partial
 
 import httpx
 import structlog
@@ -12,6 +13,7 @@ from services.notify import handlers
 from services.notify.domain import MIN_REF_KEY_LENGTH, Subscriptions
 from services.notify.i18n import Catalog
 from services.notify.mail import Mailer
+from services.notify.repository import NotifyRepository
 from services.notify.settings import NotifySettings
 from services.notify.webhooks import WebhookConfigError, WebhookSender, load_subscriptions
 from shared.delivery import UnitOfWork
@@ -19,7 +21,6 @@ from shared.events import ApplicationRejected, CeilingReset, EligibilityDecided,
 from shared.logging import configure_logging, secrets_of
 from shared.records import Delivery
 from shared.runtime import ServiceRuntime
-from shared.tracing import context_from
 
 log = structlog.get_logger("notify")
 
@@ -28,34 +29,20 @@ CONSUMED: tuple[type[Event], ...] = (ApplicationRejected, EligibilityDecided, Gr
 
 def build(
     settings: NotifySettings, subscriptions: Subscriptions, client: httpx.AsyncClient
-) -> tuple[ServiceRuntime, handlers.Dispatcher]:
-    runtime = ServiceRuntime("notify", settings, schema="notify")
+) -> tuple[ServiceRuntime[NotifyRepository], handlers.Dispatcher]:
+    runtime = ServiceRuntime("notify", settings, schema="notify", repositories=NotifyRepository)
     key = settings.notify_recipient_ref_key
     ref_key = key.get_secret_value().encode() if key is not None else b""  # main() refuses to start without one
     dispatcher = handlers.Dispatcher(
-        runtime.transaction, settings, Catalog.load(), Mailer(settings), WebhookSender(client), subscriptions
+        runtime.transaction, settings, Catalog.load(), partial(Mailer, settings), WebhookSender(client), subscriptions
     )
 
-    def subscribe(model: type[Event]) -> None:
-        async def on_events(uow: UnitOfWork, deliveries: list[Delivery[Event]]) -> None:
-            for delivery in deliveries:
-                event = delivery.event
-                with structlog.contextvars.bound_contextvars(application_id=getattr(event, "application_id", None)):
-                    scheduled = await handlers.on_event(
-                        uow,
-                        event,
-                        delivery.event_id,
-                        delivery.attributes,
-                        subscriptions,
-                        ref_key=ref_key,
-                        trace=context_from(delivery.record.headers),
-                    )
-                    log.info("event handled", event_type=model.cloudevents_type(), scheduled=scheduled)
-
-        runtime.on(model, on_events)
+    async def on_events(uow: UnitOfWork[NotifyRepository], deliveries: list[Delivery[Event]]) -> None:
+        scheduled = await handlers.on_events(uow, deliveries, subscriptions, ref_key=ref_key)
+        log.info("events handled", events=len(deliveries), scheduled=scheduled)
 
     for model in CONSUMED:
-        subscribe(model)
+        runtime.on(model, on_events)
     runtime.after_commit.append(dispatcher.wake)  # what a batch scheduled is visible once it commits
     return runtime, dispatcher
 

@@ -20,11 +20,11 @@ from typing import Annotated, Any
 import typer
 
 from services.cli_common import CliError, DryRunOption, Effect, JsonOption, YesOption, change, database, emit_json, run, settings
-from services.notify import repository
+from services.notify.repository import NotifyRepository
 from services.notify.settings import NotifySettings
 from shared.delivery import UnitOfWork
 
-app = typer.Typer(help="Notify: parked e-mails and webhooks.", no_args_is_help=True, pretty_exceptions_enable=False)
+app: typer.Typer = typer.Typer(help="Notify: parked e-mails and webhooks.", no_args_is_help=True, pretty_exceptions_enable=False)
 dead_letters = typer.Typer(help="Messages parked after their last failed attempt: list, redeliver.", no_args_is_help=True)
 app.add_typer(dead_letters, name="dead-letters")
 
@@ -49,7 +49,7 @@ def list_dead_letters(
 
     async def read() -> list[dict[str, Any]]:
         async with database(config) as conn:
-            return await repository.dead_letters(conn, channel.value if channel else None, limit)
+            return await NotifyRepository(conn).dead_letters(channel.value if channel else None, limit)
 
     rows = run(read())
     if as_json:
@@ -85,9 +85,10 @@ def redeliver(
     config = settings(NotifySettings)
 
     async def work(uow: UnitOfWork) -> Effect:
-        queued, refused = [], []
+        queued: list[str] = []
+        refused: list[str] = []
         for notification_id in wanted:
-            (queued if await repository.redeliver(uow.conn, notification_id) else refused).append(str(notification_id))
+            (queued if await NotifyRepository(uow.conn).redeliver(notification_id) else refused).append(str(notification_id))
         if refused:
             raise CliError(
                 f"refused: not a dead letter (unknown, scheduled or already sent): {', '.join(refused)}; nothing changed"

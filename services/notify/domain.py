@@ -145,7 +145,7 @@ def email_template(event: Event) -> str | None:
     if isinstance(event, EligibilityDecided):
         if event.outcome == "eligible" and event.proposed_grant is not None:
             return None  # the budget's answer (committed or refused) is the one to tell
-        return f"eligibility.{event.outcome}"
+        return f"eligibility.{event.outcome}" if event.revision == 1 else f"eligibility.revised.{event.outcome}"
     if isinstance(event, GrantCommitted):
         return "grant.committed"
     if isinstance(event, GrantRefused):
@@ -158,7 +158,7 @@ def email_template(event: Event) -> str | None:
 def language_of(event: Event) -> Language:
     recipient = getattr(event, "recipient", None)
     if recipient is not None:
-        return recipient.language  # type: ignore[no-any-return]
+        return recipient.language  # type: ignore[no-any-return]  # found by getattr: a Recipient's language
     if isinstance(event, ApplicationRejected) and event.language is not None:
         return event.language
     return "en"
@@ -172,7 +172,9 @@ def plan(event: Event, subscriptions: Subscriptions, *, ref_key: bytes) -> list[
     planned: list[Planned] = []
     template = email_template(event)
     if template is not None:
+        # Every other event email_template answers carries a recipient (Event, the union's base, does not).
         contact = event.contact if isinstance(event, ApplicationRejected) else event.recipient.contact  # type: ignore[attr-defined]
+        assert contact is not None  # email_template answers a rejection only when it has a contact
         planned.append(Planned("email", recipient_ref(contact.email, ref_key), template, language, application_id))
     for subscription in subscriptions.subscriptions:
         if subscription.wants(event):
@@ -195,7 +197,8 @@ def plan(event: Event, subscriptions: Subscriptions, *, ref_key: bytes) -> list[
 def retry_delay_s(attempts: int, base_s: float, cap_s: float, jitter: float = 1.0) -> float:
     """Exponential back-off after `attempts` failed attempts: base, 2 base, 4 base ... up to cap;
     `jitter` (0.5 to 1.0, drawn by the caller) spreads retries of many messages over time."""
-    return min(cap_s, base_s * 2 ** max(0, attempts - 1)) * jitter
+    factor: int = 2 ** max(0, attempts - 1)
+    return min(cap_s, base_s * factor) * jitter
 
 
 EMAIL_PATTERN = re.compile(r"[^@\s<>\"',;:()\[\]]+@[^@\s<>\"',;:()\[\]]+")

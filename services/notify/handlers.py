@@ -1,13 +1,15 @@
 """Notify's use cases: schedule what an event owes (exactly once), then deliver it.
 
-Scheduling runs in the inbox transaction of the consumed event: one row per message with a unique
-dedupe key (event id, channel, recipient), so a redelivered event schedules nothing twice.
+Scheduling runs in the inbox transaction of the consumed batch: one row per message with a unique
+dedupe key (event id, channel, recipient), all of the batch's rows in one statement, so a redelivered
+event schedules nothing twice. Handlers reach the tables only through `uow.repo` (NotifyRepository).
 
-Delivery: a worker locks one due row (FOR UPDATE SKIP LOCKED), sends it, and in the SAME
-transaction marks it sent and writes NotificationSent into the outbox. A crash after the send and
-before that commit leaves the row scheduled: it is sent once more (at most one visible duplicate
-per crash, never a lost message), with the same Message-ID / X-Clustergrants-Delivery id so the
-receiver can drop it. A failed attempt is recorded with exponential back-off; after the channel's
+Delivery: a worker locks a batch of due rows (FOR UPDATE SKIP LOCKED LIMIT NOTIFY_DISPATCH_BATCH),
+sends them, and in the SAME transaction marks the sent ones with one statement and writes their
+NotificationSent into the outbox. A crash after a send and before that commit leaves the batch's rows
+scheduled: they are sent once more (at most one visible duplicate per message of the batch in flight,
+never a lost message), with the same Message-ID / X-Clustergrants-Delivery id so the receiver can
+drop it. A failed attempt is recorded with exponential back-off; after the channel's
 maximum the row is parked as `dead` for an operator (services/notify/cli.py).
 """
 
@@ -17,7 +19,8 @@ import asyncio
 import contextlib
 import os
 import random
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,14 +29,14 @@ import structlog
 from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind
 
-from services.notify import repository
 from services.notify.domain import Subscriptions, plan, redact, retry_delay_s
 from services.notify.i18n import Catalog
-from services.notify.mail import Mailer, compose
+from services.notify.mail import MailSender, compose
 from services.notify.render import StoredDecision, render_email
+from services.notify.repository import DueNotification, NotifyRepository, Scheduled, StoredDecisionRow
 from services.notify.settings import NotifySettings
 from services.notify.webhooks import WebhookSender
-from shared.cloudevents import Attributes, attributes_for
+from shared.cloudevents import Attributes, attributes_for, to_http_headers
 from shared.delivery import UnitOfWork, event_row
 from shared.events import (
     EVENTS_BY_TYPE,
@@ -43,12 +46,13 @@ from shared.events import (
     Event,
     NotificationSent,
 )
+from shared.records import Delivery
 from shared.tracing import context_from, span, traceparent_headers
 
 log = structlog.get_logger("notify")
 
 DECISION_POLL_S = 0.25
-Transaction = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
+Transaction = Callable[[], AbstractAsyncContextManager[UnitOfWork[NotifyRepository]]]
 
 
 def _cloudevent(
@@ -66,29 +70,33 @@ def _cloudevent(
     }
 
 
-async def on_event(
-    uow: UnitOfWork,
-    event: Event,
-    source_event_id: str,
-    attributes: Attributes | None,
+async def on_events(
+    uow: UnitOfWork[NotifyRepository],
+    deliveries: Sequence[Delivery[Event]],
     subscriptions: Subscriptions,
     *,
     ref_key: bytes,
-    trace: otel_context.Context | None = None,
 ) -> int:
-    """Schedule every message `event` owes, in the caller's (inbox) transaction; returns how many were new."""
-    conn = uow.conn
-    if isinstance(event, EligibilityDecided):
-        stored = {"criteria": [c.model_dump(mode="json") for c in event.criteria], "time_zone": event.time_zone}
-        await repository.store_decision(conn, event.application_id, source_event_id, stored)
-    payload = {"event": event.model_dump(mode="json"), "ce": _cloudevent(event, source_event_id, attributes, trace)}
-    scheduled = 0
-    for planned in plan(event, subscriptions, ref_key=ref_key):
+    """Schedule every message a consumed batch owes, in its (inbox) transaction, with one statement for
+    the messages and one for the decisions; returns how many messages were new."""
+    decisions: list[StoredDecisionRow] = []
+    messages: list[Scheduled] = []
+    for delivery in deliveries:
+        event = delivery.event
+        if isinstance(event, EligibilityDecided):
+            stored = {"criteria": [c.model_dump(mode="json") for c in event.criteria], "time_zone": event.time_zone}
+            decisions.append(StoredDecisionRow(event.application_id, delivery.event_id, stored))
+        trace = context_from(delivery.record.headers) if delivery.record is not None else None
+        ce = _cloudevent(event, delivery.event_id, delivery.attributes, trace)
+        payload = {"event": event.model_dump(mode="json"), "ce": ce}
         # Due at once; a grant e-mail whose decision has not arrived yet is postponed at send time
         # (DecisionPending): checking here would race with the decision's own, concurrent transaction.
-        if await repository.schedule(conn, source_event_id, event.cloudevents_type(), planned, payload):
-            scheduled += 1
-    return scheduled
+        messages += [
+            Scheduled(delivery.event_id, event.cloudevents_type(), planned, payload)
+            for planned in plan(event, subscriptions, ref_key=ref_key)
+        ]
+    await uow.repo.store_decisions(decisions)
+    return await uow.repo.schedule(messages)
 
 
 class DecisionPending(Exception):
@@ -100,26 +108,29 @@ class PermanentFailure(Exception):
 
 
 class Dispatcher:
-    """Workers that deliver due messages, one row and one transaction at a time."""
+    """Workers that deliver due messages: each claims a batch of due rows (FOR UPDATE SKIP LOCKED), sends
+    them over its own kept SMTP session (webhooks over the shared HTTP client), and records the batch in
+    one transaction: one statement marks every sent row, one writes every NotificationSent."""
 
     def __init__(
         self,
         transaction: Transaction,
         settings: NotifySettings,
         catalog: Catalog,
-        mailer: Mailer,
+        mailers: Callable[[], MailSender],
         webhooks: WebhookSender | None,
         subscriptions: Subscriptions,
     ) -> None:
         self.transaction = transaction
         self.settings = settings
         self.catalog = catalog
-        self.mailer = mailer
+        self.mailers = mailers
         self.webhooks = webhooks
         self.subscriptions = subscriptions
         self._wake = asyncio.Event()
         self.sent = 0
         self.failed = 0
+        self._sends = 0  # sends done, recorded or not (the fault injection counts these)
 
     def wake(self) -> None:
         self._wake.set()
@@ -134,28 +145,61 @@ class Dispatcher:
             await asyncio.gather(*workers, return_exceptions=True)
 
     async def _worker(self, stopping: asyncio.Event) -> None:
-        while not stopping.is_set():
-            try:
-                delivered = await self.dispatch_one()
-            except Exception as error:
-                log.warning("dispatch interrupted; retrying", error=type(error).__name__)
-                delivered = False
-                await asyncio.sleep(1)
-            if not delivered:
+        mailer = self.mailers()
+        batch = self.settings.notify_dispatch_batch
+        try:
+            while not stopping.is_set():
+                # Cleared BEFORE the round: a commit that lands while the round runs sets it again, and
+                # the next round starts at once instead of a poll interval later.
                 self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.settings.notify_poll_interval_s)
+                try:
+                    handled = await self.dispatch(mailer, batch)
+                except Exception as error:
+                    log.warning("dispatch interrupted; retrying", error=type(error).__name__)
+                    await mailer.close()
+                    handled = 0
+                    await asyncio.sleep(1)
+                if handled < batch:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout=self.settings.notify_poll_interval_s)
+        finally:
+            await mailer.close()
 
-    async def dispatch_one(self) -> bool:
+    async def dispatch_one(self, mailer: MailSender) -> bool:
         """Deliver the next due message, if any; True if there was one (delivered or not)."""
-        async with self.transaction() as uow:
-            row = await repository.claim_next(uow.conn)
-            if row is None:
-                return False
-            await self._deliver(uow, row)
-        return True
+        return await self.dispatch(mailer, 1) > 0
 
-    async def _deliver(self, uow: UnitOfWork, row: dict[str, Any]) -> None:
+    async def dispatch(self, mailer: MailSender, limit: int) -> int:
+        """Deliver up to `limit` due messages in one transaction; returns how many were handled."""
+        async with self.transaction() as uow:
+            repo: NotifyRepository = uow.repo
+            rows = await repo.claim_due(limit)
+            if not rows:
+                return 0
+            waiting = [
+                r["application_id"] for r in rows if r["channel"] == "email" and r["application_id"] and _needs_decision(r)
+            ]
+            decisions = await repo.decisions(waiting)
+            sent: list[DueNotification] = []
+            postponed: list[uuid.UUID] = []
+            for row in rows:
+                outcome = await self._deliver(uow, row, mailer, decisions)
+                if outcome == "sent":
+                    sent.append(row)
+                elif outcome == "postponed":
+                    postponed.append(row["notification_id"])
+            now = datetime.now(UTC)
+            await repo.mark_sent([r["notification_id"] for r in sent], now)
+            await repo.postpone(postponed, DECISION_POLL_S)
+            for row in sent:
+                await self._publish_sent(uow, row, str(row["notification_id"]), now)
+        self.sent += len(sent)
+        return len(rows)
+
+    async def _deliver(
+        self, uow: UnitOfWork[NotifyRepository], row: DueNotification, mailer: MailSender, decisions: dict[str, dict[str, Any]]
+    ) -> str:
+        """Send one claimed message: "sent", "postponed" (its decision is not here yet) or "failed"."""
         notification_id = str(row["notification_id"])
         ce = (row["payload"] or {}).get("ce") or {}
         parent = context_from({"traceparent": ce["traceparent"]} if ce.get("traceparent") else None)
@@ -172,23 +216,26 @@ class Dispatcher:
             personal: list[str] = []
             try:
                 if row["channel"] == "email":
-                    await self._send_email(uow, row, notification_id, personal)
+                    await self._send_email(row, notification_id, personal, mailer, decisions)
                 else:
                     await self._send_webhook(row, notification_id)
             except DecisionPending:
-                await repository.postpone(uow.conn, row["notification_id"], DECISION_POLL_S)
-                return
+                return "postponed"
             except Exception as error:
                 await self._failed(uow, row, error, personal)
-                return
+                return "failed"
             self._maybe_crash()
-            now = datetime.now(UTC)
-            await repository.mark_sent(uow.conn, row["notification_id"], now)
-            await self._publish_sent(uow, row, notification_id, now)
-            self.sent += 1
             log.info("notification sent", template=row["template"], attempts=row["attempts"] + 1)
+            return "sent"
 
-    async def _send_email(self, uow: UnitOfWork, row: dict[str, Any], notification_id: str, personal: list[str]) -> None:
+    async def _send_email(
+        self,
+        row: DueNotification,
+        notification_id: str,
+        personal: list[str],
+        mailer: MailSender,
+        decisions: dict[str, dict[str, Any]],
+    ) -> None:
         """Render in the applicant's language at send time and send. `personal` receives the contact
         details used, so that an error text can be scrubbed of them before it is logged or stored."""
         event = _event_of(row)
@@ -197,11 +244,12 @@ class Dispatcher:
                 raise PermanentFailure("rejection without a contact")
             contact = event.contact
         else:
+            # (ignore below) every other event notify e-mails has a recipient; Event does not
             contact = event.recipient.contact  # type: ignore[attr-defined]
         personal += [contact.email, contact.name]
         stored = None
-        if row["template"].startswith("grant.") and row["application_id"]:
-            found = await repository.decision(uow.conn, row["application_id"])
+        if _needs_decision(row):
+            found = decisions.get(row["application_id"] or "")
             waited = datetime.now(UTC) - row["scheduled_at"]
             if found is None and waited < timedelta(seconds=self.settings.notify_decision_wait_s):
                 raise DecisionPending  # the e-mail explains the criteria too, once the decision is here
@@ -212,32 +260,36 @@ class Dispatcher:
         if email.problems:
             # Keys and placeholder names only: what a translator must add, never a value.
             log.warning("message rendered with fallbacks", language=email.language, problems=email.problems[:20])
-        message = compose(notification_id, self.settings.mail_from, contact.email, email)
-        await self.mailer.send(message)
+        await mailer.send(compose(notification_id, self.settings.mail_from, contact.email, email))
 
-    async def _send_webhook(self, row: dict[str, Any], notification_id: str) -> None:
+    async def _send_webhook(self, row: DueNotification, notification_id: str) -> None:
         subscription = self.subscriptions.by_id(row["subscription_id"] or "")
         if subscription is None or self.webhooks is None:
             raise PermanentFailure(f"subscription {row['subscription_id']} is no longer configured")
         event = _event_of(row)
+        assert row["payload"] is not None  # _event_of refuses a row without its stored event
         ce = row["payload"]["ce"]
-        headers = {
-            "ce-specversion": "1.0",
-            "ce-id": ce["id"],
-            "ce-type": ce["type"],
-            "ce-source": ce["source"],
-        }
-        headers |= {f"ce-{k}": ce[k] for k in ("time", "subject", "correlationid") if ce.get(k)}
+        attributes = Attributes(
+            id=ce["id"],
+            source=ce["source"],
+            type=ce["type"],
+            time=ce.get("time"),
+            subject=ce.get("subject"),
+            correlationid=ce.get("correlationid"),
+        )
+        headers = to_http_headers(attributes)
         await self.webhooks.send(subscription, notification_id, event.model_dump_json().encode(), headers)
 
-    async def _failed(self, uow: UnitOfWork, row: dict[str, Any], error: Exception, personal: list[str]) -> None:
+    async def _failed(
+        self, uow: UnitOfWork[NotifyRepository], row: DueNotification, error: Exception, personal: list[str]
+    ) -> None:
         attempts = row["attempts"] + 1
         s = self.settings
         limit = s.notify_max_attempts if row["channel"] == "email" else s.notify_webhook_max_attempts
         dead = attempts >= limit or isinstance(error, PermanentFailure)
         text = redact(f"{type(error).__name__}: {error}", *personal)
         delay = retry_delay_s(attempts, s.notify_retry_base_s, s.notify_retry_cap_s, random.uniform(0.5, 1.0))
-        await repository.mark_failed_attempt(uow.conn, row["notification_id"], text, delay, dead)
+        await uow.repo.mark_failed_attempt(row["notification_id"], text, delay, dead)
         self.failed += 1
         log.warning(
             "delivery failed; parked as dead letter" if dead else "delivery failed; will retry",
@@ -246,7 +298,9 @@ class Dispatcher:
             error=text[:300],
         )
 
-    async def _publish_sent(self, uow: UnitOfWork, row: dict[str, Any], notification_id: str, now: datetime) -> None:
+    async def _publish_sent(
+        self, uow: UnitOfWork[NotifyRepository], row: DueNotification, notification_id: str, now: datetime
+    ) -> None:
         sent = NotificationSent(
             notification_id=notification_id,
             application_id=row["application_id"],
@@ -265,13 +319,19 @@ class Dispatcher:
         await uow.add(event_row(sent, attributes))
 
     def _maybe_crash(self) -> None:
+        self._sends += 1
         limit = self.settings.notify_fault_exit_after_sends
-        if limit and self.sent + 1 >= limit:
+        if limit and self._sends >= limit:
             log.warning("fault injection: exiting after the send, before recording it")
             os._exit(70)
 
 
-def _event_of(row: dict[str, Any]) -> Event:
+def _needs_decision(row: DueNotification) -> bool:
+    """A grant e-mail explains the eligibility decision too: it waits (a while) for it."""
+    return bool(row["template"].startswith("grant.") and row["application_id"])
+
+
+def _event_of(row: DueNotification) -> Event:
     payload = row["payload"]
     model = EVENTS_BY_TYPE.get(row["source_event_type"])
     if payload is None or model is None:

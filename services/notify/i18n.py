@@ -91,7 +91,7 @@ class Catalog:
 
     @classmethod
     def load(cls, directory: Path = TEMPLATES) -> Catalog:
-        languages = {}
+        languages: dict[str, LanguageTexts] = {}
         for language in LANGUAGES:
             path = directory / f"{language}.yaml"
             doc = yaml.safe_load(path.read_text(encoding="utf-8"))

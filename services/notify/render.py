@@ -84,6 +84,11 @@ def _criteria_block(formatter: Formatter, criteria: Sequence[CriterionResult]) -
     return Block(formatter.common("criteria_heading"), items=[explain(formatter, c) for c in criteria])
 
 
+def revision_template(event: EligibilityDecided) -> str:
+    """The first decision's text, or (revision 2 and later) the text saying the decision was revised."""
+    return f"eligibility.{event.outcome}" if event.revision == 1 else f"eligibility.revised.{event.outcome}"
+
+
 def render_email(catalog: Catalog, event: Event, decision: StoredDecision | None = None) -> Email:
     """The e-mail `event` owes its applicant. `decision`: for grant outcomes, the eligibility decision
     notify stored earlier, whose criteria the e-mail then also explains (None: not known yet)."""
@@ -97,7 +102,8 @@ def render_email(catalog: Catalog, event: Event, decision: StoredDecision | None
         values["scheme"] = scheme_name or scheme
     blocks: list[Block] = []
     if isinstance(event, EligibilityDecided):
-        template = f"eligibility.{event.outcome}"
+        template = revision_template(event)
+        values["revision"] = str(event.revision)
         values["organisation"] = event.recipient.organisation_name
         values["name"] = event.recipient.contact.name
         blocks.append(_criteria_block(formatter, event.criteria))

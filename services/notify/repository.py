@@ -1,136 +1,203 @@
-"""Notify's tables (schema `notify`): notifications (scheduled, sent, dead) and decisions."""
+"""Notify's tables (schema `notify`): notifications (scheduled, sent, dead) and decisions.
+
+`NotifyRepository` is bound to one transaction's connection (the runtime builds one per unit of work:
+`uow.repo`); every batch operation is one statement. `FakeNotifyRepository` (tests/unit/notify) keeps
+the same rows in memory for pure handler tests.
+"""
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-import asyncpg
+from typing import Any, Literal, TypedDict, cast
 
 from services.notify.domain import Planned
+from shared.db import Connection
+from shared.events import Language
 
 
-async def schedule(
-    conn: asyncpg.Connection,
-    source_event_id: str,
-    source_event_type: str,
-    planned: Planned,
-    payload: dict[str, Any],
-    delay_s: float = 0.0,
-) -> bool:
-    """Schedule one message; False if this event already scheduled it for this recipient and channel."""
-    inserted = await conn.fetchval(
-        """INSERT INTO notify.notifications (notification_id, dedupe_key, source_event_id, source_event_type,
-               application_id, channel, recipient_ref, template, language, payload, subscription_id, next_attempt_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now() + make_interval(secs => $12))
-           ON CONFLICT (dedupe_key) DO NOTHING RETURNING true""",
-        uuid.uuid4(),
-        planned.dedupe_key(source_event_id),
-        source_event_id,
-        source_event_type,
-        planned.application_id,
-        planned.channel,
-        planned.recipient_ref,
-        planned.template,
-        planned.language,
-        payload,
-        planned.subscription_id,
-        delay_s,
-    )
-    return bool(inserted)
+class DueNotification(TypedDict):
+    """A row of notify.notifications as the dispatcher claims it (every column, migrations 001-002)."""
+
+    notification_id: uuid.UUID
+    dedupe_key: str
+    source_event_id: str
+    source_event_type: str
+    application_id: str | None
+    channel: Literal["email", "webhook"]
+    recipient_ref: str
+    template: str
+    language: Language
+    message: Any  # jsonb, no longer written (rendering happens at send time)
+    status: Literal["scheduled", "sent", "dead"]
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime
+    scheduled_at: datetime
+    sent_at: datetime | None
+    payload: dict[str, Any] | None  # {"event": ..., "ce": ...}: the cause event; cleared once delivered
+    subscription_id: str | None  # webhooks only
+    redeliveries: int
+    dead_at: datetime | None
 
 
-async def store_decision(conn: asyncpg.Connection, application_id: str, source_event_id: str, decision: dict[str, Any]) -> None:
-    await conn.execute(
-        """INSERT INTO notify.decisions (application_id, source_event_id, decision) VALUES ($1, $2, $3)
-           ON CONFLICT (application_id) DO NOTHING""",
-        application_id,
-        source_event_id,
-        decision,
-    )
-    # Grant e-mails that were waiting for this decision may go now.
-    await conn.execute(
-        """UPDATE notify.notifications SET next_attempt_at = now()
-           WHERE application_id = $1 AND status = 'scheduled' AND channel = 'email'
-             AND template LIKE 'grant.%' AND attempts = 0 AND next_attempt_at > now()""",
-        application_id,
-    )
+@dataclass(frozen=True)
+class Scheduled:
+    """One message to schedule: what was planned for which consumed event, and the stored copy."""
+
+    source_event_id: str
+    source_event_type: str
+    planned: Planned
+    payload: dict[str, Any]
+    delay_s: float = 0.0
 
 
-async def postpone(conn: asyncpg.Connection, notification_id: uuid.UUID, seconds: float) -> None:
-    """Look at this message again in `seconds`, without counting an attempt."""
-    await conn.execute(
-        "UPDATE notify.notifications SET next_attempt_at = now() + make_interval(secs => $2) WHERE notification_id = $1",
-        notification_id,
-        seconds,
-    )
+@dataclass(frozen=True)
+class StoredDecisionRow:
+    application_id: str
+    source_event_id: str
+    decision: dict[str, Any]
 
 
-async def decision(conn: asyncpg.Connection, application_id: str) -> dict[str, Any] | None:
-    value = await conn.fetchval("SELECT decision FROM notify.decisions WHERE application_id = $1", application_id)
-    return value if isinstance(value, dict) else None
+class NotifyRepository:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    async def schedule(self, messages: Sequence[Scheduled]) -> int:
+        """Schedule every message in one statement; returns how many were new (a message this event
+        already scheduled for this recipient and channel is not scheduled twice)."""
+        if not messages:
+            return 0
+        rows = await self.conn.fetch(
+            """INSERT INTO notify.notifications (notification_id, dedupe_key, source_event_id, source_event_type,
+                   application_id, channel, recipient_ref, template, language, payload, subscription_id, next_attempt_at)
+               SELECT b.id, b.dedupe, b.src, b.typ, b.app, b.channel, b.ref, b.template, b.lang, b.payload::jsonb, b.sub,
+                      now() + make_interval(secs => b.delay)
+               FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+                           $9::text[], $10::text[], $11::text[], $12::float8[])
+                    WITH ORDINALITY AS b(id, dedupe, src, typ, app, channel, ref, template, lang, payload, sub, delay, n)
+               ORDER BY b.n
+               ON CONFLICT (dedupe_key) DO NOTHING RETURNING 1""",
+            [uuid.uuid4() for _ in messages],
+            [m.planned.dedupe_key(m.source_event_id) for m in messages],
+            [m.source_event_id for m in messages],
+            [m.source_event_type for m in messages],
+            [m.planned.application_id for m in messages],
+            [m.planned.channel for m in messages],
+            [m.planned.recipient_ref for m in messages],
+            [m.planned.template for m in messages],
+            [m.planned.language for m in messages],
+            [_json(m.payload) for m in messages],
+            [m.planned.subscription_id for m in messages],
+            [m.delay_s for m in messages],
+        )
+        return len(rows)
+
+    async def store_decisions(self, decisions: Sequence[StoredDecisionRow]) -> None:
+        """Keep each application's first decision (to explain it in the grant e-mail) and release the
+        grant e-mails that were waiting for it; two statements for the whole batch."""
+        if not decisions:
+            return
+        await self.conn.execute(
+            """INSERT INTO notify.decisions (application_id, source_event_id, decision)
+               SELECT a, s, d::jsonb FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS b(a, s, d, n)
+               ORDER BY b.n
+               ON CONFLICT (application_id) DO NOTHING""",
+            [d.application_id for d in decisions],
+            [d.source_event_id for d in decisions],
+            [_json(d.decision) for d in decisions],
+        )
+        await self.conn.execute(
+            """UPDATE notify.notifications SET next_attempt_at = now()
+               WHERE application_id = ANY($1::text[]) AND status = 'scheduled' AND channel = 'email'
+                 AND template LIKE 'grant.%' AND attempts = 0 AND next_attempt_at > now()""",
+            list({d.application_id for d in decisions}),
+        )
+
+    async def decisions(self, application_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The stored decisions of these applications (those that have one)."""
+        if not application_ids:
+            return {}
+        rows = await self.conn.fetch(
+            "SELECT application_id, decision FROM notify.decisions WHERE application_id = ANY($1::text[])",
+            list(set(application_ids)),
+        )
+        return {r["application_id"]: r["decision"] for r in rows if isinstance(r["decision"], dict)}
+
+    async def claim_due(self, limit: int) -> list[DueNotification]:
+        """Up to `limit` due messages, locked for this transaction; other workers and replicas skip them."""
+        rows = await self.conn.fetch(
+            """SELECT * FROM notify.notifications
+               WHERE status = 'scheduled' AND next_attempt_at <= now()
+               ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED""",
+            limit,
+        )
+        return [cast(DueNotification, dict(r)) for r in rows]
+
+    async def mark_sent(self, notification_ids: Sequence[uuid.UUID], at: datetime) -> None:
+        """Delivered, all in one statement: the stored copy of the event (personal data) is no longer needed."""
+        if not notification_ids:
+            return
+        await self.conn.execute(
+            """UPDATE notify.notifications
+               SET status = 'sent', sent_at = $2, attempts = attempts + 1, payload = NULL, message = NULL
+               WHERE notification_id = ANY($1::uuid[])""",
+            list(notification_ids),
+            at,
+        )
+
+    async def postpone(self, notification_ids: Sequence[uuid.UUID], seconds: float) -> None:
+        """Look at these messages again in `seconds`, without counting an attempt."""
+        if not notification_ids:
+            return
+        await self.conn.execute(
+            """UPDATE notify.notifications SET next_attempt_at = now() + make_interval(secs => $2)
+               WHERE notification_id = ANY($1::uuid[])""",
+            list(notification_ids),
+            seconds,
+        )
+
+    async def mark_failed_attempt(self, notification_id: uuid.UUID, error: str, retry_in_s: float, dead: bool) -> None:
+        await self.conn.execute(
+            """UPDATE notify.notifications
+               SET attempts = attempts + 1, last_error = $2,
+                   next_attempt_at = now() + make_interval(secs => $3),
+                   status = CASE WHEN $4 THEN 'dead' ELSE status END,
+                   dead_at = CASE WHEN $4 THEN now() ELSE dead_at END
+               WHERE notification_id = $1""",
+            notification_id,
+            error[:500],
+            retry_in_s,
+            dead,
+        )
+
+    async def dead_letters(self, channel: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Parked messages, newest first; no personal data (recipient_ref, never the address)."""
+        rows = await self.conn.fetch(
+            """SELECT notification_id, channel, recipient_ref, subscription_id, template, application_id,
+                      source_event_id, source_event_type, attempts, redeliveries, last_error, scheduled_at, dead_at
+               FROM notify.notifications
+               WHERE status = 'dead' AND ($1::text IS NULL OR channel = $1)
+               ORDER BY dead_at DESC LIMIT $2""",
+            channel,
+            limit,
+        )
+        return [dict(r) for r in rows]
+
+    async def redeliver(self, notification_id: uuid.UUID) -> bool:
+        """Put a parked message back in the queue with fresh attempts; False if it is not parked."""
+        updated = await self.conn.fetchval(
+            """UPDATE notify.notifications
+               SET status = 'scheduled', attempts = 0, next_attempt_at = now(), dead_at = NULL,
+                   redeliveries = redeliveries + 1
+               WHERE notification_id = $1 AND status = 'dead' RETURNING true""",
+            notification_id,
+        )
+        return bool(updated)
 
 
-async def claim_next(conn: asyncpg.Connection) -> dict[str, Any] | None:
-    """The next due message, locked for this transaction; other workers and replicas skip it."""
-    row = await conn.fetchrow(
-        """SELECT * FROM notify.notifications
-           WHERE status = 'scheduled' AND next_attempt_at <= now()
-           ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED"""
-    )
-    return dict(row) if row is not None else None
-
-
-async def mark_sent(conn: asyncpg.Connection, notification_id: uuid.UUID, at: datetime) -> None:
-    """Delivered: the stored copy of the event (personal data) is no longer needed."""
-    await conn.execute(
-        """UPDATE notify.notifications
-           SET status = 'sent', sent_at = $2, attempts = attempts + 1, payload = NULL, message = NULL
-           WHERE notification_id = $1""",
-        notification_id,
-        at,
-    )
-
-
-async def mark_failed_attempt(
-    conn: asyncpg.Connection, notification_id: uuid.UUID, error: str, retry_in_s: float, dead: bool
-) -> None:
-    await conn.execute(
-        """UPDATE notify.notifications
-           SET attempts = attempts + 1, last_error = $2,
-               next_attempt_at = now() + make_interval(secs => $3),
-               status = CASE WHEN $4 THEN 'dead' ELSE status END,
-               dead_at = CASE WHEN $4 THEN now() ELSE dead_at END
-           WHERE notification_id = $1""",
-        notification_id,
-        error[:500],
-        retry_in_s,
-        dead,
-    )
-
-
-async def dead_letters(conn: asyncpg.Connection, channel: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-    """Parked messages, newest first; no personal data (recipient_ref, never the address)."""
-    rows = await conn.fetch(
-        """SELECT notification_id, channel, recipient_ref, subscription_id, template, application_id,
-                  source_event_id, source_event_type, attempts, redeliveries, last_error, scheduled_at, dead_at
-           FROM notify.notifications
-           WHERE status = 'dead' AND ($1::text IS NULL OR channel = $1)
-           ORDER BY dead_at DESC LIMIT $2""",
-        channel,
-        limit,
-    )
-    return [dict(r) for r in rows]
-
-
-async def redeliver(conn: asyncpg.Connection, notification_id: uuid.UUID) -> bool:
-    """Put a parked message back in the queue with fresh attempts; False if it is not parked."""
-    updated = await conn.fetchval(
-        """UPDATE notify.notifications
-           SET status = 'scheduled', attempts = 0, next_attempt_at = now(), dead_at = NULL,
-               redeliveries = redeliveries + 1
-           WHERE notification_id = $1 AND status = 'dead' RETURNING true""",
-        notification_id,
-    )
-    return bool(updated)
+def _json(value: dict[str, Any]) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

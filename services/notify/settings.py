@@ -28,7 +28,12 @@ class NotifySettings(CommonSettings):
     notify_webhook_timeout_s: float = Field(default=10.0, gt=0)
     notify_retry_base_s: float = Field(default=5.0, ge=0, description="First retry delay; doubles per attempt.")
     notify_retry_cap_s: float = Field(default=3600.0, ge=0, description="Longest retry delay.")
-    notify_dispatch_workers: int = Field(default=4, ge=1, description="Messages sent concurrently.")
+    notify_dispatch_workers: int = Field(
+        default=4, ge=1, description="Workers sending concurrently, each over its own kept SMTP session."
+    )
+    notify_dispatch_batch: int = Field(
+        default=20, ge=1, le=1000, description="Due messages a worker claims, sends and records in one transaction."
+    )
     notify_poll_interval_s: float = Field(default=0.5, gt=0, description="Idle workers' poll interval.")
     notify_decision_wait_s: float = Field(
         default=30.0,

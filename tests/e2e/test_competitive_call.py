@@ -11,6 +11,7 @@ import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -27,7 +28,7 @@ from tests.processes import ROOT
 pytestmark = pytest.mark.e2e
 
 
-def assessment(app_id: str, call_id: str, assessor: str, score: int) -> dict:  # type: ignore[type-arg]
+def assessment(app_id: str, call_id: str, assessor: str, score: int) -> dict[str, Any]:
     return {
         "application_id": app_id,
         "assessment_id": f"{app_id}-{assessor}",

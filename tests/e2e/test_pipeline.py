@@ -6,6 +6,7 @@ import asyncio
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -32,13 +33,13 @@ ALL = [
 ]
 
 
-def application(samples: Path, name: str, application_id: str) -> dict:  # type: ignore[type-arg]
+def application(samples: Path, name: str, application_id: str) -> dict[str, Any]:
     body = json.loads((samples / name).read_text())
     body["application_id"] = application_id
     return body
 
 
-async def post(stack: Stack, body: dict | bytes, token: str | None = None) -> httpx.Response:  # type: ignore[type-arg]
+async def post(stack: Stack, body: dict[str, Any] | bytes, token: str | None = None) -> httpx.Response:
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
     async with httpx.AsyncClient(timeout=10) as client:
         return await client.post(
@@ -179,10 +180,10 @@ async def test_poison_message_is_dead_lettered_and_the_next_one_still_flows(stac
             what="poison message on the dead-letter topic",
         )
         parked = next(r for r in seen.records[Topic.DEAD_LETTER] if headers_of(r).get("ce_id") == "poison-1")
-        headers = headers_of(parked)
-        assert headers["cg_dlt_topic"] == received_topic
-        assert headers["cg_dlt_group"] == "clustergrants.eligibility"
-        assert headers["cg_dlt_error_type"] == "Rejected:data_invalid"
+        parked_headers = headers_of(parked)
+        assert parked_headers["cg_dlt_topic"] == received_topic
+        assert parked_headers["cg_dlt_group"] == "clustergrants.eligibility"
+        assert parked_headers["cg_dlt_error_type"] == "Rejected:data_invalid"
         assert parked.value == b"\x00 not an event"
 
 
@@ -213,7 +214,7 @@ def test_no_personal_data_in_any_service_log(stack: Stack, samples: Path) -> Non
     """Runs last in this file: every service has handled the samples' applicants by now."""
     logs = stack.processes.logs()
     assert '"service started"' in logs and '"application decided"' in logs  # the logs are the real ones
-    personal = set()
+    personal: set[str | None] = set()
     for path in samples.glob("*.json"):
         try:
             contact = json.loads(path.read_text()).get("contact") or {}
@@ -222,5 +223,5 @@ def test_no_personal_data_in_any_service_log(stack: Stack, samples: Path) -> Non
         personal |= {contact.get("name"), contact.get("email")}
     personal.discard(None)
     assert "an.demo@example.org" in personal
-    leaked = sorted(p for p in personal if p in logs)
+    leaked = sorted(p for p in personal if p is not None and p in logs)
     assert leaked == [], f"personal data in service logs: {leaked}"

@@ -92,6 +92,7 @@ async def test_a_fingerprint_stored_by_an_earlier_version_still_recognises_the_s
     await receive(pool, raw)
     application = parse_submission(raw)
     old = hashlib.sha256(
+        # (ignore below) parsed above: an Application
         json.dumps(application.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()  # type: ignore[union-attr]
     ).hexdigest()
     await pool.execute("UPDATE intake.applications SET body_sha256 = $2 WHERE application_id = $1", app_id, old)

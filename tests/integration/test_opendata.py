@@ -108,8 +108,8 @@ async def test_committed_grants_are_exported_from_the_ledger_and_intake(
         )
         == "committed"
     )
-    await ledger.in_uow(lambda uow: handlers.release_grant(uow, fund.application_id, {2032: 2_000_000}, cause="t"))
-    await ledger.in_uow(lambda uow: handlers.release_grant(uow, gone.application_id, None, cause="t"))
+    await ledger.in_uow(lambda uow: handlers.release_grant(uow, fund.application_id, {2032: 2_000_000}, cause="t", config=cfg))
+    await ledger.in_uow(lambda uow: handlers.release_grant(uow, gone.application_id, None, cause="t", config=cfg))
 
     ours = [fund.application_id, spc.application_id, gone.application_id]
     async with pool.acquire() as conn:

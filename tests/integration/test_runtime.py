@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -93,7 +93,9 @@ class Harness:
         self.runtimes.append(runtime)
         return runtime
 
-    async def send(self, records: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]]]], topic: Topic) -> None:
+    async def send(
+        self, records: Sequence[tuple[bytes | None, bytes | None, Sequence[tuple[str, bytes | None]]]], topic: Topic
+    ) -> None:
         """Publish records in one burst (they arrive in one fetch): value, key, headers each."""
         producer = AIOKafkaProducer(**client_options(ADMIN, self.bootstrap), acks="all", linger_ms=50)
         await producer.start()
@@ -133,7 +135,7 @@ async def harness(pool: asyncpg.Pool, kafka_bootstrap: str, database_url: str) -
         await runtime.stop()
 
 
-async def until(check: Callable[[], Awaitable[bool] | bool], what: str, timeout: float = 60) -> None:
+async def until(check: Callable[[], Awaitable[object] | object], what: str, timeout: float = 60) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
         result = check()
@@ -164,7 +166,7 @@ async def test_odd_records_in_a_batch_are_parked_with_their_reason_and_the_good_
         "data": structured.model_dump(mode="json"),
     }
     bad_body = reset("bad-body")
-    odd: dict[str, tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]]]] = {
+    odd: dict[str, tuple[bytes | None, bytes | None, Sequence[tuple[str, bytes | None]]]] = {
         "header_not_utf8": (
             bad_body.model_dump_json().encode(),
             b"bad-body",
@@ -183,7 +185,7 @@ async def test_odd_records_in_a_batch_are_parked_with_their_reason_and_the_good_
         "data_invalid": (b'{"programme": 7}', b"bad-body", ce_headers(bad_body)),
         "key_mismatch": (bad_body.model_dump_json().encode(), b"other-key", ce_headers(bad_body)),
     }
-    records = [
+    records: list[tuple[bytes | None, bytes | None, Sequence[tuple[str, bytes | None]]]] = [
         (e.model_dump_json().encode(), e.programme.encode(), [*ce_headers(e), ("x-portal-note", b"\xff\xfe")]) for e in good[:10]
     ]
     records += list(odd.values())
@@ -287,7 +289,7 @@ async def test_while_the_infrastructure_is_away_nothing_is_parked_or_skipped(har
 
 
 async def test_an_error_outside_any_handler_rewinds_the_batch(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-    original = runtime_module.read
+    original = runtime_module.read  # type: ignore[attr-defined]  # the name the runtime imported, patched below
     calls = {"n": 0}
 
     def flaky_read(record: Any, contract: Any) -> Any:
@@ -370,6 +372,7 @@ async def test_an_outbox_row_kafka_will_never_take_is_set_aside_not_blocking_the
         await producer.stop()
     assert await harness.pool.fetchval(f"SELECT count(*) FROM {harness.schema}.outbox") == 0
     failed = await harness.pool.fetchrow(f"SELECT topic, error FROM {harness.schema}.outbox_failed")
+    assert failed is not None
     assert failed["topic"] == Topic.CEILING_RESET.value and "larger" in failed["error"]
 
 

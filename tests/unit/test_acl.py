@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def subscriptions(service: str) -> set[Topic]:
     """The topics a service subscribes to, read off its real runtime (as the AsyncAPI document is)."""
-    from shared.asyncapi import consumers
+    from tools.asyncapi import consumers
 
     return set(consumers()[service])
 

@@ -9,9 +9,9 @@ import jsonschema
 import pytest
 import yaml
 
-from shared.asyncapi import render
 from shared.events import CeilingReset
-from shared.settings_doc import README, rewrite
+from tools.asyncapi import render
+from tools.settings_doc import README, rewrite
 
 pytestmark = pytest.mark.unit
 

@@ -46,8 +46,8 @@ def assert_application_or_specific_rejection(raw: bytes) -> None:
         source_reference="t:0:1",
         reason="invalid",
         errors=result.errors,
-        language=result.language,
-        contact=result.contact,  # type: ignore[arg-type]
+        language=result.language,  # type: ignore[arg-type]  # intake reads only a known Language, or None
+        contact=result.contact,
     )
     assert ApplicationRejected.model_validate_json(rejection.model_dump_json()) == rejection
 
@@ -81,4 +81,4 @@ def test_the_good_follower_is_valid() -> None:
 @pytest.mark.parametrize("raw", DEEP[:1])
 def test_deeply_nested_json_is_a_specific_rejection(raw: bytes) -> None:
     assert_application_or_specific_rejection(raw)
-    assert json.dumps  # keeps the import used when the bug is fixed
+    assert callable(json.dumps)  # keeps the import used when the bug is fixed

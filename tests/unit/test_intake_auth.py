@@ -3,6 +3,8 @@ with one answer for every kind of bad credential (no oracle) and never a 500."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -21,7 +23,7 @@ def client() -> tuple[httpx.AsyncClient, list[bytes]]:
         seen.append(submission.raw)
         return Outcome("received", "APP-1", [])
 
-    async def assess(raw: bytes) -> list:  # type: ignore[type-arg]
+    async def assess(raw: bytes) -> list[Any]:
         seen.append(raw)
         return []
 
@@ -62,11 +64,18 @@ BAD_CREDENTIALS: list[list[tuple[str, bytes]]] = [
 async def test_requests_without_one_valid_bearer_token_are_refused_alike(path: str, credentials: list[tuple[str, bytes]]) -> None:
     http, seen = client()
     async with http:
+        # httpx sends str names with bytes values as they are (its annotations want both of one kind);
+        # the credentials under test are bytes, some of them not text.
         wrong = await http.post(
-            path, content=b"{}", headers=[("Content-Type", b"application/json"), ("Authorization", b"Bearer x")]
+            path,
+            content=b"{}",
+            # (ignore below) see above
+            headers=[("Content-Type", b"application/json"), ("Authorization", b"Bearer x")],  # type: ignore[arg-type]
         )
         response = await http.post(
-            path, content=b'{"application_id": "APP-1"}', headers=[("Content-Type", b"application/json"), *credentials]
+            path,
+            content=b'{"application_id": "APP-1"}',
+            headers=[("Content-Type", b"application/json"), *credentials],  # type: ignore[arg-type]  # see above
         )
     assert response.status_code == 401, response.text
     assert response.headers["www-authenticate"] == "Bearer"
@@ -95,7 +104,7 @@ async def test_no_configured_tokens_refuses_everyone() -> None:
     async def ready() -> bool:
         return True
 
-    app = create_app(receive, receive, ready, [], 1_000_000)  # type: ignore[arg-type]
+    app = create_app(receive, receive, ready, [], 1_000_000)  # type: ignore[arg-type]  # test doubles
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as http:
         for header in ("Bearer ", "Bearer x", "Bearer dev-token"):
             response = await http.post(
@@ -109,4 +118,5 @@ def test_a_configured_token_that_could_never_be_presented_is_refused_at_start() 
         raise AssertionError
 
     with pytest.raises(ValueError, match="not RFC 6750 b64tokens"):
+        # (ignore below) test doubles
         create_app(nothing, nothing, nothing, ["good-token", "bad token with spaces"], 100)  # type: ignore[arg-type]

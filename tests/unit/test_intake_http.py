@@ -53,7 +53,7 @@ class Recorder:
         return Outcome("received", parsed.application_id, [])
 
 
-def client(receive, max_body_bytes: int = 10_000) -> httpx.AsyncClient:  # type: ignore[no-untyped-def]
+def client(receive, max_body_bytes: int = 10_000) -> httpx.AsyncClient:
     app = create_app(receive, no_assessments, ready, ["token-a", "token-b"], max_body_bytes=max_body_bytes, retry_after_s=7)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake")
 
@@ -135,7 +135,7 @@ async def test_a_declared_length_over_the_limit_is_refused_with_413_before_readi
 async def test_a_chunked_body_over_the_limit_is_refused_with_413() -> None:
     receive = Recorder()
 
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks():
         for _ in range(50):
             yield b"x" * 10
 

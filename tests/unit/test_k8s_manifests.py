@@ -35,6 +35,7 @@ from services.eligibility.settings import EligibilitySettings
 from services.intake.settings import IntakeSettings
 from services.notify.settings import NotifySettings
 from shared.acl import AGENCY_READER, OPERATOR, grants
+from shared.schemes import FAMILIES, family_group, parse_families
 from shared.topics import TOPIC_SPECS, Topic
 
 pytestmark = pytest.mark.unit
@@ -69,6 +70,7 @@ SERVICES = tuple(SETTINGS)
 #: service must be decided: set in deploy/k8s (ConfigMap or Secret) or listed here.
 DEFAULTS_ACCEPTED: dict[str, str] = {
     "NOTIFY_FAULT_EXIT_AFTER_SENDS": "crash tests only; 0 (off) in a cluster",
+    "CLUSTERGRANTS_FAULT_EXIT_AFTER_COMMITS": "crash tests only; 0 (off) in a cluster",
     "KAFKA_SSL_CERTFILE": "only for mutual TLS (the services authenticate with SCRAM)",
     "KAFKA_SSL_KEYFILE": "only for mutual TLS (the services authenticate with SCRAM)",
 }
@@ -106,6 +108,22 @@ def one(docs: tuple[dict[str, Any], ...], kind: str, name: str) -> dict[str, Any
     found = of_kind(docs, kind)
     assert name in found, f"no {kind} {name!r} (have {sorted(found)})"
     return found[name]
+
+
+def service_of(deployment: dict[str, Any]) -> str:
+    """The service a Deployment runs (eligibility runs one Deployment per scheme family)."""
+    return str(deployment["metadata"]["labels"]["app.kubernetes.io/name"])
+
+
+def deployments_of(docs: tuple[dict[str, Any], ...], service: str) -> dict[str, dict[str, Any]]:
+    found = {name: d for name, d in of_kind(docs, "Deployment").items() if service_of(d) == service}
+    assert found, f"no Deployment of {service}"
+    return found
+
+
+def deployment_names() -> set[str]:
+    """intake, budget, notify, and eligibility-<family> for each scheme family."""
+    return {s for s in SERVICES if s != "eligibility"} | {f"eligibility-{f}" for f in FAMILIES}
 
 
 def configmap(docs: tuple[dict[str, Any], ...], name: str) -> dict[str, Any]:
@@ -169,7 +187,7 @@ def port_number(c: dict[str, Any], port: int | str) -> int:
 
 def input_topics(service: str) -> set[Topic]:
     """The topics a service subscribes to, read off its real runtime (as the AsyncAPI document is)."""
-    from shared.asyncapi import consumers
+    from tools.asyncapi import consumers
 
     topics = set(consumers()[service])
     assert topics, f"services/{service} subscribes to no topic"
@@ -336,8 +354,10 @@ def test_no_secret_is_committed(layer: str) -> None:
 def test_secret_settings_come_from_secrets_and_all_settings_are_decided(layer: str) -> None:
     docs = render(layer)
     cnpg_secret = f"{DB_CLUSTER}-app"
-    for service, settings_class in SETTINGS.items():
-        pod = one(docs, "Deployment", service)["spec"]["template"]["spec"]
+    for deployment in of_kind(docs, "Deployment").values():
+        service = service_of(deployment)
+        settings_class = SETTINGS[service]
+        pod = deployment["spec"]["template"]["spec"]
         values, secret_refs = pod_env(docs, pod)
         fields = {name.upper(): field for name, field in settings_class.model_fields.items()}
 
@@ -374,7 +394,7 @@ def test_operator_files_are_mounted_and_valid_for_the_services(layer: str, tmp_p
         "budget": ("BUDGET_POTS_FILE", budget_config.load),
     }
     for service, (setting, load) in files.items():
-        pod = one(docs, "Deployment", service)["spec"]["template"]["spec"]
+        pod = next(iter(deployments_of(docs, service).values()))["spec"]["template"]["spec"]
         values, _ = pod_env(docs, pod)
         content = mounted_file(docs, pod, values[setting])
         local = tmp_path / f"{service}.yaml"
@@ -403,7 +423,7 @@ def pod_templates(docs: tuple[dict[str, Any], ...]) -> dict[str, dict[str, Any]]
 @pytest.mark.parametrize("layer", LAYERS)
 def test_every_pod_runs_restricted(layer: str) -> None:
     pods = pod_templates(render(layer))
-    assert len(pods) == len(SERVICES) + 1
+    assert len(pods) == len(deployment_names()) + 1
     for what, template in pods.items():
         spec = template["spec"]
         assert spec["securityContext"]["runAsNonRoot"] is True, what
@@ -428,11 +448,12 @@ def test_every_pod_runs_restricted(layer: str) -> None:
 def test_every_service_has_its_deployment_probes_autoscaler_and_disruption_budget(layer: str) -> None:
     docs = render(layer)
     deployments = of_kind(docs, "Deployment")
-    assert set(deployments) == set(SERVICES)
+    assert set(deployments) == deployment_names()
     hpas = {h["spec"]["scaleTargetRef"]["name"]: h for h in of_kind(docs, "HorizontalPodAutoscaler").values()}
     pdbs = of_kind(docs, "PodDisruptionBudget")
     images = set()
-    for service, deployment in deployments.items():
+    for name, deployment in deployments.items():
+        service = service_of(deployment)
         pod = deployment["spec"]["template"]
         c = container(deployment)
         images.add(c["image"])
@@ -453,8 +474,8 @@ def test_every_service_has_its_deployment_probes_autoscaler_and_disruption_budge
 
         # The HPA owns the replica count; a fixed `replicas` would be reset by every apply.
         assert "replicas" not in deployment["spec"], f"{service}: leave replicas to the HorizontalPodAutoscaler"
-        hpa = hpas.get(service)
-        assert hpa is not None, f"{service}: no HorizontalPodAutoscaler"
+        hpa = hpas.get(name)
+        assert hpa is not None, f"{name}: no HorizontalPodAutoscaler"
         assert hpa["apiVersion"] == "autoscaling/v2"
         assert hpa["spec"]["scaleTargetRef"]["kind"] == "Deployment"
         assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
@@ -504,11 +525,12 @@ def test_no_autoscaler_goes_beyond_the_partitions_of_its_input_topics(layer: str
     docs = render(layer)
     topics = {t["spec"]["topicName"]: t for t in of_kind(docs, "KafkaTopic").values()}
     hpas = {h["spec"]["scaleTargetRef"]["name"]: h for h in of_kind(docs, "HorizontalPodAutoscaler").values()}
-    for service in SERVICES:
+    for name, deployment in of_kind(docs, "Deployment").items():
+        service = service_of(deployment)
         partitions = {t: topics[t.value]["spec"]["partitions"] for t in input_topics(service)}
         most = max(partitions.values())
-        assert hpas[service]["spec"]["maxReplicas"] <= most, (
-            f"{service}: maxReplicas {hpas[service]['spec']['maxReplicas']} > {most} partitions of {partitions}"
+        assert hpas[name]["spec"]["maxReplicas"] <= most, (
+            f"{name}: maxReplicas {hpas[name]['spec']['maxReplicas']} > {most} partitions of {partitions}"
         )
 
 
@@ -634,8 +656,9 @@ def test_a_portal_kafka_user_comes_from_the_same_table() -> None:
 def test_every_service_authenticates_as_its_own_kafka_user_over_verified_tls(layer: str) -> None:
     docs = render(layer)
     users = of_kind(docs, "KafkaUser")
-    for service in SERVICES:
-        pod = one(docs, "Deployment", service)["spec"]["template"]["spec"]
+    for deployment in of_kind(docs, "Deployment").values():
+        service = service_of(deployment)
+        pod = deployment["spec"]["template"]["spec"]
         values, secrets = pod_env(docs, pod)
         assert values["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL", service
         assert values["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512", service
@@ -759,3 +782,41 @@ def test_containerfile_builds_one_small_non_root_image() -> None:
     assert text.count("ENTRYPOINT") == 0, "the manifests choose the command per service"
     for template in pod_templates(render("base")).values():
         assert template["spec"]["securityContext"]["runAsUser"] == uid
+
+
+# --- eligibility: one Deployment per scheme family --------------------------------------------------
+
+
+def test_the_family_deployments_are_generated_from_one_list() -> None:
+    from deploy.k8s.eligibility_families import main
+
+    assert main(["eligibility_families", "--check"]) == 0, "run `python -m deploy.k8s.eligibility_families`"
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_each_scheme_family_has_its_own_deployment_autoscaler_and_group(layer: str) -> None:
+    """Every family exactly once, each Deployment limited to its family (so in its own consumer group),
+    each with its own autoscaler and disruption budget selecting only its pods."""
+    docs = render(layer)
+    families = {}
+    for name, deployment in deployments_of(docs, "eligibility").items():
+        values, _ = pod_env(docs, deployment["spec"]["template"]["spec"])
+        settings = EligibilitySettings(**{"ELIGIBILITY_SCHEMES": values["ELIGIBILITY_SCHEMES"]})  # type: ignore[arg-type]
+        (family,) = settings.families
+        families[family] = name
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert labels["clustergrants.org/scheme-family"] == family
+        assert deployment["spec"]["selector"]["matchLabels"]["clustergrants.org/scheme-family"] == family
+        pdbs = [
+            p
+            for p in of_kind(docs, "PodDisruptionBudget").values()
+            if p["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        ]
+        assert len(pdbs) == 1, name
+        assert name in {h["spec"]["scaleTargetRef"]["name"] for h in of_kind(docs, "HorizontalPodAutoscaler").values()}
+    assert sorted(families) == sorted(FAMILIES)
+    assert len({family_group("eligibility", parse_families(f)) for f in families}) == len(FAMILIES)
+    # The metrics Service selects every family's pods.
+    service = one(docs, "Service", "eligibility")
+    for deployment in deployments_of(docs, "eligibility").values():
+        assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()

@@ -227,11 +227,28 @@ def test_one_grant_maps_as_documented() -> None:
                 "addressCountry": "Belgium",
             }
         ],
-        "beneficiaryLocation": [{"name": "Vlaanderen", "countryCode": "BE"}],
+        "beneficiaryLocation": [{"name": "Vlaanderen", "countryCode": "BE", "geoCode": "BE2", "geoCodeType": "NUTS1"}],
         "fundingOrganization": [{"id": "360G-demo-funder-vlaio", "name": "VLAIO (demo entry)"}],
         "grantProgramme": [{"code": "vlaio.clusters", "title": "VLAIO innovation clusters (demo title)"}],
         "dateModified": "2019-10-02T22:30:00+00:00",
+        "dataSource": "https://example.org/clustergrants-demo/360giving",
     }
+
+
+def test_regions_without_a_code_and_a_file_without_a_data_source_publish_neither() -> None:
+    config = demo().model_copy(
+        update={"region_codes": {}, "threesixtygiving": demo().threesixtygiving.model_copy(update={"data_source": None})}
+    )
+    [spc] = opendata.to_360giving(grants()[:1], config)
+    assert spc["beneficiaryLocation"] == [{"name": "Vlaanderen", "countryCode": "BE"}]
+    assert "dataSource" not in spc
+
+
+def test_a_region_code_needs_a_code_and_a_type(tmp_path: Path) -> None:
+    bad = tmp_path / "od.yaml"
+    bad.write_text('region_codes: {"BE": {"Vlaanderen": {code: "BE 2"}}}\n', encoding="utf-8")
+    with pytest.raises(opendata.OpenDataError, match=r"region_codes\.BE\.Vlaanderen"):
+        opendata.load_config(bad)
 
 
 def test_title_and_summary_of_the_application_are_published_when_given() -> None:

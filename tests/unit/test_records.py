@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
@@ -22,7 +24,7 @@ BUDGET = "/clustergrants/budget"
 
 def record(
     value: bytes | None,
-    headers: list[tuple[str, bytes | None]],
+    headers: Sequence[tuple[str, bytes | None]],
     key: bytes | None = b"ttc",
     topic: str = "t.clustergrants.budget.ceiling-reset.v1",
 ) -> ConsumerRecord[bytes, bytes]:
@@ -33,11 +35,13 @@ def binary(event: CeilingReset = RESET, source: str = BUDGET, event_id: str = "e
     return list(to_headers(attributes_for(event, source=source, event_id=event_id)))
 
 
-def read_reset(value: bytes | None, headers: list[tuple[str, bytes | None]], key: bytes | None = b"ttc") -> Delivery | Rejected:
+def read_reset(
+    value: bytes | None, headers: Sequence[tuple[str, bytes | None]], key: bytes | None = b"ttc"
+) -> Delivery[Any] | Rejected:
     return read(record(value, headers, key), Contract.of(CeilingReset))
 
 
-def reason(result: Delivery | Rejected) -> str:
+def reason(result: Delivery[Any] | Rejected) -> str:
     assert isinstance(result, Rejected), f"expected a rejection, got {result!r}"
     return result.reason
 
@@ -78,7 +82,7 @@ def test_a_structured_mode_event_is_read_like_a_binary_one() -> None:
         ([("content-type", b"application/json"), ("content-type", b"application/json")], "header_duplicated"),
     ],
 )
-def test_ambiguous_or_unreadable_headers_are_refused(headers: list[tuple[str, bytes]], expected: str) -> None:
+def test_ambiguous_or_unreadable_headers_are_refused(headers: list[tuple[str, bytes | None]], expected: str) -> None:
     base = [h for h in binary() if h[0] != "content-type" or not any(n == "content-type" for n, _ in headers)]
     base = [h for h in base if not (h[0] == "ce_id" and expected == "header_not_utf8")]
     assert reason(read_reset(RESET.model_dump_json().encode(), base + headers)) == expected
@@ -171,7 +175,7 @@ def test_portals_may_name_themselves_but_not_as_a_service() -> None:
     )
     contract = Contract.of(AssessmentSubmitted)
 
-    def as_from(source: str) -> Delivery | Rejected:
+    def as_from(source: str) -> Delivery[Any] | Rejected:
         headers = list(to_headers(attributes_for(assessment, source=source, event_id="42")))
         return read(record(assessment.model_dump_json().encode(), headers, key=None, topic="t.a"), contract)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 
 import pytest
+from pydantic import SecretStr
 
 from shared.kafka_security import client_options
 from shared.settings import CommonSettings, database_ssl
@@ -49,5 +50,5 @@ def test_tls_only_and_postgres_tls_modes() -> None:
 
 
 def test_the_database_password_never_shows() -> None:
-    settings = CommonSettings(database_url="postgresql://app:pa55word@db:5432/cg")
+    settings = CommonSettings(database_url=SecretStr("postgresql://app:pa55word@db:5432/cg"))
     assert "pa55word" not in repr(settings)

@@ -142,7 +142,7 @@ class SchemeParameters:
             parameters[parameter.name] = parameter
             semantic[parameter.name] = {"unit": parameter.unit, "values": values_raw}
         return cls(
-            scheme=scheme,
+            scheme=cast(SchemeId, scheme),  # checked against SchemeId above
             time_zone=str(time_zone),
             currency=currency,
             programme=programme,

@@ -14,7 +14,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from fractions import Fraction
 from functools import lru_cache
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 from services.eligibility.parameters import InForce, OperatorKey, OperatorParameterUnset, ParameterNotInForce
 from services.eligibility.registers import Identified, Identity, identify
@@ -111,6 +111,17 @@ def passed(key: str, **figures: Figure) -> Verdict:
 
 def failed(key: str, **figures: Figure) -> Verdict:
     return Verdict("failed", key, figures)
+
+
+Limited = TypeVar("Limited", int, Money)
+
+
+def at_most(requested: Limited, limit: Limited, figure: Callable[[Limited], Figure], within: str, exceeded: str) -> Verdict:
+    """A limit the scheme refuses over (it does not cap): `requested <= limit` passes with `within`,
+    anything more fails with `exceeded`, and either verdict quotes the same two figures."""
+    if requested <= limit:
+        return passed(within, requested=figure(requested), limit=figure(limit))
+    return failed(exceeded, requested=figure(requested), limit=figure(limit))
 
 
 def undecidable(key: str, **figures: Figure) -> Verdict:

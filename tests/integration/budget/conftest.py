@@ -14,8 +14,9 @@ from typing import Any, TypeVar
 import asyncpg
 import pytest
 
-from services.budget import handlers, repository
+from services.budget import handlers, repository, views
 from services.budget.domain import BudgetConfig
+from services.budget.repository import LedgerRepository
 from shared.delivery import UnitOfWork, claim
 from shared.events import CeilingReset, EligibilityDecided
 from shared.money import Money
@@ -28,12 +29,13 @@ GROUP = "clustergrants.budget"
 class Ledger:
     pool: asyncpg.Pool
 
-    async def in_uow(self, work: Callable[[UnitOfWork], Awaitable[T]], event_id: str | None = None) -> T | None:
+    async def in_uow(self, work: Callable[[UnitOfWork[LedgerRepository]], Awaitable[T]], event_id: str | None = None) -> T | None:
         """One transaction: claim `event_id` (None if it was claimed before), then `work`."""
         async with self.pool.acquire() as conn, conn.transaction():
             if event_id is not None and not await claim(conn, "budget", GROUP, ("/clustergrants/eligibility", event_id)):
                 return None
-            return await work(UnitOfWork(conn=conn, schema="budget", source="/clustergrants/budget"))
+            uow = UnitOfWork(conn=conn, schema="budget", source="/clustergrants/budget", repo=LedgerRepository(conn))
+            return await work(uow)
 
     async def load(self, config: BudgetConfig) -> None:
         async with self.pool.acquire() as conn:
@@ -55,11 +57,13 @@ class Ledger:
         return await self.in_uow(lambda uow: handlers.on_ceiling_reset(uow, event, cause=event_id), event_id)
 
     async def pot(self, pot_id: str) -> asyncpg.Record:
-        return await self.pool.fetchrow("SELECT * FROM budget.pots WHERE pot_id = $1", pot_id)
+        row = await self.pool.fetchrow("SELECT * FROM budget.pots WHERE pot_id = $1", pot_id)
+        assert row is not None, f"no pot {pot_id}"
+        return row
 
     async def reconcile(self) -> list[dict[str, Any]]:
         async with self.pool.acquire() as conn:
-            return await repository.reconcile(conn)
+            return await views.reconcile(conn)
 
     async def outbox(self, event_type: str, application_id: str | None = None) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(

@@ -169,6 +169,7 @@ async def test_duplicate_delivery_and_a_crash_before_the_offset_commit_yield_one
         grants = await conn.fetch("SELECT application_id FROM budget.grants WHERE programme = $1", programme)
         assert sorted(r["application_id"] for r in grants) == sorted([twice.application_id, crash.application_id])
         pot = await conn.fetchrow("SELECT committed_minor FROM budget.pots WHERE pot_id = $1", f"{programme}/agency")
+        assert pot is not None
         assert pot["committed_minor"] == 3_000_000
         entries = await conn.fetchval(
             "SELECT count(*) FROM budget.entries e JOIN budget.grants g USING (grant_id) WHERE g.programme = $1", programme
@@ -212,6 +213,7 @@ async def test_replicas_in_one_consumer_group_never_overspend(
         assert len(committed) == 17
         assert len(refused) == 43
         pot = await conn.fetchrow("SELECT * FROM budget.pots WHERE pot_id = $1", f"{programme}/agency")
+        assert pot is not None
         assert pot["committed_minor"] == 17 * 3_000_000
         handled_by = [name for name in replicas if '"decision handled"' in budget.log(name)]
         assert len(handled_by) >= 2, "the decisions were not spread over the replicas: the test proves nothing"

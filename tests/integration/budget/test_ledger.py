@@ -92,16 +92,26 @@ async def test_ttc_vouchers_stop_at_35_under_concurrency_and_split_erdf_co_finan
 async def test_the_ledger_enforces_ceilings_itself_and_never_mixes_currencies(ledger: Ledger, programme: str) -> None:
     cfg = config(programme_with_pots(programme, {"agency": 10**12}))
     await ledger.load(cfg)
+    # VLAIO's yearly ceiling caps ("maximum toegekende subsidie"): granted the ceiling, and it says so.
     over = decided(grant(programme, {2020: 500_000_01}), scheme="vlaio.spearhead-cluster")
-    assert await ledger.decide(over, cfg) == "refused"
-    [refusal] = await ledger.outbox("org.clustergrants.grant.refused", over.application_id)
-    assert refusal["limit"] == "yearly-ceiling:vlaio.spearhead-cluster/coordination-subsidy"
-    assert refusal["available"] == {"amount_minor": 500_000_00, "currency": "EUR"}
+    assert await ledger.decide(over, cfg) == "committed"
+    [committed] = await ledger.outbox("org.clustergrants.grant.committed", over.application_id)
+    [year] = committed["grant"]["schedule"]
+    assert year["amount"] == {"amount_minor": 500_000_00, "currency": "EUR"}
+    assert year["requested"] == {"amount_minor": 500_000_01, "currency": "EUR"}
+    assert year["limited_by"] == "beneficiary-ceiling:vlaio.spearhead-cluster/yearly"
+    # A per-grant ceiling no beneficiary ceiling covers still refuses (TTC innovation fund, EUR 250,000).
+    fund = decided(grant(programme, {2020: 250_000_01}, instrument="innovation-fund-grant"), scheme="ttc.innovation-fund")
+    assert await ledger.decide(fund, cfg) == "refused"
+    [refusal] = await ledger.outbox("org.clustergrants.grant.refused", fund.application_id)
+    assert refusal["limit"] == "grant-ceiling:ttc.innovation-fund/innovation-fund-grant"
+    assert refusal["available"] == {"amount_minor": 250_000_00, "currency": "EUR"}
     sek = decided(grant(programme, {2020: 100}, currency="SEK"))
     assert await ledger.decide(sek, cfg) == "refused"
     [refusal] = await ledger.outbox("org.clustergrants.grant.refused", sek.application_id)
     assert refusal["message_key"] == "budget.currency_mismatch"
-    assert (await ledger.pot(f"{programme}/agency"))["committed_minor"] == 0
+    assert (await ledger.pot(f"{programme}/agency"))["committed_minor"] == 500_000_00
+    assert await ledger.reconcile() == []
 
 
 async def test_same_decision_twice_commits_once(ledger: Ledger, programme: str) -> None:
@@ -136,13 +146,11 @@ async def test_reset_opens_each_year_once_and_a_closed_year_stays_closed(ledger:
     assert earlier is not None
     assert earlier.decision == "closed"
 
-    states = dict(
-        await ledger.pool.fetch(
-            "SELECT s.budget_year, s.state FROM budget.slices s JOIN budget.grants g USING (grant_id) "
-            "WHERE g.application_id = $1",
-            first.application_id,
-        )
+    rows = await ledger.pool.fetch(
+        "SELECT s.budget_year, s.state FROM budget.slices s JOIN budget.grants g USING (grant_id) WHERE g.application_id = $1",
+        first.application_id,
     )
+    states: dict[int, str] = dict(rows)  # type: ignore[arg-type]  # each Record is a (budget_year, state) pair
     assert states == {2021: "closed", 2022: "open", 2023: "scheduled"}
 
     late = decided(grant(programme, {2021: 1_000, 2022: 1_000}))
@@ -220,24 +228,28 @@ async def test_withdrawal_and_reduction_return_future_slices_as_entries(ledger: 
     assert await ledger.decide(reduced, cfg) == "committed"
     assert (await ledger.reset(programme, 2021)) is not None
 
-    event = await ledger.in_uow(lambda uow: handlers.release_grant(uow, withdrawn.application_id, None, cause="t"))
+    event = await ledger.in_uow(lambda uow: handlers.release_grant(uow, withdrawn.application_id, None, cause="t", config=cfg))
     assert event is not None
     assert {(r.budget_year, r.amount.amount_minor) for r in event.released} == {(2022, 2_000_000), (2023, 3_000_000)}
     assert [(s.budget_year, s.amount.amount_minor) for s in event.remaining] == [(2021, 1_000_000)]
-    again = await ledger.in_uow(lambda uow: handlers.release_grant(uow, withdrawn.application_id, None, cause="t"))
+    again = await ledger.in_uow(lambda uow: handlers.release_grant(uow, withdrawn.application_id, None, cause="t", config=cfg))
     assert again is None
     count = await ledger.pot(f"{programme}/count")
     assert (count["committed_minor"], count["released_minor"]) == (2, 0)  # 2021's grant had its year opened
 
-    cut = await ledger.in_uow(lambda uow: handlers.release_grant(uow, reduced.application_id, {2023: 1_500_000}, cause="t"))
+    cut = await ledger.in_uow(
+        lambda uow: handlers.release_grant(uow, reduced.application_id, {2023: 1_500_000}, cause="t", config=cfg)
+    )
     assert cut is not None
     assert [(r.budget_year, r.amount.amount_minor) for r in cut.released] == [(2023, 2_500_000)]
     with pytest.raises(ReleaseError, match="raise"):
-        await ledger.in_uow(lambda uow: handlers.release_grant(uow, reduced.application_id, {2022: 5_000_000}, cause="t"))
+        await ledger.in_uow(
+            lambda uow: handlers.release_grant(uow, reduced.application_id, {2022: 5_000_000}, cause="t", config=cfg)
+        )
     assert (await ledger.reset(programme, 2022)) is not None
     count_before = (await ledger.pot(f"{programme}/count"))["released_minor"]
     with pytest.raises(ReleaseError, match="already opened"):
-        await ledger.in_uow(lambda uow: handlers.release_grant(uow, reduced.application_id, {2022: 0}, cause="t"))
+        await ledger.in_uow(lambda uow: handlers.release_grant(uow, reduced.application_id, {2022: 0}, cause="t", config=cfg))
 
     pot = await ledger.pot(f"{programme}/agency")
     assert pot["committed_minor"] == 14_000_000
@@ -261,7 +273,7 @@ async def test_withdrawing_a_grant_before_its_year_opens_returns_its_count(ledge
     second = decided(grant(programme, {2024: 1_000}, instrument="voucher"))
     assert await ledger.decide(first, cfg) == "committed"
     assert await ledger.decide(decided(grant(programme, {2024: 1_000}, instrument="voucher")), cfg) == "refused"
-    await ledger.in_uow(lambda uow: handlers.release_grant(uow, first.application_id, None, cause="t"))
+    await ledger.in_uow(lambda uow: handlers.release_grant(uow, first.application_id, None, cause="t", config=cfg))
     assert await ledger.decide(second, cfg) == "committed"
     assert await ledger.reconcile() == []
 

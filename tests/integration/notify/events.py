@@ -30,6 +30,7 @@ NOW = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
 
 
 def person(language: str, name: str, email: str, org: str) -> Recipient:
+    # (ignore below) tests pass languages as str
     return Recipient(language=language, contact=Contact(name=name, email=email), organisation_name=org)  # type: ignore[arg-type]
 
 

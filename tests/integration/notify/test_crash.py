@@ -67,6 +67,7 @@ async def test_a_crash_after_sending_resends_once_and_records_once(
     conn = await asyncpg.connect(database_url)
     try:
         row = await conn.fetchrow("SELECT status, attempts FROM notify.notifications WHERE application_id = $1", app_id)
+        assert row is not None
         assert (row["status"], row["attempts"]) == ("scheduled", 0)  # the send was never recorded
 
         restarted = ServiceProcesses(base, log_dir)
@@ -88,6 +89,7 @@ async def test_a_crash_after_sending_resends_once_and_records_once(
         await conn.close()
     assert len(sent) == 1
     assert sent[0]["source_event_id"] == source
+    assert row is not None
     assert (row["status"], row["attempts"], row["payload"]) == ("sent", 1, None)  # personal copy cleared
     mails = [m for m in inbox.messages if app_id in m["Subject"]]
     assert len(mails) == 2  # the one visible duplicate the README states

@@ -140,6 +140,7 @@ async def test_postgres_over_verified_tls_with_the_project_settings(servers: Tls
     pool = await create_pool(settings.database_url.get_secret_value(), 1, 2, context)
     try:
         row = await pool.fetchrow("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        assert row is not None
         assert row["ssl"] is True and row["version"].startswith("TLS")
         assert await pool.fetchval("SELECT count(*) FROM generate_series(1, 3)") == 3
     finally:
@@ -171,7 +172,8 @@ async def test_a_client_trusting_another_ca_is_refused_by_postgres(
 ) -> None:
     wrong = CommonSettings(database_ssl_root_cert=str(other_ca))
     with pytest.raises(ssl.SSLCertVerificationError):
-        await asyncpg.connect(wrong.database_url.get_secret_value(), ssl=database_ssl(wrong), timeout=10)
+        # database_ssl answers a verifying context here (a root certificate is set), never a bare mode name
+        await asyncpg.connect(wrong.database_url.get_secret_value(), ssl=database_ssl(wrong), timeout=10)  # type: ignore[arg-type]
     # Without TLS the server refuses the connection itself (pg_hba: hostnossl reject).
     with pytest.raises(asyncpg.InvalidAuthorizationSpecificationError, match="no encryption"):
         await asyncpg.connect(servers.postgres.url, ssl=False, timeout=10)

@@ -32,8 +32,9 @@ def grant(
     return ProposedGrant(
         programme=programme,
         instrument=instrument,
-        currency=currency,  # type: ignore[arg-type]
+        currency=currency,  # type: ignore[arg-type]  # pydantic checks the currency
         schedule=[
+            # (ignore below) pydantic checks the currency
             ScheduledAmount(budget_year=y, amount=Money(amount_minor=a, currency=currency))  # type: ignore[arg-type]
             for y, a in sorted(schedule.items())
         ],
@@ -48,14 +49,21 @@ def decided(
     scheme: str = "vlaio.spearhead-cluster",
     application_id: str | None = None,
     outcome: str = "eligible",
+    beneficiary: str | None = None,
+    revision: int = 1,
 ) -> EligibilityDecided:
+    """A decision; its grant's beneficiary is `beneficiary`, or one of its own (a fresh register id)."""
+    if proposed is not None and proposed.beneficiary_id is None:
+        proposed = proposed.model_copy(update={"beneficiary_id": beneficiary or f"BE-BCE_KBO-T{secrets.token_hex(6)}"})
     return EligibilityDecided(
+        revision=revision,
+        beneficiary_id=proposed.beneficiary_id if proposed is not None else beneficiary,
         application_id=application_id or f"T-{secrets.token_hex(6)}",
-        scheme=scheme,  # type: ignore[arg-type]
+        scheme=scheme,  # type: ignore[arg-type]  # pydantic checks the scheme
         decided_at=datetime(2019, 10, 2, 9, 0, tzinfo=UTC),
         reference_date=date(2019, 10, 1),
         time_zone="Europe/Brussels",
-        outcome=outcome,  # type: ignore[arg-type]
+        outcome=outcome,  # type: ignore[arg-type]  # pydantic checks the outcome
         parameter_version="test",
         criteria=[CriterionResult(criterion="test", outcome="passed", message_key="test.passed")],
         proposed_grant=proposed,

@@ -18,6 +18,7 @@ def test_document_file_holds_the_seed_figures_with_their_sources() -> None:
     docs = config()
     pots = {p.pot_id: p for p in docs.pots}
     assert pots["ttc/erdf"].total == 2_497_011_00
+    # (ignore below) money pots: totals set
     assert pots["ttc/erdf"].total + pots["ttc/co-financing"].total == 4_994_022_00  # type: ignore[operator]
     assert pots["ttc/innovation-voucher/count"].total == 35
     assert pots["s3/selection"].total is None  # 20-25: the operator's to choose

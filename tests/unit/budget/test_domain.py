@@ -10,6 +10,7 @@ from services.budget.domain import (
     COUNT,
     Placement,
     PotBalance,
+    Refusal,
     ReleaseError,
     Slice,
     check_ceilings,
@@ -63,7 +64,7 @@ def test_network_ceiling_is_150000_a_year_for_up_to_3_years() -> None:
 
 
 def test_s3_financing_is_at_most_600000_sek_over_at_most_two_years() -> None:
-    def s3(schedule: dict[int, int]) -> object:
+    def s3(schedule: dict[int, int]) -> Refusal | None:
         return check_ceilings(
             "s3.financing", grant("s3", schedule, currency="SEK", instrument="s3-pilot-financing"), DOCS.ceilings
         )

@@ -34,7 +34,7 @@ def money_of(text: str) -> Money:
     currency, number = match.group(1), match.group(2).replace(",", "").replace("_", "")
     minor = Decimal(number) * MINOR_UNITS[currency]
     assert minor == minor.to_integral_value()
-    return Money(amount_minor=int(minor), currency=currency)  # type: ignore[arg-type]
+    return Money(amount_minor=int(minor), currency=currency)  # type: ignore[arg-type]  # pydantic checks the currency
 
 
 def expand(value: Any) -> Any:

@@ -95,7 +95,7 @@ def test_keys_made_by_helpers_and_factories_are_read_with_the_texts_they_are_giv
                 return helper("x.inner")
             return passed(f"{prefix}.fine")
 
-        return criterion("made", prefix)(check)  # type: ignore[arg-type]
+        return criterion("made", prefix)(check)
 
     helper.__module__ = factory.__module__ = "services.eligibility.schemes.test_double"
     made = factory("x.outer")

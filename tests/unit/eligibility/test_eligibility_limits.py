@@ -74,7 +74,7 @@ def test_every_limit_tag_names_a_limit_of_its_scheme() -> None:
             assert tag["side"] in {"at", "inside", "outside"}, f"{case.source}: {tag}"
 
 
-def _decide(case: Case):  # type: ignore[no-untyped-def]
+def _decide(case: Case):
     return evaluate(case.application, STORE.with_operator(OperatorParameters.from_mapping(case.operator)))
 
 

@@ -177,7 +177,7 @@ def test_scheme_file_must_cite_its_document(change: dict[str, object], key: str,
     if "source" in change:
         data["source"] = change["source"]
     else:
-        data["source"] = {**data["source"], **change}  # type: ignore[dict-item]
+        data["source"] = {**data["source"], **change}  # type: ignore[dict-item]  # YAML-shaped test data
     with pytest.raises(SchemeParameterError) as caught:
         SchemeParameters.from_mapping(data, source="x.yaml")
     assert (caught.value.key, problem in caught.value.problem) == (key, True)
@@ -196,8 +196,8 @@ def test_every_shipped_scheme_cites_its_seed_relative_to_the_repository() -> Non
 def test_a_documentation_change_does_not_re_version_decisions() -> None:
     before = SchemeParameters.from_mapping(scheme_yaml({"2019-01-01": {"value": 1}}), source="a.yaml")
     changed = scheme_yaml({"2019-01-01": {"value": 1}})
-    changed["parameters"]["ceiling"]["reference"] = "000_x.txt, a better quote"  # type: ignore[index]
-    changed["parameters"]["ceiling"]["description"] = "reworded"  # type: ignore[index]
+    changed["parameters"]["ceiling"]["reference"] = "000_x.txt, a better quote"  # type: ignore[index]  # YAML-shaped test data
+    changed["parameters"]["ceiling"]["description"] = "reworded"  # type: ignore[index]  # YAML-shaped test data
     assert SchemeParameters.from_mapping(changed, source="b.yaml").content_hash == before.content_hash
     dearer = scheme_yaml({"2019-01-01": {"value": 2}})
     assert SchemeParameters.from_mapping(dearer, source="c.yaml").content_hash != before.content_hash
@@ -205,7 +205,7 @@ def test_a_documentation_change_does_not_re_version_decisions() -> None:
 
 def test_scheme_file_without_reference_is_refused() -> None:
     data = scheme_yaml({"2019-01-01": {"value": 1}})
-    del data["parameters"]["ceiling"]["reference"]  # type: ignore[index]
+    del data["parameters"]["ceiling"]["reference"]  # type: ignore[index]  # YAML-shaped test data
     with pytest.raises(SchemeParameterError, match=r"parameters\.ceiling\.reference: must name the source"):
         SchemeParameters.from_mapping(data, source="x.yaml")
 

@@ -2,8 +2,9 @@
 
 Two sources, each checking the other:
 
-* A static scan (AST) of the eligibility schemes' code: the first argument of every
-  `passed/failed/undecidable/Undecidable/Verdict(...)` call and every `message_key=` keyword. A
+* A static scan (AST) of the eligibility schemes' code: the key arguments of every
+  `passed/failed/undecidable/Undecidable/Verdict/at_most(...)` call (EMITTERS) and every
+  `message_key=` keyword. A
   literal is a key; an f-string with one leading placeholder (`f"{prefix}.funding.missing"`) is a
   pattern `*.funding.missing`; a variable is accepted only if it is on PASS_THROUGH (a key made
   elsewhere and handed on). Anything else is reported as unresolved, and the test fails.
@@ -26,12 +27,15 @@ ROOT = Path(__file__).resolve().parents[3]
 SCHEMES_DIR = ROOT / "services" / "eligibility" / "schemes"
 BUDGET_DIR = ROOT / "services" / "budget"
 
-EMITTERS = {"passed": 0, "failed": 0, "undecidable": 0, "Undecidable": 0, "Verdict": 1}
+#: The functions that emit a message key, and the positions of the keys among their arguments.
+EMITTERS = {"passed": (0,), "failed": (0,), "undecidable": (0,), "Undecidable": (0,), "Verdict": (1,), "at_most": (3, 4)}
 #: (file, expression) that hand on a key produced (and scanned) elsewhere: the emitters themselves.
 PASS_THROUGH = {
     ("services/eligibility/schemes/common.py", "exc.message_key"),
     ("services/eligibility/schemes/common.py", "verdict.message_key"),
     ("services/eligibility/schemes/common.py", "key"),  # def passed(key, ...): return Verdict("passed", key, ...)
+    ("services/eligibility/schemes/common.py", "within"),  # def at_most(..., within, exceeded): passed(within, ...)
+    ("services/eligibility/schemes/common.py", "exceeded"),
 }
 KEY = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
 BUDGET_KEY = re.compile(r"^budget\.[a-z0-9_]+(\.[a-z0-9_]+)*$")
@@ -90,9 +94,9 @@ class Scan:
 def _emitted(node: ast.Call) -> Iterator[ast.expr]:
     func = node.func
     name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
-    index = EMITTERS.get(name)
-    if index is not None and len(node.args) > index:
-        yield node.args[index]
+    for index in EMITTERS.get(name, ()):
+        if len(node.args) > index:
+            yield node.args[index]
     for keyword in node.keywords:
         if keyword.arg == "message_key":
             yield keyword.value
@@ -113,8 +117,10 @@ def scan_schemes(directory: Path = SCHEMES_DIR) -> Scan:
                     isinstance(arg, ast.JoinedStr)
                     and isinstance(arg.values[0], ast.FormattedValue)
                     and all(isinstance(v, ast.Constant) for v in arg.values[1:])
+                    # (ignore below) all Constants, checked above
                     and KEY.match("x" + "".join(str(v.value) for v in arg.values[1:]))  # type: ignore[attr-defined]
                 ):
+                    # (ignore below) all Constants, checked above
                     suffix = "".join(str(v.value) for v in arg.values[1:])  # type: ignore[attr-defined]
                     scan.patterns.setdefault("*" + suffix, where)
                 elif (relative, ast.unparse(arg)) not in PASS_THROUGH:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -25,6 +26,7 @@ from shared.events import (
     ProposedGrant,
     Recipient,
     ScheduledAmount,
+    SchemeId,
 )
 from shared.money import Money
 
@@ -53,7 +55,9 @@ SUBS = Subscriptions.model_validate(
 )
 
 
-def decided(outcome: str, grant: bool, scheme: str = "vlaio.spearhead-cluster") -> EligibilityDecided:
+def decided(
+    outcome: Literal["eligible", "ineligible", "needs_review"], grant: bool, scheme: SchemeId = "vlaio.spearhead-cluster"
+) -> EligibilityDecided:
     proposed = (
         ProposedGrant(
             programme="vlaio",
@@ -69,11 +73,11 @@ def decided(outcome: str, grant: bool, scheme: str = "vlaio.spearhead-cluster") 
         application_id="A-1",
         scheme=scheme,
         decided_at=NOW,
-        reference_date=date(2020, 1, 1),  # type: ignore[arg-type]
+        reference_date=date(2020, 1, 1),
         time_zone="Europe/Brussels",
         outcome=outcome,
         parameter_version="v",
-        proposed_grant=proposed,  # type: ignore[arg-type]
+        proposed_grant=proposed,
         criteria=[CriterionResult(criterion="c", outcome="passed", message_key="vlaio.call.open")],
         recipient=Recipient(language="nl", contact=Contact(name="An", email="An@Example.org"), organisation_name="O"),
     )

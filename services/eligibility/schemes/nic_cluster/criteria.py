@@ -25,6 +25,7 @@ from services.eligibility.schemes.common import (
     SchemeRules,
     Undecidable,
     Verdict,
+    at_most,
     beneficiary_check,
     count,
     criterion,
@@ -59,6 +60,12 @@ APPLICATION_DEADLINE: OperatorKey[Mapping[int, date]] = OperatorKey(
     "nic.application_deadline",
     yearly(_september_day),
     "NIC: the exact application deadline per year, a day in September, Europe/Oslo (004: mid-September).",
+)
+ANNOUNCEMENT_ON: OperatorKey[Mapping[int, date]] = OperatorKey(
+    "nic.announcement_on",
+    yearly(parse_date),
+    'NIC: the day the year\'s new clusters are announced (004: "nye klynger annonseres én måned senere", '
+    "one month after the deadline); read by `calls open-call`, never by a criterion.",
 )
 SELECTION_CAP: OperatorKey[int] = OperatorKey(
     "nic.selection_cap", positive_int, "NIC: how many new clusters a round selects (not in 004)."
@@ -204,9 +211,7 @@ def duration(application: Application, p: InForce) -> Verdict:
     level_, funding = found
     limit = p.op(MAX_YEARS[level_])
     span = year_span(funding)
-    if span <= limit:
-        return passed("nic.funding.duration_within_limit", requested=years(span), limit=years(limit))
-    return failed("nic.funding.duration_exceeded", requested=years(span), limit=years(limit))
+    return at_most(span, limit, years, "nic.funding.duration_within_limit", "nic.funding.duration_exceeded")
 
 
 def propose(application: Application, p: InForce) -> ProposedGrant | None:
@@ -223,6 +228,6 @@ RULES = SchemeRules(
     scheme="nic.cluster",
     criteria=(level, beneficiary, triple_helix, business_led, deadline, yearly_maximum, duration),
     propose=propose,
-    operator_keys=(APPLICATION_DEADLINE, SELECTION_CAP, *YEARLY_MAXIMUM.values(), *MAX_YEARS.values()),
+    operator_keys=(APPLICATION_DEADLINE, ANNOUNCEMENT_ON, SELECTION_CAP, *YEARLY_MAXIMUM.values(), *MAX_YEARS.values()),
     assessment=ASSESSMENT,
 )

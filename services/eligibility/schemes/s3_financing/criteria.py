@@ -18,6 +18,7 @@ from services.eligibility.schemes.common import (
     SchemeRules,
     Undecidable,
     Verdict,
+    at_most,
     count,
     criterion,
     eligible_costs_total,
@@ -55,7 +56,9 @@ def deadline(application: Application, p: InForce) -> Verdict:
 
 @criterion("selected_for_platform", "s3.financing")
 def selected_for_platform(application: Application, p: InForce) -> Verdict:
-    """Only organisations selected for the platform in step 1 ("de utvalda klusterorganisationerna")."""
+    """Only organisations selected for the platform in step 1 ("de utvalda klusterorganisationerna").
+    This reads the portal's claim; the eligibility service replaces it with the project's own step-1
+    result (`selection.py`): a claim alone never passes."""
     required = str(p.value("required_selection"))
     if application.selected_for is None:
         raise Undecidable("s3.financing.selection_unknown")
@@ -83,9 +86,7 @@ def max_amount(application: Application, p: InForce) -> Verdict:
     larger request is refused, not cut."""
     funding = funding_of(application, p, "s3.financing")
     limit, requested = p.money("max_amount"), requested_total(funding)
-    if requested <= limit:
-        return passed("s3.financing.amount_within_limit", requested=money(requested), limit=money(limit))
-    return failed("s3.financing.amount_exceeded", requested=money(requested), limit=money(limit))
+    return at_most(requested, limit, money, "s3.financing.amount_within_limit", "s3.financing.amount_exceeded")
 
 
 @criterion("duration", "s3.financing")
@@ -94,9 +95,7 @@ def duration(application: Application, p: InForce) -> Verdict:
     request is refused."""
     funding = funding_of(application, p, "s3.financing")
     limit, span = p.integer("max_years"), year_span(funding)
-    if span <= limit:
-        return passed("s3.financing.duration_within_limit", requested=years(span), limit=years(limit))
-    return failed("s3.financing.duration_exceeded", requested=years(span), limit=years(limit))
+    return at_most(span, limit, years, "s3.financing.duration_within_limit", "s3.financing.duration_exceeded")
 
 
 @criterion("pilot_period", "s3.financing")

@@ -1,6 +1,6 @@
 """Generate the AsyncAPI 3.0 document of every topic, event and service from the code.
 
-    python -m shared.asyncapi > docs/asyncapi.yaml      (make docs)
+    python -m tools.asyncapi > docs/asyncapi.yaml      (make docs)
 
 Payload schemas come from the pydantic contracts; which service consumes which topic comes from
 building each service's runtime (its real subscriptions); what each service publishes is declared
@@ -24,8 +24,20 @@ from shared.topics import TOPIC_SPECS, Topic
 #: AuditRecorded: the operator commands that change a service's state write it through that
 #: service's outbox (shared/audit.py).
 PUBLISHES: dict[str, tuple[Topic, ...]] = {
-    "intake": (Topic.APPLICATION_RECEIVED, Topic.APPLICATION_REJECTED, Topic.ASSESSMENT_SUBMITTED, Topic.AUDIT_RECORDED),
-    "eligibility": (Topic.ELIGIBILITY_DECIDED, Topic.CALL_CLOSED, Topic.AUDIT_RECORDED),
+    "intake": (
+        Topic.APPLICATION_RECEIVED,
+        Topic.APPLICATION_REJECTED,
+        Topic.ASSESSMENT_SUBMITTED,
+        Topic.FINDING_RECORDED,
+        Topic.AUDIT_RECORDED,
+    ),
+    "eligibility": (
+        Topic.ELIGIBILITY_DECIDED,
+        Topic.CALL_CLOSED,
+        Topic.CALL_OPENED,
+        Topic.CLUSTER_EVALUATED,
+        Topic.AUDIT_RECORDED,
+    ),
     "budget": (Topic.GRANT_COMMITTED, Topic.GRANT_REFUSED, Topic.CEILING_RESET, Topic.GRANT_RELEASED, Topic.AUDIT_RECORDED),
     "notify": (Topic.NOTIFICATION_SENT, Topic.AUDIT_RECORDED),
 }
@@ -95,8 +107,9 @@ def consumers() -> dict[str, list[Topic]]:
     from services.notify.app import build as build_notify
     from services.notify.domain import Subscriptions
     from services.notify.settings import NotifySettings
+    from shared.runtime import ServiceRuntime
 
-    runtimes = {
+    runtimes: dict[str, ServiceRuntime[Any]] = {
         "intake": build_intake(IntakeSettings(topic_prefix=""))[0],
         "eligibility": build_eligibility(EligibilitySettings(topic_prefix="", eligibility_operator_parameters_file=None)),
         "budget": build_budget(BudgetSettings(topic_prefix="", budget_pots_file=None)),
@@ -151,8 +164,8 @@ def document() -> dict[str, Any]:
                 "channel": {"$ref": f"#/channels/{_channel_id(topic)}"},
                 "summary": f"{service} consumes in group clustergrants.{service}",
             }
-    for service, topics in PUBLISHES.items():
-        for topic in topics:
+    for service, published in PUBLISHES.items():
+        for topic in published:
             operations[f"{service}.send.{_channel_id(topic)}"] = {
                 "action": "send",
                 "channel": {"$ref": f"#/channels/{_channel_id(topic)}"},

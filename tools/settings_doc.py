@@ -1,7 +1,7 @@
 """The settings table of README.md, generated from the settings classes (`make docs`).
 
-python -m shared.settings_doc --write    # rewrite the table between the README's markers
-python -m shared.settings_doc            # print it
+python -m tools.settings_doc --write    # rewrite the table between the README's markers
+python -m tools.settings_doc            # print it
 """
 
 from __future__ import annotations

@@ -1,0 +1,137 @@
+"""In-memory fakes of notify's repository, unit of work and mailer, for pure handler tests (the
+real-PostgreSQL tests keep the locks, the concurrency and the delivery; cosmicpython's FakeUnitOfWork)."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from services.notify.mail import Composed
+from services.notify.repository import Scheduled, StoredDecisionRow
+from shared.delivery import OutboxRow, UnitOfWork
+
+
+class FakeNotifyRepository:
+    """The rows of notify.notifications and notify.decisions, with the same rules as the SQL."""
+
+    def __init__(self) -> None:
+        self.notifications: dict[uuid.UUID, dict[str, Any]] = {}
+        self.decisions_by_app: dict[str, dict[str, Any]] = {}
+        self.locked: set[uuid.UUID] = set()
+        self.now = datetime.now(UTC)  # the dispatcher compares scheduled_at with the clock
+
+    async def schedule(self, messages: Sequence[Scheduled]) -> int:
+        keys = {row["dedupe_key"] for row in self.notifications.values()}
+        new = 0
+        for m in messages:
+            key = m.planned.dedupe_key(m.source_event_id)
+            if key in keys:
+                continue
+            keys.add(key)
+            nid = uuid.uuid4()
+            self.notifications[nid] = {
+                "notification_id": nid,
+                "dedupe_key": key,
+                "source_event_id": m.source_event_id,
+                "source_event_type": m.source_event_type,
+                "application_id": m.planned.application_id,
+                "channel": m.planned.channel,
+                "recipient_ref": m.planned.recipient_ref,
+                "template": m.planned.template,
+                "language": m.planned.language,
+                "payload": m.payload,
+                "subscription_id": m.planned.subscription_id,
+                "status": "scheduled",
+                "attempts": 0,
+                "scheduled_at": self.now,
+                "next_attempt_at": self.now + timedelta(seconds=m.delay_s),
+                "sent_at": None,
+                "last_error": None,
+            }
+            new += 1
+        return new
+
+    async def store_decisions(self, decisions: Sequence[StoredDecisionRow]) -> None:
+        for d in decisions:
+            self.decisions_by_app.setdefault(d.application_id, d.decision)
+            for row in self.notifications.values():
+                if row["application_id"] == d.application_id and row["template"].startswith("grant."):
+                    row["next_attempt_at"] = min(row["next_attempt_at"], self.now)
+
+    async def decisions(self, application_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        return {a: self.decisions_by_app[a] for a in application_ids if a in self.decisions_by_app}
+
+    async def claim_due(self, limit: int) -> list[dict[str, Any]]:
+        due = sorted(
+            (
+                r
+                for r in self.notifications.values()
+                if r["status"] == "scheduled" and r["next_attempt_at"] <= self.now and r["notification_id"] not in self.locked
+            ),
+            key=lambda r: r["next_attempt_at"],
+        )[:limit]
+        self.locked |= {r["notification_id"] for r in due}
+        return [dict(r) for r in due]
+
+    async def mark_sent(self, notification_ids: Sequence[uuid.UUID], at: datetime) -> None:
+        for nid in notification_ids:
+            row = self.notifications[nid]
+            row.update(status="sent", sent_at=at, attempts=row["attempts"] + 1, payload=None)
+
+    async def postpone(self, notification_ids: Sequence[uuid.UUID], seconds: float) -> None:
+        for nid in notification_ids:
+            self.notifications[nid]["next_attempt_at"] = self.now + timedelta(seconds=seconds)
+
+    async def mark_failed_attempt(self, notification_id: uuid.UUID, error: str, retry_in_s: float, dead: bool) -> None:
+        row = self.notifications[notification_id]
+        row.update(
+            attempts=row["attempts"] + 1,
+            last_error=error[:500],
+            next_attempt_at=self.now + timedelta(seconds=retry_in_s),
+            status="dead" if dead else row["status"],
+        )
+
+    def of(self, status: str) -> list[dict[str, Any]]:
+        return [r for r in self.notifications.values() if r["status"] == status]
+
+
+class FakeTransactions:
+    """`runtime.transaction` for a fake repository: each transaction's outbox rows land in `outbox`
+    once it ends without an error (a failed one leaves nothing, like a rollback of its rows' locks)."""
+
+    def __init__(self, repo: FakeNotifyRepository) -> None:
+        self.repo = repo
+        self.outbox: list[OutboxRow] = []
+
+    def unit_of_work(self) -> UnitOfWork[Any]:
+        return UnitOfWork(conn=None, schema="notify", source="/clustergrants/notify", repo=self.repo, buffered=True)  # type: ignore[arg-type]
+
+    @contextlib.asynccontextmanager
+    async def __call__(self) -> AsyncIterator[UnitOfWork[Any]]:
+        uow = self.unit_of_work()
+        try:
+            yield uow
+        finally:
+            self.repo.locked.clear()
+        self.outbox += uow.outbox
+
+
+class FakeMailer:
+    """Keeps what it was given; `fail` makes the next N sends raise."""
+
+    def __init__(self) -> None:
+        self.sent: list[Composed] = []
+        self.fail = 0
+        self.closed = 0
+
+    async def send(self, message: Composed) -> None:
+        if self.fail:
+            self.fail -= 1
+            raise ConnectionRefusedError("SMTP server refused the connection")
+        self.sent.append(message)
+
+    async def close(self) -> None:
+        self.closed += 1

@@ -1,0 +1,150 @@
+"""Notify's use cases on in-memory fakes: a batch schedules what it owes once, the dispatcher sends a
+claimed batch and records it at once, a grant e-mail waits for its decision, a failure is counted."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+from datetime import UTC, date, datetime
+
+import pytest
+from aiokafka import ConsumerRecord
+
+from services.notify import handlers
+from services.notify.domain import Subscriptions
+from services.notify.i18n import Catalog
+from services.notify.settings import NotifySettings
+from shared.cloudevents import attributes_for
+from shared.events import (
+    Contact,
+    CriterionResult,
+    EligibilityDecided,
+    Event,
+    FundShare,
+    GrantCommitted,
+    ProposedGrant,
+    Recipient,
+    ScheduledAmount,
+)
+from shared.money import Money
+from shared.records import Delivery, Position
+from tests.unit.notify.fakes import FakeMailer, FakeNotifyRepository, FakeTransactions
+
+pytestmark = pytest.mark.unit
+
+KEY = b"unit-test recipient-ref key, 32+ chars"
+NOW = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
+SUBS = Subscriptions.model_validate(
+    {
+        "subscriptions": [
+            {
+                "id": "agency",
+                "url": "https://agency.example/hook",
+                "secret_env": "SECRET_A",
+                "events": ["org.clustergrants.eligibility.decided.v1"],
+            }
+        ]
+    }
+)
+SETTINGS = NotifySettings(notify_decision_wait_s=30, notify_dispatch_batch=50)
+WHO = Recipient(language="en", contact=Contact(name="Åsa Öberg", email="asa@example.org"), organisation_name="O")
+
+
+def delivery(event: Event, offset: int) -> Delivery[Event]:
+    attributes = attributes_for(event, source="/clustergrants/eligibility")
+    record = ConsumerRecord("t", 0, offset, 0, 0, None, b"", None, 0, 0, ())
+    return Delivery(event, attributes, Position("t", 0, offset), record)
+
+
+def decided(app: str, outcome: str = "ineligible") -> EligibilityDecided:
+    grant = ProposedGrant(
+        programme="vlaio",
+        instrument="coordination-subsidy",
+        currency="EUR",
+        schedule=[ScheduledAmount(budget_year=2020, amount=Money(amount_minor=100, currency="EUR"))],
+        fund_shares=[FundShare(fund="agency", numerator=1, denominator=1)],
+    )
+    return EligibilityDecided(
+        application_id=app,
+        scheme="vlaio.spearhead-cluster",
+        decided_at=NOW,
+        reference_date=date(2020, 1, 1),
+        time_zone="Europe/Brussels",
+        outcome=outcome,  # type: ignore[arg-type]  # a str from the test's parameter
+        parameter_version="v",
+        proposed_grant=grant if outcome == "eligible" else None,
+        criteria=[CriterionResult(criterion="c", outcome="passed", message_key="vlaio.call.open")],
+        recipient=WHO,
+    )
+
+
+def committed(app: str) -> GrantCommitted:
+    grant = decided(app, "eligible").proposed_grant
+    assert grant is not None
+    return GrantCommitted(
+        application_id=app, grant_id=f"G-{app}", committed_at=NOW, scheme="vlaio.spearhead-cluster", grant=grant, recipient=WHO
+    )
+
+
+def dispatcher(transactions: FakeTransactions, mailer: FakeMailer) -> handlers.Dispatcher:
+    return handlers.Dispatcher(transactions, SETTINGS, Catalog.load(), lambda: mailer, None, SUBS)
+
+
+async def test_a_batch_schedules_what_it_owes_once_and_a_redelivery_nothing() -> None:
+    repo = FakeNotifyRepository()
+    tx = FakeTransactions(repo)
+    batch = [delivery(decided(f"A-{i}"), i) for i in range(3)]
+    assert await handlers.on_events(tx.unit_of_work(), batch, SUBS, ref_key=KEY) == 6  # an e-mail and a webhook each
+    assert sorted(repo.decisions_by_app) == ["A-0", "A-1", "A-2"]
+    assert await handlers.on_events(tx.unit_of_work(), batch, SUBS, ref_key=KEY) == 0
+    assert len(repo.notifications) == 6
+    stored = next(iter(repo.notifications.values()))
+    assert stored["payload"]["ce"]["id"] == batch[0].event_id  # the webhook's CloudEvent is the consumed one
+    assert "asa@example.org" not in stored["recipient_ref"]
+
+
+async def test_the_dispatcher_sends_a_claimed_batch_and_records_it_in_one_go() -> None:
+    repo = FakeNotifyRepository()
+    tx = FakeTransactions(repo)
+    mailer = FakeMailer()
+    await handlers.on_events(tx.unit_of_work(), [delivery(decided(f"A-{i}"), i) for i in range(4)], Subscriptions(), ref_key=KEY)
+    assert await dispatcher(tx, mailer).dispatch(mailer, 50) == 4
+    assert len(mailer.sent) == 4 and len(repo.of("sent")) == 4
+    assert all(r["payload"] is None for r in repo.of("sent"))  # the personal copy is gone
+    sent = [json.loads(row.payload or b"{}") for row in tx.outbox]
+    assert sorted(s["application_id"] for s in sent) == ["A-0", "A-1", "A-2", "A-3"]
+    assert {s["notification_id"] for s in sent} == {str(r["notification_id"]) for r in repo.of("sent")}
+    for message in mailer.sent:
+        parsed = email.message_from_bytes(message.data, policy=email.policy.default)
+        assert parsed["To"] == "asa@example.org" and parsed["Message-ID"] == message.message_id
+    assert await dispatcher(tx, mailer).dispatch(mailer, 50) == 0  # nothing due any more
+
+
+async def test_a_grant_email_waits_for_its_decision_then_explains_it() -> None:
+    repo = FakeNotifyRepository()
+    tx = FakeTransactions(repo)
+    mailer = FakeMailer()
+    await handlers.on_events(tx.unit_of_work(), [delivery(committed("A-9"), 1)], Subscriptions(), ref_key=KEY)
+    d = dispatcher(tx, mailer)
+    assert await d.dispatch(mailer, 50) == 1
+    assert mailer.sent == [] and tx.outbox == []
+    (row,) = repo.of("scheduled")
+    assert row["next_attempt_at"] > repo.now and row["attempts"] == 0  # postponed, not a failed attempt
+    await handlers.on_events(tx.unit_of_work(), [delivery(decided("A-9", "eligible"), 2)], Subscriptions(), ref_key=KEY)
+    assert await d.dispatch(mailer, 50) == 1
+    assert len(mailer.sent) == 1 and repo.of("sent")[0]["template"] == "grant.committed"
+
+
+async def test_a_failed_send_counts_an_attempt_and_the_rest_of_the_batch_goes_out() -> None:
+    repo = FakeNotifyRepository()
+    tx = FakeTransactions(repo)
+    mailer = FakeMailer()
+    await handlers.on_events(tx.unit_of_work(), [delivery(decided(f"A-{i}"), i) for i in range(3)], Subscriptions(), ref_key=KEY)
+    mailer.fail = 1
+    assert await dispatcher(tx, mailer).dispatch(mailer, 50) == 3
+    assert len(mailer.sent) == 2 and len(repo.of("sent")) == 2
+    (failed,) = repo.of("scheduled")
+    assert failed["attempts"] == 1 and "ConnectionRefusedError" in failed["last_error"]
+    assert "asa@example.org" not in failed["last_error"]
+    assert len(tx.outbox) == 2  # NotificationSent only for what went out
