@@ -282,7 +282,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="cg-soak-") as tmp:
         result = asyncio.run(soak(args, bootstrap, server, args.logs or Path(tmp)))
     result.update(
-        command=" ".join(["python -m deploy.local.soak", *sys.argv[1:]]), rate_per_s=args.rate, rate_source=why if args.rate == rate else "--rate", minutes=args.minutes
+        command=" ".join(["python -m deploy.local.soak", *sys.argv[1:]]),
+        rate_per_s=args.rate,
+        rate_source=why if args.rate == rate else "--rate",
+        minutes=args.minutes,
     )
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / f"soak-{started_at:%Y%m%dT%H%M%SZ}"
