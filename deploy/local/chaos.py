@@ -169,13 +169,18 @@ def organisasjonsnummer(k: int) -> str:
         n += 1_000
 
 
-#: Beneficiaries per scheme: each applies many times, so repeated beneficiaries meet their ceilings.
+#: Beneficiaries per scheme: at least 40, one per eight submissions, so each applies a few times and the
+#: ones that apply again meet their ceilings (services/budget/pots.yaml `beneficiary_ceilings`).
 BENEFICIARIES = 40
+
+
+def pool_for(submitted: int) -> int:
+    return max(BENEFICIARIES, submitted // 8)
 
 
 def beneficiary(scheme: str, index: int, pool: int = BENEFICIARIES) -> dict[str, str] | None:
     """The register number of the `index`-th application's applicant, for the schemes that draw money."""
-    k = index % pool
+    k = (index // 10) % pool  # one sample in ten turns (bench/workload.py cycles ten samples)
     if scheme.startswith("vlaio."):
         return {"organisation_number": kbo(k + (0 if scheme in CLUSTER_SCHEMES else 500))}
     if scheme.startswith("s3."):
@@ -191,7 +196,7 @@ def beneficiary(scheme: str, index: int, pool: int = BENEFICIARIES) -> dict[str,
 CLUSTER_SCHEMES = ("vlaio.spearhead-cluster", "vlaio.cluster-pact")
 
 
-def moneyed(items: list[Submission]) -> list[Submission]:
+def moneyed(items: list[Submission], pool: int = BENEFICIARIES) -> list[Submission]:
     """The run's submissions with varied beneficiaries (valid register numbers), so grants go to many."""
     out = []
     for item in items:
@@ -199,11 +204,11 @@ def moneyed(items: list[Submission]) -> list[Submission]:
             out.append(item)
             continue
         document = json.loads(item.body)
-        number = beneficiary(item.scheme, item.index)
+        number = beneficiary(item.scheme, item.index, pool)
         if number and isinstance(document.get("applicant"), dict):
             document["applicant"].update(number)
         if document.get("via_cluster"):
-            document["via_cluster"] = kbo(item.index % BENEFICIARIES)
+            document["via_cluster"] = kbo((item.index // 10) % pool)
         body = json.dumps(document, separators=(",", ":")).encode()
         out.append(Submission(item.index, item.kind, item.application_id, item.scheme, body))
     return out
@@ -233,7 +238,7 @@ def chaos_submissions(n: int, run: str, pii: str) -> list[Submission]:
         if (turn * share) % 1 + share >= 1 or share >= 1:  # `share` of the turns, evenly spread
             out.append(item)
         index += 1
-    return moneyed(out)
+    return moneyed(out, pool_for(n))
 
 
 LABEL = "chaos run operator file (not a document figure)"
@@ -241,8 +246,8 @@ LABEL = "chaos run operator file (not a document figure)"
 
 def money_files(items: list[Submission], folder: Path) -> tuple[Path, Path, dict[str, Any]]:
     """BUDGET_POTS_FILE and ELIGIBILITY_OPERATOR_PARAMETERS_FILE of this run, sized on its submissions:
-    the spearhead pot covers about 85 % of what the spearhead clusters' first applications ask (a
-    cluster's later ones meet its yearly ceiling), the NIC pot about 90 %,
+    the spearhead pot covers about 85 % of what the spearhead applications may get under their
+    beneficiaries' yearly ceiling, the NIC pot about 90 %,
     so both run dry mid-run; Hermes is covered in full; TTC's pots and voucher count are the document's
     (they run dry within the first minutes); the S3 selection count is 25 (the document's 20-25)."""
     demand: Counter[str] = Counter(
@@ -250,17 +255,18 @@ def money_files(items: list[Submission], folder: Path) -> tuple[Path, Path, dict
         for i in items
         if i.kind == "valid"
     )
-    spearhead_grant = 40_000_000 + 50_000_000  # the sample's 2020 + 2021 requests, in cents
-    spearhead_clusters = {
-        json.loads(i.body)["applicant"].get("organisation_number")
+    pool = pool_for(len(items))
+    # What the spearhead applications may get under the beneficiary ceiling (EUR 500,000 a year per
+    # cluster): a cluster's first grant in full (400,000 + 500,000), what is left of 2020 for the rest.
+    per_cluster: Counter[str] = Counter(
+        json.loads(i.body)["applicant"]["organisation_number"]
         for i in items
         if i.kind == "valid" and i.scheme == "vlaio.spearhead-cluster"
-    }
+    )
+    spearhead_allowed = sum(min(n * 90_000_000, 100_000_000) for n in per_cluster.values())
     nic_grant = 200_000_000 + 150_000_000
     sizes = {
-        # Per distinct cluster: the budget keeps a cluster's EUR 500,000 a year across all its grants, so
-        # a cluster's later applications get at most what is left of its years (services/budget/README.md).
-        "vlaio.clusters/agency": int(len(spearhead_clusters) * 0.85) * spearhead_grant + spearhead_grant // 2,
+        "vlaio.clusters/agency": int(spearhead_allowed * 0.85),
         "nic/agency": int(demand["nic.cluster/arena"] * 0.9) * nic_grant + nic_grant // 3,
         "vlaio.hermes/hermes": 10 * (demand["vlaio.cluster-pact"] + 1) * 100_000_000,
         "s3/agency": 10 * (demand["s3.financing"] + 1) * 60_000_000,
@@ -298,7 +304,7 @@ def money_files(items: list[Submission], folder: Path) -> tuple[Path, Path, dict
             {"pot_id": "s3/selection", "programme": "s3", "instruments": ["s3-pilot-financing"], "max_count": 25, "source": LABEL}
         ],
     }
-    clusters = sorted({kbo(k) for k in range(BENEFICIARIES)})
+    clusters = sorted({kbo(k) for k in range(pool)})
     parameters = {
         "vlaio": {
             "recognised_spearhead_clusters": clusters,
@@ -534,22 +540,25 @@ def cli_env(stack: Pipeline, log_dir: Path) -> dict[str, str]:
     }
 
 
+def _cli(env: dict[str, str], args: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
 async def clustergrants(env: dict[str, str], *args: str, deadline: float) -> subprocess.CompletedProcess[str]:
     """One CLI command; again after a failure while Kafka or PostgreSQL restarts (each one transaction)."""
     attempt = 0
     while True:
         attempt += 1
-        done = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "services.cli", *args],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
+        done = await asyncio.to_thread(_cli, env, args)
         if done.returncode == 0 or attempt >= 8 or time.monotonic() > deadline:
             return done
         tag(f"clustergrants {' '.join(args[:3])} exited {done.returncode} ({done.stderr.strip()[-160:]}); again in 5 s")
@@ -751,7 +760,12 @@ async def run(bootstrap: str, server_url: str, plan: Plan, log_dir: Path, infra:
             figures["quiet_at_end"] = quiet
             figures["elapsed_s"] = round(time.monotonic() - started, 1)
             await _check(stack, tracker, items, receiver, pii, report)
-            await _check_money(stack, tracker, plan, log_dir, report)
+            applicants = {
+                i.application_id: json.loads(i.body)["applicant"]["organisation_number"]
+                for i in items
+                if i.application_id and i.kind == "valid"
+            }
+            await _check_money(stack, tracker, plan, log_dir, report, applicants)
     finally:
         await receiver.stop()
     return report
@@ -944,7 +958,9 @@ def once(records: list[tuple[int, dict[str, Any], dict[str, str]]]) -> list[dict
     return list(seen.values())
 
 
-async def _check_money(stack: Pipeline, tracker: Tracker, plan: Plan, log_dir: Path, report: Report) -> None:
+async def _check_money(
+    stack: Pipeline, tracker: Tracker, plan: Plan, log_dir: Path, report: Report, applicants: dict[str, str]
+) -> None:
     f = report.figures
     committed, released = once(tracker.records[Topic.GRANT_COMMITTED]), once(tracker.records[Topic.GRANT_RELEASED])
     from_topics = ledger_from_topics(committed, released)
@@ -999,6 +1015,39 @@ async def _check_money(stack: Pipeline, tracker: Tracker, plan: Plan, log_dir: P
         if path.exists():
             refused[instance] = path.read_text(errors="replace").count("offset commit refused")
     f["stalled_commits_refused"] = dict(refused)
+    # No beneficiary ceiling exceeded: the ledger's own rows, and (independently, from the topics and this
+    # run's own applicants) the spearhead clusters' EUR 500,000 a year (services/budget/pots.yaml).
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        over = await conn.fetch(
+            "SELECT limit_id, beneficiary_id, budget_year, used, maximum FROM budget.beneficiary_limits"
+            " WHERE maximum IS NOT NULL AND used > maximum"
+        )
+        reached = await conn.fetchval(
+            "SELECT count(*) FROM budget.beneficiary_limits WHERE maximum IS NOT NULL AND used = maximum AND maximum > 0"
+        )
+    finally:
+        await conn.close()
+    f["beneficiary_limits_reached"] = reached
+    if over:
+        report.violate(f"beneficiary ceilings exceeded in the ledger: {[dict(r) for r in over[:5]]}")
+    yearly: Counter[tuple[str, int]] = Counter()
+    for event in committed:
+        if event.get("scheme") == "vlaio.spearhead-cluster":
+            for line in event["grant"]["schedule"]:
+                yearly[(applicants.get(event["application_id"], "?"), int(line["budget_year"]))] += int(
+                    line["amount"]["amount_minor"]
+                )
+    for event in released:
+        if event.get("scheme") == "vlaio.spearhead-cluster":
+            for line in event["released"]:
+                yearly[(applicants.get(event["application_id"], "?"), int(line["budget_year"]))] -= int(
+                    line["amount"]["amount_minor"]
+                )
+    f["spearhead_cluster_years_at_ceiling"] = sum(1 for v in yearly.values() if v == 50_000_000)
+    above = {f"{k[0]}/{k[1]}": v for k, v in yearly.items() if v > 50_000_000}
+    if above:
+        report.violate(f"spearhead clusters above EUR 500,000 in a year (from the topics): {dict(list(above.items())[:5])}")
     # Every effect has its audit record, every audit record its effect.
     audits = once(tracker.records[Topic.AUDIT_RECORDED])
     f["audit_records"] = dict(Counter(f"{a['command']}:{a['outcome']}" for a in audits))

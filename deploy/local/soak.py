@@ -236,7 +236,7 @@ async def soak(args: argparse.Namespace, bootstrap: str, server: str, log_dir: P
                 pending.clear()
                 if time.monotonic() >= next_sample:
                     next_sample += args.sample_s
-                    latencies = []
+                    latencies: list[float] = []
                     for i, s in sent.items():
                         if i not in judged and s.timestamp_ms and (done := tracker.done(s)) is not None:
                             judged.add(i)
@@ -282,7 +282,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="cg-soak-") as tmp:
         result = asyncio.run(soak(args, bootstrap, server, args.logs or Path(tmp)))
     result.update(
-        command=" ".join(sys.argv), rate_per_s=args.rate, rate_source=why if args.rate == rate else "--rate", minutes=args.minutes
+        command=" ".join(["python -m deploy.local.soak", *sys.argv[1:]]),
+        rate_per_s=args.rate,
+        rate_source=why if args.rate == rate else "--rate",
+        minutes=args.minutes,
     )
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / f"soak-{started_at:%Y%m%dT%H%M%SZ}"

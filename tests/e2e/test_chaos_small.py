@@ -20,7 +20,7 @@ pytestmark = pytest.mark.e2e
 
 async def test_small_chaos_run_keeps_every_invariant(kafka_bootstrap: str, tmp_path: Path) -> None:
     server = os.environ["DATABASE_URL"]
-    plan = Plan(applications=240, kills_per_service=1, rate=30, seed=int.from_bytes(os.urandom(2), "big"), timeout_s=240)
+    plan = Plan(applications=240, kills_per_service=1, rate=30, seed=int.from_bytes(os.urandom(2), "big"), timeout_s=420)
     report = await run(kafka_bootstrap, server, plan, tmp_path / "logs")
     f = report.figures
     assert not report.violations, (report.violations, f)
