@@ -56,12 +56,26 @@ def build(settings: BudgetSettings, config: BudgetConfig | None = None) -> Servi
     runtime.on(ClusterEvaluated, on_evaluated)
 
     async def load_pots(pool: asyncpg.Pool) -> None:
-        async with pool.acquire() as conn:
-            loaded = await repository.load_config(conn, config)
+        # Another replica may be deciding a batch on the same programmes and pots while this one starts:
+        # PostgreSQL may then pick this transaction as a deadlock's victim. It changed nothing; try again.
+        for attempt in range(1, LOAD_ATTEMPTS + 1):
+            try:
+                async with pool.acquire() as conn:
+                    loaded = await repository.load_config(conn, config)
+                break
+            except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as error:
+                if attempt == LOAD_ATTEMPTS:
+                    raise
+                log.warning("pots not loaded; trying again", error=type(error).__name__, attempt=attempt)
+                await asyncio.sleep(0.2 * attempt)
         log.info("pots loaded", pots=loaded, programmes=len(config.programmes), ceilings=len(config.ceilings))
 
     runtime.startup.append(load_pots)
     return runtime
+
+
+#: Start-up attempts to load the pots when PostgreSQL resolves a deadlock against another replica.
+LOAD_ATTEMPTS = 5
 
 
 def main() -> None:

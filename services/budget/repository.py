@@ -51,7 +51,7 @@ async def load_config(conn: Connection, config: BudgetConfig) -> int:
                     f"programme {spec.programme}: ledger is in {row['currency']}, config says {spec.currency}"
                 )
         loaded = 0
-        for pot in config.pots:
+        for pot in sorted(config.pots, key=lambda p: p.pot_id):
             if pot.total is None:
                 continue
             row = await conn.fetchrow(
