@@ -10,7 +10,6 @@ document differs from what this prints.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
@@ -95,7 +94,6 @@ def _channel_id(topic: Topic) -> str:
 
 def consumers() -> dict[str, list[Topic]]:
     """Which topics each service subscribes to, read off its real runtime."""
-    os.environ.setdefault("ELIGIBILITY_OPERATOR_PARAMETERS_FILE", "")
     import httpx
 
     from services.budget.app import build as build_budget
