@@ -50,6 +50,7 @@ from standardwebhooks import Webhook, WebhookVerificationError  # noqa: E402
 from bench.harness import BENCH_PORTAL, Pipeline, Sent, Tracker, pipeline, producer, say  # noqa: E402
 from bench.workload import SAMPLES, Submission, submission  # noqa: E402
 from services.notify.webhooks import new_secret  # noqa: E402
+from shared.acl import CONSUMES  # noqa: E402
 from shared.cloudevents import portal_headers  # noqa: E402
 from shared.events import ApplicationSubmitted  # noqa: E402
 from shared.topics import Topic, topic_name  # noqa: E402
@@ -521,7 +522,9 @@ async def _chaos(stack: Pipeline, plan: Plan, infra: OwnInfra | None, done: asyn
 # --- operator commands during the faults, through the real CLI ---------------------------------------
 
 OPERATOR_ID = "chaos-operator"
-JUNK = b"chaos-junk-decision"  # a decision no contract accepts: parked by budget and notify, then redriven
+JUNK = b"chaos-junk-decision"  # a decision no contract accepts: parked by every consumer of decisions, then redriven
+#: Services that consume decisions (intake's status projection, budget, notify): each parks the junk once.
+JUNK_PARKERS = sum(Topic.ELIGIBILITY_DECIDED in topics for topics in CONSUMES.values())
 
 
 def cli_env(stack: Pipeline, log_dir: Path) -> dict[str, str]:
@@ -566,7 +569,7 @@ async def clustergrants(env: dict[str, str], *args: str, deadline: float) -> sub
 
 
 async def _inject_junk(stack: Pipeline) -> None:
-    """One decision record that no contract accepts (as the tests' dead-letter case): parked twice."""
+    """One decision record that no contract accepts (as the tests' dead-letter case): parked once by each consumer."""
     from tests.kafka_tools import publish_raw
 
     headers = [
@@ -1105,9 +1108,10 @@ async def _check_money(
     junk = [h for _ts, body, h in tracker.records[Topic.DEAD_LETTER] if body == {} and h.get("ce_id") == "chaos-junk-1"]
     redrives = audited("dead-letters redrive")
     f["dead_letter_junk"] = {"copies": len(junk), "redrives_audited": len(redrives)}
-    if len(redrives) != len(f.get("redriven", ())) or len(junk) != 2 + len(redrives) or len(redrives) != 2:
+    if len(redrives) != len(f.get("redriven", ())) or len(junk) != JUNK_PARKERS + len(redrives) or len(redrives) != 2:
         report.violate(
-            f"redrive: {len(redrives)} audited of {f.get('redriven')}, {len(junk)} parked copies (2 + one per redrive)"
+            f"redrive: {len(redrives)} audited of {f.get('redriven')}, {len(junk)} parked copies"
+            f" ({JUNK_PARKERS} consumers of decisions + one per redrive)"
         )
     failed = [c for c in f.get("operator_commands", ()) if c["rc"] != 0]
     if failed:
