@@ -43,8 +43,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "bench" / "results"
-#: Half of the README's `make bench` figure (46.5-52 applications/s): used when no bench result exists.
-DEFAULT_RATE = 23.0
+#: Half of the README's `make bench` figures (198-232 applications/s): used when no bench result exists.
+DEFAULT_RATE = 115.0
 MEMORY_GROWTH_LIMIT = 0.10
 LAG_WINDOW = 5  # samples
 LAG_FLOOR = 50  # records: a rise smaller than this over the window is noise, not a backlog

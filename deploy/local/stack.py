@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import os
 import pwd
@@ -48,7 +49,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TextIO
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -823,6 +824,28 @@ def announce(env: dict[str, str], services: bool) -> None:
     say(f"{'; '.join(parts)}. Connection settings of the `{OPERATOR}` principal for the CLI: {shown} (mode 0600)")
 
 
+def hold_state_lock(state: Path = STATE) -> TextIO:
+    """One stack per state folder: a second run would take the first's PostgreSQL and Kafka for left-overs
+    of a crashed run and stop them. The lock (flock) goes with the process, however it ends."""
+    state.mkdir(parents=True, exist_ok=True)
+    handle = (state / "stack.lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        raise SystemExit(
+            f"another stack runs from this state folder ({state.name}, pid {holder}): stop it first, "
+            "or give this run its own folder and ports (CLUSTERGRANTS_STATE_DIR, CLUSTERGRANTS_KAFKA_PORT, "
+            "CLUSTERGRANTS_PG_PORT)"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--services", action="store_true", help="also run the four services")
@@ -834,6 +857,7 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, _raise_stopped)
     signal.signal(signal.SIGINT, _raise_stopped)
+    _lock = hold_state_lock()  # held until this process ends
     children: list[Child] = []
     code = 0
     try:
