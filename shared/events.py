@@ -441,10 +441,12 @@ class GrantReleased(ApplicationScoped):
     released_at: AwareDatetime
     scheme: SchemeId
     programme: str
-    reason: Literal["withdrawn", "reduced", "revoked", "not_continued"] = Field(
+    reason: Literal["withdrawn", "reduced", "revoked", "not_continued", "capped"] = Field(
         description="withdrawn or reduced (an operator's release), revoked (the eligible decision was revised to "
         "ineligible before the grant was paid out: every slice not yet paid returns), not_continued (the annual "
-        "evaluation found the cluster does not continue: the slices of later budget years return)."
+        "evaluation found the cluster does not continue: the slices of later budget years return), capped (the "
+        "opening of a budget year capped a conditional grant's amount for that year at the yearly maximum the "
+        "agency set: the excess returns)."
     )
     released: list[ReleasedAmount] = Field(description="What returned, per budget year and fund.")
     remaining: list[ScheduledAmount] = Field(description="The grant's schedule after the release.")

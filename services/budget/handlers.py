@@ -44,6 +44,7 @@ from services.budget.domain import (
 )
 from services.budget.repository import (
     Applied,
+    CappedGrant,
     GrantRow,
     NewGrant,
     ProgrammeState,
@@ -567,16 +568,50 @@ async def on_ceiling_reset(
         cause=cause,
         at=now,
     )
+    # Every capped grant is told by a GrantReleased (reason capped), in the reset's transaction: an
+    # agency system summing GrantCommitted minus GrantReleased holds what the ledger holds, to the cent.
+    for capped in result.capped:
+        await uow.publish(
+            capped_release(capped, reset, now),
+            cause=delivery,
+            event_id=str(uuid.uuid5(RESET_NAMESPACE, f"{reset.reset_id}/{capped.grant_id}")),
+        )
     log.info(
         "budget year opened",
         programme=reset.programme,
         budget_year=reset.budget_year,
         slices_opened=result.slices_opened,
         slices_capped=result.slices_capped,
+        grants_capped=len(result.capped),
         amount_capped_minor=result.amount_capped_minor,
         slices_closed=result.slices_closed,
     )
     return ResetOutcome("open", result.slices_opened, result.slices_capped, result.amount_capped_minor, result.slices_closed)
+
+
+def capped_release(capped: CappedGrant, reset: CeilingReset, now: datetime) -> GrantReleased:
+    """The GrantReleased of a conditional grant whose year `reset` capped at the yearly maximum."""
+    currency = capped.currency
+    return GrantReleased(
+        application_id=capped.application_id,
+        grant_id=capped.grant_id,
+        released_at=now,
+        scheme=capped.scheme,  # type: ignore[arg-type]  # a scheme id as committed, read back from the ledger
+        programme=reset.programme,
+        reason="capped",
+        released=[
+            ReleasedAmount(
+                budget_year=reset.budget_year,
+                fund=fund,
+                amount=Money(amount_minor=amount, currency=currency),  # type: ignore[arg-type]  # the grant's currency
+            )
+            for fund, amount in capped.released
+        ],
+        remaining=[
+            ScheduledAmount(budget_year=y, amount=Money(amount_minor=a, currency=currency))  # type: ignore[arg-type]  # as above
+            for y, a in capped.remaining
+        ],
+    )
 
 
 async def request_year_opening(

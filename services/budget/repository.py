@@ -181,11 +181,51 @@ def draw_kind(draw: Draw) -> str:
 
 
 @dataclass(frozen=True)
+class CappedGrant:
+    """A conditional grant whose year the opening capped at the yearly maximum: what returned, per fund,
+    and the grant's schedule after it (budget year, minor units), for its GrantReleased."""
+
+    grant_id: str
+    application_id: str
+    scheme: str
+    currency: str
+    released: tuple[tuple[str, int], ...]
+    remaining: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
 class ResetResult:
     slices_opened: int
     slices_capped: int
     amount_capped_minor: int
     slices_closed: int
+    capped: tuple[CappedGrant, ...] = ()
+
+
+#: The grants a year's opening capped (the 'yearly_maximum' release entries of the programme's pots
+#: in that year: a year opens once), with what returned per fund and what each holds after it.
+CAPPED_QUERY = """
+WITH capped AS (
+    SELECT e.grant_id, p.fund, sum(e.amount_minor)::bigint AS amount
+    FROM budget.entries e JOIN budget.pots p ON p.pot_id = e.pot_id
+    WHERE p.programme = $1 AND e.budget_year = $2 AND e.kind = 'release' AND e.reason = 'yearly_maximum'
+      AND p.unit <> 'count'
+    GROUP BY e.grant_id, p.fund
+), per_grant AS (
+    SELECT grant_id, array_agg(fund ORDER BY fund) AS funds, array_agg(amount ORDER BY fund) AS amounts
+    FROM capped GROUP BY grant_id
+)
+SELECT g.grant_id::text AS grant_id, g.application_id, g.scheme, g.currency, c.funds, c.amounts, r.years, r.left_minor
+FROM per_grant c
+JOIN budget.grants g ON g.grant_id = c.grant_id
+CROSS JOIN LATERAL (
+    SELECT array_agg(y.budget_year ORDER BY y.budget_year) AS years, array_agg(y.amount ORDER BY y.budget_year) AS left_minor
+    FROM (SELECT s.budget_year, sum(s.amount_minor)::bigint AS amount FROM budget.slices s
+          WHERE s.grant_id = g.grant_id AND s.unit = g.currency
+          GROUP BY s.budget_year HAVING sum(s.amount_minor) > 0) y
+) r
+ORDER BY g.application_id
+"""
 
 
 class LedgerRepository:
@@ -575,7 +615,22 @@ class LedgerRepository:
             capped_count,
             capped_amount,
         )
-        return ResetResult(int(opened), capped_count, capped_amount, int(closed.split()[-1]))
+        capped = await self._capped(programme, budget_year) if capped_count else ()
+        return ResetResult(int(opened), capped_count, capped_amount, int(closed.split()[-1]), capped)
+
+    async def _capped(self, programme: str, budget_year: int) -> tuple[CappedGrant, ...]:
+        rows = await self.conn.fetch(CAPPED_QUERY, programme, budget_year)
+        return tuple(
+            CappedGrant(
+                r["grant_id"],
+                r["application_id"],
+                r["scheme"],
+                r["currency"],
+                tuple(zip(r["funds"], r["amounts"], strict=True)),
+                tuple(zip(r["years"] or (), r["left_minor"] or (), strict=True)),
+            )
+            for r in rows
+        )
 
     async def year_opened(self, programme: str, budget_year: int) -> bool:
         return bool(

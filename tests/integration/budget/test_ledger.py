@@ -197,6 +197,17 @@ async def test_hermes_yearly_maximum_applies_when_the_year_opens(ledger: Ledger,
     assert (outcome.opened, outcome.capped, outcome.capped_minor) == (2, 1, 150_000_00)
     pot = await ledger.pot(f"{programme}/hermes")
     assert (pot["committed_minor"], pot["released_minor"]) == (1_300_000_00, 150_000_00)
+    # The capped grant (and only it) is told by a GrantReleased: the topics hold what the ledger holds.
+    [capped] = await ledger.outbox("org.clustergrants.grant.released", pact.application_id)
+    assert capped["reason"] == "capped"
+    returned = {"budget_year": 2021, "fund": "hermes", "amount": {"amount_minor": 150_000_00, "currency": "EUR"}}
+    assert capped["released"] == [returned]
+    assert [(r["budget_year"], r["amount"]["amount_minor"]) for r in capped["remaining"]] == [
+        (2021, 250_000_00),
+        (2022, 400_000_00),
+        (2023, 400_000_00),
+    ]
+    assert await ledger.outbox("org.clustergrants.grant.released", small.application_id) == []
 
     over = decided(
         grant(programme, {2021: 250_000_01}, instrument="hermes-earmark", shares=[("hermes", 1, 1)], conditional=True),
