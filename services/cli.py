@@ -43,7 +43,6 @@ from rich.progress import Progress
 from rich.table import Table
 
 from services.budget import cli as budget_cli
-from services.budget import opendata_cli
 from services.cli_common import (
     CliError,
     DryRunOption,
@@ -66,6 +65,7 @@ from services.cli_common import (
 from services.eligibility import cli as eligibility_cli
 from services.eligibility import review_cli
 from services.notify import cli as notify_cli
+from services.opendata import cli as opendata_cli
 from shared import audit
 from shared import migrate as migrations
 from shared.cloudevents import portal_headers

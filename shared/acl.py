@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from shared.topics import SERVICES as SERVICES  # the one list; re-exported for the ACL table's readers
 from shared.topics import TOPIC_SPECS, Topic
 
 Operation = Literal["Read", "Write"]
@@ -33,7 +34,6 @@ ResourceType = Literal["topic", "group"]
 PatternType = Literal["literal", "prefix"]
 Role = Literal["service", "portal", "agency", "operator"]
 
-SERVICES: tuple[str, ...] = ("intake", "eligibility", "budget", "notify")
 AGENCY_READER = "agency-reader"
 OPERATOR = "operator"
 ADMIN = "admin"
@@ -67,6 +67,7 @@ CONSUMES: dict[str, tuple[Topic, ...]] = {
         Topic.CEILING_RESET,
         Topic.CLUSTER_EVALUATED,
     ),
+    "opendata": (Topic.APPLICATION_RECEIVED, Topic.GRANT_COMMITTED, Topic.GRANT_RELEASED),
 }
 
 #: Not for agency systems: raw portal input (personal data before validation) and parked records.

@@ -25,8 +25,11 @@ import asyncpg
 from shared.db import Connection
 from shared.delivery import UnitOfWork
 from shared.events import AuditRecorded
+from shared.topics import TOPIC_SPECS, Topic
 
-SERVICES = ("intake", "eligibility", "budget", "notify")
+#: The services whose operator commands are audited: the producers of the audit topic.
+SERVICES: tuple[str, ...] = tuple(TOPIC_SPECS[Topic.AUDIT_RECORDED].producers)
+
 OPERATOR_ENV = "CLUSTERGRANTS_OPERATOR"
 _OPERATOR = re.compile(r"^[^\x00-\x1f\x7f]{1,128}$")
 

@@ -38,9 +38,9 @@ import asyncpg
 
 from shared.db import Connection
 from shared.settings import CommonSettings, database_ssl
+from shared.topics import SERVICES as SERVICES  # re-exported: migrations run per service
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVICES = ("intake", "eligibility", "budget", "notify")
 LOCK_KEY = 727_001  # pg_advisory_lock key for migrations
 
 SHARED_MIGRATIONS = ROOT / "shared" / "migrations"

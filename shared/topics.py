@@ -31,8 +31,12 @@ class Topic(StrEnum):
     CLUSTER_EVALUATED = "clustergrants.clusters.evaluated.v1"
 
 
-Producer = Literal["portal", "intake", "eligibility", "budget", "notify"]
+Producer = Literal["portal", "intake", "eligibility", "budget", "notify", "opendata"]
 """Who may publish to a topic: an agency portal (any authenticated portal principal) or one service."""
+
+SERVICES: tuple[Producer, ...] = ("intake", "eligibility", "budget", "notify", "opendata")
+"""Every service: its Kafka principal, consumer group `clustergrants.<service>`, PostgreSQL schema and
+process (the one list the ACLs, migrations, the local stack and the manifests read)."""
 
 SERVICE_SOURCE_PREFIX = "/clustergrants/"
 
@@ -66,9 +70,7 @@ TOPIC_SPECS: dict[Topic, TopicSpec] = {
     Topic.GRANT_REFUSED: TopicSpec(3, 365 * DAY_MS, "Eligible grants that did not fit a pot or limit.", ("budget",)),
     Topic.CEILING_RESET: TopicSpec(1, 10 * 365 * DAY_MS, "Budget years opened per programme.", ("budget",)),
     Topic.NOTIFICATION_SENT: TopicSpec(6, 90 * DAY_MS, "Every message delivered to an applicant or agency.", ("notify",)),
-    Topic.DEAD_LETTER: TopicSpec(
-        3, 90 * DAY_MS, "Messages a consumer could not process, with the error.", ("intake", "eligibility", "budget", "notify")
-    ),
+    Topic.DEAD_LETTER: TopicSpec(3, 90 * DAY_MS, "Messages a consumer could not process, with the error.", SERVICES),
     Topic.GRANT_RELEASED: TopicSpec(
         3, 365 * DAY_MS, "Future slices of grants returned to their pots (withdrawn, reduced).", ("budget",)
     ),

@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 from deploy.local.kafka_users import principal_env
+from shared.topics import SERVICES as SERVICES  # re-exported for the harnesses
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVICES = ("intake", "eligibility", "budget", "notify")
 
 
 def free_port() -> int:

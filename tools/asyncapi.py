@@ -39,6 +39,7 @@ PUBLISHES: dict[str, tuple[Topic, ...]] = {
     ),
     "budget": (Topic.GRANT_COMMITTED, Topic.GRANT_REFUSED, Topic.CEILING_RESET, Topic.GRANT_RELEASED, Topic.AUDIT_RECORDED),
     "notify": (Topic.NOTIFICATION_SENT, Topic.AUDIT_RECORDED),
+    "opendata": (),
 }
 
 CLOUDEVENTS_HEADERS: dict[str, Any] = {
@@ -105,6 +106,8 @@ def consumers() -> dict[str, list[Topic]]:
     from services.notify.app import build as build_notify
     from services.notify.domain import Subscriptions
     from services.notify.settings import NotifySettings
+    from services.opendata.app import build as build_opendata
+    from services.opendata.settings import OpenDataSettings
     from shared.runtime import ServiceRuntime
 
     runtimes: dict[str, ServiceRuntime[Any]] = {
@@ -112,6 +115,7 @@ def consumers() -> dict[str, list[Topic]]:
         "eligibility": build_eligibility(EligibilitySettings(topic_prefix="", eligibility_operator_parameters_file=None)),
         "budget": build_budget(BudgetSettings(topic_prefix="", budget_pots_file=None)),
         "notify": build_notify(NotifySettings(topic_prefix=""), Subscriptions(), httpx.AsyncClient())[0],
+        "opendata": build_opendata(OpenDataSettings(topic_prefix="")),
     }
     return {name: [s.topic for s in runtime.subscriptions.values()] for name, runtime in runtimes.items()}
 

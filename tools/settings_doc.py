@@ -23,6 +23,7 @@ def _classes() -> list[tuple[str, type[BaseSettings]]]:
     from services.eligibility.settings import EligibilitySettings
     from services.intake.settings import IntakeSettings
     from services.notify.settings import NotifySettings
+    from services.opendata.settings import OpenDataSettings
 
     return [
         ("all", CommonSettings),
@@ -30,6 +31,7 @@ def _classes() -> list[tuple[str, type[BaseSettings]]]:
         ("eligibility", EligibilitySettings),
         ("budget", BudgetSettings),
         ("notify", NotifySettings),
+        ("opendata", OpenDataSettings),
     ]
 
 

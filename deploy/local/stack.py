@@ -1,5 +1,5 @@
 """Start the local infrastructure (Apache Kafka in KRaft mode, PostgreSQL, a mail sink), optionally the
-four services, run a command against it all, and stop everything it started, by process id.
+services, run a command against it all, and stop everything it started, by process id.
 
     python deploy/local/stack.py [--services] [--mail] [--tls] [-- COMMAND ...]
 
@@ -63,7 +63,7 @@ from deploy.local.kafka_users import (  # noqa: E402
 )
 from deploy.local.tls import TlsFiles  # noqa: E402
 from shared.acl import ADMIN, AGENCY_READER, OPERATOR  # noqa: E402
-from shared.topics import Topic, topic_name  # noqa: E402
+from shared.topics import SERVICES, Topic, topic_name  # noqa: E402
 
 KAFKA_VERSION = "4.1.1"
 STATE = Path(os.environ.get("CLUSTERGRANTS_STATE_DIR", ROOT / ".local"))
@@ -74,7 +74,6 @@ SMTP_PORT = int(os.environ.get("CLUSTERGRANTS_SMTP_PORT", "28025"))
 HTTP_PORT = int(os.environ.get("INTAKE_HTTP_PORT", "28080"))
 PG_USER = "clustergrants"
 PG_DB = "clustergrants"
-SERVICES = ("intake", "eligibility", "budget", "notify")
 
 
 def say(message: str) -> None:
@@ -766,7 +765,7 @@ def start_services(running: Running, foreground: bool) -> list[Child]:
         "NOTIFY_RECIPIENT_REF_KEY": ref_key.read_text().strip(),
         **({"LOG_FORMAT": "console"} if foreground else {}),
     }
-    # Each service's /healthz, /readyz and /metrics on its own port: 28081 intake ... 28084 notify;
+    # Each service's /healthz, /readyz and /metrics on its own port: 28081 intake ... 28085 opendata;
     # each as its own Kafka principal.
     children = []
     for i, name in enumerate(SERVICES):
@@ -848,7 +847,7 @@ def hold_state_lock(state: Path = STATE) -> TextIO:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--services", action="store_true", help="also run the four services")
+    parser.add_argument("--services", action="store_true", help="also run the services (shared.topics.SERVICES)")
     parser.add_argument("--mail", action="store_true", help="also run a local SMTP mail sink (aiosmtpd)")
     parser.add_argument("--tls", action="store_true", help="Kafka over SASL_SSL and PostgreSQL over TLS only (a local CA)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="command to run against the stack (after --)")

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -152,13 +153,20 @@ def test_ledger_views_and_open_data_exports_of_a_live_run(stack: Stack, tmp_path
     opendata = str(ROOT / "deploy" / "local" / "opendata.yaml")
     refused = cli(stack, "export", "360giving", "--output", str(tmp_path / "x.json"))
     assert refused.returncode == 2 and "Traceback" not in refused.stdout + refused.stderr
-    package = cli(
-        stack, "export", "360giving", "--format", "json", "--output", str(tmp_path / "grants.json"), OPENDATA_FILE=opendata
-    )
-    operations = cli(stack, "export", "eu-operations", "--output", str(tmp_path / "operations.csv"), OPENDATA_FILE=opendata)
+    # The exports read the open-data service's projection of the topics: it follows the ledger within
+    # moments (a bounded wait, not a sleep).
+    deadline = time.monotonic() + 60
+    while True:
+        package = cli(
+            stack, "export", "360giving", "--format", "json", "--output", str(tmp_path / "grants.json"), OPENDATA_FILE=opendata
+        )
+        grants = json.loads((tmp_path / "grants.json").read_text())["grants"] if package.returncode == 0 else []
+        if any(g["currency"] == "EUR" and g["amountAwarded"] == 5000 for g in grants) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     assert package.returncode == 0, package.stdout + package.stderr
-    grants = json.loads((tmp_path / "grants.json").read_text())["grants"]
     assert any(g["currency"] == "EUR" and g["amountAwarded"] == 5000 for g in grants)
+    operations = cli(stack, "export", "eu-operations", "--output", str(tmp_path / "operations.csv"), OPENDATA_FILE=opendata)
     assert operations.returncode == 0, operations.stdout + operations.stderr
     rows = (tmp_path / "operations.csv").read_text().splitlines()
     assert rows[0].startswith("Operation code") and any("ERDF" in row and "50.00" in row for row in rows[1:])

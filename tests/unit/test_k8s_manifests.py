@@ -34,6 +34,7 @@ from services.eligibility.parameters import ParameterStore
 from services.eligibility.settings import EligibilitySettings
 from services.intake.settings import IntakeSettings
 from services.notify.settings import NotifySettings
+from services.opendata.settings import OpenDataSettings
 from shared.acl import AGENCY_READER, OPERATOR, grants
 from shared.schemes import FAMILIES, family_group, parse_families
 from shared.topics import TOPIC_SPECS, Topic
@@ -63,6 +64,7 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "eligibility": EligibilitySettings,
     "budget": BudgetSettings,
     "notify": NotifySettings,
+    "opendata": OpenDataSettings,
 }
 SERVICES = tuple(SETTINGS)
 

@@ -1,20 +1,22 @@
 """Open data of committed grants: the 360Giving Data Standard (JSON package and CSV) and the EU list
 of operations (Regulation (EU) 2021/1060, Article 49(3)).
 
-    grants = await load_committed(conn)                       # budget.grants + slices + intake.applications
+    grants = await OpenDataRepository(conn).committed()       # the projection (services/opendata/handlers.py)
     config = load_config(os.environ.get("OPENDATA_FILE"))     # operator-set identifiers and names
     write_360giving(grants, config, Path("grants.json"), fmt="json")
     write_360giving(grants, config, Path("grants.csv"), fmt="csv")
     write_eu_operations(grants, config, Path("operations.csv"))
 
-Everything between loading and writing is pure: `to_360giving`, `threesixtygiving_package`,
-`threesixtygiving_rows` and `eu_operation_rows` turn records into dicts and rows.
+Everything here is pure: `to_360giving`, `threesixtygiving_package`, `threesixtygiving_rows` and
+`eu_operation_rows` turn records into dicts and rows; the records come from the open-data read model,
+a projection of the events agency systems receive too (ApplicationReceived, GrantCommitted,
+GrantReleased), never from another service's tables.
 
-What a grant says (one row of budget.grants, its slices and its application):
+What a grant says (its GrantCommitted, its GrantReleased events and its ApplicationReceived):
 
-- amount: what the ledger holds committed to the grant now, i.e. its money slices after releases
-  (a withdrawal, a reduction, a yearly-maximum cap); a grant with nothing left (withdrawn before
-  any of its years opened) is not published. Decimal major units with exactly two decimals, never
+- amount: what is committed to the grant now: its schedule minus every release (a withdrawal, a
+  reduction, a revocation, a discontinuation, a yearly-maximum cap), which is what the ledger holds;
+  a grant with nothing left is not published. Decimal major units with exactly two decimals, never
   a float (money is integer minor units everywhere else).
 - award date: the day the ledger committed the grant (UTC).
 - planned dates: 1 January of the first and 31 December of the last budget year with money left.
@@ -23,7 +25,7 @@ What a grant says (one row of budget.grants, its slices and its application):
 - title / description: the application's optional `title` and `summary`; where the portal did not
   send them, a plain description is derived from the instrument, the organisation and the
   programme ("Innovation voucher to MedTech Aachen GmbH"), never invented.
-- Personal data stays out: the contact person (name, e-mail) is never read here.
+- Personal data stays out: the contact person (name, e-mail) is not even kept by the projection.
 
 Identifiers and names the documents do not give are operator-set in the YAML file named by
 OPENDATA_FILE (`opendata.example.yaml` documents every key). An export that needs an unset key is
@@ -39,7 +41,7 @@ import os
 import re
 import string
 import tempfile
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -51,8 +53,7 @@ import yaml
 from babel import Locale
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError, field_validator
 
-from shared.db import Connection
-from shared.events import Application, FundShare, ProposedGrant
+from shared.events import Applicant, Application, FundShare, ProposedGrant
 from shared.money import MINOR_UNITS
 
 #: The 360Giving Data Standard version the package declares (schemas 1.4.x; the package wants major.minor).
@@ -218,8 +219,8 @@ def load_config(path: str | Path | None) -> OpenDataConfig:
 
 @dataclass(frozen=True)
 class CommittedGrant:
-    """A grant of the ledger as the exports read it: the committed ProposedGrant, the money it holds
-    now per budget year, and the application it was committed for."""
+    """A grant as the exports read it: the committed ProposedGrant, the money it holds now per budget
+    year, and what is published of the application it was committed for (no contact person)."""
 
     grant_id: str
     application_id: str
@@ -233,7 +234,9 @@ class CommittedGrant:
     """(budget year, minor units) with money left, ascending years; never empty."""
     committed_at: datetime
     updated_at: datetime
-    application: Application
+    applicant: Applicant
+    title: str | None = None
+    summary: str | None = None
 
     @property
     def total_minor(self) -> int:
@@ -254,10 +257,7 @@ class CommittedGrant:
     ) -> CommittedGrant:
         """A record from the committed ProposedGrant (amounts: as committed unless given)."""
         if amounts is None:
-            summed: dict[int, int] = {}
-            for item in proposed.schedule:
-                summed[item.budget_year] = summed.get(item.budget_year, 0) + item.amount.amount_minor
-            amounts = summed
+            amounts = scheduled_amounts(proposed)
         return cls(
             grant_id=grant_id,
             application_id=application.application_id,
@@ -270,72 +270,18 @@ class CommittedGrant:
             amounts=tuple(sorted((y, a) for y, a in amounts.items() if a > 0)),
             committed_at=committed_at,
             updated_at=updated_at or committed_at,
-            application=application,
+            applicant=application.applicant,
+            title=application.title,
+            summary=application.summary,
         )
 
 
-LOAD_QUERY = """
-SELECT g.grant_id::text AS grant_id, g.application_id, g.scheme, g.status, g.grant_json, g.committed_at,
-       g.updated_at, a.application, m.years, m.amounts
-FROM budget.grants g
-LEFT JOIN intake.applications a ON a.application_id = g.application_id
-LEFT JOIN LATERAL (
-    SELECT array_agg(y.budget_year ORDER BY y.budget_year) AS years,
-           array_agg(y.amount ORDER BY y.budget_year) AS amounts
-    FROM (SELECT s.budget_year, sum(s.amount_minor)::bigint AS amount
-          FROM budget.slices s
-          WHERE s.grant_id = g.grant_id AND s.unit = g.currency
-          GROUP BY s.budget_year
-          HAVING sum(s.amount_minor) > 0) y
-) m ON true
-WHERE ($1::text[] IS NULL OR g.programme = ANY($1::text[]))
-  AND ($2::text[] IS NULL OR g.application_id = ANY($2::text[]))
-ORDER BY g.committed_at, g.application_id
-"""
-
-
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str | bytes) else value
-
-
-async def load_committed(
-    conn: Connection,
-    *,
-    programmes: Collection[str] | None = None,
-    application_ids: Collection[str] | None = None,
-) -> list[CommittedGrant]:
-    """Every grant the ledger holds money for (status committed, or withdrawn with opened years left),
-    joined with its application from intake, in one statement (one snapshot). The services share one
-    PostgreSQL with a schema each; this reads `budget` and `intake`. Refuses when a grant has no
-    application record (the export would have no recipient)."""
-    rows = await conn.fetch(
-        LOAD_QUERY,
-        sorted(programmes) if programmes is not None else None,
-        sorted(application_ids) if application_ids is not None else None,
-    )
-    orphans = sorted(r["application_id"] for r in rows if r["application"] is None)
-    if orphans:
-        shown = ", ".join(orphans[:10]) + (f" and {len(orphans) - 10} more" if len(orphans) > 10 else "")
-        raise OpenDataError(f"no intake.applications record for committed grant(s) of {shown}")
-    grants: list[CommittedGrant] = []
-    for row in rows:
-        if not row["years"]:
-            continue  # nothing left: withdrawn before any of its years opened
-        proposed = ProposedGrant.model_validate(_json(row["grant_json"]))
-        application = Application.model_validate(_json(row["application"]))
-        grants.append(
-            CommittedGrant.from_proposed(
-                row["grant_id"],
-                application,
-                proposed,
-                row["committed_at"],
-                scheme=row["scheme"],
-                updated_at=row["updated_at"],
-                status=row["status"],
-                amounts=dict(zip(row["years"], row["amounts"], strict=True)),
-            )
-        )
-    return grants
+def scheduled_amounts(proposed: ProposedGrant) -> dict[int, int]:
+    """Budget year -> minor units of a grant's schedule, as committed."""
+    summed: dict[int, int] = {}
+    for item in proposed.schedule:
+        summed[item.budget_year] = summed.get(item.budget_year, 0) + item.amount.amount_minor
+    return summed
 
 
 # --- figures and words -----------------------------------------------------------------------------------
@@ -374,14 +320,14 @@ def _programme(config: OpenDataConfig, programme: str) -> ProgrammeSettings:
 
 
 def title_of(grant: CommittedGrant) -> str:
-    if grant.application.title:
-        return grant.application.title
-    return f"{_instrument_label(grant.instrument)} to {grant.application.applicant.organisation_name}"
+    if grant.title:
+        return grant.title
+    return f"{_instrument_label(grant.instrument)} to {grant.applicant.organisation_name}"
 
 
 def description_of(grant: CommittedGrant, config: OpenDataConfig) -> str:
-    if grant.application.summary:
-        return grant.application.summary
+    if grant.summary:
+        return grant.summary
     programme = _programme(config, grant.programme).title or grant.programme
     return f"{_instrument_label(grant.instrument)} under {programme} (scheme {grant.scheme})."
 
@@ -424,7 +370,7 @@ def recipient_org_id(grant: CommittedGrant, config: OpenDataConfig, prefix: str)
     """The applicant's org-id: the operator's org-id.guide list code for its country plus its register
     number (upper case, without spaces, dots, hyphens, slashes); otherwise an identifier under the
     publisher's 360Giving prefix, as the 360Giving identifier guidance allows."""
-    applicant = grant.application.applicant
+    applicant = grant.applicant
     number = re.sub(r"[\s./-]", "", applicant.organisation_number or "").upper()
     scheme = config.recipient_org_id_schemes.get(applicant.country)
     if scheme and number:
@@ -455,7 +401,7 @@ def _grant_360(grant: CommittedGrant, config: OpenDataConfig, missing: _Missing)
         f"{base}.funding_organisation.name",
         f"Funding Org:Name of programme {grant.programme}",
     )
-    applicant = grant.application.applicant
+    applicant = grant.applicant
     start, end = planned_dates(grant)
     recipient: dict[str, Any] = {
         "id": recipient_org_id(grant, config, prefix),
@@ -632,7 +578,7 @@ def eu_operation_rows(grants: Iterable[CommittedGrant], config: OpenDataConfig) 
                     if k in fields
                 }
             )
-        applicant = grant.application.applicant
+        applicant = grant.applicant
         start, end = planned_dates(grant)
         funds = sorted({EU_FUNDS[s.fund] for s in grant.fund_shares if s.fund in EU_FUNDS})
         rows.append(

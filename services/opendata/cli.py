@@ -1,13 +1,14 @@
 """`clustergrants export ...`: open data of committed grants (`python -m
-services.budget.opendata_cli ...` runs the same commands).
+services.opendata.cli ...` runs the same commands).
 
     clustergrants export 360giving --format json --output grants.json
     clustergrants export 360giving --format csv --output grants.csv
     clustergrants export eu-operations --output operations.csv
 
-Reads DATABASE_URL (budget and intake schemas of the one PostgreSQL) and OPENDATA_FILE (operator
-identifiers and names, see services/budget/opendata.example.yaml). `--output -` writes to stdout.
-A refused export (an unset operator key, a grant without its application) prints one line naming
+Reads DATABASE_URL (the `opendata` schema: the read model the open-data service projects from
+the topics) and OPENDATA_FILE (operator identifiers and names, see
+services/opendata/opendata.example.yaml). `--output -` writes to stdout.
+A refused export (an unset operator key, a grant whose application is not projected yet) prints one line naming
 what is missing and exits with code 2; nothing is written.
 """
 
@@ -19,21 +20,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import Field
 
-from services.budget import opendata
 from services.cli_common import CliError, database, run, settings
-from shared.settings import CommonSettings
+from services.opendata import export as opendata
+from services.opendata.repository import OpenDataRepository
+from services.opendata.settings import ExportSettings
 
 app: typer.Typer = typer.Typer(
     help="Open data: 360Giving and the EU list of operations.", no_args_is_help=True, pretty_exceptions_enable=False
 )
-
-
-class OpenDataSettings(CommonSettings):
-    opendata_file: str | None = Field(
-        default=None, description="Operator YAML file of open-data identifiers and names (opendata.example.yaml)."
-    )
 
 
 class Format(StrEnum):
@@ -46,7 +41,7 @@ def _fail(message: str) -> CliError:
 
 
 def _load(programmes: list[str] | None) -> tuple[list[opendata.CommittedGrant], opendata.OpenDataConfig]:
-    config_settings = settings(OpenDataSettings)
+    config_settings = settings(ExportSettings)
     try:
         config = opendata.load_config(config_settings.opendata_file)
     except opendata.OpenDataError as error:
@@ -54,7 +49,7 @@ def _load(programmes: list[str] | None) -> tuple[list[opendata.CommittedGrant], 
 
     async def read() -> list[opendata.CommittedGrant]:
         async with database(config_settings) as conn:
-            return await opendata.load_committed(conn, programmes=programmes or None)
+            return await OpenDataRepository(conn).committed(programmes=programmes or None)
 
     try:
         return run(read()), config

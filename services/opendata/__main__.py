@@ -1,0 +1,3 @@
+from services.opendata.app import main
+
+main()
