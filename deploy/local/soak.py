@@ -9,13 +9,15 @@ malformed, bench/workload.py) are submitted at `--rate` per second, by default h
 of the newest `bench/results/pipeline-*.json` (`make bench`), or DEFAULT_RATE when there is none.
 
 Every `--sample-s` (60) it records: RSS of each service process (VmRSS), consumer lag of each group
-(end offset minus committed offset over this run's partitions), outbox backlog of each schema,
+(end offset minus committed offset over this run's partitions), outbox backlog of each schema, notify's
+messages due and not yet sent (a queue inside notify that the consumer lag does not show),
 PostgreSQL database size per 10,000 applications submitted, and the p99 latency (broker timestamp of
 the submission to that of the applicant's e-mail NotificationSent) of what completed in the interval.
 
 Verdict (`verdict()`, exit 1 if it fails): after the warm-up, no service's memory may grow by more than
 10 % (median of the last three samples against the first sample after warm-up), and no group's lag
-may keep growing (rising at each of the last `LAG_WINDOW` samples by more than `LAG_FLOOR` in all).
+may keep growing (rising at each of the last `LAG_WINDOW` samples by more than `LAG_FLOOR` in all), and
+neither may notify's due messages.
 Writes bench/results/soak-<time>.json (every sample and the verdict) and soak-<time>.png.
 """
 
@@ -42,6 +44,8 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from shared.topics import SERVICES  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results"
 #: Half of the README's `make bench` figures (198-232 applications/s): used when no bench result exists.
 DEFAULT_RATE = 115.0
@@ -49,7 +53,7 @@ MEMORY_GROWTH_LIMIT = 0.10
 LAG_WINDOW = 5  # samples
 LAG_FLOOR = 50  # records: a rise smaller than this over the window is noise, not a backlog
 
-SCHEMAS = ("intake", "eligibility", "budget", "notify")
+SCHEMAS = SERVICES
 
 
 # --- the verdict (pure; tests/unit/test_soak_verdict.py) -----------------------------------------
@@ -85,8 +89,12 @@ def verdict(
     limit: float = MEMORY_GROWTH_LIMIT,
     window: int = LAG_WINDOW,
     floor: float = LAG_FLOOR,
+    queues: Mapping[str, Sequence[float]] | None = None,
 ) -> Verdict:
-    """Samples are per minute, oldest first; the first `warmup_samples` of each series are not judged."""
+    """Samples are per minute, oldest first; the first `warmup_samples` of each series are not judged.
+
+    `queues`: work waiting inside a service rather than in Kafka (notify's due messages): a backlog
+    there keeps the consumer lag at 0 while the applicants' e-mails fall behind, so it is judged alike."""
     out = Verdict(ok=True)
     for name, series in rss.items():
         growth = round(memory_growth(list(series)[warmup_samples:]), 4)  # 10 % is 10 %, not 10.0000001 %
@@ -99,6 +107,12 @@ def verdict(
         if growing:
             tail = list(series)[-window - 1 :]
             out.failures.append(f"{group}: consumer lag kept growing over the last {window} samples: {tail}")
+    for queue, series in (queues or {}).items():
+        growing = lag_keeps_growing(list(series)[warmup_samples:], window, floor)
+        out.lag_growing[queue] = growing
+        if growing:
+            tail = list(series)[-window - 1 :]
+            out.failures.append(f"{queue}: backlog kept growing over the last {window} samples: {tail}")
     out.ok = not out.failures
     return out
 
@@ -151,14 +165,20 @@ async def group_lag(bootstrap: str, prefix: str, groups: Sequence[str]) -> dict[
         await admin.close()
 
 
-async def database_figures(database_url: str) -> tuple[dict[str, int], int]:
+async def database_figures(database_url: str) -> tuple[dict[str, int], int, int]:
+    """Outbox rows per schema, the database's size, and notify's messages due and not yet sent."""
     import asyncpg
 
     conn = await asyncpg.connect(database_url)
     try:
-        backlog = {s: int(await conn.fetchval(f"SELECT count(*) FROM {s}.outbox")) for s in SCHEMAS}
+        backlog: dict[str, int] = {s: int(await conn.fetchval(f"SELECT count(*) FROM {s}.outbox")) for s in SCHEMAS}
         size = int(await conn.fetchval("SELECT pg_database_size(current_database())"))
-        return backlog, size
+        due = int(
+            await conn.fetchval(
+                "SELECT count(*) FROM notify.notifications WHERE status = 'scheduled' AND next_attempt_at <= now()"
+            )
+        )
+        return backlog, size, due
     finally:
         await conn.close()
 
@@ -177,6 +197,8 @@ def draw(path: Path, samples: list[dict[str, Any]], title: str) -> None:
             ax.plot(minutes, [s[key].get(name) for s in samples], marker=".", label=name)
         ax.set_ylabel(label)
         ax.legend(fontsize=7, loc="upper left")
+    axes[2].plot(minutes, [s.get("notify_due") for s in samples], marker="x", label="notify: messages due, not sent")
+    axes[2].legend(fontsize=7, loc="upper left")
     axes[3].plot(minutes, [s["pg_mib_per_10k"] for s in samples], marker=".")
     axes[3].set_ylabel("PostgreSQL MiB / 10k apps")
     axes[4].plot(minutes, [s["p99_ms"] for s in samples], marker=".")
@@ -217,7 +239,7 @@ async def soak(args: argparse.Namespace, bootstrap: str, server: str, log_dir: P
         pending: list[tuple[Sent, asyncio.Future[Any]]] = []
         judged: set[int] = set()
         next_sample = started + args.sample_s
-        _, base_bytes = await database_figures(stack.database_url)  # the empty schemas, not the applications'
+        _, base_bytes, _ = await database_figures(stack.database_url)  # the empty schemas, not the applications'
         index = 0
         try:
             while time.monotonic() < end:
@@ -241,7 +263,7 @@ async def soak(args: argparse.Namespace, bootstrap: str, server: str, log_dir: P
                         if i not in judged and s.timestamp_ms and (done := tracker.done(s)) is not None:
                             judged.add(i)
                             latencies.append(done - s.timestamp_ms)
-                    backlog, size = await database_figures(stack.database_url)
+                    backlog, size, due = await database_figures(stack.database_url)
                     sample = {
                         "minute": round((time.monotonic() - started) / 60, 2),
                         "submitted": len(sent),
@@ -249,6 +271,7 @@ async def soak(args: argparse.Namespace, bootstrap: str, server: str, log_dir: P
                         "rss_mib": {n: rss_mib(p.pid) for n, p in stack.processes.procs.items()},
                         "lag": await group_lag(bootstrap, stack.prefix, groups),
                         "outbox": backlog,
+                        "notify_due": due,
                         "pg_bytes": size,
                         # what the applications added (the empty schemas left out), per 10,000 submitted
                         "pg_mib_per_10k": round((size - base_bytes) / 2**20 / max(1, len(sent)) * 10_000, 1),
@@ -261,7 +284,7 @@ async def soak(args: argparse.Namespace, bootstrap: str, server: str, log_dir: P
             await prod.stop()
         rss = {n: [s["rss_mib"].get(n) or 0.0 for s in samples] for n in stack.processes.procs}
     lag = {g: [s["lag"].get(g, 0) for s in samples] for g in groups}
-    judgement = verdict(rss, lag, args.warmup)
+    judgement = verdict(rss, lag, args.warmup, queues={"notify due messages": [s["notify_due"] for s in samples]})
     return {"run": run, "samples": samples, "verdict": judgement.__dict__, "tuning": tuning}
 
 
