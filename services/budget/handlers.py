@@ -397,19 +397,7 @@ def _commit(
 
 def _refuse(w: Writes, item: Item, refusal: Refusal, now: datetime) -> tuple[Event, Cause]:
     ev = item.event
-    w.refusals.append(
-        RefusalRow(
-            ev.application_id,
-            ev.revision,
-            refusal.limit,
-            refusal.message_key,
-            refusal.budget_year,
-            refusal.available,
-            refusal.requested,
-            refusal.unit,
-            now,
-        )
-    )
+    w.refusals.append(RefusalRow(ev.application_id, ev.revision, refusal, now))
     log.info(
         "grant refused",
         limit=refusal.limit,

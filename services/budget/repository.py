@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 
 from services.budget.beneficiaries import WHOLE, Draw, LimitBalance, LimitKey, sort_key
-from services.budget.domain import BudgetConfig, Placement, PotBalance, Slice
+from services.budget.domain import BudgetConfig, Placement, PotBalance, Refusal, Slice
 from shared.db import Connection
 
 APPLICATION_LOCK_NAMESPACE = 727_004
@@ -132,14 +132,11 @@ class NewGrant:
 
 @dataclass(frozen=True)
 class RefusalRow:
+    """A refusal as budget.refusals keeps it: which revision of which application, why, and when."""
+
     application_id: str
     revision: int
-    limit_id: str
-    message_key: str
-    budget_year: int | None
-    available: int | None
-    requested: int | None
-    unit: str | None
+    refusal: Refusal
     at: datetime
 
 
@@ -497,12 +494,12 @@ class LedgerRepository:
                                         $8::text[], $9::timestamptz[])""",
                 [x.application_id for x in r],
                 [x.revision for x in r],
-                [x.limit_id for x in r],
-                [x.message_key for x in r],
-                [x.budget_year for x in r],
-                [x.available for x in r],
-                [x.requested for x in r],
-                [x.unit for x in r],
+                [x.refusal.limit for x in r],
+                [x.refusal.message_key for x in r],
+                [x.refusal.budget_year for x in r],
+                [x.refusal.available for x in r],
+                [x.refusal.requested for x in r],
+                [x.refusal.unit for x in r],
                 [x.at for x in r],
             )
         if w.decisions:
