@@ -24,7 +24,6 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -36,7 +35,7 @@ from shared.db import create_pool
 from shared.delivery import UnitOfWork
 from shared.events import EligibilityDecided
 from shared.logging import configure_logging
-from shared.migrate import migrate
+from shared.migrate import scratch_database
 
 PROGRAMME = "bench.clusters"
 SOURCE = "bench figure (not a document figure)"
@@ -145,12 +144,7 @@ async def main(grants: int, batch: int) -> None:
     configure_logging("budget-bench", "console", "WARNING")
     server = os.environ.get("DATABASE_URL", "postgresql://clustergrants@127.0.0.1:25432/clustergrants")
     name = f"cg_bench_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(server)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    url = urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
-    try:
-        await migrate(url, ("budget",))
+    async with scratch_database(server, name, ("budget",)) as url:
         operator = {
             "programmes": [{"programme": PROGRAMME, "currency": "EUR", "source": SOURCE}],
             "pots": [
@@ -179,10 +173,6 @@ async def main(grants: int, batch: int) -> None:
                 f"PostgreSQL CPU {s['server_cpu_ms_per_grant'] / b['server_cpu_ms_per_grant']:.1f}x, "
                 f"client CPU {s['client_cpu_ms_per_grant'] / b['client_cpu_ms_per_grant']:.1f}x"
             )
-    finally:
-        admin = await asyncpg.connect(server)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -36,7 +35,7 @@ from shared.db import Connection, create_pool
 from shared.delivery import UnitOfWork
 from shared.events import CeilingReset, EligibilityDecided
 from shared.logging import configure_logging
-from shared.migrate import migrate
+from shared.migrate import scratch_database
 from shared.money import Money
 
 PROGRAMME = "bench.hermes"
@@ -149,12 +148,7 @@ async def main(grants: int, keep: bool) -> None:
     configure_logging("budget-bench", "console", "WARNING")
     server = os.environ.get("DATABASE_URL", "postgresql://clustergrants@127.0.0.1:25432/clustergrants")
     name = f"cg_bench_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(server)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    url = urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
-    try:
-        await migrate(url, ("budget",))
+    async with scratch_database(server, name, ("budget",), keep=keep) as url:
         config = merge(
             read_file(DOCUMENT_FILE),
             BudgetFile.model_validate(
@@ -228,13 +222,8 @@ async def main(grants: int, keep: bool) -> None:
         await pool.close()
         if problems:
             raise SystemExit(1)
-    finally:
-        if keep:
-            print(f"kept database {name}")
-        else:
-            admin = await asyncpg.connect(server)
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.close()
+    if keep:
+        print(f"kept database {name}")
 
 
 if __name__ == "__main__":

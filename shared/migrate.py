@@ -27,12 +27,15 @@ directly. This module is small, uses asyncpg only, and is tested against the rea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -163,6 +166,30 @@ async def status(dsn: str, services: tuple[str, ...] = SERVICES, ssl: Any = None
         return out
     finally:
         await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(
+    server: str, name: str, services: tuple[str, ...] = SERVICES, *, keep: bool = False
+) -> AsyncIterator[str]:
+    """A new database `name` on the server of the DSN `server`, migrated for `services`; its DSN while the
+    block runs, dropped afterwards (unless `keep`). For tests and benchmarks, never for a service."""
+    admin = await asyncpg.connect(server)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
+    try:
+        await migrate(url, services)
+        yield url
+    finally:
+        if not keep:
+            admin = await asyncpg.connect(server)
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await admin.close()
 
 
 async def migrate(dsn: str, services: tuple[str, ...] = SERVICES, ssl: Any = None) -> list[str]:

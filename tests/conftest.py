@@ -14,7 +14,6 @@ import os
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -25,7 +24,7 @@ from shared import kafka_admin
 from shared.acl import ADMIN, AGENCY_READER
 from shared.db import create_pool
 from shared.kafka_admin import create_topics
-from shared.migrate import migrate
+from shared.migrate import scratch_database
 from shared.topics import Topic, topic_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,22 +71,8 @@ def run_id() -> str:
 @contextlib.asynccontextmanager
 async def fresh_database(name: str) -> AsyncIterator[str]:
     """A new, migrated database on the server of DATABASE_URL; dropped afterwards."""
-    server = _require("DATABASE_URL")
-    admin = await asyncpg.connect(server)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
-    await migrate(url)
-    try:
+    async with scratch_database(_require("DATABASE_URL"), name) as url:
         yield url
-    finally:
-        admin = await asyncpg.connect(server)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 async def fresh_topics(bootstrap: str, prefix: str) -> str:

@@ -669,10 +669,9 @@ async def _quiet(database_url: str, timeout: float) -> bool:
         try:
             conn = await asyncpg.connect(database_url)
             try:
+                outboxes = " + ".join(f"(SELECT count(*) FROM {service}.outbox)" for service in SERVICES)
                 busy = await conn.fetchval(
-                    "SELECT (SELECT count(*) FROM intake.outbox) + (SELECT count(*) FROM eligibility.outbox)"
-                    " + (SELECT count(*) FROM budget.outbox) + (SELECT count(*) FROM notify.outbox)"
-                    " + (SELECT count(*) FROM notify.notifications WHERE status = 'scheduled')"
+                    f"SELECT {outboxes} + (SELECT count(*) FROM notify.notifications WHERE status = 'scheduled')"
                 )
             finally:
                 await conn.close()
@@ -1012,6 +1011,29 @@ async def _check_money(
         report.violate(f"committed offsets beyond the end of their partitions: {beyond}")
     if any(f["group_lag_at_end"].values()):
         report.violate(f"records left unread at the end: {f['group_lag_at_end']}")
+    # The open-data read model (a projection of the topics) holds what the ledger holds, grant by grant.
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        ledger = await conn.fetch(
+            "SELECT g.grant_id::text AS grant_id, s.budget_year, sum(s.amount_minor)::bigint AS amount"
+            " FROM budget.grants g JOIN budget.slices s ON s.grant_id = g.grant_id AND s.unit = g.currency"
+            " GROUP BY 1, 2 HAVING sum(s.amount_minor) > 0"
+        )
+        projected = await conn.fetch(
+            "SELECT grant_id::text AS grant_id, budget_year, committed_minor - released_minor AS amount"
+            " FROM opendata.grant_years WHERE committed_minor > released_minor"
+        )
+    finally:
+        await conn.close()
+    in_ledger = {(r["grant_id"], r["budget_year"]): r["amount"] for r in ledger}
+    in_open_data = {(r["grant_id"], r["budget_year"]): r["amount"] for r in projected}
+    f["open_data_grant_years"] = len(in_open_data)
+    if in_open_data != in_ledger:
+        differ = sorted(k for k in set(in_ledger) | set(in_open_data) if in_ledger.get(k) != in_open_data.get(k))
+        report.violate(
+            f"open data != ledger in {len(differ)} grant-years, e.g. "
+            f"{[(k, in_open_data.get(k), in_ledger.get(k)) for k in differ[:5]]}"
+        )
     refused: Counter[str] = Counter()
     for instance in f.get("stalled", ()):
         path = stack.processes.log(instance)
