@@ -28,7 +28,7 @@ import base64
 import contextlib
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic
@@ -153,10 +153,17 @@ class OutboxRow:
     raw: bytes | None = None  # a dead-letter copy: the original key and headers, byte for byte
 
 
-def event_row(event: Event, attributes: Attributes, trace: otel_context.Context | None = None) -> OutboxRow:
-    """The outbox row of an event; it carries the trace of `trace` (the cause's) or of the current span."""
+def event_row(
+    event: Event,
+    attributes: Attributes,
+    trace: otel_context.Context | None = None,
+    *,
+    trace_headers: Sequence[tuple[str, str]] | None = None,
+) -> OutboxRow:
+    """The outbox row of an event; it carries the trace of `trace` (the cause's) or of the current span
+    (`trace_headers`: those headers already worked out, for many events of one cause)."""
     headers = [[name, value.decode()] for name, value in to_headers(attributes)]
-    headers += [[name, value] for name, value in traceparent_headers(trace)]
+    headers += [[name, value] for name, value in (trace_headers if trace_headers is not None else traceparent_headers(trace))]
     return OutboxRow(attributes.id, event.topic, event.key(), headers, event.model_dump_json().encode())
 
 
@@ -254,6 +261,26 @@ class UnitOfWork(Generic[R]):
         await self.add(event_row(event, attributes, trace))
         self.event_ids.append(attributes.id)
         return attributes.id
+
+    async def publish_all(self, events: Iterable[tuple[Event, str | None]], *, cause: Cause = None) -> list[str]:
+        """Many events of one cause (e.g. a year's opening and every grant it capped), each with its
+        event id (None: a new one): the cause's attributes and trace worked out once, not per event."""
+        cause = cause if cause is not None else self.cause
+        correlation_id = cause.correlation_id if cause is not None else None
+        causation_id = cause.attributes.id if cause is not None and cause.attributes is not None else None
+        trace = traceparent_headers(context_from(cause.record.headers) if cause is not None else None)
+        at = datetime.now(UTC)
+        ids: list[str] = []
+        for event, event_id in events:
+            attributes = attributes_for(
+                event, source=self.source, event_id=event_id, time=at, correlation_id=correlation_id, causation_id=causation_id
+            )
+            self.outbox.append(event_row(event, attributes, trace_headers=trace))
+            ids.append(attributes.id)
+        self.event_ids += ids
+        if not self.buffered:
+            await self.flush()
+        return ids
 
     async def add(self, row: OutboxRow) -> None:
         """An outbox row built by the caller (e.g. with attributes of its own)."""

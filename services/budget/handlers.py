@@ -558,12 +558,13 @@ async def on_ceiling_reset(
     )
     # Every capped grant is told by a GrantReleased (reason capped), in the reset's transaction: an
     # agency system summing GrantCommitted minus GrantReleased holds what the ledger holds, to the cent.
-    for capped in result.capped:
-        await uow.publish(
-            capped_release(capped, reset, now),
-            cause=delivery,
-            event_id=str(uuid.uuid5(RESET_NAMESPACE, f"{reset.reset_id}/{capped.grant_id}")),
-        )
+    await uow.publish_all(
+        (  # a generator: each event is serialised into its outbox row and dropped, not held all at once
+            (capped_release(capped, reset, now), str(uuid.uuid5(RESET_NAMESPACE, f"{reset.reset_id}/{capped.grant_id}")))
+            for capped in result.capped
+        ),
+        cause=delivery,
+    )
     log.info(
         "budget year opened",
         programme=reset.programme,
@@ -578,27 +579,23 @@ async def on_ceiling_reset(
 
 
 def capped_release(capped: CappedGrant, reset: CeilingReset, now: datetime) -> GrantReleased:
-    """The GrantReleased of a conditional grant whose year `reset` capped at the yearly maximum."""
+    """The GrantReleased of a conditional grant whose year `reset` capped at the yearly maximum (validated
+    in one call from plain data: a year's opening may cap tens of thousands of grants)."""
     currency = capped.currency
-    return GrantReleased(
-        application_id=capped.application_id,
-        grant_id=capped.grant_id,
-        released_at=now,
-        scheme=capped.scheme,  # type: ignore[arg-type]  # a scheme id as committed, read back from the ledger
-        programme=reset.programme,
-        reason="capped",
-        released=[
-            ReleasedAmount(
-                budget_year=reset.budget_year,
-                fund=fund,
-                amount=Money(amount_minor=amount, currency=currency),  # type: ignore[arg-type]  # the grant's currency
-            )
-            for fund, amount in capped.released
-        ],
-        remaining=[
-            ScheduledAmount(budget_year=y, amount=Money(amount_minor=a, currency=currency))  # type: ignore[arg-type]  # as above
-            for y, a in capped.remaining
-        ],
+    return GrantReleased.model_validate(
+        {
+            "application_id": capped.application_id,
+            "grant_id": capped.grant_id,
+            "released_at": now,
+            "scheme": capped.scheme,
+            "programme": reset.programme,
+            "reason": "capped",
+            "released": [
+                {"budget_year": reset.budget_year, "fund": fund, "amount": {"amount_minor": amount, "currency": currency}}
+                for fund, amount in capped.released
+            ],
+            "remaining": [{"budget_year": y, "amount": {"amount_minor": a, "currency": currency}} for y, a in capped.remaining],
+        }
     )
 
 
