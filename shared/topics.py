@@ -72,7 +72,10 @@ TOPIC_SPECS: dict[Topic, TopicSpec] = {
     Topic.NOTIFICATION_SENT: TopicSpec(6, 90 * DAY_MS, "Every message delivered to an applicant or agency.", ("notify",)),
     Topic.DEAD_LETTER: TopicSpec(3, 90 * DAY_MS, "Messages a consumer could not process, with the error.", SERVICES),
     Topic.GRANT_RELEASED: TopicSpec(
-        3, 365 * DAY_MS, "Future slices of grants returned to their pots (withdrawn, reduced).", ("budget",)
+        3,
+        365 * DAY_MS,
+        "Money of committed grants returned to their pots (withdrawn, reduced, revoked, not continued, capped).",
+        ("budget",),
     ),
     Topic.ASSESSMENT_SUBMITTED: TopicSpec(
         3, 365 * DAY_MS, "Assessors' scores per criterion in competitive calls.", ("portal", "intake")
