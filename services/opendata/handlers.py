@@ -48,8 +48,8 @@ def committed_row(event: GrantCommitted) -> CommittedRow:
     )
 
 
-def release_rows(event: GrantReleased, event_id: str) -> tuple[ReleaseRow, list[tuple[str, int, int]]]:
-    years = [(event.grant_id, r.budget_year, r.amount.amount_minor) for r in event.released]
+def release_rows(event: GrantReleased, event_id: str) -> tuple[ReleaseRow, list[tuple[str, str, int, int]]]:
+    years = [(event_id, event.grant_id, r.budget_year, r.amount.amount_minor) for r in event.released]
     return ReleaseRow(event_id, event.grant_id, event.reason, event.released_at), years
 
 
@@ -58,8 +58,12 @@ async def project(repo: OpenDataRepository, events: Sequence[tuple[str, Event]])
     received: list[ReceivedRow] = []
     committed: list[CommittedRow] = []
     releases: list[ReleaseRow] = []
-    released_years: list[tuple[str, int, int]] = []
+    released_years: list[tuple[str, str, int, int]] = []
+    seen: set[str] = set()
     for event_id, event in events:
+        if event_id in seen:
+            continue  # the same event twice in one batch: once (the inbox drops it across batches)
+        seen.add(event_id)
         if isinstance(event, ApplicationReceived):
             received.append(received_row(event))
         elif isinstance(event, GrantCommitted):

@@ -255,7 +255,8 @@ async def test_the_projection_holds_what_the_ledger_holds_in_any_order_with_caps
     releases = [x for x in events if isinstance(x[1], GrantReleased)]
     commitments = [x for x in events if isinstance(x[1], GrantCommitted)]
     again = [(str(uuid.uuid4()), commitments[0][1])]  # the same commitment re-published under another id
-    await projected(pool, releases)  # releases before their commitments
+    await projected(pool, releases + releases[:1])  # releases before their commitments, one twice in the batch
+    await projected(pool, releases[1:2])  # and one again in a later batch
     await projected(pool, [received(p) for p in pacts] + commitments + again)
 
     expected = await ledger_amounts(pool, ours)
