@@ -2,7 +2,7 @@
 
     KAFKA_BOOTSTRAP_SERVERS=... DATABASE_URL=... python bench/fuzz_intake.py [--payloads 10000] [--seed 1]
 
-Starts the four services on a fresh database and topic prefix (bench/harness.py), runs every HTTP edge of
+Starts the services on a fresh database and topic prefix (bench/harness.py), runs every HTTP edge of
 issue 10 once (`http_edges`: chunked and declared bodies over the limit, media types, credentials,
 CloudEvents modes, duplicate keys, huge amounts, future submissions, control and bidi characters, conflicts;
 each followed by a good application), then sends half the

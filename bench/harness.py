@@ -1,4 +1,4 @@
-"""What the bench, the chaos run and the fuzz run share: the four services as processes on a fresh database
+"""What the bench, the chaos run and the fuzz run share: the services as processes on a fresh database
 and topic prefix, a local SMTP sink, a fast submitter and a tracker of outcomes on the topics.
 
 Everything started here is stopped by process id (tests/processes.py, deploy/local/stack.py's stop_pid).
@@ -135,7 +135,7 @@ async def pipeline(
     replicas: int = 1,
     **extra: str,
 ) -> AsyncIterator[Pipeline]:
-    """The four services (`replicas` processes of each) on a fresh database `name` (on the server of
+    """The services (`replicas` processes of each) on a fresh database `name` (on the server of
     `server_url`) and fresh topics."""
     os.environ["DATABASE_URL"] = server_url  # tests.conftest.fresh_database reads the server from it
     async with fresh_database(name) as database_url:

@@ -7,7 +7,7 @@ In one run:
    messages of the pipeline's mean record size, and pgbench's TPS (TPC-B-like, 4 clients) on the same
    PostgreSQL;
 2. the pipeline: N applications (every scheme's sample, ~8 % invalid, 2 % malformed; bench/workload.py)
-   published on the submitted topic as fast as the broker takes them, the four services as separate
+   published on the submitted topic as fast as the broker takes them, the services as separate
    processes, until every applicant's NotificationSent (malformed input: its ApplicationRejected);
    applications per second, and the ratio to the relay limit;
 3. latency at half of that rate: p50/p95/p99 from the submitted record's broker timestamp to the

@@ -3,7 +3,7 @@
     python deploy/local/stack.py -- python -m deploy.local.soak                 # 30 min, half the benched rate
     python deploy/local/stack.py -- python -m deploy.local.soak --minutes 2 --warmup 1 --rate 8
 
-The four services run as processes (bench/harness.py) on a fresh database and topic prefix of the
+The services run as processes (bench/harness.py) on a fresh database and topic prefix of the
 Kafka and PostgreSQL that stack.py started; applications of every scheme (about 8 % invalid, 2 %
 malformed, bench/workload.py) are submitted at `--rate` per second, by default half of the throughput
 of the newest `bench/results/pipeline-*.json` (`make bench`), or DEFAULT_RATE when there is none.

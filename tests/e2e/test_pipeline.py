@@ -1,4 +1,4 @@
-"""The whole path across the four services, as separate processes, on the real Kafka and PostgreSQL."""
+"""The whole path across the services, as separate processes, on the real Kafka and PostgreSQL."""
 
 from __future__ import annotations
 
