@@ -19,10 +19,9 @@ import asyncio
 import contextlib
 import os
 import random
-import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -51,7 +50,6 @@ from shared.tracing import context_from, span, traceparent_headers
 
 log = structlog.get_logger("notify")
 
-DECISION_POLL_S = 0.25
 Transaction = Callable[[], AbstractAsyncContextManager[UnitOfWork[NotifyRepository]]]
 
 
@@ -89,18 +87,14 @@ async def on_events(
         trace = context_from(delivery.record.headers) if delivery.record is not None else None
         ce = _cloudevent(event, delivery.event_id, delivery.attributes, trace)
         payload = {"event": event.model_dump(mode="json"), "ce": ce}
-        # Due at once; a grant e-mail whose decision has not arrived yet is postponed at send time
-        # (DecisionPending): checking here would race with the decision's own, concurrent transaction.
+        # Due at once; a grant e-mail whose decision has not arrived yet is not claimed until it has
+        # (NotifyRepository.claim_due): checking here would race with the decision's own transaction.
         messages += [
             Scheduled(delivery.event_id, event.cloudevents_type(), planned, payload)
             for planned in plan(event, subscriptions, ref_key=ref_key)
         ]
     await uow.repo.store_decisions(decisions)
     return await uow.repo.schedule(messages)
-
-
-class DecisionPending(Exception):
-    """A grant e-mail's eligibility decision has not arrived yet: look again shortly."""
 
 
 class PermanentFailure(Exception):
@@ -173,7 +167,7 @@ class Dispatcher:
         """Deliver up to `limit` due messages in one transaction; returns how many were handled."""
         async with self.transaction() as uow:
             repo: NotifyRepository = uow.repo
-            rows = await repo.claim_due(limit)
+            rows = await repo.claim_due(limit, self.settings.notify_decision_wait_s)
             if not rows:
                 return 0
             waiting = [
@@ -181,16 +175,12 @@ class Dispatcher:
             ]
             decisions = await repo.decisions(waiting)
             sent: list[tuple[DueNotification, otel_context.Context]] = []
-            postponed: list[uuid.UUID] = []
             for row in rows:
                 outcome, trace = await self._deliver(uow, row, mailer, decisions)
                 if outcome == "sent":
                     sent.append((row, trace))  # NotificationSent continues the delivery's span
-                elif outcome == "postponed":
-                    postponed.append(row["notification_id"])
             now = datetime.now(UTC)
             await repo.mark_sent([r["notification_id"] for r, _ in sent], now)
-            await repo.postpone(postponed, DECISION_POLL_S)
             for row, trace in sent:
                 await self._publish_sent(uow, row, str(row["notification_id"]), now, trace)
         self.sent += len(sent)
@@ -199,8 +189,7 @@ class Dispatcher:
     async def _deliver(
         self, uow: UnitOfWork[NotifyRepository], row: DueNotification, mailer: MailSender, decisions: dict[str, dict[str, Any]]
     ) -> tuple[str, otel_context.Context]:
-        """Send one claimed message: "sent", "postponed" (its decision is not here yet) or "failed",
-        and the trace context of its delivery span."""
+        """Send one claimed message: "sent" or "failed", and the trace context of its delivery span."""
         notification_id = str(row["notification_id"])
         ce = (row["payload"] or {}).get("ce") or {}
         parent = context_from({"traceparent": ce["traceparent"]} if ce.get("traceparent") else None)
@@ -220,8 +209,6 @@ class Dispatcher:
                     await self._send_email(row, notification_id, personal, mailer, decisions)
                 else:
                     await self._send_webhook(row, notification_id)
-            except DecisionPending:
-                return "postponed", otel_context.get_current()
             except Exception as error:
                 await self._failed(uow, row, error, personal)
                 return "failed", otel_context.get_current()
@@ -250,10 +237,9 @@ class Dispatcher:
         personal += [contact.email, contact.name]
         stored = None
         if _needs_decision(row):
+            # Claimed with its decision, or (no decision) once NOTIFY_DECISION_WAIT_S is over: then it
+            # goes without explaining the criteria (claim_due).
             found = decisions.get(row["application_id"] or "")
-            waited = datetime.now(UTC) - row["scheduled_at"]
-            if found is None and waited < timedelta(seconds=self.settings.notify_decision_wait_s):
-                raise DecisionPending  # the e-mail explains the criteria too, once the decision is here
             if found is not None:
                 criteria = [CriterionResult.model_validate(c) for c in found["criteria"]]
                 stored = StoredDecision(criteria, found["time_zone"])
@@ -333,7 +319,8 @@ class Dispatcher:
 
 
 def _needs_decision(row: DueNotification) -> bool:
-    """A grant e-mail explains the eligibility decision too: it waits (a while) for it."""
+    """A grant e-mail explains the eligibility decision too: it waits (a while) for it (claim_due
+    decides when it is due, in SQL; this says which rows to look the decision up for)."""
     return bool(row["template"].startswith("grant.") and row["application_id"])
 
 

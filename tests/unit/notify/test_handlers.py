@@ -6,7 +6,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from aiokafka import ConsumerRecord
@@ -133,13 +133,37 @@ async def test_a_grant_email_waits_for_its_decision_then_explains_it() -> None:
     mailer = FakeMailer()
     await handlers.on_events(tx.unit_of_work(), [delivery(committed("A-9"), 1)], Subscriptions(), ref_key=KEY)
     d = dispatcher(tx, mailer)
-    assert await d.dispatch(mailer, 50) == 1
+    assert await d.dispatch(mailer, 50) == 0  # not claimed before its decision: nothing to look at again later
     assert mailer.sent == [] and tx.outbox == []
     (row,) = repo.of("scheduled")
-    assert row["next_attempt_at"] > repo.now and row["attempts"] == 0  # postponed, not a failed attempt
+    assert row["next_attempt_at"] <= repo.now and row["attempts"] == 0  # still due, no attempt counted
     await handlers.on_events(tx.unit_of_work(), [delivery(decided("A-9", "eligible"), 2)], Subscriptions(), ref_key=KEY)
+    assert await d.dispatch(mailer, 50) == 1  # claimable as soon as the decision is stored
+    assert len(mailer.sent) == 1 and repo.of("sent")[0]["template"] == "grant.committed"
+    text = email.message_from_bytes(mailer.sent[0].data, policy=email.policy.default)
+    assert text.get_body(preferencelist=("plain",)) is not None
+
+
+async def test_a_grant_email_goes_without_its_decision_once_the_wait_is_over() -> None:
+    repo = FakeNotifyRepository()
+    tx = FakeTransactions(repo)
+    mailer = FakeMailer()
+    await handlers.on_events(tx.unit_of_work(), [delivery(committed("A-7"), 1)], Subscriptions(), ref_key=KEY)
+    d = dispatcher(tx, mailer)
+    assert await d.dispatch(mailer, 50) == 0
+    repo.now += timedelta(seconds=SETTINGS.notify_decision_wait_s + 1)
     assert await d.dispatch(mailer, 50) == 1
     assert len(mailer.sent) == 1 and repo.of("sent")[0]["template"] == "grant.committed"
+
+
+async def test_other_messages_do_not_wait_behind_a_grant_email_without_its_decision() -> None:
+    repo = FakeNotifyRepository()
+    tx = FakeTransactions(repo)
+    mailer = FakeMailer()
+    await handlers.on_events(tx.unit_of_work(), [delivery(committed("A-5"), 1)], Subscriptions(), ref_key=KEY)
+    await handlers.on_events(tx.unit_of_work(), [delivery(decided("A-6"), 2)], Subscriptions(), ref_key=KEY)
+    assert await dispatcher(tx, mailer).dispatch(mailer, 1) == 1  # a batch of one: the ineligible e-mail
+    assert [r["template"] for r in repo.of("sent")] == ["eligibility.ineligible"]
 
 
 async def test_a_failed_send_counts_an_attempt_and_the_rest_of_the_batch_goes_out() -> None:
