@@ -21,6 +21,7 @@ import os
 import random
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -101,6 +102,28 @@ class PermanentFailure(Exception):
     """The message can never be delivered as it stands (e.g. its subscription was removed): park it now."""
 
 
+@dataclass
+class Attempt:
+    """One claimed message's send: `error` is None when it went out; `personal` holds the contact
+    details it used, so that an error text can be scrubbed of them before it is logged or stored."""
+
+    row: DueNotification
+    trace: otel_context.Context
+    error: Exception | None = None
+    personal: list[str] = field(default_factory=list)
+
+
+def _bound(row: DueNotification) -> contextlib.AbstractContextManager[Any]:
+    """The message's identity on every log line (never its address)."""
+    return structlog.contextvars.bound_contextvars(
+        notification_id=str(row["notification_id"]),
+        application_id=row["application_id"],
+        source_event_id=row["source_event_id"],
+        channel=row["channel"],
+        recipient_ref=row["recipient_ref"],
+    )
+
+
 class Dispatcher:
     """Workers that deliver due messages: each claims a batch of due rows (FOR UPDATE SKIP LOCKED), sends
     them over its own kept SMTP session (webhooks over the shared HTTP client), and records the batch in
@@ -174,11 +197,24 @@ class Dispatcher:
                 r["application_id"] for r in rows if r["channel"] == "email" and r["application_id"] and _needs_decision(r)
             ]
             decisions = await repo.decisions(waiting)
+            # E-mails one after the other over this worker's SMTP session, webhooks meanwhile and at
+            # once (the shared HTTP client's pool): no message of the batch waits for a slow receiver.
+            # The sends touch no database; failures are recorded after them, on the batch's connection.
+            hooks = asyncio.gather(*(self._deliver(row, mailer, decisions) for row in rows if row["channel"] != "email"))
+            try:
+                attempts = [await self._deliver(row, mailer, decisions) for row in rows if row["channel"] == "email"]
+            except BaseException:
+                hooks.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await hooks
+                raise
+            attempts += await hooks
             sent: list[tuple[DueNotification, otel_context.Context]] = []
-            for row in rows:
-                outcome, trace = await self._deliver(uow, row, mailer, decisions)
-                if outcome == "sent":
-                    sent.append((row, trace))  # NotificationSent continues the delivery's span
+            for attempt in attempts:
+                if attempt.error is None:
+                    sent.append((attempt.row, attempt.trace))  # NotificationSent continues the delivery's span
+                else:
+                    await self._failed(uow, attempt)
             now = datetime.now(UTC)
             await repo.mark_sent([r["notification_id"] for r, _ in sent], now)
             for row, trace in sent:
@@ -186,23 +222,13 @@ class Dispatcher:
         self.sent += len(sent)
         return len(rows)
 
-    async def _deliver(
-        self, uow: UnitOfWork[NotifyRepository], row: DueNotification, mailer: MailSender, decisions: dict[str, dict[str, Any]]
-    ) -> tuple[str, otel_context.Context]:
-        """Send one claimed message: "sent" or "failed", and the trace context of its delivery span."""
+    async def _deliver(self, row: DueNotification, mailer: MailSender, decisions: dict[str, dict[str, Any]]) -> Attempt:
+        """Send one claimed message; what happened (`error` None: sent), with the trace context of its
+        delivery span. Writes nothing: several of a batch run at once on its one connection."""
         notification_id = str(row["notification_id"])
         ce = (row["payload"] or {}).get("ce") or {}
         parent = context_from({"traceparent": ce["traceparent"]} if ce.get("traceparent") else None)
-        with (
-            span(f"notify {row['channel']}", parent, SpanKind.PRODUCER),
-            structlog.contextvars.bound_contextvars(
-                notification_id=notification_id,
-                application_id=row["application_id"],
-                source_event_id=row["source_event_id"],
-                channel=row["channel"],
-                recipient_ref=row["recipient_ref"],
-            ),
-        ):
+        with span(f"notify {row['channel']}", parent, SpanKind.PRODUCER), _bound(row):
             personal: list[str] = []
             try:
                 if row["channel"] == "email":
@@ -210,11 +236,10 @@ class Dispatcher:
                 else:
                     await self._send_webhook(row, notification_id)
             except Exception as error:
-                await self._failed(uow, row, error, personal)
-                return "failed", otel_context.get_current()
+                return Attempt(row, otel_context.get_current(), error, personal)
             self._maybe_crash()
             log.info("notification sent", template=row["template"], attempts=row["attempts"] + 1)
-            return "sent", otel_context.get_current()
+            return Attempt(row, otel_context.get_current())
 
     async def _send_email(
         self,
@@ -267,23 +292,24 @@ class Dispatcher:
         headers = to_http_headers(attributes)
         await self.webhooks.send(subscription, notification_id, event.model_dump_json().encode(), headers)
 
-    async def _failed(
-        self, uow: UnitOfWork[NotifyRepository], row: DueNotification, error: Exception, personal: list[str]
-    ) -> None:
+    async def _failed(self, uow: UnitOfWork[NotifyRepository], attempt: Attempt) -> None:
+        row, error = attempt.row, attempt.error
+        assert error is not None
         attempts = row["attempts"] + 1
         s = self.settings
         limit = s.notify_max_attempts if row["channel"] == "email" else s.notify_webhook_max_attempts
         dead = attempts >= limit or isinstance(error, PermanentFailure)
-        text = redact(f"{type(error).__name__}: {error}", *personal)
+        text = redact(f"{type(error).__name__}: {error}", *attempt.personal)
         delay = retry_delay_s(attempts, s.notify_retry_base_s, s.notify_retry_cap_s, random.uniform(0.5, 1.0))
         await uow.repo.mark_failed_attempt(row["notification_id"], text, delay, dead)
         self.failed += 1
-        log.warning(
-            "delivery failed; parked as dead letter" if dead else "delivery failed; will retry",
-            attempts=attempts,
-            retry_in_s=None if dead else round(delay, 2),
-            error=text[:300],
-        )
+        with _bound(row):
+            log.warning(
+                "delivery failed; parked as dead letter" if dead else "delivery failed; will retry",
+                attempts=attempts,
+                retry_in_s=None if dead else round(delay, 2),
+                error=text[:300],
+            )
 
     async def _publish_sent(
         self,

@@ -3,6 +3,7 @@ claimed batch and records it at once, a grant e-mail waits for its decision, a f
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import json
@@ -178,3 +179,52 @@ async def test_a_failed_send_counts_an_attempt_and_the_rest_of_the_batch_goes_ou
     assert failed["attempts"] == 1 and "ConnectionRefusedError" in failed["last_error"]
     assert "asa@example.org" not in failed["last_error"]
     assert len(tx.outbox) == 2  # NotificationSent only for what went out
+
+
+class SlowWebhooks:
+    """A receiver that answers once `release` is set (or fails, with `fail`)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.release = asyncio.Event()
+        self.fail = fail
+        self.sent: list[str] = []
+
+    async def send(self, subscription: object, delivery_id: str, body: bytes, headers: dict[str, str]) -> int:
+        await self.release.wait()
+        if self.fail:
+            raise ConnectionRefusedError("receiver down")
+        self.sent.append(delivery_id)
+        return 204
+
+
+async def test_the_e_mails_of_a_batch_do_not_wait_for_its_webhooks() -> None:
+    repo = FakeNotifyRepository()
+    tx = FakeTransactions(repo)
+    mailer = FakeMailer()
+    hooks = SlowWebhooks()
+    await handlers.on_events(tx.unit_of_work(), [delivery(decided(f"A-{i}"), i) for i in range(3)], SUBS, ref_key=KEY)
+    d = handlers.Dispatcher(tx, SETTINGS, Catalog.load(), lambda: mailer, hooks, SUBS)  # type: ignore[arg-type]  # a fake receiver
+    running = asyncio.create_task(d.dispatch(mailer, 50))
+    for _ in range(100):
+        if len(mailer.sent) == 3:
+            break
+        await asyncio.sleep(0.01)
+    assert len(mailer.sent) == 3 and not running.done()  # every e-mail went out while the webhooks wait
+    hooks.release.set()
+    assert await running == 6
+    assert len(hooks.sent) == 3 and len(repo.of("sent")) == 6 and len(tx.outbox) == 6
+
+
+async def test_a_failed_webhook_is_recorded_beside_the_e_mails_that_went_out() -> None:
+    repo = FakeNotifyRepository()
+    tx = FakeTransactions(repo)
+    mailer = FakeMailer()
+    hooks = SlowWebhooks(fail=True)
+    hooks.release.set()
+    await handlers.on_events(tx.unit_of_work(), [delivery(decided(f"A-{i}"), i) for i in range(2)], SUBS, ref_key=KEY)
+    d = handlers.Dispatcher(tx, SETTINGS, Catalog.load(), lambda: mailer, hooks, SUBS)  # type: ignore[arg-type]  # a fake receiver
+    assert await d.dispatch(mailer, 50) == 4
+    assert sorted(r["channel"] for r in repo.of("sent")) == ["email", "email"]
+    failed = repo.of("scheduled")
+    assert len(failed) == 2 and all(r["attempts"] == 1 and "ConnectionRefusedError" in r["last_error"] for r in failed)
+    assert len(tx.outbox) == 2
