@@ -51,7 +51,8 @@ async def probe(args: argparse.Namespace, bootstrap: str, server: str, log_dir: 
     pii = secrets.token_hex(4)
     tuning = {k: os.environ.get(k, v) for k, v in TUNING.items()}
     hops = (Topic.GRANT_COMMITTED, Topic.GRANT_REFUSED, Topic.ELIGIBILITY_DECIDED)
-    async with pipeline(bootstrap, server, log_dir, name=f"cg_probe_{run}", **tuning) as stack:  # type: ignore[arg-type]
+    stack_cm = pipeline(bootstrap, server, log_dir, name=f"cg_probe_{run}", webhooks=args.webhooks, **tuning)  # type: ignore[arg-type]
+    async with stack_cm as stack:
         topic = topic_name(Topic.APPLICATION_SUBMITTED, stack.prefix)
         prod = producer(bootstrap)
         await prod.start()
@@ -110,6 +111,8 @@ async def probe(args: argparse.Namespace, bootstrap: str, server: str, log_dir: 
         if r["decision_ms"] is not None and r["application_id"] in decided
     ]
     print(f"\nlast hop of {len(hop)} grant e-mails at {args.rate}/s (tuning {tuning})")
+    if args.webhooks:
+        print(f"  webhooks received by the agency: {stack.webhook_stats}")
     print(quantiles("committed/refused -> e-mail sent (the hop)", hop))
     print(quantiles("  committed -> scheduled (notify consumes)", consume))
     print(quantiles("  scheduled -> sent (dispatcher)", dispatch))
@@ -126,6 +129,7 @@ def main() -> int:
     parser.add_argument("--applications", type=int, default=600)
     parser.add_argument("--rate", type=float, default=30)
     parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--webhooks", action="store_true", help="An agency subscribed by webhook (bench/webhook_sink.py).")
     parser.add_argument("--logs", type=Path, default=None, help="Keep the services' logs in this folder.")
     args = parser.parse_args()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
