@@ -164,19 +164,26 @@ class Dispatcher:
     async def _worker(self, stopping: asyncio.Event) -> None:
         mailer = self.mailers()
         batch = self.settings.notify_dispatch_batch
+        # A worker claims a share of the batch while the load is light, so that the messages due at
+        # once spread over the workers' SMTP sessions instead of queuing behind one; the claim doubles
+        # while it comes back full (a backlog: up to the whole batch, for throughput).
+        share = max(1, -(-batch // self.settings.notify_dispatch_workers))
+        limit = share
         try:
             while not stopping.is_set():
                 # Cleared BEFORE the round: a commit that lands while the round runs sets it again, and
                 # the next round starts at once instead of a poll interval later.
                 self._wake.clear()
                 try:
-                    handled = await self.dispatch(mailer, batch)
+                    handled = await self.dispatch(mailer, limit)
                 except Exception as error:
                     log.warning("dispatch interrupted; retrying", error=type(error).__name__)
                     await mailer.close()
                     handled = 0
                     await asyncio.sleep(1)
-                if handled < batch:
+                full = handled >= limit
+                limit = next_claim(limit, handled, batch, share)
+                if not full:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), timeout=self.settings.notify_poll_interval_s)
         finally:
@@ -342,6 +349,12 @@ class Dispatcher:
         if limit and self._sends >= limit:
             log.warning("fault injection: exiting after the send, before recording it")
             os._exit(70)
+
+
+def next_claim(limit: int, handled: int, batch: int, share: int) -> int:
+    """How many due messages a worker claims next: twice as many (up to `batch`) after a full claim,
+    its `share` of the batch again after one that found fewer."""
+    return min(batch, limit * 2) if handled >= limit else share
 
 
 def _needs_decision(row: DueNotification) -> bool:

@@ -228,3 +228,12 @@ async def test_a_failed_webhook_is_recorded_beside_the_e_mails_that_went_out() -
     failed = repo.of("scheduled")
     assert len(failed) == 2 and all(r["attempts"] == 1 and "ConnectionRefusedError" in r["last_error"] for r in failed)
     assert len(tx.outbox) == 2
+
+
+def test_a_worker_claims_its_share_while_the_load_is_light_and_more_while_claims_come_back_full() -> None:
+    # NOTIFY_DISPATCH_BATCH 20 over 8 workers: a share of 3.
+    assert handlers.next_claim(3, 1, 20, 3) == 3  # light load: the rest is for the other workers
+    assert handlers.next_claim(3, 3, 20, 3) == 6  # full: a backlog, claim more
+    assert handlers.next_claim(12, 12, 20, 3) == 20  # never more than the batch
+    assert handlers.next_claim(20, 20, 20, 3) == 20
+    assert handlers.next_claim(20, 7, 20, 3) == 3  # the backlog is gone
