@@ -16,6 +16,7 @@ maximum the row is parked as `dead` for an operator (services/notify/cli.py).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import random
@@ -144,13 +145,20 @@ class Dispatcher:
         self.mailers = mailers
         self.webhooks = webhooks
         self.subscriptions = subscriptions
-        self._wake = asyncio.Event()
+        self._idle: collections.deque[asyncio.Event] = collections.deque()  # workers waiting, first in first out
+        self._pending = False  # a wake-up with no worker idle: the next one to finish a round looks again
         self.sent = 0
         self.failed = 0
         self._sends = 0  # sends done, recorded or not (the fault injection counts these)
 
     def wake(self) -> None:
-        self._wake.set()
+        """Something may be due: ONE idle worker claims (not all of them: the others would open
+        transactions that find nothing); with none idle, the next worker to finish its round looks
+        again at once. A worker whose claim came back full wakes the next one itself."""
+        if self._idle:
+            self._idle.popleft().set()
+        else:
+            self._pending = True
 
     async def run(self, stopping: asyncio.Event) -> None:
         workers = [asyncio.create_task(self._worker(stopping)) for _ in range(self.settings.notify_dispatch_workers)]
@@ -173,7 +181,7 @@ class Dispatcher:
             while not stopping.is_set():
                 # Cleared BEFORE the round: a commit that lands while the round runs sets it again, and
                 # the next round starts at once instead of a poll interval later.
-                self._wake.clear()
+                self._pending = False
                 try:
                     handled = await self.dispatch(mailer, limit)
                 except Exception as error:
@@ -183,9 +191,19 @@ class Dispatcher:
                     await asyncio.sleep(1)
                 full = handled >= limit
                 limit = next_claim(limit, handled, batch, share)
-                if not full:
+                if full:
+                    self.wake()  # more may be due: another worker takes part
+                    continue
+                if self._pending:
+                    continue
+                woken = asyncio.Event()
+                self._idle.append(woken)
+                try:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), timeout=self.settings.notify_poll_interval_s)
+                        await asyncio.wait_for(woken.wait(), timeout=self.settings.notify_poll_interval_s)
+                finally:
+                    if woken in self._idle:
+                        self._idle.remove(woken)
         finally:
             await mailer.close()
 
