@@ -32,12 +32,20 @@ from bench.workload import Submission  # noqa: E402
 from deploy.local.kafka_users import client_options  # noqa: E402
 from shared.acl import producer_of, reader_of  # noqa: E402
 from shared.cloudevents import portal_headers  # noqa: E402
-from shared.events import ApplicationSubmitted  # noqa: E402
+from shared.events import (  # noqa: E402
+    ApplicationRejected,
+    ApplicationSubmitted,
+    EligibilityDecided,
+    GrantCommitted,
+    GrantRefused,
+)
 from shared.topics import TOPIC_SPECS, Topic, topic_name  # noqa: E402
 from tests.conftest import fresh_database, fresh_topics  # noqa: E402
 from tests.processes import SERVICES, ServiceProcesses, free_port  # noqa: E402
 
 LOCAL = ROOT / "deploy" / "local"
+#: The variable that holds the bench agency's webhook signing secret (notify signs, WebhookSink verifies).
+WEBHOOK_SECRET_ENV = "BENCH_HOOK_SECRET"  # noqa: S105 (a variable's name, not a secret)
 #: The CloudEvents source the benchmark and chaos runs publish submissions as, like an agency portal.
 BENCH_PORTAL = "urn:clustergrants:bench-portal"
 
@@ -76,6 +84,53 @@ class SmtpSink:
         stop_pid(self.proc)
 
 
+class WebhookSink:
+    """bench/webhook_sink.py as a process of ours: the agency system that receives (and verifies) the
+    webhooks of a subscription to every application outcome, written to `<log_dir>/webhooks.yaml`."""
+
+    EVENTS = (
+        EligibilityDecided.cloudevents_type(),
+        GrantCommitted.cloudevents_type(),
+        GrantRefused.cloudevents_type(),
+        ApplicationRejected.cloudevents_type(),
+    )
+
+    def __init__(self, log_dir: Path) -> None:
+        from services.notify.webhooks import new_secret
+
+        self.port = free_port()
+        self.secret = new_secret()
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.stats_file = log_dir / "webhook-sink.json"
+        self.subscriptions = log_dir / "webhooks.yaml"
+        subscription = {
+            "id": "bench-agency",
+            "url": f"http://127.0.0.1:{self.port}/hook",
+            "local": True,  # a loopback receiver: plain http allowed
+            "events": list(self.EVENTS),
+            "secret_env": WEBHOOK_SECRET_ENV,
+        }
+        self.subscriptions.write_text(json.dumps({"subscriptions": [subscription]}))  # JSON is YAML
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.webhook_sink", "--port", str(self.port), "--stats", str(self.stats_file)],
+            cwd=ROOT,
+            env={**os.environ, WEBHOOK_SECRET_ENV: self.secret},
+            stdout=(log_dir / "webhook-sink.log").open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def env(self) -> dict[str, str]:
+        """What notify needs to deliver to it."""
+        return {"NOTIFY_WEBHOOKS_FILE": str(self.subscriptions), WEBHOOK_SECRET_ENV: self.secret}
+
+    def stop(self) -> dict[str, int]:
+        """Stop it; what it received (deliveries, distinct webhook ids, signatures that did not verify)."""
+        stop_pid(self.proc)
+        with contextlib.suppress(OSError, ValueError):
+            return dict(json.loads(self.stats_file.read_text()))
+        return {}
+
+
 def service_env(bootstrap: str, database_url: str, prefix: str, smtp_port: int, **extra: str) -> dict[str, str]:
     return {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
@@ -104,10 +159,15 @@ class Pipeline:
     prefix: str
     log_dir: Path
     smtp: SmtpSink
+    webhooks: WebhookSink | None = None
+    webhook_stats: dict[str, int] = field(default_factory=dict)
 
     def pids(self) -> dict[str, int]:
-        """The running services' process ids, and the mail sink's."""
-        return {**{name: proc.pid for name, proc in self.processes.procs.items()}, "mail sink": self.smtp.proc.pid}
+        """The running services' process ids, the mail sink's and the webhook sink's (if any)."""
+        sinks = {"mail sink": self.smtp.proc.pid}
+        if self.webhooks is not None:
+            sinks["webhook sink"] = self.webhooks.proc.pid
+        return {**{name: proc.pid for name, proc in self.processes.procs.items()}, **sinks}
 
     @property
     def intake_url(self) -> str:
@@ -133,23 +193,29 @@ async def pipeline(
     name: str,
     maildir: Path | None = None,
     replicas: int = 1,
+    webhooks: bool = False,
     **extra: str,
 ) -> AsyncIterator[Pipeline]:
     """The services (`replicas` processes of each) on a fresh database `name` (on the server of
-    `server_url`) and fresh topics."""
+    `server_url`) and fresh topics; with `webhooks`, an agency subscribed to every application outcome
+    (WebhookSink), whose figures are in `Pipeline.webhook_stats` once the block ends."""
     os.environ["DATABASE_URL"] = server_url  # tests.conftest.fresh_database reads the server from it
     async with fresh_database(name) as database_url:
         prefix = await fresh_topics(bootstrap, f"{name}.")
         smtp = SmtpSink(log_dir, maildir)
-        env = service_env(bootstrap, database_url, prefix, smtp.port, **extra)
+        hooks = WebhookSink(log_dir) if webhooks else None
+        env = service_env(bootstrap, database_url, prefix, smtp.port, **(hooks.env() if hooks else {}), **extra)
         processes = ServiceProcesses(env, log_dir, replicas)
+        stack = Pipeline(processes, env, bootstrap, database_url, prefix, log_dir, smtp, hooks)
         try:
             processes.start_all()
             await asyncio.to_thread(processes.wait_started, 120)
-            yield Pipeline(processes, env, bootstrap, database_url, prefix, log_dir, smtp)
+            yield stack
         finally:
             await asyncio.to_thread(processes.stop_all)
             smtp.stop()
+            if hooks is not None:
+                stack.webhook_stats = hooks.stop()
 
 
 # --- submitting and tracking ---------------------------------------------------------------------

@@ -9,7 +9,9 @@ In one run:
 2. the pipeline: N applications (every scheme's sample, ~8 % invalid, 2 % malformed; bench/workload.py)
    published on the submitted topic as fast as the broker takes them, the services as separate
    processes, until every applicant's NotificationSent (malformed input: its ApplicationRejected);
-   applications per second, and the ratio to the relay limit;
+   applications per second, and the ratio to the relay limit; notify also delivers webhooks to an
+   agency subscribed to every application outcome (bench/webhook_sink.py, its own process, which
+   verifies each signature; `--no-webhooks`: e-mail only);
 3. latency at half of that rate: p50/p95/p99 from the submitted record's broker timestamp to the
    NotificationSent record's;
 4. peak RSS (VmHWM) of every service; the time to reset a budget year with 100,000 grants
@@ -44,7 +46,7 @@ import asyncpg  # noqa: E402
 
 from bench import cpu, relay_limit  # noqa: E402
 from bench.cpu import per_application_ms  # noqa: E402
-from bench.harness import Sent, Tracker, percentile, pipeline, producer, say, submit  # noqa: E402
+from bench.harness import Sent, Tracker, WebhookSink, percentile, pipeline, producer, say, submit  # noqa: E402
 from bench.workload import submissions  # noqa: E402
 from shared.topics import Topic, topic_name  # noqa: E402
 
@@ -83,7 +85,8 @@ async def pipeline_phase(args: argparse.Namespace, bootstrap: str, server: str, 
     tuning = {k: os.environ.get(k, v) for k, v in TUNING.items()}
     out: dict[str, Any] = {"tuning": tuning}
     # tuning holds service variables, never `maildir`, the one keyword of pipeline that is not a str
-    async with pipeline(bootstrap, server, log_dir, name=f"cg_bench_{run}", **tuning) as stack:  # type: ignore[arg-type]
+    stack_cm = pipeline(bootstrap, server, log_dir, name=f"cg_bench_{run}", webhooks=args.webhooks, **tuning)  # type: ignore[arg-type]
+    async with stack_cm as stack:
         topic = topic_name(Topic.APPLICATION_SUBMITTED, stack.prefix)
         prod = producer(bootstrap)
         await prod.start()
@@ -153,6 +156,8 @@ async def pipeline_phase(args: argparse.Namespace, bootstrap: str, server: str, 
             await prod.stop()
         out["peak_rss_mib"] = stack.peak_rss_mib()
         out["record_bytes"] = await mean_record_bytes(stack.database_url, bootstrap, stack.prefix)
+    # What the agency's receiver got over the whole run (warm-up included), once notify has stopped.
+    out["webhooks"] = {"subscribed": list(WebhookSink.EVENTS), **stack.webhook_stats} if args.webhooks else None
     return out
 
 
@@ -301,7 +306,8 @@ def summary(r: dict[str, Any]) -> str:
         f"{lim['msgs_per_s']:,.0f} msgs/s; CPU per message: relays {lim['cpu_ms_per_message']['relays']} ms, "
         f"broker {lim['cpu_ms_per_message']['kafka']} ms",
         f"  pgbench (TPC-B-like, 4 clients):              {r['pgbench']['tps']:,.0f} TPS",
-        f"  pipeline: {t['completed']:,}/{t['applications']:,} applications in {t['elapsed_s']} s",
+        f"  pipeline: {t['completed']:,}/{t['applications']:,} applications in {t['elapsed_s']} s, with e-mail"
+        + (" and webhooks" if r["pipeline"].get("webhooks") else " only (--no-webhooks)"),
         f"  applications per second:  {t['apps_per_s']:,.1f}   (target >= {TARGETS['apps_per_s']:,})",
         f"  ratio to the relay limit: {ratio:.1%}",
         f"  CPU per application: {t['cpu_ms_per_application_total']} ms in all "
@@ -312,6 +318,14 @@ def summary(r: dict[str, Any]) -> str:
         *(
             f"      {hop:<36} p50 {q['p50_ms']:6.0f}  p95 {q['p95_ms']:6.0f}  p99 {q['p99_ms']:6.0f} ms  (n {q['n']:,})"
             for hop, q in h["hops"].items()
+        ),
+        *(
+            [
+                f"  webhooks received by the agency over the run: {w.get('deliveries', 0):,} "
+                f"({w.get('distinct_ids', 0):,} distinct ids, {w.get('bad_signatures', 0)} signatures not verified)"
+            ]
+            if (w := r["pipeline"].get("webhooks"))
+            else []
         ),
         "  peak RSS: "
         + ", ".join(f"{k} {v:.0f} MiB" for k, v in r["pipeline"]["peak_rss_mib"].items())
@@ -334,6 +348,12 @@ def main() -> int:
     parser.add_argument("--relay-messages", type=int, default=30_000)
     parser.add_argument("--pgbench-s", type=int, default=15)
     parser.add_argument("--reset-grants", type=int, default=100_000, help="0: skip the reset bench.")
+    parser.add_argument(
+        "--webhooks",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="An agency subscribed by webhook to every application outcome (bench/webhook_sink.py); --no-webhooks: e-mail only.",
+    )
     args = parser.parse_args()
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     server = os.environ.get("DATABASE_URL")

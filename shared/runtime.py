@@ -47,7 +47,16 @@ from opentelemetry.trace import SpanKind
 from typing_extensions import TypeVar
 
 from shared.db import Connection, create_pool
-from shared.delivery import OutboxRelay, PoisonMessage, UnitOfWork, claim_all, describe_error, is_transient, unclaim
+from shared.delivery import (
+    MAX_RECORD_BYTES,
+    OutboxRelay,
+    PoisonMessage,
+    UnitOfWork,
+    claim_all,
+    describe_error,
+    is_transient,
+    unclaim,
+)
 from shared.events import Event
 from shared.kafka_security import client_options, security
 from shared.ops import Metrics, OpsServer
@@ -637,6 +646,7 @@ class ServiceRuntime(Generic[R]):
                 acks="all",
                 linger_ms=5,
                 max_batch_size=1 << 20,
+                max_request_size=MAX_RECORD_BYTES,  # the relay sets a larger record aside
             )
             try:
                 await producer.start()

@@ -16,13 +16,14 @@ maximum the row is parked as `dead` for an operator (services/notify/cli.py).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import random
-import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -51,7 +52,6 @@ from shared.tracing import context_from, span, traceparent_headers
 
 log = structlog.get_logger("notify")
 
-DECISION_POLL_S = 0.25
 Transaction = Callable[[], AbstractAsyncContextManager[UnitOfWork[NotifyRepository]]]
 
 
@@ -89,8 +89,8 @@ async def on_events(
         trace = context_from(delivery.record.headers) if delivery.record is not None else None
         ce = _cloudevent(event, delivery.event_id, delivery.attributes, trace)
         payload = {"event": event.model_dump(mode="json"), "ce": ce}
-        # Due at once; a grant e-mail whose decision has not arrived yet is postponed at send time
-        # (DecisionPending): checking here would race with the decision's own, concurrent transaction.
+        # Due at once; a grant e-mail whose decision has not arrived yet is not claimed until it has
+        # (NotifyRepository.claim_due): checking here would race with the decision's own transaction.
         messages += [
             Scheduled(delivery.event_id, event.cloudevents_type(), planned, payload)
             for planned in plan(event, subscriptions, ref_key=ref_key)
@@ -99,12 +99,30 @@ async def on_events(
     return await uow.repo.schedule(messages)
 
 
-class DecisionPending(Exception):
-    """A grant e-mail's eligibility decision has not arrived yet: look again shortly."""
-
-
 class PermanentFailure(Exception):
     """The message can never be delivered as it stands (e.g. its subscription was removed): park it now."""
+
+
+@dataclass
+class Attempt:
+    """One claimed message's send: `error` is None when it went out; `personal` holds the contact
+    details it used, so that an error text can be scrubbed of them before it is logged or stored."""
+
+    row: DueNotification
+    trace: otel_context.Context
+    error: Exception | None = None
+    personal: list[str] = field(default_factory=list)
+
+
+def _bound(row: DueNotification) -> contextlib.AbstractContextManager[Any]:
+    """The message's identity on every log line (never its address)."""
+    return structlog.contextvars.bound_contextvars(
+        notification_id=str(row["notification_id"]),
+        application_id=row["application_id"],
+        source_event_id=row["source_event_id"],
+        channel=row["channel"],
+        recipient_ref=row["recipient_ref"],
+    )
 
 
 class Dispatcher:
@@ -127,13 +145,20 @@ class Dispatcher:
         self.mailers = mailers
         self.webhooks = webhooks
         self.subscriptions = subscriptions
-        self._wake = asyncio.Event()
+        self._idle: collections.deque[asyncio.Event] = collections.deque()  # workers waiting, first in first out
+        self._pending = False  # a wake-up with no worker idle: the next one to finish a round looks again
         self.sent = 0
         self.failed = 0
         self._sends = 0  # sends done, recorded or not (the fault injection counts these)
 
     def wake(self) -> None:
-        self._wake.set()
+        """Something may be due: ONE idle worker claims (not all of them: the others would open
+        transactions that find nothing); with none idle, the next worker to finish its round looks
+        again at once. A worker whose claim came back full wakes the next one itself."""
+        if self._idle:
+            self._idle.popleft().set()
+        else:
+            self._pending = True
 
     async def run(self, stopping: asyncio.Event) -> None:
         workers = [asyncio.create_task(self._worker(stopping)) for _ in range(self.settings.notify_dispatch_workers)]
@@ -147,21 +172,38 @@ class Dispatcher:
     async def _worker(self, stopping: asyncio.Event) -> None:
         mailer = self.mailers()
         batch = self.settings.notify_dispatch_batch
+        # A worker claims a share of the batch while the load is light, so that the messages due at
+        # once spread over the workers' SMTP sessions instead of queuing behind one; the claim doubles
+        # while it comes back full (a backlog: up to the whole batch, for throughput).
+        share = max(1, -(-batch // self.settings.notify_dispatch_workers))
+        limit = share
         try:
             while not stopping.is_set():
                 # Cleared BEFORE the round: a commit that lands while the round runs sets it again, and
                 # the next round starts at once instead of a poll interval later.
-                self._wake.clear()
+                self._pending = False
                 try:
-                    handled = await self.dispatch(mailer, batch)
+                    handled = await self.dispatch(mailer, limit)
                 except Exception as error:
                     log.warning("dispatch interrupted; retrying", error=type(error).__name__)
                     await mailer.close()
                     handled = 0
                     await asyncio.sleep(1)
-                if handled < batch:
+                full = handled >= limit
+                limit = next_claim(limit, handled, batch, share)
+                if full:
+                    self.wake()  # more may be due: another worker takes part
+                    continue
+                if self._pending:
+                    continue
+                woken = asyncio.Event()
+                self._idle.append(woken)
+                try:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), timeout=self.settings.notify_poll_interval_s)
+                        await asyncio.wait_for(woken.wait(), timeout=self.settings.notify_poll_interval_s)
+                finally:
+                    if woken in self._idle:
+                        self._idle.remove(woken)
         finally:
             await mailer.close()
 
@@ -173,61 +215,56 @@ class Dispatcher:
         """Deliver up to `limit` due messages in one transaction; returns how many were handled."""
         async with self.transaction() as uow:
             repo: NotifyRepository = uow.repo
-            rows = await repo.claim_due(limit)
+            rows = await repo.claim_due(limit, self.settings.notify_decision_wait_s)
             if not rows:
                 return 0
             waiting = [
                 r["application_id"] for r in rows if r["channel"] == "email" and r["application_id"] and _needs_decision(r)
             ]
             decisions = await repo.decisions(waiting)
+            # E-mails one after the other over this worker's SMTP session, webhooks meanwhile and at
+            # once (the shared HTTP client's pool): no message of the batch waits for a slow receiver.
+            # The sends touch no database; failures are recorded after them, on the batch's connection.
+            hooks = asyncio.gather(*(self._deliver(row, mailer, decisions) for row in rows if row["channel"] != "email"))
+            try:
+                attempts = [await self._deliver(row, mailer, decisions) for row in rows if row["channel"] == "email"]
+            except BaseException:
+                hooks.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await hooks
+                raise
+            attempts += await hooks
             sent: list[tuple[DueNotification, otel_context.Context]] = []
-            postponed: list[uuid.UUID] = []
-            for row in rows:
-                outcome, trace = await self._deliver(uow, row, mailer, decisions)
-                if outcome == "sent":
-                    sent.append((row, trace))  # NotificationSent continues the delivery's span
-                elif outcome == "postponed":
-                    postponed.append(row["notification_id"])
+            for attempt in attempts:
+                if attempt.error is None:
+                    sent.append((attempt.row, attempt.trace))  # NotificationSent continues the delivery's span
+                else:
+                    await self._failed(uow, attempt)
             now = datetime.now(UTC)
             await repo.mark_sent([r["notification_id"] for r, _ in sent], now)
-            await repo.postpone(postponed, DECISION_POLL_S)
             for row, trace in sent:
                 await self._publish_sent(uow, row, str(row["notification_id"]), now, trace)
         self.sent += len(sent)
         return len(rows)
 
-    async def _deliver(
-        self, uow: UnitOfWork[NotifyRepository], row: DueNotification, mailer: MailSender, decisions: dict[str, dict[str, Any]]
-    ) -> tuple[str, otel_context.Context]:
-        """Send one claimed message: "sent", "postponed" (its decision is not here yet) or "failed",
-        and the trace context of its delivery span."""
+    async def _deliver(self, row: DueNotification, mailer: MailSender, decisions: dict[str, dict[str, Any]]) -> Attempt:
+        """Send one claimed message; what happened (`error` None: sent), with the trace context of its
+        delivery span. Writes nothing: several of a batch run at once on its one connection."""
         notification_id = str(row["notification_id"])
         ce = (row["payload"] or {}).get("ce") or {}
         parent = context_from({"traceparent": ce["traceparent"]} if ce.get("traceparent") else None)
-        with (
-            span(f"notify {row['channel']}", parent, SpanKind.PRODUCER),
-            structlog.contextvars.bound_contextvars(
-                notification_id=notification_id,
-                application_id=row["application_id"],
-                source_event_id=row["source_event_id"],
-                channel=row["channel"],
-                recipient_ref=row["recipient_ref"],
-            ),
-        ):
+        with span(f"notify {row['channel']}", parent, SpanKind.PRODUCER), _bound(row):
             personal: list[str] = []
             try:
                 if row["channel"] == "email":
                     await self._send_email(row, notification_id, personal, mailer, decisions)
                 else:
                     await self._send_webhook(row, notification_id)
-            except DecisionPending:
-                return "postponed", otel_context.get_current()
             except Exception as error:
-                await self._failed(uow, row, error, personal)
-                return "failed", otel_context.get_current()
+                return Attempt(row, otel_context.get_current(), error, personal)
             self._maybe_crash()
             log.info("notification sent", template=row["template"], attempts=row["attempts"] + 1)
-            return "sent", otel_context.get_current()
+            return Attempt(row, otel_context.get_current())
 
     async def _send_email(
         self,
@@ -250,10 +287,9 @@ class Dispatcher:
         personal += [contact.email, contact.name]
         stored = None
         if _needs_decision(row):
+            # Claimed with its decision, or (no decision) once NOTIFY_DECISION_WAIT_S is over: then it
+            # goes without explaining the criteria (claim_due).
             found = decisions.get(row["application_id"] or "")
-            waited = datetime.now(UTC) - row["scheduled_at"]
-            if found is None and waited < timedelta(seconds=self.settings.notify_decision_wait_s):
-                raise DecisionPending  # the e-mail explains the criteria too, once the decision is here
             if found is not None:
                 criteria = [CriterionResult.model_validate(c) for c in found["criteria"]]
                 stored = StoredDecision(criteria, found["time_zone"])
@@ -281,23 +317,24 @@ class Dispatcher:
         headers = to_http_headers(attributes)
         await self.webhooks.send(subscription, notification_id, event.model_dump_json().encode(), headers)
 
-    async def _failed(
-        self, uow: UnitOfWork[NotifyRepository], row: DueNotification, error: Exception, personal: list[str]
-    ) -> None:
+    async def _failed(self, uow: UnitOfWork[NotifyRepository], attempt: Attempt) -> None:
+        row, error = attempt.row, attempt.error
+        assert error is not None
         attempts = row["attempts"] + 1
         s = self.settings
         limit = s.notify_max_attempts if row["channel"] == "email" else s.notify_webhook_max_attempts
         dead = attempts >= limit or isinstance(error, PermanentFailure)
-        text = redact(f"{type(error).__name__}: {error}", *personal)
+        text = redact(f"{type(error).__name__}: {error}", *attempt.personal)
         delay = retry_delay_s(attempts, s.notify_retry_base_s, s.notify_retry_cap_s, random.uniform(0.5, 1.0))
         await uow.repo.mark_failed_attempt(row["notification_id"], text, delay, dead)
         self.failed += 1
-        log.warning(
-            "delivery failed; parked as dead letter" if dead else "delivery failed; will retry",
-            attempts=attempts,
-            retry_in_s=None if dead else round(delay, 2),
-            error=text[:300],
-        )
+        with _bound(row):
+            log.warning(
+                "delivery failed; parked as dead letter" if dead else "delivery failed; will retry",
+                attempts=attempts,
+                retry_in_s=None if dead else round(delay, 2),
+                error=text[:300],
+            )
 
     async def _publish_sent(
         self,
@@ -332,8 +369,15 @@ class Dispatcher:
             os._exit(70)
 
 
+def next_claim(limit: int, handled: int, batch: int, share: int) -> int:
+    """How many due messages a worker claims next: twice as many (up to `batch`) after a full claim,
+    its `share` of the batch again after one that found fewer."""
+    return min(batch, limit * 2) if handled >= limit else share
+
+
 def _needs_decision(row: DueNotification) -> bool:
-    """A grant e-mail explains the eligibility decision too: it waits (a while) for it."""
+    """A grant e-mail explains the eligibility decision too: it waits (a while) for it (claim_due
+    decides when it is due, in SQL; this says which rows to look the decision up for)."""
     return bool(row["template"].startswith("grant.") and row["application_id"])
 
 

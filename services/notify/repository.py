@@ -97,8 +97,9 @@ class NotifyRepository:
         return len(rows)
 
     async def store_decisions(self, decisions: Sequence[StoredDecisionRow]) -> None:
-        """Keep each application's first decision (to explain it in the grant e-mail) and release the
-        grant e-mails that were waiting for it; two statements for the whole batch."""
+        """Keep each application's first decision (to explain it in the grant e-mail), one statement for
+        the batch. A grant e-mail waiting for it needs no update: `claim_due` hands it out once its
+        decision is committed (the consumer's commit wakes the dispatcher)."""
         if not decisions:
             return
         await self.conn.execute(
@@ -109,12 +110,6 @@ class NotifyRepository:
             [d.application_id for d in decisions],
             [d.source_event_id for d in decisions],
             [_json(d.decision) for d in decisions],
-        )
-        await self.conn.execute(
-            """UPDATE notify.notifications SET next_attempt_at = now()
-               WHERE application_id = ANY($1::text[]) AND status = 'scheduled' AND channel = 'email'
-                 AND template LIKE 'grant.%' AND attempts = 0 AND next_attempt_at > now()""",
-            list({d.application_id for d in decisions}),
         )
 
     async def decisions(self, application_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -127,13 +122,22 @@ class NotifyRepository:
         )
         return {r["application_id"]: r["decision"] for r in rows if isinstance(r["decision"], dict)}
 
-    async def claim_due(self, limit: int) -> list[DueNotification]:
-        """Up to `limit` due messages, locked for this transaction; other workers and replicas skip them."""
+    async def claim_due(self, limit: int, decision_wait_s: float) -> list[DueNotification]:
+        """Up to `limit` due messages, locked for this transaction; other workers and replicas skip them.
+
+        A grant e-mail (it explains the eligibility decision too) is due only once its application's
+        decision is stored, or once it has waited `decision_wait_s` since it was scheduled: decided in
+        the same statement and snapshot as the claim, so a decision committed later cannot be missed
+        (its commit wakes the dispatcher, whose next claim sees both)."""
         rows = await self.conn.fetch(
-            """SELECT * FROM notify.notifications
-               WHERE status = 'scheduled' AND next_attempt_at <= now()
-               ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED""",
+            """SELECT n.* FROM notify.notifications n
+               WHERE n.status = 'scheduled' AND n.next_attempt_at <= now()
+                 AND NOT (n.channel = 'email' AND n.template LIKE 'grant.%' AND n.application_id IS NOT NULL
+                          AND n.scheduled_at > now() - make_interval(secs => $2)
+                          AND NOT EXISTS (SELECT 1 FROM notify.decisions d WHERE d.application_id = n.application_id))
+               ORDER BY n.next_attempt_at LIMIT $1 FOR UPDATE OF n SKIP LOCKED""",
             limit,
+            decision_wait_s,
         )
         return [cast(DueNotification, dict(r)) for r in rows]
 
@@ -147,17 +151,6 @@ class NotifyRepository:
                WHERE notification_id = ANY($1::uuid[])""",
             list(notification_ids),
             at,
-        )
-
-    async def postpone(self, notification_ids: Sequence[uuid.UUID], seconds: float) -> None:
-        """Look at these messages again in `seconds`, without counting an attempt."""
-        if not notification_ids:
-            return
-        await self.conn.execute(
-            """UPDATE notify.notifications SET next_attempt_at = now() + make_interval(secs => $2)
-               WHERE notification_id = ANY($1::uuid[])""",
-            list(notification_ids),
-            seconds,
         )
 
     async def mark_failed_attempt(self, notification_id: uuid.UUID, error: str, retry_in_s: float, dead: bool) -> None:

@@ -32,7 +32,11 @@ class NotifySettings(CommonSettings):
         default=4, ge=1, description="Workers sending concurrently, each over its own kept SMTP session."
     )
     notify_dispatch_batch: int = Field(
-        default=20, ge=1, le=1000, description="Due messages a worker claims, sends and records in one transaction."
+        default=20,
+        ge=1,
+        le=1000,
+        description="Most due messages a worker claims, sends and records in one transaction (its share of it while "
+        "claims come back short of full).",
     )
     notify_poll_interval_s: float = Field(default=0.5, gt=0, description="Idle workers' poll interval.")
     notify_decision_wait_s: float = Field(

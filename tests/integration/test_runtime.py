@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 
 from deploy.local.kafka_users import client_options, principal_settings
 from shared import runtime as runtime_module
@@ -352,6 +353,40 @@ async def test_relay_publishes_in_order_once_even_with_two_relays(harness: Harne
     assert years == list(range(2000, 2060))  # in order, none twice
     assert await harness.pool.fetchval(f"SELECT count(*) FROM {harness.schema}.outbox") == 0
     assert sum(r.published_total for r in relays) == 60
+
+
+async def test_relay_batches_keep_the_partition_send_would_choose_and_the_order_per_key(harness: Harness) -> None:
+    """The batch API: each record on the partition the default partitioner gives its key (as `send`),
+    in id order per key, also when a partition's rows fill several producer batches."""
+    run = secrets.token_hex(3)
+    events = [reset(f"part-{run}-{i % 12}", 2000 + i // 12) for i in range(120)]
+    async with harness.pool.acquire() as conn, conn.transaction():
+        for event in events:
+            await enqueue(conn, harness.schema, event, attributes_for(event, source=BUDGET))
+    # Small producer batches (2 KiB): each partition's rows of the round need several.
+    producer = AIOKafkaProducer(
+        **client_options(ADMIN, harness.bootstrap), enable_idempotence=True, acks="all", max_batch_size=2048
+    )
+    await producer.start()
+    relay = OutboxRelay(harness.pool, producer, harness.schema, prefix=harness.prefix, batch_size=1000, poll_interval_s=0.05)
+    try:
+        async with Collector(harness.bootstrap, harness.prefix, [Topic.CEILING_RESET]) as seen:
+            relay.start()
+            await seen.wait_for(
+                lambda: sum(1 for b in seen.bodies(Topic.CEILING_RESET) if b["programme"].startswith(f"part-{run}-")) >= 120,
+                what="120 events",
+            )
+    finally:
+        await relay.stop()
+        await producer.stop()
+    partitions = list(range(TOPIC_SPECS[Topic.CEILING_RESET].partitions))
+    mine = [r for r in seen.records[Topic.CEILING_RESET] if json.loads(r.value)["programme"].startswith(f"part-{run}-")]
+    assert len(mine) == 120
+    for record in mine:
+        assert record.partition == DefaultPartitioner()(record.key, partitions, partitions)
+    for i in range(12):
+        years = [json.loads(r.value)["budget_year"] for r in mine if json.loads(r.value)["programme"] == f"part-{run}-{i}"]
+        assert years == list(range(2000, 2010))
 
 
 async def test_an_outbox_row_kafka_will_never_take_is_set_aside_not_blocking_the_rest(harness: Harness) -> None:

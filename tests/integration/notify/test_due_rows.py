@@ -1,13 +1,16 @@
-"""The dispatcher's typed row (DueNotification) names exactly the columns of notify.notifications."""
+"""The dispatcher's typed row (DueNotification) names exactly the columns of notify.notifications; which
+rows the claim hands out."""
 
 from __future__ import annotations
 
+import uuid
 from typing import get_type_hints
 
 import asyncpg
 import pytest
 
-from services.notify.repository import DueNotification
+from services.notify.domain import Planned
+from services.notify.repository import DueNotification, NotifyRepository, Scheduled, StoredDecisionRow
 
 pytestmark = pytest.mark.integration
 
@@ -21,3 +24,35 @@ async def test_due_notification_has_every_column_of_the_table_and_no_other(pool:
     }
     assert columns, "notify.notifications has no columns: not migrated?"
     assert set(get_type_hints(DueNotification)) == columns
+
+
+async def test_a_grant_email_is_claimed_once_its_decision_is_committed_or_its_wait_is_over(pool: asyncpg.Pool) -> None:
+    """The claim itself decides (one statement, one snapshot) whether a grant e-mail's decision is there:
+    nothing is claimed and put back while it is missing, so no decision committed meanwhile is missed."""
+    run = uuid.uuid4().hex[:8]
+    app, other = f"WAIT-{run}", f"WAIT-{run}-other"
+
+    def scheduled(event_id: str, template: str, application_id: str) -> Scheduled:
+        planned = Planned("email", f"email:{event_id}", template, "en", application_id)
+        return Scheduled(event_id, "org.clustergrants.test.v1", planned, {"event": {}, "ce": {}})
+
+    async def claimed(wait_s: float) -> set[str]:
+        async with pool.acquire() as conn, conn.transaction():
+            rows = await NotifyRepository(conn).claim_due(1000, wait_s)
+            return {r["source_event_id"] for r in rows if r["application_id"] in (app, other)}
+
+    async with pool.acquire() as conn:
+        repo = NotifyRepository(conn)
+        await repo.schedule(
+            [
+                scheduled(f"{run}-grant", "grant.committed", app),
+                scheduled(f"{run}-rejected", "eligibility.ineligible", other),
+            ]
+        )
+    assert await claimed(30) == {f"{run}-rejected"}  # the grant e-mail waits, the other goes
+    assert await claimed(0) == {f"{run}-grant", f"{run}-rejected"}  # its wait is over: it goes without
+
+    async with pool.acquire() as conn, conn.transaction():
+        await NotifyRepository(conn).store_decisions([StoredDecisionRow(app, f"{run}-decided", {"criteria": []})])
+        assert await claimed(30) == {f"{run}-rejected"}  # not committed yet: still waiting
+    assert await claimed(30) == {f"{run}-grant", f"{run}-rejected"}

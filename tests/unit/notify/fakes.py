@@ -57,19 +57,28 @@ class FakeNotifyRepository:
     async def store_decisions(self, decisions: Sequence[StoredDecisionRow]) -> None:
         for d in decisions:
             self.decisions_by_app.setdefault(d.application_id, d.decision)
-            for row in self.notifications.values():
-                if row["application_id"] == d.application_id and row["template"].startswith("grant."):
-                    row["next_attempt_at"] = min(row["next_attempt_at"], self.now)
 
     async def decisions(self, application_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         return {a: self.decisions_by_app[a] for a in application_ids if a in self.decisions_by_app}
 
-    async def claim_due(self, limit: int) -> list[dict[str, Any]]:
+    def _waits_for_decision(self, row: dict[str, Any], decision_wait_s: float) -> bool:
+        return (
+            row["channel"] == "email"
+            and row["template"].startswith("grant.")
+            and row["application_id"] is not None
+            and row["scheduled_at"] > self.now - timedelta(seconds=decision_wait_s)
+            and row["application_id"] not in self.decisions_by_app
+        )
+
+    async def claim_due(self, limit: int, decision_wait_s: float) -> list[dict[str, Any]]:
         due = sorted(
             (
                 r
                 for r in self.notifications.values()
-                if r["status"] == "scheduled" and r["next_attempt_at"] <= self.now and r["notification_id"] not in self.locked
+                if r["status"] == "scheduled"
+                and r["next_attempt_at"] <= self.now
+                and r["notification_id"] not in self.locked
+                and not self._waits_for_decision(r, decision_wait_s)
             ),
             key=lambda r: r["next_attempt_at"],
         )[:limit]
@@ -80,10 +89,6 @@ class FakeNotifyRepository:
         for nid in notification_ids:
             row = self.notifications[nid]
             row.update(status="sent", sent_at=at, attempts=row["attempts"] + 1, payload=None)
-
-    async def postpone(self, notification_ids: Sequence[uuid.UUID], seconds: float) -> None:
-        for nid in notification_ids:
-            self.notifications[nid]["next_attempt_at"] = self.now + timedelta(seconds=seconds)
 
     async def mark_failed_attempt(self, notification_id: uuid.UUID, error: str, retry_in_s: float, dead: bool) -> None:
         row = self.notifications[notification_id]

@@ -3,10 +3,11 @@ claimed batch and records it at once, a grant e-mail waits for its decision, a f
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from aiokafka import ConsumerRecord
@@ -133,13 +134,37 @@ async def test_a_grant_email_waits_for_its_decision_then_explains_it() -> None:
     mailer = FakeMailer()
     await handlers.on_events(tx.unit_of_work(), [delivery(committed("A-9"), 1)], Subscriptions(), ref_key=KEY)
     d = dispatcher(tx, mailer)
-    assert await d.dispatch(mailer, 50) == 1
+    assert await d.dispatch(mailer, 50) == 0  # not claimed before its decision: nothing to look at again later
     assert mailer.sent == [] and tx.outbox == []
     (row,) = repo.of("scheduled")
-    assert row["next_attempt_at"] > repo.now and row["attempts"] == 0  # postponed, not a failed attempt
+    assert row["next_attempt_at"] <= repo.now and row["attempts"] == 0  # still due, no attempt counted
     await handlers.on_events(tx.unit_of_work(), [delivery(decided("A-9", "eligible"), 2)], Subscriptions(), ref_key=KEY)
+    assert await d.dispatch(mailer, 50) == 1  # claimable as soon as the decision is stored
+    assert len(mailer.sent) == 1 and repo.of("sent")[0]["template"] == "grant.committed"
+    text = email.message_from_bytes(mailer.sent[0].data, policy=email.policy.default)
+    assert text.get_body(preferencelist=("plain",)) is not None
+
+
+async def test_a_grant_email_goes_without_its_decision_once_the_wait_is_over() -> None:
+    repo = FakeNotifyRepository()
+    tx = FakeTransactions(repo)
+    mailer = FakeMailer()
+    await handlers.on_events(tx.unit_of_work(), [delivery(committed("A-7"), 1)], Subscriptions(), ref_key=KEY)
+    d = dispatcher(tx, mailer)
+    assert await d.dispatch(mailer, 50) == 0
+    repo.now += timedelta(seconds=SETTINGS.notify_decision_wait_s + 1)
     assert await d.dispatch(mailer, 50) == 1
     assert len(mailer.sent) == 1 and repo.of("sent")[0]["template"] == "grant.committed"
+
+
+async def test_other_messages_do_not_wait_behind_a_grant_email_without_its_decision() -> None:
+    repo = FakeNotifyRepository()
+    tx = FakeTransactions(repo)
+    mailer = FakeMailer()
+    await handlers.on_events(tx.unit_of_work(), [delivery(committed("A-5"), 1)], Subscriptions(), ref_key=KEY)
+    await handlers.on_events(tx.unit_of_work(), [delivery(decided("A-6"), 2)], Subscriptions(), ref_key=KEY)
+    assert await dispatcher(tx, mailer).dispatch(mailer, 1) == 1  # a batch of one: the ineligible e-mail
+    assert [r["template"] for r in repo.of("sent")] == ["eligibility.ineligible"]
 
 
 async def test_a_failed_send_counts_an_attempt_and_the_rest_of_the_batch_goes_out() -> None:
@@ -154,3 +179,61 @@ async def test_a_failed_send_counts_an_attempt_and_the_rest_of_the_batch_goes_ou
     assert failed["attempts"] == 1 and "ConnectionRefusedError" in failed["last_error"]
     assert "asa@example.org" not in failed["last_error"]
     assert len(tx.outbox) == 2  # NotificationSent only for what went out
+
+
+class SlowWebhooks:
+    """A receiver that answers once `release` is set (or fails, with `fail`)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.release = asyncio.Event()
+        self.fail = fail
+        self.sent: list[str] = []
+
+    async def send(self, subscription: object, delivery_id: str, body: bytes, headers: dict[str, str]) -> int:
+        await self.release.wait()
+        if self.fail:
+            raise ConnectionRefusedError("receiver down")
+        self.sent.append(delivery_id)
+        return 204
+
+
+async def test_the_e_mails_of_a_batch_do_not_wait_for_its_webhooks() -> None:
+    repo = FakeNotifyRepository()
+    tx = FakeTransactions(repo)
+    mailer = FakeMailer()
+    hooks = SlowWebhooks()
+    await handlers.on_events(tx.unit_of_work(), [delivery(decided(f"A-{i}"), i) for i in range(3)], SUBS, ref_key=KEY)
+    d = handlers.Dispatcher(tx, SETTINGS, Catalog.load(), lambda: mailer, hooks, SUBS)  # type: ignore[arg-type]  # a fake receiver
+    running = asyncio.create_task(d.dispatch(mailer, 50))
+    for _ in range(100):
+        if len(mailer.sent) == 3:
+            break
+        await asyncio.sleep(0.01)
+    assert len(mailer.sent) == 3 and not running.done()  # every e-mail went out while the webhooks wait
+    hooks.release.set()
+    assert await running == 6
+    assert len(hooks.sent) == 3 and len(repo.of("sent")) == 6 and len(tx.outbox) == 6
+
+
+async def test_a_failed_webhook_is_recorded_beside_the_e_mails_that_went_out() -> None:
+    repo = FakeNotifyRepository()
+    tx = FakeTransactions(repo)
+    mailer = FakeMailer()
+    hooks = SlowWebhooks(fail=True)
+    hooks.release.set()
+    await handlers.on_events(tx.unit_of_work(), [delivery(decided(f"A-{i}"), i) for i in range(2)], SUBS, ref_key=KEY)
+    d = handlers.Dispatcher(tx, SETTINGS, Catalog.load(), lambda: mailer, hooks, SUBS)  # type: ignore[arg-type]  # a fake receiver
+    assert await d.dispatch(mailer, 50) == 4
+    assert sorted(r["channel"] for r in repo.of("sent")) == ["email", "email"]
+    failed = repo.of("scheduled")
+    assert len(failed) == 2 and all(r["attempts"] == 1 and "ConnectionRefusedError" in r["last_error"] for r in failed)
+    assert len(tx.outbox) == 2
+
+
+def test_a_worker_claims_its_share_while_the_load_is_light_and_more_while_claims_come_back_full() -> None:
+    # NOTIFY_DISPATCH_BATCH 20 over 8 workers: a share of 3.
+    assert handlers.next_claim(3, 1, 20, 3) == 3  # light load: the rest is for the other workers
+    assert handlers.next_claim(3, 3, 20, 3) == 6  # full: a backlog, claim more
+    assert handlers.next_claim(12, 12, 20, 3) == 20  # never more than the batch
+    assert handlers.next_claim(20, 20, 20, 3) == 20
+    assert handlers.next_claim(20, 7, 20, 3) == 3  # the backlog is gone
