@@ -608,7 +608,9 @@ def main() -> int:
         "--no-known-bugs", action="store_true", help="leave out deeply nested JSON and NUL characters (known intake bugs)"
     )
     args = parser.parse_args()
-    report = asyncio.run(standalone(args))
+    from bench.harness import run_stoppable
+
+    report = run_stoppable(standalone(args))
     print(json.dumps(report.figures, indent=2))
     if report.violations:
         print(f"FUZZ RUN FAILED (seed {args.seed}):")

@@ -12,15 +12,16 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -42,6 +43,26 @@ from shared.events import (  # noqa: E402
 from shared.topics import TOPIC_SPECS, Topic, topic_name  # noqa: E402
 from tests.conftest import fresh_database, fresh_topics  # noqa: E402
 from tests.processes import SERVICES, ServiceProcesses, free_port  # noqa: E402
+
+T = TypeVar("T")
+
+
+def run_stoppable(main: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run(main)`, with SIGTERM (what stack.py sends its command, and `kill`) cancelling the run
+    as Ctrl-C would: the harness's `finally` blocks then stop every process it started. Without it
+    SIGTERM ended the Python process at once and left its service processes running."""
+
+    async def guarded() -> T:
+        task = asyncio.current_task()
+        assert task is not None  # inside asyncio.run
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        return await main
+
+    try:
+        return asyncio.run(guarded())
+    except asyncio.CancelledError:
+        raise SystemExit(128 + signal.SIGTERM) from None
+
 
 LOCAL = ROOT / "deploy" / "local"
 #: The variable that holds the bench agency's webhook signing secret (notify signs, WebhookSink verifies).

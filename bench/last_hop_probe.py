@@ -17,7 +17,6 @@ A diagnostic: it prints quantiles, it does not fail.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import secrets
 import sys
@@ -31,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
 
-from bench.harness import Tracker, percentile, pipeline, producer, say, submit  # noqa: E402
+from bench.harness import Tracker, percentile, pipeline, producer, run_stoppable, say, submit  # noqa: E402
 from bench.pipeline_bench import TUNING  # noqa: E402
 from bench.workload import submissions  # noqa: E402
 from shared.topics import Topic, topic_name  # noqa: E402
@@ -137,10 +136,10 @@ def main() -> int:
     if not bootstrap or not server:
         sys.exit("KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL must be set (deploy/local/stack.py -- ...)")
     if args.logs is not None:
-        asyncio.run(probe(args, bootstrap, server, args.logs))
+        run_stoppable(probe(args, bootstrap, server, args.logs))
         return 0
     with tempfile.TemporaryDirectory(prefix="cg-probe-") as tmp:
-        asyncio.run(probe(args, bootstrap, server, Path(tmp)))
+        run_stoppable(probe(args, bootstrap, server, Path(tmp)))
     return 0
 
 

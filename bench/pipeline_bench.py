@@ -46,7 +46,17 @@ import asyncpg  # noqa: E402
 
 from bench import cpu, relay_limit  # noqa: E402
 from bench.cpu import per_application_ms  # noqa: E402
-from bench.harness import Sent, Tracker, WebhookSink, percentile, pipeline, producer, say, submit  # noqa: E402
+from bench.harness import (  # noqa: E402
+    Sent,
+    Tracker,
+    WebhookSink,
+    percentile,
+    pipeline,
+    producer,
+    run_stoppable,
+    say,
+    submit,
+)
 from bench.workload import submissions  # noqa: E402
 from shared.topics import Topic, topic_name  # noqa: E402
 
@@ -368,7 +378,7 @@ def main() -> int:
     }
     with tempfile.TemporaryDirectory(prefix="cg-bench-") as tmp:
         say("bench", f"pipeline (service logs in {tmp})")
-        result["pipeline"] = asyncio.run(pipeline_phase(args, bootstrap, server, Path(tmp)))
+        result["pipeline"] = run_stoppable(pipeline_phase(args, bootstrap, server, Path(tmp)))
     say("bench", f"relay limit with {result['pipeline']['record_bytes']} B records")
     result["relay_limit"] = asyncio.run(relay_limit.measure(bootstrap, args.relay_messages, result["pipeline"]["record_bytes"]))
     say("bench", f"pgbench for {args.pgbench_s} s")

@@ -47,7 +47,7 @@ import asyncpg  # noqa: E402
 import yaml  # noqa: E402
 from standardwebhooks import Webhook, WebhookVerificationError  # noqa: E402
 
-from bench.harness import BENCH_PORTAL, Pipeline, Sent, Tracker, pipeline, producer, say  # noqa: E402
+from bench.harness import BENCH_PORTAL, Pipeline, Sent, Tracker, pipeline, producer, run_stoppable, say  # noqa: E402
 from bench.workload import SAMPLES, Submission, submission  # noqa: E402
 from services.notify.webhooks import new_secret  # noqa: E402
 from shared.acl import CONSUMES  # noqa: E402
@@ -1187,7 +1187,7 @@ def main() -> int:
             bootstrap, server = os.environ["KAFKA_BOOTSTRAP_SERVERS"], os.environ["DATABASE_URL"]
         with tempfile.TemporaryDirectory(prefix="cg-chaos-") as tmp:
             log_dir = args.logs or Path(tmp)
-            report = asyncio.run(run(bootstrap, server, plan, log_dir, infra))
+            report = run_stoppable(run(bootstrap, server, plan, log_dir, infra))
     finally:
         if infra is not None:
             infra.stop()

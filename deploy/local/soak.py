@@ -303,7 +303,9 @@ def main() -> int:
     bootstrap, server = os.environ["KAFKA_BOOTSTRAP_SERVERS"], os.environ["DATABASE_URL"]
     started_at = datetime.now(UTC)
     with tempfile.TemporaryDirectory(prefix="cg-soak-") as tmp:
-        result = asyncio.run(soak(args, bootstrap, server, args.logs or Path(tmp)))
+        from bench.harness import run_stoppable
+
+        result = run_stoppable(soak(args, bootstrap, server, args.logs or Path(tmp)))
     result.update(
         command=" ".join(["python -m deploy.local.soak", *sys.argv[1:]]),
         rate_per_s=args.rate,
