@@ -198,6 +198,13 @@ def build(settings: IntakeSettings) -> tuple[ServiceRuntime, uvicorn.Server]:
 
 async def serve_http(server: uvicorn.Server, stopping: asyncio.Event) -> None:
     serving = asyncio.create_task(server.serve())
+    # "service started" (the runtime's) comes before the socket is bound: say when HTTP is served.
+    for _ in range(3000):  # uvicorn offers no event to wait on; at most 60 s
+        if server.started or serving.done() or stopping.is_set():
+            break
+        await asyncio.sleep(0.02)
+    if server.started:
+        log.info("http listening", port=server.config.port)
     await stopping.wait()
     server.should_exit = True
     await serving

@@ -45,9 +45,10 @@ def leaks(text: str) -> list[str]:
 
 
 async def started(processes: ServiceProcesses, timeout_s: float = 90) -> None:
-    """The service logged 'service started' (in either format)."""
+    """The service logged 'http listening' (in either format): its HTTP socket is bound ('service
+    started' comes before it, and a request right after that one could be refused)."""
     deadline = time.monotonic() + timeout_s
-    while "service started" not in processes.log("intake").read_text(errors="replace"):
+    while "http listening" not in processes.log("intake").read_text(errors="replace"):
         assert processes.procs["intake"].poll() is None, processes.log("intake").read_text(errors="replace")[-3000:]
         assert time.monotonic() < deadline, "intake did not start"
         await asyncio.sleep(0.2)
