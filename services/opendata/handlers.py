@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from services.opendata.export import scheduled_amounts
 from services.opendata.repository import CommittedRow, OpenDataRepository, ReceivedRow, ReleaseRow
 from shared.delivery import UnitOfWork
 from shared.events import ApplicationReceived, Event, GrantCommitted, GrantReleased
@@ -34,9 +35,7 @@ def received_row(event: ApplicationReceived) -> ReceivedRow:
 
 
 def committed_row(event: GrantCommitted) -> CommittedRow:
-    years: dict[int, int] = {}
-    for item in event.grant.schedule:
-        years[item.budget_year] = years.get(item.budget_year, 0) + item.amount.amount_minor
+    years = scheduled_amounts(event.grant)
     return CommittedRow(
         event.grant_id,
         event.application_id,
