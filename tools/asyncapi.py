@@ -95,8 +95,6 @@ def _channel_id(topic: Topic) -> str:
 
 def consumers() -> dict[str, list[Topic]]:
     """Which topics each service subscribes to, read off its real runtime."""
-    import httpx
-
     from services.budget.app import build as build_budget
     from services.budget.settings import BudgetSettings
     from services.eligibility.app import build as build_eligibility
@@ -114,7 +112,7 @@ def consumers() -> dict[str, list[Topic]]:
         "intake": build_intake(IntakeSettings(topic_prefix=""))[0],
         "eligibility": build_eligibility(EligibilitySettings(topic_prefix="", eligibility_operator_parameters_file=None)),
         "budget": build_budget(BudgetSettings(topic_prefix="", budget_pots_file=None)),
-        "notify": build_notify(NotifySettings(topic_prefix=""), Subscriptions(), httpx.AsyncClient())[0],
+        "notify": build_notify(NotifySettings(topic_prefix=""), Subscriptions(), None)[0],
         "opendata": build_opendata(OpenDataSettings(topic_prefix="")),
     }
     return {name: [s.topic for s in runtime.subscriptions.values()] for name, runtime in runtimes.items()}

@@ -6,7 +6,6 @@ import asyncio
 import sys
 from functools import partial
 
-import httpx
 import structlog
 
 from services.notify import handlers
@@ -15,7 +14,7 @@ from services.notify.i18n import Catalog
 from services.notify.mail import Mailer
 from services.notify.repository import NotifyRepository
 from services.notify.settings import NotifySettings
-from services.notify.webhooks import WebhookConfigError, WebhookSender, load_subscriptions
+from services.notify.webhooks import WebhookConfigError, WebhookSender, http_session, load_subscriptions
 from shared.delivery import UnitOfWork
 from shared.events import (
     ApplicationRejected,
@@ -43,13 +42,13 @@ CONSUMED: tuple[type[Event], ...] = (
 
 
 def build(
-    settings: NotifySettings, subscriptions: Subscriptions, client: httpx.AsyncClient
+    settings: NotifySettings, subscriptions: Subscriptions, webhooks: WebhookSender | None
 ) -> tuple[ServiceRuntime[NotifyRepository], handlers.Dispatcher]:
     runtime = ServiceRuntime("notify", settings, schema="notify", repositories=NotifyRepository)
     key = settings.notify_recipient_ref_key
     ref_key = key.get_secret_value().encode() if key is not None else b""  # main() refuses to start without one
     dispatcher = handlers.Dispatcher(
-        runtime.transaction, settings, Catalog.load(), partial(Mailer, settings), WebhookSender(client), subscriptions
+        runtime.transaction, settings, Catalog.load(), partial(Mailer, settings), webhooks, subscriptions
     )
 
     async def on_events(uow: UnitOfWork[NotifyRepository], deliveries: list[Delivery[Event]]) -> None:
@@ -63,8 +62,8 @@ def build(
 
 
 async def serve(settings: NotifySettings, subscriptions: Subscriptions) -> None:
-    async with httpx.AsyncClient(timeout=settings.notify_webhook_timeout_s, follow_redirects=False) as client:
-        runtime, dispatcher = build(settings, subscriptions, client)
+    async with http_session(settings.notify_webhook_timeout_s) as session:
+        runtime, dispatcher = build(settings, subscriptions, WebhookSender(session))
         log.info("webhook subscriptions loaded", subscriptions=[s.id for s in subscriptions.subscriptions])
         await runtime.run(dispatcher.run)
 
