@@ -373,8 +373,14 @@ class OutboxRelay:
                     try:
                         await self._relay_while_leader(conn)
                     finally:
-                        with contextlib.suppress(Exception):
+                        try:
                             await conn.execute("SELECT pg_advisory_unlock($1, $2)", RELAY_LOCK_NAMESPACE, lock_key)
+                        except BaseException as error:
+                            # The pool does not reset sessions (shared/db.py): a lock that may still be
+                            # held must not go back to the pool with its connection.
+                            conn.terminate()
+                            if not isinstance(error, Exception):
+                                raise
             except asyncio.CancelledError:
                 raise
             except Exception as error:
