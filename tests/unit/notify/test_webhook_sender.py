@@ -37,12 +37,14 @@ class Server:
     connections: int = 0
 
     def subscription(self, path: str = "hook", host: str = "127.0.0.1") -> Subscription:
-        return Subscription(
-            id="agency",
-            url=f"http://{host}:{self.port}/{path}",  # type: ignore[arg-type]  (pydantic parses it)
-            local=True,
-            events=["org.clustergrants.grant.committed.v1"],
-            secret_env="HOOK_SECRET",
+        return Subscription.model_validate(
+            {
+                "id": "agency",
+                "url": f"http://{host}:{self.port}/{path}",
+                "local": True,
+                "events": ["org.clustergrants.grant.committed.v1"],
+                "secret_env": "HOOK_SECRET",
+            }
         )
 
 
