@@ -43,22 +43,18 @@ def build(settings: EligibilitySettings) -> ServiceRuntime[EligibilityRepository
     )
 
     async def on_received(uow: UnitOfWork, deliveries: list[Delivery[ApplicationReceived]]) -> None:
-        skipped = 0
-        for delivery in deliveries:
-            received = delivery.event
-            if not decides(families, received.application.scheme):
-                skipped += 1  # another family's group reads the same record and decides it
-                continue
-            with structlog.contextvars.bound_contextvars(application_id=received.application_id):
-                outcome = await handlers.on_application_received(uow, received, parameters, cause=delivery)
-                log.info(
-                    "application decided" if outcome else "application already decided",
-                    scheme=received.application.scheme,
-                    outcome=outcome,
-                )
-
-        if skipped:
-            log.debug("applications of other scheme families skipped", skipped=skipped, families=families)
+        # Another family's group reads the same records and decides the others.
+        mine = [d for d in deliveries if decides(families, d.event.application.scheme)]
+        outcomes = await handlers.on_applications_received(uow, [(d.event, d) for d in mine], parameters)
+        for delivery, outcome in zip(mine, outcomes, strict=True):
+            log.info(
+                "application decided" if outcome else "application already decided",
+                application_id=delivery.event.application_id,
+                scheme=delivery.event.application.scheme,
+                outcome=outcome,
+            )
+        if len(mine) < len(deliveries):
+            log.debug("applications of other scheme families skipped", skipped=len(deliveries) - len(mine), families=families)
 
     runtime.on(ApplicationReceived, on_received)
     if not takes_case_events(families):

@@ -4,7 +4,7 @@ revise the decision when a case handler records a finding or the parameters in f
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -33,9 +33,12 @@ async def own_results(repo: EligibilityRepository, application: Application) -> 
     """What the project itself knows that overrides the application's claims (S3 step 2's selection)."""
     if application.scheme != "s3.financing":
         return {}
+    return _own_results(await repo.own_selection(s3_selection.STEP_1), application)
+
+
+def _own_results(own: s3_selection.OwnSelection, application: Application) -> dict[str, CriterionResult]:
     identity = beneficiary_of(application)
     beneficiary_id = identity.org_id if isinstance(identity, Identified) else None
-    own = await repo.own_selection(s3_selection.STEP_1)
     return {s3_selection.CRITERION: s3_selection.verdict(application, beneficiary_id, own)}
 
 
@@ -77,14 +80,41 @@ async def on_application_received(
     uow: UnitOfWork, received: ApplicationReceived, parameters: ParameterStore, *, cause: Cause = None
 ) -> str | None:
     """Store and decide the application; returns the outcome, or None if it was decided before."""
+    return (await on_applications_received(uow, [(received, cause)], parameters))[0]
+
+
+async def on_applications_received(
+    uow: UnitOfWork, batch: Sequence[tuple[ApplicationReceived, Cause]], parameters: ParameterStore
+) -> list[str | None]:
+    """Store and decide a consumed batch of applications with one statement for the applications and
+    one for the decisions (and their first revision rows); per application, in order, its outcome, or
+    None if it was decided before (a redelivery, or the same application earlier in the batch).
+
+    The S3 step-1 selection the step-2 applications are checked against is read once for the batch:
+    the batch writes no call results, so it is the same for every one of them."""
     repo = repo_of(uow)
-    await repo.store_application(received.application)
-    decided = decide(received, parameters, overrides=await own_results(repo, received.application))
-    event_id = str(uuid.uuid4())
-    if not await repo.store_decision(decided, event_id):
-        return None
-    await uow.publish(decided, cause=cause, event_id=event_id)
-    return decided.outcome
+    await repo.store_applications([received.application for received, _ in batch])
+    own: s3_selection.OwnSelection | None = None
+    decided: list[tuple[EligibilityDecided, str, Cause]] = []
+    first: dict[str, tuple[EligibilityDecided, str]] = {}
+    for received, cause in batch:
+        overrides: dict[str, CriterionResult] = {}
+        if received.application.scheme == "s3.financing":
+            own = own if own is not None else await repo.own_selection(s3_selection.STEP_1)
+            overrides = _own_results(own, received.application)
+        decision = decide(received, parameters, overrides=overrides)
+        event_id = str(uuid.uuid4())
+        decided.append((decision, event_id, cause))
+        first.setdefault(decision.application_id, (decision, event_id))
+    stored = await repo.store_decisions(list(first.values()))
+    outcomes: list[str | None] = []
+    for decision, event_id, cause in decided:
+        if (decision.application_id, event_id) in stored:
+            await uow.publish(decision, cause=cause, event_id=event_id)
+            outcomes.append(decision.outcome)
+        else:
+            outcomes.append(None)
+    return outcomes
 
 
 @dataclass(frozen=True, slots=True)

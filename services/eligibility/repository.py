@@ -6,6 +6,7 @@ transaction; handlers never see the connection.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,14 +35,24 @@ class EligibilityRepository:
         self.conn = conn
 
     async def store_application(self, application: Application) -> None:
+        await self.store_applications([application])
+
+    async def store_applications(self, applications: Sequence[Application]) -> None:
+        """Keep the applications (one statement); one already kept is left as it is."""
+        if not applications:
+            return
         await self.conn.execute(
             """INSERT INTO eligibility.applications (application_id, scheme, call_id, submitted_at, application)
-               VALUES ($1, $2, $3, $4, $5) ON CONFLICT (application_id) DO NOTHING""",
-            application.application_id,
-            application.scheme,
-            application.call_id,
-            application.submitted_at,
-            application.model_dump(mode="json"),
+               SELECT a, s, c, t, j::jsonb
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
+                    WITH ORDINALITY AS b(a, s, c, t, j, n)
+               ORDER BY n
+               ON CONFLICT (application_id) DO NOTHING""",
+            [a.application_id for a in applications],
+            [a.scheme for a in applications],
+            [a.call_id for a in applications],
+            [a.submitted_at for a in applications],
+            [a.model_dump_json() for a in applications],
         )
 
     async def application(self, application_id: str) -> Application | None:
@@ -52,22 +63,45 @@ class EligibilityRepository:
 
     async def store_decision(self, decided: EligibilityDecided, event_id: str) -> bool:
         """Record the first decision (revision 1); False if the application was already decided."""
-        inserted = await self.conn.fetchval(
-            """INSERT INTO eligibility.decisions
-                   (application_id, scheme, outcome, parameter_version, decided_at, decision, revision, event_id)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (application_id) DO NOTHING RETURNING true""",
-            decided.application_id,
-            decided.scheme,
-            decided.outcome,
-            decided.parameter_version,
-            decided.decided_at,
-            decided.model_dump(mode="json"),
-            decided.revision,
-            event_id,
+        return bool(await self.store_decisions([(decided, event_id)]))
+
+    async def store_decisions(self, decisions: Sequence[tuple[EligibilityDecided, str]]) -> set[tuple[str, str]]:
+        """Record first decisions and their revision rows in one statement; returns the (application
+        id, event id) of those recorded: an application already decided keeps its decision. The
+        applications must be distinct."""
+        if not decisions:
+            return set()
+        rows = await self.conn.fetch(
+            """WITH input AS (
+                   SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
+                                        $7::int[], $8::text[], $9::text[]) WITH ORDINALITY
+                       AS i(application_id, scheme, outcome, parameter_version, decided_at, decision, revision, event_id,
+                            decided_by, n)
+               ), decided AS (
+                   INSERT INTO eligibility.decisions
+                       (application_id, scheme, outcome, parameter_version, decided_at, decision, revision, event_id)
+                   SELECT application_id, scheme, outcome, parameter_version, decided_at, decision::jsonb, revision, event_id
+                   FROM input ORDER BY n
+                   ON CONFLICT (application_id) DO NOTHING
+                   RETURNING application_id, event_id
+               ), revisions AS (
+                   INSERT INTO eligibility.decision_revisions
+                       (application_id, revision, event_id, decided_by, outcome, decided_at, decision)
+                   SELECT i.application_id, i.revision, i.event_id, i.decided_by, i.outcome, i.decided_at, i.decision::jsonb
+                   FROM input i JOIN decided d ON d.application_id = i.application_id AND d.event_id = i.event_id
+               )
+               SELECT application_id, event_id FROM decided""",
+            [d.application_id for d, _ in decisions],
+            [d.scheme for d, _ in decisions],
+            [d.outcome for d, _ in decisions],
+            [d.parameter_version for d, _ in decisions],
+            [d.decided_at for d, _ in decisions],
+            [d.model_dump_json() for d, _ in decisions],
+            [d.revision for d, _ in decisions],
+            [event_id for _, event_id in decisions],
+            [d.decided_by for d, _ in decisions],
         )
-        if inserted:
-            await self._store_revision_row(decided, event_id)
-        return bool(inserted)
+        return {(r["application_id"], r["event_id"]) for r in rows}
 
     async def latest(self, application_id: str, *, for_update: bool = False) -> Latest | None:
         """The latest revision; `for_update` locks it until the transaction ends (one reviser at a time)."""

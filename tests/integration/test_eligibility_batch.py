@@ -1,0 +1,66 @@
+"""Eligibility decides a consumed batch with one statement for the applications and one for the
+decisions: the same decisions as one at a time, one decision per application however often it comes
+(twice in the batch, or decided in an earlier batch), and only the decisions recorded are published."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+
+from services.eligibility.handlers import decide, on_application_received, on_applications_received
+from services.eligibility.parameters import ParameterStore
+from services.eligibility.repository import EligibilityRepository
+from shared.delivery import UnitOfWork
+from shared.events import Application, ApplicationReceived
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ("ttc-voucher.json", "vlaio-spearhead-2019.json", "nic-arena.json", "s3-financing-vinnvaxt.json")
+PARAMETERS = ParameterStore.load(operator_file=str(ROOT / "deploy/local/operator-parameters.yaml"))
+
+
+def received(sample: str, application_id: str) -> ApplicationReceived:
+    body = json.loads((ROOT / "deploy/local/samples" / sample).read_text(encoding="utf-8"))
+    application = Application.model_validate({**body, "application_id": application_id})
+    return ApplicationReceived(application_id=application_id, received_at=datetime.now(UTC), channel="kafka", application=application)
+
+
+async def decided_in_outbox(conn: asyncpg.Connection, ids: list[str]) -> list[str]:
+    rows = await conn.fetch("SELECT payload FROM eligibility.outbox ORDER BY id")
+    found = [json.loads(bytes(r["payload"]))["application_id"] for r in rows]
+    return [a for a in found if a in ids]
+
+
+async def test_a_batch_is_decided_like_one_at_a_time_and_each_application_once(pool: asyncpg.Pool) -> None:
+    run = secrets.token_hex(3).upper()
+    ids = [f"BATCH-{run}-{n}" for n in range(len(SAMPLES))]
+    events = [received(sample, app) for sample, app in zip(SAMPLES, ids, strict=True)]
+    earlier = received(SAMPLES[0], f"BATCH-{run}-EARLIER")
+    async with pool.acquire() as conn, conn.transaction():
+        uow = UnitOfWork(conn, "eligibility", "/clustergrants/eligibility", EligibilityRepository(conn))
+        assert await on_application_received(uow, earlier, PARAMETERS) is not None
+    # The batch: four new applications, the second again right after it, and the earlier one again.
+    batch = [events[0], events[1], events[1], events[2], events[3], earlier]
+    async with pool.acquire() as conn, conn.transaction():
+        uow = UnitOfWork(conn, "eligibility", "/clustergrants/eligibility", EligibilityRepository(conn))
+        outcomes = await on_applications_received(uow, [(e, None) for e in batch], PARAMETERS)
+    expected = [decide(e, PARAMETERS).outcome for e in events]
+    assert outcomes == [expected[0], expected[1], None, expected[2], expected[3], None]
+    async with pool.acquire() as conn:
+        assert await decided_in_outbox(conn, [*ids, earlier.application_id]) == [earlier.application_id, *ids]
+        rows = await conn.fetch(
+            """SELECT d.application_id, d.outcome, d.revision, d.event_id, count(r.*) AS revisions
+               FROM eligibility.decisions d JOIN eligibility.decision_revisions r USING (application_id)
+               WHERE d.application_id = ANY($1::text[]) GROUP BY 1, 2, 3, 4 ORDER BY 1""",
+            ids,
+        )
+        assert [(r["application_id"], r["outcome"], r["revision"], r["revisions"]) for r in rows] == sorted(
+            (app, outcome, 1, 1) for app, outcome in zip(ids, expected, strict=True)
+        )
+        assert all(uuid.UUID(r["event_id"]) for r in rows)
+        kept = await conn.fetchval("SELECT count(*) FROM eligibility.applications WHERE application_id = ANY($1::text[])", ids)
+        assert kept == len(ids)
