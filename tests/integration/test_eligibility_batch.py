@@ -14,7 +14,7 @@ import asyncpg
 
 from services.eligibility.handlers import decide, on_application_received, on_applications_received
 from services.eligibility.parameters import ParameterStore
-from services.eligibility.repository import EligibilityRepository
+from shared.db import Connection
 from shared.delivery import UnitOfWork
 from shared.events import Application, ApplicationReceived
 
@@ -26,10 +26,12 @@ PARAMETERS = ParameterStore.load(operator_file=str(ROOT / "deploy/local/operator
 def received(sample: str, application_id: str) -> ApplicationReceived:
     body = json.loads((ROOT / "deploy/local/samples" / sample).read_text(encoding="utf-8"))
     application = Application.model_validate({**body, "application_id": application_id})
-    return ApplicationReceived(application_id=application_id, received_at=datetime.now(UTC), channel="kafka", application=application)
+    return ApplicationReceived(
+        application_id=application_id, received_at=datetime.now(UTC), channel="kafka", application=application
+    )
 
 
-async def decided_in_outbox(conn: asyncpg.Connection, ids: list[str]) -> list[str]:
+async def decided_in_outbox(conn: Connection, ids: list[str]) -> list[str]:
     rows = await conn.fetch("SELECT payload FROM eligibility.outbox ORDER BY id")
     found = [json.loads(bytes(r["payload"]))["application_id"] for r in rows]
     return [a for a in found if a in ids]
@@ -41,12 +43,12 @@ async def test_a_batch_is_decided_like_one_at_a_time_and_each_application_once(p
     events = [received(sample, app) for sample, app in zip(SAMPLES, ids, strict=True)]
     earlier = received(SAMPLES[0], f"BATCH-{run}-EARLIER")
     async with pool.acquire() as conn, conn.transaction():
-        uow = UnitOfWork(conn, "eligibility", "/clustergrants/eligibility", EligibilityRepository(conn))
+        uow = UnitOfWork(conn, "eligibility", "/clustergrants/eligibility")  # repo_of binds the repositories
         assert await on_application_received(uow, earlier, PARAMETERS) is not None
     # The batch: four new applications, the second again right after it, and the earlier one again.
     batch = [events[0], events[1], events[1], events[2], events[3], earlier]
     async with pool.acquire() as conn, conn.transaction():
-        uow = UnitOfWork(conn, "eligibility", "/clustergrants/eligibility", EligibilityRepository(conn))
+        uow = UnitOfWork(conn, "eligibility", "/clustergrants/eligibility")  # repo_of binds the repositories
         outcomes = await on_applications_received(uow, [(e, None) for e in batch], PARAMETERS)
     expected = [decide(e, PARAMETERS).outcome for e in events]
     assert outcomes == [expected[0], expected[1], None, expected[2], expected[3], None]
