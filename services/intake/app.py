@@ -43,8 +43,9 @@ def build(settings: IntakeSettings) -> tuple[ServiceRuntime, uvicorn.Server]:
     )
 
     async def on_submitted(uow: UnitOfWork, deliveries: list[Delivery[bytes]]) -> None:
-        for delivery in deliveries:
-            outcome = await handlers.receive(uow, delivery.event, "kafka", str(delivery.position), policy=policy, cause=delivery)
+        items = [handlers.Item(handlers.Submission(d.event), str(d.position), d) for d in deliveries]
+        outcomes = await handlers.receive_all(uow, items, "kafka", policy=policy)
+        for delivery, outcome in zip(deliveries, outcomes, strict=True):
             log.info(
                 "submission handled",
                 channel="kafka",
@@ -81,8 +82,7 @@ def build(settings: IntakeSettings) -> tuple[ServiceRuntime, uvicorn.Server]:
         return outcome
 
     async def project(uow: UnitOfWork, deliveries: list[Delivery[Any]]) -> None:
-        for delivery in deliveries:
-            await status.project(uow.conn, delivery)
+        await status.project(uow.conn, deliveries)
 
     for projected in status.PROJECTED:
         runtime.on(projected, project)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
@@ -19,7 +20,7 @@ from services.intake.domain import (
     parse_submission,
 )
 from shared.delivery import Cause, UnitOfWork
-from shared.events import Application, ApplicationReceived, ApplicationRejected, FieldError
+from shared.events import Application, ApplicationReceived, ApplicationRejected, Event, FieldError
 
 Channel = Literal["http", "kafka"]
 #: How the submission arrived: a bare JSON body (Kafka, or HTTP without CloudEvents), a CloudEvent
@@ -46,6 +47,15 @@ class Submission:
     portal: str | None = None  # who submitted: the bearer token's portal (HTTP) or the CloudEvents source (Kafka)
 
 
+@dataclass(frozen=True)
+class Item:
+    """One submission of a batch: what the channel read, where it came from, and the consumed record."""
+
+    submission: Submission
+    source_reference: str | None = None
+    cause: Cause = None
+
+
 async def receive(
     uow: UnitOfWork,
     raw: bytes | Submission,
@@ -57,22 +67,88 @@ async def receive(
 ) -> Outcome:
     """`cause`: the consumed record the submission came in (Kafka), for the answer's correlation and trace."""
     submission = raw if isinstance(raw, Submission) else Submission(raw)
+    return (await receive_all(uow, [Item(submission, source_reference, cause)], channel, policy=policy))[0]
+
+
+async def receive_all(
+    uow: UnitOfWork, items: Sequence[Item], channel: Channel, *, policy: SubmissionPolicy = DEFAULT_POLICY
+) -> list[Outcome]:
+    """Receive a batch of submissions (a consumed batch, or one HTTP request) in the unit of work:
+    one statement stores the new applications, one more reads the stored body of those whose id was
+    taken, one stores the batch's rejections; the answers are published in the batch's order.
+
+    Within the batch the first submission of an id is the one received, as if one at a time: a later
+    one with the same body is a duplicate, one with another body a conflict."""
     now = datetime.now(UTC)
-    if submission.envelope == "structured":
-        parsed = parse_structured(submission.raw, policy, now)
-    else:
-        parsed = parse_submission(submission.raw, policy, now, prior=submission.attribute_errors)
-    if isinstance(parsed, Invalid):
-        return await _reject(uow, channel, source_reference, parsed.errors, parsed, cause)
-    portal = submission.portal
-    if portal is None and cause is not None and cause.attributes is not None:
-        portal = cause.attributes.source
-    return await _accept(uow, parsed, channel, source_reference, cause, portal)
+    parsed: list[tuple[Item, Application | Invalid]] = []
+    for item in items:
+        submission = item.submission
+        if submission.envelope == "structured":
+            parsed.append((item, parse_structured(submission.raw, policy, now)))
+        else:
+            parsed.append((item, parse_submission(submission.raw, policy, now, prior=submission.attribute_errors)))
+    fingerprints: dict[int, str] = {}
+    first: dict[str, int] = {}  # application id -> index of its first submission in the batch
+    new: list[repository.NewApplication] = []
+    for n, (item, result) in enumerate(parsed):
+        if isinstance(result, Invalid):
+            continue
+        fingerprints[n] = body_fingerprint(result)
+        if result.application_id not in first:
+            first[result.application_id] = n
+            new.append(repository.NewApplication(result, channel, fingerprints[n], now, _portal_of(item)))
+    inserted = await repository.insert_applications(uow.conn, new)
+    taken = await repository.stored_bodies(uow.conn, [a for a in first if a not in inserted])
+    outcomes: list[Outcome] = []
+    rejections: list[ApplicationRejected] = []
+    answers: list[tuple[Event, Cause]] = []
+    for n, (item, result) in enumerate(parsed):
+        if isinstance(result, Invalid):
+            rejection = _rejection(channel, item.source_reference, result)
+            rejections.append(rejection)
+            answers.append((rejection, item.cause))
+            outcomes.append(Outcome("rejected", result.application_id, result.errors, rejection.rejection_id))
+            continue
+        app_id = result.application_id
+        if first[app_id] == n and app_id in inserted:
+            received = ApplicationReceived(application_id=app_id, received_at=now, channel=channel, application=result)
+            answers.append((received, item.cause))
+            outcomes.append(Outcome("received", app_id, []))
+            continue
+        # The id was taken before this batch, or by an earlier submission of this batch.
+        same = (
+            fingerprints[first[app_id]] == fingerprints[n]
+            if app_id in inserted
+            else app_id in taken and _same(*taken[app_id], fingerprints[n])
+        )
+        if same:
+            outcomes.append(Outcome("duplicate", app_id, []))
+            continue
+        conflict = _conflict(result, channel, item.source_reference)
+        rejections.append(conflict)
+        answers.append((conflict, item.cause))
+        assert conflict.errors and conflict.conflicts_with is not None
+        outcomes.append(Outcome("conflict", None, conflict.errors, conflict.rejection_id, app_id))
+    await repository.insert_rejections(uow.conn, rejections)
+    for event, cause in answers:
+        await uow.publish(event, cause=cause)
+    return outcomes
+
+
+def _portal_of(item: Item) -> str | None:
+    """Who submitted: the HTTP bearer token's portal, else the consumed record's CloudEvents source."""
+    if item.submission.portal is not None:
+        return item.submission.portal
+    cause = item.cause
+    return cause.attributes.source if cause is not None and cause.attributes is not None else None
 
 
 async def reject_unreadable(uow: UnitOfWork, errors: list[FieldError], source_reference: str, *, cause: Cause = None) -> Outcome:
     """A Kafka record that is not a readable CloudEvent: rejected with the cause, nothing of it echoed."""
-    return await _reject(uow, "kafka", source_reference, errors, Invalid(errors, None, None, None), cause)
+    rejection = _rejection("kafka", source_reference, Invalid(errors, None, None, None))
+    await repository.insert_rejections(uow.conn, [rejection])
+    await uow.publish(rejection, cause=cause)
+    return Outcome("rejected", None, errors, rejection.rejection_id)
 
 
 def _same(stored_fingerprint: str, stored_body: object, fingerprint: str) -> bool:
@@ -86,33 +162,7 @@ def _same(stored_fingerprint: str, stored_body: object, fingerprint: str) -> boo
         return False
 
 
-async def _accept(
-    uow: UnitOfWork,
-    application: Application,
-    channel: Channel,
-    source_reference: str | None,
-    cause: Cause,
-    portal: str | None = None,
-) -> Outcome:
-    now = datetime.now(UTC)
-    fingerprint = body_fingerprint(application)
-    stored = await repository.insert_application(uow.conn, application, channel, fingerprint, now, portal)
-    if stored is None:
-        await uow.publish(
-            ApplicationReceived(
-                application_id=application.application_id, received_at=now, channel=channel, application=application
-            ),
-            cause=cause,
-        )
-        return Outcome("received", application.application_id, [])
-    if _same(*stored, fingerprint):
-        return Outcome("duplicate", application.application_id, [])
-    return await _conflict(uow, application, channel, source_reference, cause)
-
-
-async def _conflict(
-    uow: UnitOfWork, application: Application, channel: Channel, source_reference: str | None, cause: Cause
-) -> Outcome:
+def _conflict(application: Application, channel: Channel, source_reference: str | None) -> ApplicationRejected:
     """A different body under an id already taken: the *resubmission* is rejected, under its own
     rejection id, without the taken id as its application id and without the contact it names."""
     error = FieldError(
@@ -120,7 +170,7 @@ async def _conflict(
         type="application_id_conflict",
         message="an application with this id was already received with different content",
     )
-    rejection = ApplicationRejected(
+    return ApplicationRejected(
         rejection_id=str(uuid.uuid4()),
         rejected_at=datetime.now(UTC),
         channel=channel,
@@ -130,25 +180,17 @@ async def _conflict(
         language=application.language,
         conflicts_with=application.application_id,
     )
-    await repository.insert_rejection(uow.conn, rejection)
-    await uow.publish(rejection, cause=cause)
-    return Outcome("conflict", None, [error], rejection.rejection_id, application.application_id)
 
 
-async def _reject(
-    uow: UnitOfWork, channel: Channel, source_reference: str | None, errors: list[FieldError], invalid: Invalid, cause: Cause
-) -> Outcome:
-    rejection = ApplicationRejected(
+def _rejection(channel: Channel, source_reference: str | None, invalid: Invalid) -> ApplicationRejected:
+    return ApplicationRejected(
         rejection_id=str(uuid.uuid4()),
         application_id=invalid.application_id,
         rejected_at=datetime.now(UTC),
         channel=channel,
         source_reference=source_reference,
         reason="invalid",
-        errors=errors,
+        errors=invalid.errors,
         language=invalid.language,  # type: ignore[arg-type]  # read only when a known Language
         contact=invalid.contact,
     )
-    await repository.insert_rejection(uow.conn, rejection)
-    await uow.publish(rejection, cause=cause)
-    return Outcome("rejected", invalid.application_id, errors, rejection.rejection_id)

@@ -9,6 +9,7 @@ revision delivered late never hides a newer one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from services.intake import repository
@@ -28,8 +29,13 @@ from shared.records import Delivery
 PROJECTED: tuple[type[Event], ...] = (EligibilityDecided, GrantCommitted, GrantRefused, GrantReleased, NotificationSent)
 
 
-async def project(conn: Connection, delivery: Delivery[Any]) -> bool:
-    """Keep one event of the projection; False for a redelivery or an event about no application."""
+async def project(conn: Connection, deliveries: Sequence[Delivery[Any]]) -> int:
+    """Keep the events of a consumed batch (one statement); returns how many were new (a redelivery,
+    or a notification about no application, adds nothing)."""
+    return await repository.store_status_events(conn, [e for d in deliveries if (e := _status_event(d)) is not None])
+
+
+def _status_event(delivery: Delivery[Any]) -> repository.StatusEvent | None:
     event = delivery.event
     if isinstance(event, EligibilityDecided):
         kind, revision, at = "decided", event.revision, event.decided_at
@@ -41,21 +47,12 @@ async def project(conn: Connection, delivery: Delivery[Any]) -> bool:
         kind, revision, at = "released", None, event.released_at
     elif isinstance(event, NotificationSent):
         if event.application_id is None:
-            return False
+            return None
         kind, revision, at = "notified", None, event.sent_at
     else:
         raise TypeError(f"intake does not project {type(event).__name__}")
     body = event.model_dump(mode="json", exclude={"recipient"})  # the read model keeps no personal data
-    return await repository.store_status_event(
-        conn,
-        source=delivery.attributes.source,
-        event_id=delivery.event_id,
-        application_id=event.application_id,
-        kind=kind,
-        revision=revision,
-        at=at,
-        body=body,
-    )
+    return repository.StatusEvent(delivery.attributes.source, delivery.event_id, event.application_id, kind, revision, at, body)
 
 
 def _criteria(body: dict[str, Any], only_open: bool = False) -> list[CriterionStatus]:

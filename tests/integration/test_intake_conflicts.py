@@ -98,3 +98,43 @@ async def test_a_fingerprint_stored_by_an_earlier_version_still_recognises_the_s
     await pool.execute("UPDATE intake.applications SET body_sha256 = $2 WHERE application_id = $1", app_id, old)
     again, published = await receive(pool, raw)
     assert (again.status, published) == ("duplicate", [])
+
+
+async def test_a_consumed_batch_is_received_as_if_one_at_a_time(pool: asyncpg.Pool) -> None:
+    """One batch: a new application, again with the same body, again with another; an invalid one;
+    one received before this batch, again with the same body and with another. The first of an id
+    is received; the answers are published in the batch's order."""
+    run = uuid.uuid4().hex[:8]
+    new, old, bad = f"IT-BATCH-{run}-NEW", f"IT-BATCH-{run}-OLD", f"IT-BATCH-{run}-BAD"
+    await receive(pool, body(old))
+    other = {"contact": {"name": "Someone Else", "email": "someone.else@example.org"}}
+    raws = [
+        body(new),
+        body(new),
+        body(new, **other),
+        body(bad, submitted_at="2999-01-01T00:00:00Z"),
+        body(old),
+        body(old, **other),
+    ]
+    async with pool.acquire() as conn, conn.transaction():
+        uow = UnitOfWork(conn=conn, schema="intake", source="/clustergrants/intake")
+        items = [handlers.Item(handlers.Submission(raw), f"topic/0/{n}") for n, raw in enumerate(raws)]
+        outcomes = await handlers.receive_all(uow, items, "kafka")
+        rows = await conn.fetch("SELECT payload FROM intake.outbox WHERE event_id = ANY($1::uuid[]) ORDER BY id", uow.event_ids)
+    assert [o.status for o in outcomes] == ["received", "duplicate", "conflict", "rejected", "duplicate", "conflict"]
+    published = [json.loads(bytes(r["payload"])) for r in rows]
+    assert [(p.get("application_id"), p.get("conflicts_with"), p.get("source_reference")) for p in published] == [
+        (new, None, None),
+        (None, new, "topic/0/2"),
+        (bad, None, "topic/0/3"),
+        (None, old, "topic/0/5"),
+    ]
+    stored = await pool.fetch(
+        "SELECT application_id FROM intake.applications WHERE application_id = ANY($1::text[]) ORDER BY 1", [new, old, bad]
+    )
+    assert [r["application_id"] for r in stored] == sorted([new, old])
+    kept = await pool.fetch(
+        "SELECT reason, conflicts_with FROM intake.rejections WHERE rejection_id = ANY($1::text[]) ORDER BY rejected_at, reason",
+        [o.rejection_id for o in outcomes if o.rejection_id],
+    )
+    assert sorted((r["reason"], r["conflicts_with"]) for r in kept) == [("conflict", new), ("conflict", old), ("invalid", None)]
