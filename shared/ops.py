@@ -63,6 +63,13 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+        self.loop_lag = Histogram(
+            "clustergrants_event_loop_lag_seconds",
+            "How late the event loop ran a timer it was asked to run (sampled every LOOP_LAG_SAMPLE_S): the time "
+            "every socket read, send and timeout of the process waited behind other work.",
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
         self.outbox_backlog = Gauge("clustergrants_outbox_backlog", "Outbox rows not yet published.", registry=self.registry)
         self.consumer_lag = Gauge(
             "clustergrants_consumer_lag", "Records behind the end of the topic.", labels, registry=self.registry

@@ -66,6 +66,8 @@ from shared.topics import Topic, service_source, topic_name
 from shared.tracing import configure_tracing, context_from, span
 
 log = structlog.get_logger("runtime")
+#: How often the event loop's lag is sampled (a timer asked for this far ahead, and how late it fired).
+LOOP_LAG_SAMPLE_S = 0.05
 T = TypeVar("T")
 E = TypeVar("E", bound=Event)
 # The repositories a unit of work carries; the services use none (None) and write UnitOfWork bare.
@@ -192,6 +194,7 @@ class ServiceRuntime(Generic[R]):
         self._commits = 0
         self._dlt_consumer: AIOKafkaConsumer | None = None
         self._redrive_task: asyncio.Task[None] | None = None
+        self._lag_task: asyncio.Task[None] | None = None
 
     # -- wiring --------------------------------------------------------------------------------
 
@@ -626,6 +629,15 @@ class ServiceRuntime(Generic[R]):
                     lag += max(0, highwater - await consumer.position(tp))
             self.metrics.consumer_lag.labels(sub.topic.value).set(lag)
 
+    async def _sample_loop_lag(self) -> None:
+        """Observe how late a timer fires: a handler that holds the loop for 80 ms makes every send and
+        read of the process wait up to 80 ms (clustergrants_event_loop_lag_seconds)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            asked = loop.time()
+            await asyncio.sleep(LOOP_LAG_SAMPLE_S)
+            self.metrics.loop_lag.observe(max(0.0, loop.time() - asked - LOOP_LAG_SAMPLE_S))
+
     # -- life cycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -672,6 +684,7 @@ class ServiceRuntime(Generic[R]):
         await self.broker.start()
         if self.subscriptions:
             self._redrive_task = asyncio.create_task(self._redrive_loop(), name=f"redrive-{self.name}")
+        self._lag_task = asyncio.create_task(self._sample_loop_lag(), name=f"loop-lag-{self.name}")
         log.info(
             "service started",
             topics=[sub.topic.value for sub in self.subscriptions.values()],
@@ -689,6 +702,10 @@ class ServiceRuntime(Generic[R]):
             raise RuntimeError("FastStream no longer builds consumers with partial(AIOKafkaConsumer, ...): revisit")
 
     async def stop(self) -> None:
+        if self._lag_task is not None:
+            self._lag_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lag_task
         if self._redrive_task is not None:
             self._redrive_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
