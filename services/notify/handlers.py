@@ -32,7 +32,7 @@ from opentelemetry.trace import SpanKind
 
 from services.notify.domain import Subscriptions, plan, redact, retry_delay_s
 from services.notify.i18n import Catalog
-from services.notify.mail import MailSender, compose
+from services.notify.mail import MailerPool, MailSender, compose
 from services.notify.render import StoredDecision, render_email
 from services.notify.repository import DueNotification, NotifyRepository, Scheduled, StoredDecisionRow
 from services.notify.settings import NotifySettings
@@ -127,8 +127,8 @@ def _bound(row: DueNotification) -> contextlib.AbstractContextManager[Any]:
 
 class Dispatcher:
     """Workers that deliver due messages: each claims a batch of due rows (FOR UPDATE SKIP LOCKED), sends
-    them over its own kept SMTP session (webhooks over the shared HTTP client), and records the batch in
-    one transaction: one statement marks every sent row, one writes every NotificationSent."""
+    them at once over the shared SMTP sessions and HTTP client, and records the batch in one
+    transaction: one statement marks every sent row, one writes every NotificationSent."""
 
     def __init__(
         self,
@@ -161,51 +161,49 @@ class Dispatcher:
             self._pending = True
 
     async def run(self, stopping: asyncio.Event) -> None:
-        workers = [asyncio.create_task(self._worker(stopping)) for _ in range(self.settings.notify_dispatch_workers)]
+        s = self.settings
+        sessions = MailerPool(self.mailers, s.notify_smtp_sessions or s.notify_dispatch_workers)
+        workers = [asyncio.create_task(self._worker(stopping, sessions)) for _ in range(s.notify_dispatch_workers)]
         try:
             await asyncio.gather(*workers)
         finally:
             for worker in workers:
                 worker.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+            await sessions.close()
 
-    async def _worker(self, stopping: asyncio.Event) -> None:
-        mailer = self.mailers()
+    async def _worker(self, stopping: asyncio.Event, mailer: MailSender) -> None:
         batch = self.settings.notify_dispatch_batch
         # A worker claims a share of the batch while the load is light, so that the messages due at
-        # once spread over the workers' SMTP sessions instead of queuing behind one; the claim doubles
+        # once spread over the workers' transactions instead of queuing behind one; the claim doubles
         # while it comes back full (a backlog: up to the whole batch, for throughput).
         share = max(1, -(-batch // self.settings.notify_dispatch_workers))
         limit = share
-        try:
-            while not stopping.is_set():
-                # Cleared BEFORE the round: a commit that lands while the round runs sets it again, and
-                # the next round starts at once instead of a poll interval later.
-                self._pending = False
-                try:
-                    handled = await self.dispatch(mailer, limit)
-                except Exception as error:
-                    log.warning("dispatch interrupted; retrying", error=type(error).__name__)
-                    await mailer.close()
-                    handled = 0
-                    await asyncio.sleep(1)
-                full = handled >= limit
-                limit = next_claim(limit, handled, batch, share)
-                if full:
-                    self.wake()  # more may be due: another worker takes part
-                    continue
-                if self._pending:
-                    continue
-                woken = asyncio.Event()
-                self._idle.append(woken)
-                try:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(woken.wait(), timeout=self.settings.notify_poll_interval_s)
-                finally:
-                    if woken in self._idle:
-                        self._idle.remove(woken)
-        finally:
-            await mailer.close()
+        while not stopping.is_set():
+            # Cleared BEFORE the round: a commit that lands while the round runs sets it again, and
+            # the next round starts at once instead of a poll interval later.
+            self._pending = False
+            try:
+                handled = await self.dispatch(mailer, limit)
+            except Exception as error:  # the database (a send's failure is recorded, never raised)
+                log.warning("dispatch interrupted; retrying", error=type(error).__name__)
+                handled = 0
+                await asyncio.sleep(1)
+            full = handled >= limit
+            limit = next_claim(limit, handled, batch, share)
+            if full:
+                self.wake()  # more may be due: another worker takes part
+                continue
+            if self._pending:
+                continue
+            woken = asyncio.Event()
+            self._idle.append(woken)
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), timeout=self.settings.notify_poll_interval_s)
+            finally:
+                if woken in self._idle:
+                    self._idle.remove(woken)
 
     async def dispatch_one(self, mailer: MailSender) -> bool:
         """Deliver the next due message, if any; True if there was one (delivered or not)."""
@@ -222,18 +220,10 @@ class Dispatcher:
                 r["application_id"] for r in rows if r["channel"] == "email" and r["application_id"] and _needs_decision(r)
             ]
             decisions = await repo.decisions(waiting)
-            # E-mails one after the other over this worker's SMTP session, webhooks meanwhile and at
-            # once (the shared HTTP client's pool): no message of the batch waits for a slow receiver.
-            # The sends touch no database; failures are recorded after them, on the batch's connection.
-            hooks = asyncio.gather(*(self._deliver(row, mailer, decisions) for row in rows if row["channel"] != "email"))
-            try:
-                attempts = [await self._deliver(row, mailer, decisions) for row in rows if row["channel"] == "email"]
-            except BaseException:
-                hooks.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await hooks
-                raise
-            attempts += await hooks
+            # Every message of the batch at once: e-mails over the free SMTP sessions (MailerPool),
+            # webhooks over the shared HTTP client's pool; no message waits for a slow receiver. The
+            # sends touch no database; failures are recorded after them, on the batch's connection.
+            attempts = list(await asyncio.gather(*(self._deliver(row, mailer, decisions) for row in rows)))
             sent: list[tuple[DueNotification, otel_context.Context]] = []
             for attempt in attempts:
                 if attempt.error is None:

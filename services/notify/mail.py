@@ -13,9 +13,11 @@ again when the server dropped it (a restart, an idle timeout) before the message
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate, getaddresses
 from typing import Protocol
@@ -173,11 +175,13 @@ class MailSender(Protocol):
 
 
 class Mailer:
-    """One worker's SMTP session: kept open across messages, opened again when it was dropped."""
+    """One SMTP session: kept open across messages, opened again when it was dropped; one message at
+    a time (a second send waits for the first)."""
 
     def __init__(self, settings: NotifySettings) -> None:
         self.settings = settings
         self._client: aiosmtplib.SMTP | None = None
+        self._one_at_a_time = asyncio.Lock()
         self.connections = 0  # opened so far (a test and the metrics read it)
 
     async def _connect(self) -> aiosmtplib.SMTP:
@@ -196,6 +200,10 @@ class Mailer:
 
     async def send(self, message: Composed) -> None:
         """Send over the kept session; if the server dropped it, once more over a new one."""
+        async with self._one_at_a_time:
+            await self._send(message)
+
+    async def _send(self, message: Composed) -> None:
         for attempt in (1, 2):
             fresh = self._client is None
             if self._client is None:
@@ -230,3 +238,26 @@ class Mailer:
                 await client.quit()
             except Exception:
                 client.close()
+
+
+class MailerPool:
+    """SMTP sessions shared by the dispatcher's workers: a send takes a free session (waiting for one
+    when all are busy), so the e-mails of one claimed batch go out at once instead of one after the
+    other over a single session, each round trip of which waits behind the process's other work."""
+
+    def __init__(self, mailers: Callable[[], MailSender], size: int) -> None:
+        self._all = [mailers() for _ in range(size)]
+        self._free: asyncio.Queue[MailSender] = asyncio.Queue()
+        for mailer in self._all:
+            self._free.put_nowait(mailer)
+
+    async def send(self, message: Composed) -> None:
+        mailer = await self._free.get()
+        try:
+            await mailer.send(message)
+        finally:
+            self._free.put_nowait(mailer)
+
+    async def close(self) -> None:
+        for mailer in self._all:
+            await mailer.close()

@@ -29,7 +29,13 @@ class NotifySettings(CommonSettings):
     notify_retry_base_s: float = Field(default=5.0, ge=0, description="First retry delay; doubles per attempt.")
     notify_retry_cap_s: float = Field(default=3600.0, ge=0, description="Longest retry delay.")
     notify_dispatch_workers: int = Field(
-        default=4, ge=1, description="Workers sending concurrently, each over its own kept SMTP session."
+        default=4, ge=1, description="Workers claiming, sending and recording batches of due messages concurrently."
+    )
+    notify_smtp_sessions: int | None = Field(
+        default=None,
+        ge=1,
+        description="SMTP sessions kept open and shared by the workers: the e-mails of a claimed batch go out at once "
+        "over the free ones (unset: one per worker).",
     )
     notify_dispatch_batch: int = Field(
         default=20,

@@ -15,6 +15,7 @@ from aiokafka import ConsumerRecord
 from services.notify import handlers
 from services.notify.domain import Subscriptions
 from services.notify.i18n import Catalog
+from services.notify.mail import Composed, MailerPool
 from services.notify.settings import NotifySettings
 from shared.cloudevents import attributes_for
 from shared.events import (
@@ -237,3 +238,42 @@ def test_a_worker_claims_its_share_while_the_load_is_light_and_more_while_claims
     assert handlers.next_claim(12, 12, 20, 3) == 20  # never more than the batch
     assert handlers.next_claim(20, 20, 20, 3) == 20
     assert handlers.next_claim(20, 7, 20, 3) == 3  # the backlog is gone
+
+
+class SlowMailer(FakeMailer):
+    """An SMTP session that holds each message until `release` is set; counts messages in flight."""
+
+    def __init__(self, flight: list[int]) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.flight = flight
+
+    async def send(self, message: Composed) -> None:
+        self.flight[0] += 1
+        self.flight[1] = max(self.flight[1], self.flight[0])
+        await self.release.wait()
+        self.flight[0] -= 1
+        await super().send(message)
+
+
+@pytest.mark.parametrize("sessions", [1, 3])
+async def test_the_e_mails_of_a_batch_go_out_at_once_over_the_free_smtp_sessions(sessions: int) -> None:
+    repo = FakeNotifyRepository()
+    tx = FakeTransactions(repo)
+    flight = [0, 0]  # now, most at once
+    mailers = [SlowMailer(flight) for _ in range(sessions)]
+    pool = MailerPool(iter(mailers).__next__, sessions)
+    await handlers.on_events(tx.unit_of_work(), [delivery(decided(f"A-{i}"), i) for i in range(3)], SUBS, ref_key=KEY)
+    d = handlers.Dispatcher(tx, SETTINGS, Catalog.load(), lambda: FakeMailer(), None, SUBS)
+    running = asyncio.create_task(d.dispatch(pool, 50))
+    for _ in range(100):  # bounded: until as many are in flight as there are sessions
+        if flight[0] == sessions:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    assert flight[0] == sessions  # one per session, the rest wait for a free one
+    for mailer in mailers:
+        mailer.release.set()
+    assert await running == 6  # and the three webhooks (none configured here: parked)
+    assert flight[1] == sessions and sum(len(m.sent) for m in mailers) == 3
+    assert sorted(r["channel"] for r in repo.of("sent")) == ["email"] * 3
