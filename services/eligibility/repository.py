@@ -34,9 +34,6 @@ class EligibilityRepository:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    async def store_application(self, application: Application) -> None:
-        await self.store_applications([application])
-
     async def store_applications(self, applications: Sequence[Application]) -> None:
         """Keep the applications (one statement); one already kept is left as it is."""
         if not applications:
@@ -60,10 +57,6 @@ class EligibilityRepository:
             "SELECT application FROM eligibility.applications WHERE application_id = $1", application_id
         )
         return Application.model_validate(row) if row is not None else None
-
-    async def store_decision(self, decided: EligibilityDecided, event_id: str) -> bool:
-        """Record the first decision (revision 1); False if the application was already decided."""
-        return bool(await self.store_decisions([(decided, event_id)]))
 
     async def store_decisions(self, decisions: Sequence[tuple[EligibilityDecided, str]]) -> set[tuple[str, str]]:
         """Record first decisions and their revision rows in one statement; returns the (application
