@@ -33,7 +33,7 @@ def received(sample: str, application_id: str) -> ApplicationReceived:
 
 async def decided_in_outbox(conn: Connection, ids: list[str]) -> list[str]:
     rows = await conn.fetch("SELECT payload FROM eligibility.outbox ORDER BY id")
-    found = [json.loads(bytes(r["payload"]))["application_id"] for r in rows]
+    found = [json.loads(bytes(r["payload"])).get("application_id") for r in rows]  # dead letters have none
     return [a for a in found if a in ids]
 
 
