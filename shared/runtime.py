@@ -4,7 +4,12 @@ A service's `app.py` builds one `ServiceRuntime`, registers one batch handler pe
 with `on(EventType, handler)`, and `run()`s it until SIGTERM or SIGINT, then stops in order: stop
 consuming, flush the outbox, close.
 
-What the runtime does with each consumed batch (up to `CONSUMER_BATCH_MAX` records of one topic):
+The service reads all its topics with ONE consumer in its group: one fetch, one transaction and one
+offset commit serve the records of every topic that has some (a consumer per topic made a service
+with five topics fetch, commit and open a transaction five times for what arrived at once).
+
+What the runtime does with each consumed batch (up to `CONSUMER_BATCH_MAX` records, of any of the
+service's topics; each topic's records go to its handler, in the order the handlers were registered):
 
 1. Reads every record itself, from raw bytes (`shared.records.read`): a record that cannot be read,
    or that comes from a producer or is of a type the topic does not allow, becomes a `Rejected`
@@ -122,16 +127,15 @@ class Subscription(Generic[E]):
     contract: Contract[E]
     handler: Handler
     on_rejected: RejectedHandler | None
-    subscriber: Any = None
     stats: dict[str, int] = field(default_factory=lambda: {"consumed": 0, "processed": 0, "dead_lettered": 0})
 
     @property
     def topic(self) -> Topic:
         return self.contract.topic
 
-    @property
-    def consumer(self) -> AIOKafkaConsumer | None:
-        return getattr(self.subscriber, "consumer", None)
+
+Reads = list[Delivery[Any] | Rejected]
+"""One topic's records of a consumed batch, read by its contract, in offset order per partition."""
 
 
 def _earliest(records: Sequence[ConsumerRecord[Any, Any]]) -> dict[TopicPartition, int]:
@@ -182,6 +186,7 @@ class ServiceRuntime(Generic[R]):
             middlewares=[partial(_RewindOnError, self)],
         )
         self.subscriptions: dict[str, Subscription[Any]] = {}
+        self._subscriber: Any = None  # FastStream's one batch subscriber to every topic, made at start()
         self.startup: list[Callable[[asyncpg.Pool], Awaitable[None]]] = []
         # Called after each committed batch of consumed records (e.g. wake a worker that reads
         # what the batch wrote: before the commit it would not see it).
@@ -211,16 +216,26 @@ class ServiceRuntime(Generic[R]):
         `handler(uow, deliveries)` gets the batch's new events; `parse` replaces the model's own JSON
         validation of the data (it raises `shared.records.InvalidData`); `on_rejected(uow, rejected)`
         answers unreadable records the way the topic's contract says (default: park them)."""
+        if self._subscriber is not None:
+            raise RuntimeError("register every handler before start(): the service has one consumer for all its topics")
         contract = Contract.of(model, parse)
         name = topic_name(contract.topic, self.settings.topic_prefix)
+        if name in self.subscriptions:
+            raise ValueError(f"{contract.topic.value} has a handler already")
         subscription: Subscription[E] = Subscription(contract, handler, on_rejected)
         self.subscriptions[name] = subscription
+        return subscription
+
+    def _subscribe(self) -> None:
+        """One FastStream batch subscriber, hence one Kafka consumer, for every topic with a handler."""
+        if not self.subscriptions or self._subscriber is not None:
+            return
 
         async def on_batch(records: Any) -> None:
-            await self._consume(subscription, tuple(records))
+            await self._consume(tuple(records))
 
-        subscription.subscriber = self.broker.subscriber(
-            name,
+        self._subscriber = self.broker.subscriber(
+            *self.subscriptions,
             group_id=self.group,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.MANUAL,  # the runtime commits the offsets, after the database commit
@@ -229,10 +244,14 @@ class ServiceRuntime(Generic[R]):
             batch=True,
             max_records=self.settings.consumer_batch_max,
             batch_timeout_ms=self.settings.consumer_batch_timeout_ms,
-            title=f"{self.name}:{contract.topic.value}",
+            title=f"{self.name}:" + ",".join(sub.topic.value for sub in self.subscriptions.values()),
         )
-        subscription.subscriber(on_batch)
-        return subscription
+        self._subscriber(on_batch)
+
+    @property
+    def consumer(self) -> AIOKafkaConsumer | None:
+        """The service's consumer (None before start)."""
+        return getattr(self._subscriber, "consumer", None)
 
     def unit_of_work(self, conn: Connection) -> UnitOfWork[R]:
         repo = self.repositories(conn) if self.repositories is not None else None
@@ -253,15 +272,27 @@ class ServiceRuntime(Generic[R]):
 
     # -- consuming a batch -------------------------------------------------------------------------
 
-    async def _consume(self, sub: Subscription[Any], records: tuple[ConsumerRecord[Any, Any], ...]) -> None:
+    def _group(self, records: Sequence[ConsumerRecord[Any, Any]]) -> list[tuple[Subscription[Any], Reads]]:
+        """The batch's records by topic, read by each topic's contract, in the order of registration."""
+        by_topic: dict[str, list[ConsumerRecord[Any, Any]]] = {}
+        for record in records:
+            by_topic.setdefault(record.topic, []).append(record)
+        return [
+            (sub, [read(record, sub.contract) for record in by_topic[name]])
+            for name, sub in self.subscriptions.items()
+            if name in by_topic
+        ]
+
+    async def _consume(self, records: tuple[ConsumerRecord[Any, Any], ...]) -> None:
         if not records:
             return
         started = time.perf_counter()
-        topic = sub.topic.value
-        reads = [read(record, sub.contract) for record in records]
-        self.metrics.consumed.labels(topic).inc(len(records))
-        sub.stats["consumed"] += len(records)
+        groups = self._group(records)
+        for sub, reads in groups:
+            self.metrics.consumed.labels(sub.topic.value).inc(len(reads))
+            sub.stats["consumed"] += len(reads)
         first = records[0]
+        topics = ",".join(sub.topic.value for sub, _ in groups)
         with (
             span(
                 f"{first.topic} process",
@@ -273,40 +304,42 @@ class ServiceRuntime(Generic[R]):
                     "messaging.batch.message_count": len(records),
                 },
             ),
-            structlog.contextvars.bound_contextvars(topic=first.topic, batch=len(records)),
+            structlog.contextvars.bound_contextvars(topic=topics, batch=len(records)),
         ):
             try:
                 try:
-                    published = await self._handle_batch(sub, reads)
+                    published = await self._handle_batch(groups)
                 except Exception as error:
                     if is_transient(error):
                         raise
                     log.warning("batch failed; handling its records one at a time", error=describe_error(error))
-                    published = await self._handle_one_by_one(sub, reads)
+                    published = await self._handle_one_by_one(groups)
             except Exception as error:
                 # Infrastructure away (or a bug outside the handlers): nothing is parked, nothing skipped.
-                self._rewind(sub, records, "infrastructure" if is_transient(error) else "error", error)
+                self._rewind(records, "infrastructure" if is_transient(error) else "error", error)
                 await asyncio.sleep(min(5.0, max(0.2, self.settings.handler_retry_backoff_s * 5)))
                 return
-        self.metrics.latency.labels(topic).observe((time.perf_counter() - started) / len(records))
+        per_record = (time.perf_counter() - started) / len(records)
+        for sub, _ in groups:
+            self.metrics.latency.labels(sub.topic.value).observe(per_record)
         if published and self.relay is not None:
             self.relay.wake()
         for hook in self.after_commit:
             hook()
         self._after_commit()
-        await self._commit_offsets(sub, records)
+        await self._commit_offsets(records)
 
-    def _rewind(
-        self, sub: Subscription[Any], records: Sequence[ConsumerRecord[Any, Any]], cause: str, error: BaseException
-    ) -> None:
+    def _rewind(self, records: Sequence[ConsumerRecord[Any, Any]], cause: str, error: BaseException) -> None:
         """Seek back to the batch's first record on each partition this process still owns."""
-        consumer = sub.consumer
+        consumer = self.consumer
         assigned = consumer.assignment() if consumer is not None else set()
         for tp, offset in _earliest(records).items():
             if tp in assigned:
                 assert consumer is not None
                 consumer.seek(tp, offset)
-        self.metrics.redelivered.labels(sub.topic.value, cause).inc()
+        for name in dict.fromkeys(record.topic for record in records):
+            sub = self.subscriptions.get(name)
+            self.metrics.redelivered.labels(sub.topic.value if sub is not None else name, cause).inc()
         log.warning(
             "batch rolled back; it will be read again"
             if cause == "infrastructure"
@@ -316,8 +349,8 @@ class ServiceRuntime(Generic[R]):
             records=len(records),
         )
 
-    async def _commit_offsets(self, sub: Subscription[Any], records: Sequence[ConsumerRecord[Any, Any]]) -> None:
-        consumer = sub.consumer
+    async def _commit_offsets(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
+        consumer = self.consumer
         if consumer is None:
             return
         assigned = consumer.assignment()
@@ -408,73 +441,87 @@ class ServiceRuntime(Generic[R]):
         for record, _, _, error_type, _ in parked:
             log.warning("record parked on the dead-letter topic", position=str(position_of(record)), error_type=error_type)
 
-    async def _handle_batch(self, sub: Subscription[Any], reads: list[Delivery[Any] | Rejected]) -> bool:
+    async def _fresh(
+        self, uow: UnitOfWork[R], groups: list[tuple[Subscription[Any], Reads]]
+    ) -> list[tuple[Subscription[Any], Reads]]:
+        """Claim the whole batch's identities with one statement; each topic keeps its new records."""
+        fresh = {id(r) for r in await self._claim(uow, [r for _, reads in groups for r in reads])}
+        kept: list[tuple[Subscription[Any], Reads]] = []
+        for sub, reads in groups:
+            mine = [r for r in reads if id(r) in fresh]
+            self._count_duplicates(sub, len(reads) - len(mine))
+            kept.append((sub, mine))
+        return kept
+
+    async def _handle_batch(self, groups: list[tuple[Subscription[Any], Reads]]) -> bool:
         assert self.pool is not None
+        processed: list[tuple[Subscription[Any], int]] = []
         async with self.pool.acquire() as conn, conn.transaction():
             uow = self.unit_of_work(conn)
-            fresh = await self._claim(uow, reads)
-            deliveries = [r for r in fresh if isinstance(r, Delivery)]
-            rejected = [r for r in fresh if isinstance(r, Rejected)]
-            self._count_duplicates(sub, len(reads) - len(fresh))
-            if rejected:
-                await self._dispose(sub, uow, rejected)
-            if deliveries:
-                await sub.handler(uow, deliveries)
+            for sub, fresh in await self._fresh(uow, groups):
+                deliveries = [r for r in fresh if isinstance(r, Delivery)]
+                rejected = [r for r in fresh if isinstance(r, Rejected)]
+                if rejected:
+                    await self._dispose(sub, uow, rejected)
+                if deliveries:
+                    await sub.handler(uow, deliveries)
+                processed.append((sub, len(deliveries)))
             published = uow.published
             await uow.flush()
-        self.metrics.processed.labels(sub.topic.value).inc(len(deliveries))
-        sub.stats["processed"] += len(deliveries)
+        for sub, count in processed:
+            self.metrics.processed.labels(sub.topic.value).inc(count)
+            sub.stats["processed"] += count
         return published
 
-    async def _handle_one_by_one(self, sub: Subscription[Any], reads: list[Delivery[Any] | Rejected]) -> bool:
+    async def _handle_one_by_one(self, groups: list[tuple[Subscription[Any], Reads]]) -> bool:
         """The batch failed: each record in its own savepoint, retried, and parked if it keeps failing."""
         assert self.pool is not None
         max_attempts = self.settings.handler_max_attempts
-        processed = 0
+        processed: list[tuple[Subscription[Any], int]] = []
         async with self.pool.acquire() as conn, conn.transaction():
             uow = self.unit_of_work(conn)
-            fresh = await self._claim(uow, reads)
-            rejected = [r for r in fresh if isinstance(r, Rejected)]
-            if rejected:
-                await self._dispose(sub, uow, rejected)
-            for delivery in (r for r in fresh if isinstance(r, Delivery)):
-                with structlog.contextvars.bound_contextvars(event_id=delivery.event_id, position=str(delivery.position)):
-                    for attempt in range(1, max_attempts + 1):
-                        alone = self.unit_of_work(conn)
-                        try:
-                            async with conn.transaction():  # a savepoint
-                                await sub.handler(alone, [delivery])
-                            uow.outbox.extend(alone.outbox)
-                            processed += 1
-                            break
-                        except PoisonMessage as error:
-                            await self._park(
-                                sub, uow, delivery.record, delivery.identity, describe_error(error), "PoisonMessage", attempt
-                            )
-                            break
-                        except Exception as error:
-                            if is_transient(error):
-                                raise
-                            if attempt == max_attempts:
-                                log.error("handler failed; parking the record", attempts=attempt, error=describe_error(error))
-                                await self._park(
-                                    sub,
-                                    uow,
-                                    delivery.record,
-                                    delivery.identity,
-                                    describe_error(error),
-                                    type(error).__name__,
-                                    attempt,
-                                )
-                                break
-                            self.metrics.retried.labels(sub.topic.value).inc()
-                            log.warning("handler failed; retrying", attempt=attempt, error=describe_error(error))
-                            await asyncio.sleep(self.settings.handler_retry_backoff_s * 2 ** (attempt - 1))
+            for sub, fresh in await self._fresh(uow, groups):
+                rejected = [r for r in fresh if isinstance(r, Rejected)]
+                if rejected:
+                    await self._dispose(sub, uow, rejected)
+                count = 0
+                for delivery in (r for r in fresh if isinstance(r, Delivery)):
+                    with structlog.contextvars.bound_contextvars(event_id=delivery.event_id, position=str(delivery.position)):
+                        count += await self._handle_alone(sub, uow, delivery, max_attempts)
+                processed.append((sub, count))
             published = uow.published
             await uow.flush()
-        self.metrics.processed.labels(sub.topic.value).inc(processed)
-        sub.stats["processed"] += processed
+        for sub, count in processed:
+            self.metrics.processed.labels(sub.topic.value).inc(count)
+            sub.stats["processed"] += count
         return published
+
+    async def _handle_alone(self, sub: Subscription[Any], uow: UnitOfWork[R], delivery: Delivery[Any], max_attempts: int) -> int:
+        """One record in a savepoint, retried; parked if it keeps failing. 1 if it was processed."""
+        conn = uow.conn
+        for attempt in range(1, max_attempts + 1):
+            alone = self.unit_of_work(conn)
+            try:
+                async with conn.transaction():  # a savepoint
+                    await sub.handler(alone, [delivery])
+                uow.outbox.extend(alone.outbox)
+                return 1
+            except PoisonMessage as error:
+                await self._park(sub, uow, delivery.record, delivery.identity, describe_error(error), "PoisonMessage", attempt)
+                return 0
+            except Exception as error:
+                if is_transient(error):
+                    raise
+                if attempt == max_attempts:
+                    log.error("handler failed; parking the record", attempts=attempt, error=describe_error(error))
+                    await self._park(
+                        sub, uow, delivery.record, delivery.identity, describe_error(error), type(error).__name__, attempt
+                    )
+                    return 0
+                self.metrics.retried.labels(sub.topic.value).inc()
+                log.warning("handler failed; retrying", attempt=attempt, error=describe_error(error))
+                await asyncio.sleep(self.settings.handler_retry_backoff_s * 2 ** (attempt - 1))
+        return 0
 
     def _count_duplicates(self, sub: Subscription[Any], count: int) -> None:
         if count:
@@ -618,16 +665,16 @@ class ServiceRuntime(Generic[R]):
         """Refresh the gauges a scrape reads: outbox backlog and consumer lag per topic."""
         if self.relay is not None:
             self.metrics.outbox_backlog.set(await self.relay.backlog())
-        for sub in self.subscriptions.values():
-            consumer = sub.consumer
-            if consumer is None:
-                continue
-            lag = 0
-            for tp in consumer.assignment():
-                highwater = consumer.highwater(tp)
-                if highwater is not None:
-                    lag += max(0, highwater - await consumer.position(tp))
-            self.metrics.consumer_lag.labels(sub.topic.value).set(lag)
+        consumer = self.consumer
+        if consumer is None:
+            return
+        lag = dict.fromkeys(self.subscriptions, 0)
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is not None and tp.topic in lag:
+                lag[tp.topic] += max(0, highwater - await consumer.position(tp))
+        for name, sub in self.subscriptions.items():
+            self.metrics.consumer_lag.labels(sub.topic.value).set(lag[name])
 
     async def _sample_loop_lag(self) -> None:
         """Observe how late a timer fires: a handler that holds the loop for 80 ms makes every send and
@@ -679,6 +726,7 @@ class ServiceRuntime(Generic[R]):
         self.relay.start()
         for step in self.startup:  # before consuming: e.g. load configuration into the database
             await step(self.pool)
+        self._subscribe()
         await self.broker.connect()
         self._use_resilient_consumers()
         await self.broker.start()
@@ -761,9 +809,8 @@ class _RewindOnError(BaseMiddleware):
         if exc_val is not None and not isinstance(exc_val, asyncio.CancelledError):
             records = self.msg if isinstance(self.msg, tuple) else (self.msg,)
             records = tuple(r for r in records if isinstance(r, ConsumerRecord))
-            sub = self.runtime.subscriptions.get(records[0].topic) if records else None
-            if sub is not None:
-                self.runtime._rewind(sub, records, "framework", exc_val)
+            if records:
+                self.runtime._rewind(records, "framework", exc_val)
             else:
                 log.error("consumed batch failed outside the runtime", error=describe_error(exc_val))
         return await super().__aexit__(exc_type, exc_val, exc_tb)

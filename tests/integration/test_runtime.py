@@ -72,7 +72,11 @@ class Harness:
         return topic_name(topic, self.prefix)
 
     async def start(
-        self, model: type[Event], handler: Callable[[UnitOfWork[Any], list[Delivery[Any]]], Awaitable[None]], **settings: Any
+        self,
+        model: type[Event],
+        handler: Callable[[UnitOfWork[Any], list[Delivery[Any]]], Awaitable[None]],
+        *also: tuple[type[Event], Callable[[UnitOfWork[Any], list[Delivery[Any]]], Awaitable[None]]],
+        **settings: Any,
     ) -> ServiceRuntime[Any]:
         # As the admin: the runtime under test has a consumer group of its own, which no service
         # principal may join, and the records it must refuse come from producers the ACLs would stop
@@ -89,7 +93,8 @@ class Harness:
             **settings,
         }
         runtime: ServiceRuntime[Any] = ServiceRuntime(f"t{secrets.token_hex(3)}", CommonSettings(**options), schema=self.schema)
-        runtime.on(model, handler)
+        for each_model, each_handler in ((model, handler), *also):
+            runtime.on(each_model, each_handler)
         await runtime.start()
         self.runtimes.append(runtime)
         return runtime
@@ -219,6 +224,41 @@ async def test_odd_records_in_a_batch_are_parked_with_their_reason_and_the_good_
 
 def headers_of_raw(record: Any) -> dict[str, str]:
     return {k: v.decode(errors="replace") if v is not None else "" for k, v in record.headers}
+
+
+async def test_one_consumer_reads_all_the_service_s_topics_and_what_came_at_once_is_one_transaction(harness: Harness) -> None:
+    transactions: dict[str, set[int]] = {"resets": set(), "assessments": set()}
+
+    def noting(kind: str) -> Callable[[UnitOfWork[Any], list[Delivery[Any]]], Awaitable[None]]:
+        record = recorder(harness.seen)
+
+        async def handle(uow: UnitOfWork[Any], deliveries: list[Delivery[Any]]) -> None:
+            transactions[kind].add(await uow.conn.fetchval("SELECT txid_current()"))
+            await record(uow, deliveries)
+
+        return handle
+
+    resets = [reset(f"both-{i}") for i in range(5)]
+    assessments = [assessment(f"BOTH-{i}") for i in range(5)]
+    await harness.send([(e.model_dump_json().encode(), e.programme.encode(), ce_headers(e)) for e in resets], Topic.CEILING_RESET)
+    await harness.send(
+        [(e.model_dump_json().encode(), e.application_id.encode(), ce_headers(e, source="portal-a")) for e in assessments],
+        Topic.ASSESSMENT_SUBMITTED,
+    )
+    runtime = await harness.start(CeilingReset, noting("resets"), (AssessmentSubmitted, noting("assessments")))
+    assert runtime.consumer is not None
+    assert runtime.consumer.subscription() == {harness.topic(Topic.CEILING_RESET), harness.topic(Topic.ASSESSMENT_SUBMITTED)}
+    await until(lambda: len(harness.seen) >= 10, "the events of both topics")
+    await until(lambda: harness.committed_to_end(runtime, Topic.CEILING_RESET), "offsets of the resets committed")
+    await until(lambda: harness.committed_to_end(runtime, Topic.ASSESSMENT_SUBMITTED), "offsets of the assessments committed")
+    assert sorted(getattr(e, "programme", None) or e.application_id for e in harness.seen) == sorted(
+        [e.programme for e in resets] + [e.application_id for e in assessments]
+    )
+    # Both topics' records were there before the consumer started: its first fetch brought them
+    # together, and they were handled in one transaction.
+    assert transactions["resets"] & transactions["assessments"]
+    with pytest.raises(RuntimeError, match="before start"):
+        runtime.on(EligibilityDecided, recorder(harness.seen))
 
 
 async def test_an_event_is_identified_by_its_source_and_id(harness: Harness) -> None:
