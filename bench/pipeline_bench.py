@@ -148,9 +148,13 @@ async def pipeline_phase(args: argparse.Namespace, bootstrap: str, server: str, 
                 count = max(200, int(rate * args.half_load_s))
                 say("bench", f"half load: {count:,} applications at {rate:.0f}/s")
                 sent = {}
+                before = meter.snapshot()
                 await submit(prod, topic, submissions(count, f"H{run}", pii), sent, rate=rate)
                 await tracker.wait_all(sent.values(), args.timeout)
-                latencies = [t - s.timestamp_ms for s in sent.values() if (t := tracker.done(s)) is not None]
+                used = meter.since(before)
+                done = [(s.timestamp_ms, t) for s in sent.values() if (t := tracker.done(s)) is not None]
+                latencies = [t - submitted for submitted, t in done]
+                half_s = (max(t for _, t in done) - min(s for s, _ in done)) / 1000 if done else float("nan")
                 out["half_load"] = {
                     "rate_per_s": round(rate, 1),
                     "applications": count,
@@ -160,6 +164,10 @@ async def pipeline_phase(args: argparse.Namespace, bootstrap: str, server: str, 
                     "p99_ms": percentile(latencies, 99),
                     "max_ms": max(latencies) if latencies else None,
                     "hops": hop_latencies(tracker, list(sent.values())),
+                    # At a steady rate the batches are small: CPU per application is not the burst's.
+                    "cpu_ms_per_application": per_application_ms(used, len(latencies)),
+                    "cpu_ms_per_application_total": round(1000 * sum(used.values()) / max(1, len(latencies)), 3),
+                    "cpu_busy_of_machine": round(sum(used.values()) / (half_s * (os.cpu_count() or 1)), 3),
                 }
                 say("bench", f"half load: {out['half_load']}")
         finally:
@@ -329,6 +337,9 @@ def summary(r: dict[str, Any]) -> str:
             f"      {hop:<36} p50 {q['p50_ms']:6.0f}  p95 {q['p95_ms']:6.0f}  p99 {q['p99_ms']:6.0f} ms  (n {q['n']:,})"
             for hop, q in h["hops"].items()
         ),
+        f"    CPU per application at half load: {h['cpu_ms_per_application_total']} ms in all "
+        f"(machine {h['cpu_busy_of_machine']:.0%} busy with these processes):",
+        "      " + ", ".join(f"{name} {ms:.3f}" for name, ms in h["cpu_ms_per_application"].items()),
         *(
             [
                 f"  webhooks received by the agency over the run: {w.get('deliveries', 0):,} "
