@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
@@ -263,14 +263,6 @@ class ResilientConsumer(AIOKafkaConsumer):
     """`getmany` that survives records the client cannot decode, and never returns an empty batch."""
 
     isolate_limit = 1_000  # records read one by one while looking for the undecodable one
-    #: Called as the consumer stops, while it still owns its partitions (the runtime's last offset commit).
-    before_stop: Callable[[], Awaitable[None]] | None = None
-
-    async def stop(self) -> None:
-        if self.before_stop is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.before_stop(), timeout=5)
-        await super().stop()
 
     async def getmany(
         self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None

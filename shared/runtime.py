@@ -197,9 +197,6 @@ class ServiceRuntime(Generic[R]):
         # records, i.e. after the database commit and before the Kafka offset commit.
         self._exit_after_commits = settings.clustergrants_fault_exit_after_commits
         self._commits = 0
-        # Offsets processed and not yet committed to Kafka (CONSUMER_COMMIT_INTERVAL_MS), and who commits them.
-        self._pending_offsets: dict[TopicPartition, int] = {}
-        self._commit_task: asyncio.Task[None] | None = None
         self._dlt_consumer: AIOKafkaConsumer | None = None
         self._redrive_task: asyncio.Task[None] | None = None
         self._lag_task: asyncio.Task[None] | None = None
@@ -353,21 +350,11 @@ class ServiceRuntime(Generic[R]):
         )
 
     async def _commit_offsets(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
-        """The batch is in the database: its offsets go to Kafka now, or with the next periodic commit."""
-        for tp, offset in _next_offsets(records).items():
-            self._pending_offsets[tp] = max(offset, self._pending_offsets.get(tp, offset))
-        if self.settings.consumer_commit_interval_ms == 0:
-            await self._commit_pending()
-
-    async def _commit_pending(self) -> None:
         consumer = self.consumer
-        if consumer is None or not self._pending_offsets:
+        if consumer is None:
             return
-        pending, self._pending_offsets = self._pending_offsets, {}
         assigned = consumer.assignment()
-        # A partition moved away meanwhile: its new owner reads from the last commit and its inbox
-        # drops what this process already did.
-        offsets = {tp: OffsetAndMetadata(offset, "") for tp, offset in pending.items() if tp in assigned}
+        offsets = {tp: OffsetAndMetadata(offset, "") for tp, offset in _next_offsets(records).items() if tp in assigned}
         if not offsets:
             return
         try:
@@ -376,17 +363,6 @@ class ServiceRuntime(Generic[R]):
             # The group moved on (a rebalance, or this process was paused past its session): the new owner
             # reads these records again and its inbox drops what this transaction already did.
             log.warning("offset commit refused; the records will be redelivered", error=describe_error(error))
-
-    async def _commit_loop(self) -> None:
-        interval = self.settings.consumer_commit_interval_ms / 1000
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self._commit_pending()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # the next round tries again with what is pending then
-                log.warning("offset commit failed", error=describe_error(error))
 
     async def _claim(self, uow: UnitOfWork[R], reads: Sequence[Delivery[Any] | Rejected]) -> list[Delivery[Any] | Rejected]:
         claimed = await claim_all(uow.conn, self.schema, self.group, [r.identity for r in reads])
@@ -754,13 +730,9 @@ class ServiceRuntime(Generic[R]):
         await self.broker.connect()
         self._use_resilient_consumers()
         await self.broker.start()
-        if isinstance(self.consumer, ResilientConsumer):
-            self.consumer.before_stop = self._commit_pending
         if self.subscriptions:
             self._redrive_task = asyncio.create_task(self._redrive_loop(), name=f"redrive-{self.name}")
         self._lag_task = asyncio.create_task(self._sample_loop_lag(), name=f"loop-lag-{self.name}")
-        if self.subscriptions and s.consumer_commit_interval_ms > 0:
-            self._commit_task = asyncio.create_task(self._commit_loop(), name=f"offsets-{self.name}")
         log.info(
             "service started",
             topics=[sub.topic.value for sub in self.subscriptions.values()],
@@ -786,15 +758,11 @@ class ServiceRuntime(Generic[R]):
             self._redrive_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._redrive_task
-        if self._commit_task is not None:
-            self._commit_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._commit_task
         if self._dlt_consumer is not None:
             with contextlib.suppress(Exception):
                 await self._dlt_consumer.stop()
         with contextlib.suppress(Exception):
-            await self.broker.stop()  # the consumer commits what is pending as it stops (ResilientConsumer)
+            await self.broker.stop()
         if self.relay is not None and self.pool is not None:
             with contextlib.suppress(Exception):
                 async with self.pool.acquire() as conn:

@@ -49,16 +49,7 @@ class CommonSettings(BaseSettings):
     consumer_batch_max: int = Field(
         default=100, ge=1, description="Records handled in one transaction and one offset commit (1: one by one)."
     )
-    consumer_batch_timeout_ms: int = Field(
-        default=50, ge=0, description="How long one read of the consumer waits for a first record before it reads again."
-    )
-    consumer_commit_interval_ms: int = Field(
-        default=200,
-        ge=0,
-        le=60_000,
-        description="How often the consumed offsets are committed to Kafka (0: after every batch). The inbox makes a "
-        "record read again after a crash harmless; a commit per batch costs the broker a write for every batch.",
-    )
+    consumer_batch_timeout_ms: int = Field(default=50, ge=0, description="How long to wait to fill a batch.")
     startup_timeout_s: float = Field(
         default=120, ge=0, description="How long a starting service waits for PostgreSQL and Kafka to come up."
     )

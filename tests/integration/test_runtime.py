@@ -76,7 +76,6 @@ class Harness:
         model: type[Event],
         handler: Callable[[UnitOfWork[Any], list[Delivery[Any]]], Awaitable[None]],
         *also: tuple[type[Event], Callable[[UnitOfWork[Any], list[Delivery[Any]]], Awaitable[None]]],
-        name: str | None = None,
         **settings: Any,
     ) -> ServiceRuntime[Any]:
         # As the admin: the runtime under test has a consumer group of its own, which no service
@@ -93,9 +92,7 @@ class Harness:
             "consumer_batch_max": 100,
             **settings,
         }
-        runtime: ServiceRuntime[Any] = ServiceRuntime(
-            name or f"t{secrets.token_hex(3)}", CommonSettings(**options), schema=self.schema
-        )
+        runtime: ServiceRuntime[Any] = ServiceRuntime(f"t{secrets.token_hex(3)}", CommonSettings(**options), schema=self.schema)
         for each_model, each_handler in ((model, handler), *also):
             runtime.on(each_model, each_handler)
         await runtime.start()
@@ -262,28 +259,6 @@ async def test_one_consumer_reads_all_the_service_s_topics_and_what_came_at_once
     assert transactions["resets"] & transactions["assessments"]
     with pytest.raises(RuntimeError, match="before start"):
         runtime.on(EligibilityDecided, recorder(harness.seen))
-
-
-async def test_offsets_are_committed_periodically_and_when_the_consumer_stops(harness: Harness) -> None:
-    periodic = await harness.start(CeilingReset, recorder(harness.seen), consumer_commit_interval_ms=300)
-    await harness.send(
-        [(e.model_dump_json().encode(), e.programme.encode(), ce_headers(e)) for e in map(reset, "abc")], Topic.CEILING_RESET
-    )
-    await until(lambda: len(harness.seen) >= 3, "the first events")
-    await until(lambda: harness.committed_to_end(periodic, Topic.CEILING_RESET), "the periodic commit", timeout=10)
-    await periodic.stop()
-    harness.runtimes.remove(periodic)
-
-    # A commit interval longer than the test: nothing is committed until the consumer stops.
-    runtime = await harness.start(CeilingReset, recorder(harness.seen), name=periodic.name, consumer_commit_interval_ms=60_000)
-    events = [reset(f"late-{i}") for i in range(3)]
-    await harness.send([(e.model_dump_json().encode(), e.programme.encode(), ce_headers(e)) for e in events], Topic.CEILING_RESET)
-    await until(lambda: len(harness.seen) >= 6, "the later events")
-    assert not await harness.committed_to_end(runtime, Topic.CEILING_RESET)
-    await runtime.stop()
-    harness.runtimes.remove(runtime)
-    assert await harness.committed_to_end(runtime, Topic.CEILING_RESET)
-    assert sorted(e.programme for e in harness.seen) == ["a", "b", "c", *(e.programme for e in events)]
 
 
 async def test_an_event_is_identified_by_its_source_and_id(harness: Harness) -> None:
