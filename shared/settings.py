@@ -47,9 +47,13 @@ class CommonSettings(BaseSettings):
     outbox_poll_interval_s: float = Field(default=0.5, gt=0, description="Outbox relay poll interval when idle.")
     outbox_batch_size: int = Field(default=500, ge=1, description="Outbox rows the relay publishes per round.")
     consumer_batch_max: int = Field(
-        default=100, ge=1, description="Records handled in one transaction and one offset commit (1: one by one)."
+        default=100,
+        ge=1,
+        description="Records handled in one transaction and one offset commit, of any of the service's topics (1: one by one).",
     )
-    consumer_batch_timeout_ms: int = Field(default=50, ge=0, description="How long to wait to fill a batch.")
+    consumer_batch_timeout_ms: int = Field(
+        default=50, ge=0, description="How long one read of the consumer waits for a first record before it reads again."
+    )
     startup_timeout_s: float = Field(
         default=120, ge=0, description="How long a starting service waits for PostgreSQL and Kafka to come up."
     )
