@@ -229,8 +229,12 @@ def headers_of_raw(record: Any) -> dict[str, str]:
 async def test_one_consumer_reads_all_the_service_s_topics_and_what_came_at_once_is_one_transaction(harness: Harness) -> None:
     transactions: dict[str, set[int]] = {"resets": set(), "assessments": set()}
 
+    def fails(event: Any) -> None:
+        if getattr(event, "programme", None) == "always-fails":
+            raise ValueError("cannot handle this")
+
     def noting(kind: str) -> Callable[[UnitOfWork[Any], list[Delivery[Any]]], Awaitable[None]]:
-        record = recorder(harness.seen)
+        record = recorder(harness.seen, fails)
 
         async def handle(uow: UnitOfWork[Any], deliveries: list[Delivery[Any]]) -> None:
             transactions[kind].add(await uow.conn.fetchval("SELECT txid_current()"))
@@ -238,22 +242,34 @@ async def test_one_consumer_reads_all_the_service_s_topics_and_what_came_at_once
 
         return handle
 
+    # Beside the good records: one whose handler fails, and one from a producer the topic does not
+    # allow, each on its own topic.
     resets = [reset(f"both-{i}") for i in range(5)]
+    failing = reset("always-fails")
     assessments = [assessment(f"BOTH-{i}") for i in range(5)]
-    await harness.send([(e.model_dump_json().encode(), e.programme.encode(), ce_headers(e)) for e in resets], Topic.CEILING_RESET)
+    forged = assessment("FORGED-1")
     await harness.send(
-        [(e.model_dump_json().encode(), e.application_id.encode(), ce_headers(e, source="portal-a")) for e in assessments],
+        [(e.model_dump_json().encode(), e.programme.encode(), ce_headers(e)) for e in [*resets[:2], failing, *resets[2:]]],
+        Topic.CEILING_RESET,
+    )
+    await harness.send(
+        [(e.model_dump_json().encode(), e.application_id.encode(), ce_headers(e, source="portal-a")) for e in assessments]
+        + [(forged.model_dump_json().encode(), b"FORGED-1", ce_headers(forged, source=BUDGET))],  # not its producer
         Topic.ASSESSMENT_SUBMITTED,
     )
-    runtime = await harness.start(CeilingReset, noting("resets"), (AssessmentSubmitted, noting("assessments")))
-    assert runtime.consumer is not None
-    assert runtime.consumer.subscription() == {harness.topic(Topic.CEILING_RESET), harness.topic(Topic.ASSESSMENT_SUBMITTED)}
-    await until(lambda: len(harness.seen) >= 10, "the events of both topics")
-    await until(lambda: harness.committed_to_end(runtime, Topic.CEILING_RESET), "offsets of the resets committed")
-    await until(lambda: harness.committed_to_end(runtime, Topic.ASSESSMENT_SUBMITTED), "offsets of the assessments committed")
+    async with Collector(harness.bootstrap, harness.prefix, [Topic.DEAD_LETTER]) as dlt:
+        runtime = await harness.start(CeilingReset, noting("resets"), (AssessmentSubmitted, noting("assessments")))
+        assert runtime.consumer is not None
+        assert runtime.consumer.subscription() == {harness.topic(Topic.CEILING_RESET), harness.topic(Topic.ASSESSMENT_SUBMITTED)}
+        await until(lambda: len(harness.seen) >= 10, "the events of both topics")
+        await until(lambda: len(dlt.records[Topic.DEAD_LETTER]) >= 2, "the two dead letters")
+        await until(lambda: harness.committed_to_end(runtime, Topic.CEILING_RESET), "offsets of the resets committed")
+        await until(lambda: harness.committed_to_end(runtime, Topic.ASSESSMENT_SUBMITTED), "offsets of the assessments committed")
     assert sorted(getattr(e, "programme", None) or e.application_id for e in harness.seen) == sorted(
         [e.programme for e in resets] + [e.application_id for e in assessments]
     )
+    parked = sorted(headers_of_raw(r)["cg_dlt_error_type"] for r in dlt.records[Topic.DEAD_LETTER])
+    assert parked == ["Rejected:source_not_allowed", "ValueError"]
     # Both topics' records were there before the consumer started: its first fetch brought them
     # together, and they were handled in one transaction.
     assert transactions["resets"] & transactions["assessments"]
