@@ -264,23 +264,50 @@ class ResilientConsumer(AIOKafkaConsumer):
 
     isolate_limit = 1_000  # records read one by one while looking for the undecodable one
 
+    def __init__(self, *topics: str, linger_ms: int = 0, **options: Any) -> None:
+        super().__init__(*topics, **options)
+        self.linger_ms = linger_ms
+
     async def getmany(
         self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
     ) -> dict[TopicPartition, list[ConsumerRecord[Any, Any]]]:
-        while True:
-            before = await self._positions()
-            batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]
-            try:
-                batch = await super().getmany(*partitions, timeout_ms=timeout_ms, max_records=max_records)
-            except (KafkaError, ConsumerStoppedError, asyncio.CancelledError):
-                raise
-            except Exception as error:  # decoding a record failed inside the client
-                # Partitions drained before the failing one have moved on, and their records went down
-                # with the exception: put every position back first.
-                await self._restore(before)
-                batch = await self._isolate(error)
-            if batch:
-                return batch
+        """Wait for a first record; then, for up to `linger_ms`, read on while the batch is short of
+        `max_records`: at a steady rate records come a few at a time, and every batch costs a
+        transaction, an offset commit and the producer's round trips whatever its size."""
+        batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]] = {}
+        while not batch:
+            batch = await self._read(partitions, timeout_ms, max_records)
+        if self.linger_ms <= 0:
+            return batch
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.linger_ms / 1000
+        count = sum(len(records) for records in batch.values())
+        while max_records is None or count < max_records:
+            left_ms = int((deadline - loop.time()) * 1000)
+            if left_ms <= 0:
+                break
+            more = await self._read(partitions, left_ms, None if max_records is None else max_records - count)
+            for tp, records in more.items():  # each partition's records stay in offset order
+                batch.setdefault(tp, []).extend(records)
+                count += len(records)
+        return batch
+
+    async def _read(
+        self, partitions: tuple[TopicPartition, ...], timeout_ms: int, max_records: int | None
+    ) -> dict[TopicPartition, list[ConsumerRecord[Any, Any]]]:
+        before = await self._positions()
+        try:
+            batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]] = await super().getmany(
+                *partitions, timeout_ms=timeout_ms, max_records=max_records
+            )
+            return batch
+        except (KafkaError, ConsumerStoppedError, asyncio.CancelledError):
+            raise
+        except Exception as error:  # decoding a record failed inside the client
+            # Partitions drained before the failing one have moved on, and their records went down
+            # with the exception: put every position back first.
+            await self._restore(before)
+            return await self._isolate(error)
 
     async def _positions(self) -> dict[TopicPartition, int]:
         positions: dict[TopicPartition, int] = {}

@@ -745,7 +745,9 @@ class ServiceRuntime(Generic[R]):
         config = self.broker.config.broker_config
         builder = config.builder
         if isinstance(builder, partial) and builder.func is AIOKafkaConsumer:
-            config.builder = partial(ResilientConsumer, *builder.args, **builder.keywords)
+            config.builder = partial(
+                ResilientConsumer, *builder.args, **builder.keywords, linger_ms=self.settings.consumer_linger_ms
+            )
         else:  # pragma: no cover - a FastStream upgrade changed how consumers are built
             raise RuntimeError("FastStream no longer builds consumers with partial(AIOKafkaConsumer, ...): revisit")
 

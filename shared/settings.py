@@ -54,6 +54,15 @@ class CommonSettings(BaseSettings):
     consumer_batch_timeout_ms: int = Field(
         default=50, ge=0, description="How long one read of the consumer waits for a first record before it reads again."
     )
+    consumer_linger_ms: int = Field(
+        default=0,
+        ge=0,
+        le=1_000,
+        description=(
+            "How long a read goes on reading after its first record while the batch is short of"
+            " CONSUMER_BATCH_MAX (0: hand on what one read returns)."
+        ),
+    )
     startup_timeout_s: float = Field(
         default=120, ge=0, description="How long a starting service waits for PostgreSQL and Kafka to come up."
     )

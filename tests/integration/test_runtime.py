@@ -277,6 +277,61 @@ async def test_one_consumer_reads_all_the_service_s_topics_and_what_came_at_once
         runtime.on(EligibilityDecided, recorder(harness.seen))
 
 
+async def test_with_a_linger_records_that_come_one_by_one_are_one_batch(harness: Harness) -> None:
+    transactions: list[int] = []
+    record = recorder(harness.seen)
+
+    async def handle(uow: UnitOfWork[Any], deliveries: list[Delivery[Any]]) -> None:
+        transactions.append(await uow.conn.fetchval("SELECT txid_current()"))
+        await record(uow, deliveries)
+
+    runtime = await harness.start(CeilingReset, handle, consumer_linger_ms=1_000)
+    await until(lambda: runtime.consumer is not None and runtime.consumer.assignment(), "partitions assigned")
+    events = [reset(f"linger-{i}") for i in range(5)]
+    producer = AIOKafkaProducer(**client_options(ADMIN, harness.bootstrap), acks="all")
+    await producer.start()
+    try:
+        for event in events:  # one at a time, 50 ms apart: each its own fetch
+            await producer.send_and_wait(
+                harness.topic(Topic.CEILING_RESET),
+                value=event.model_dump_json().encode(),
+                key=event.programme.encode(),
+                headers=ce_headers(event),
+            )
+            await asyncio.sleep(0.05)
+    finally:
+        await producer.stop()
+    await until(lambda: len(harness.seen) >= 5, "the five events")
+    # Without the linger each record is a batch of its own (five transactions); the first read may
+    # return before the rest are sent, the linger gathers what follows within the second.
+    assert len(set(transactions)) <= 2, transactions
+    assert sorted(e.programme for e in harness.seen) == sorted(e.programme for e in events)
+
+
+async def test_a_record_the_client_cannot_decode_while_lingering_is_parked_and_both_topics_go_on(harness: Harness) -> None:
+    runtime = await harness.start(
+        CeilingReset, recorder(harness.seen), (AssessmentSubmitted, recorder(harness.seen)), consumer_linger_ms=1_000
+    )
+    await until(lambda: runtime.consumer is not None and runtime.consumer.assignment(), "partitions assigned")
+    first, last = reset("before-the-odd-one"), assessment("AFTER-1")
+    async with Collector(harness.bootstrap, harness.prefix, [Topic.DEAD_LETTER]) as dlt:
+        await harness.send([(first.model_dump_json().encode(), first.programme.encode(), ce_headers(first))], Topic.CEILING_RESET)
+        # Within the linger of the first record's read, on the other topic: a header name that is
+        # not UTF-8 (aiokafka fails the whole fetch on it), then a good record behind it.
+        await publish_with_undecodable_header_name(
+            harness.bootstrap, harness.topic(Topic.ASSESSMENT_SUBMITTED), 0, b"{}", b"AFTER-1", principal=ADMIN
+        )
+        await harness.send(
+            [(last.model_dump_json().encode(), b"AFTER-1", ce_headers(last, source="portal-a"))], Topic.ASSESSMENT_SUBMITTED
+        )
+        await until(lambda: len(harness.seen) >= 2, "both good events")
+        await until(lambda: len(dlt.records[Topic.DEAD_LETTER]) >= 1, "the dead letter")
+        await until(lambda: harness.committed_to_end(runtime, Topic.ASSESSMENT_SUBMITTED), "offsets committed")
+        await asyncio.sleep(0.5)  # time for anything twice to show up
+    assert [getattr(e, "programme", None) or e.application_id for e in harness.seen] == ["before-the-odd-one", "AFTER-1"]
+    assert [headers_of_raw(r)["cg_dlt_error_type"] for r in dlt.records[Topic.DEAD_LETTER]] == ["Rejected:record_unreadable"]
+
+
 async def test_an_event_is_identified_by_its_source_and_id(harness: Harness) -> None:
     runtime = await harness.start(AssessmentSubmitted, recorder(harness.seen))
     await harness.pool.execute(
