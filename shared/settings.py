@@ -55,7 +55,7 @@ class CommonSettings(BaseSettings):
         default=50, ge=0, description="How long one read of the consumer waits for a first record before it reads again."
     )
     consumer_linger_ms: int = Field(
-        default=0,
+        default=10,
         ge=0,
         le=1_000,
         description=(
