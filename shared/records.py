@@ -286,7 +286,12 @@ class ResilientConsumer(AIOKafkaConsumer):
             left_ms = int((deadline - loop.time()) * 1000)
             if left_ms <= 0:
                 break
-            more = await self._read(partitions, left_ms, None if max_records is None else max_records - count)
+            try:
+                more = await self._read(partitions, left_ms, None if max_records is None else max_records - count)
+            except (KafkaError, ConsumerStoppedError):
+                # The positions have moved past what was read: hand it on (the next read meets the
+                # error again) rather than drop records the group would then never see.
+                break
             for tp, records in more.items():  # each partition's records stay in offset order
                 batch.setdefault(tp, []).extend(records)
                 count += len(records)

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaConnectionError
 
 from shared.cloudevents import attributes_for, to_headers
 from shared.events import AssessmentSubmitted, CeilingReset, EligibilityDecided
-from shared.records import Contract, Delivery, Rejected, read, unreadable_record
+from shared.records import Contract, Delivery, Rejected, ResilientConsumer, read, unreadable_record
 from shared.topics import Topic
 
 pytestmark = pytest.mark.unit
@@ -192,3 +193,25 @@ def test_a_record_the_client_could_not_decode_is_rejected_by_position() -> None:
     result = read(bad, Contract.of(CeilingReset))
     assert reason(result) == "record_unreadable"
     assert isinstance(result, Rejected) and result.identity[1] == "1:9"
+
+
+async def test_a_broker_error_while_lingering_hands_on_what_was_read_instead_of_dropping_it() -> None:
+    # What one read returned has moved the consumer's positions past it: dropping it with the
+    # exception would skip those records for good once a later batch commits.
+    tp = TopicPartition("t.clustergrants.budget.ceiling-reset.v1", 0)
+    first = record(b"{}", [])
+    reads: list[Any] = [{tp: [first]}, KafkaConnectionError("broker gone")]
+
+    async def scripted_read(*_: Any) -> Any:
+        step = reads.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+    consumer = ResilientConsumer(linger_ms=1_000)
+    consumer._read = scripted_read  # type: ignore[method-assign, assignment]
+    try:
+        assert await consumer.getmany(max_records=10) == {tp: [first]}
+        assert reads == []  # the second read was made, and failed
+    finally:
+        await consumer.stop()
