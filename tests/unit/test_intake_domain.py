@@ -43,6 +43,19 @@ def test_a_valid_submission_becomes_an_application() -> None:
     assert result.submitted_at.utcoffset() is not None
 
 
+@pytest.mark.parametrize("path", sorted(SAMPLE.parent.glob("[!z]*.json")), ids=lambda p: p.stem)
+def test_the_application_is_the_validated_contract_itself_not_the_submitted_event(path: Path) -> None:
+    """Intake builds the Application from the fields it validated once (no second validation):
+    it must be what validating the document as an Application gives, field for field and byte for byte."""
+    result = parse_submission(path.read_bytes())
+    assert type(result) is Application
+    expected = Application.model_validate_json(path.read_bytes())
+    assert result == expected
+    assert result.model_fields_set == set(Application.model_fields)
+    assert result.model_dump_json() == expected.model_dump_json()
+    assert body_fingerprint(result) == body_fingerprint(expected)
+
+
 @pytest.mark.parametrize(
     ("mutate", "loc", "error_type"),
     [
