@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import json
 import os
 import random
 from collections.abc import Callable, Sequence
@@ -88,7 +89,8 @@ async def on_events(
             decisions.append(StoredDecisionRow(event.application_id, delivery.event_id, stored))
         trace = context_from(delivery.record.headers) if delivery.record is not None else None
         ce = _cloudevent(event, delivery.event_id, delivery.attributes, trace)
-        payload = {"event": event.model_dump(mode="json"), "ce": ce}
+        # One serialisation per event (pydantic's own JSON), not one per planned message.
+        payload = f'{{"event":{event.model_dump_json()},"ce":{json.dumps(ce, separators=(",", ":"), ensure_ascii=False)}}}'
         # Due at once; a grant e-mail whose decision has not arrived yet is not claimed until it has
         # (NotifyRepository.claim_due): checking here would race with the decision's own transaction.
         messages += [

@@ -51,7 +51,8 @@ class Scheduled:
     source_event_id: str
     source_event_type: str
     planned: Planned
-    payload: dict[str, Any]
+    payload: str
+    """The stored copy as JSON text: serialised once per consumed event, shared by its messages."""
     delay_s: float = 0.0
 
 
@@ -90,7 +91,7 @@ class NotifyRepository:
             [m.planned.recipient_ref for m in messages],
             [m.planned.template for m in messages],
             [m.planned.language for m in messages],
-            [_json(m.payload) for m in messages],
+            [m.payload for m in messages],
             [m.planned.subscription_id for m in messages],
             [m.delay_s for m in messages],
         )

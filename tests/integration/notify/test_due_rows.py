@@ -34,7 +34,7 @@ async def test_a_grant_email_is_claimed_once_its_decision_is_committed_or_its_wa
 
     def scheduled(event_id: str, template: str, application_id: str) -> Scheduled:
         planned = Planned("email", f"email:{event_id}", template, "en", application_id)
-        return Scheduled(event_id, "org.clustergrants.test.v1", planned, {"event": {}, "ce": {}})
+        return Scheduled(event_id, "org.clustergrants.test.v1", planned, '{"event": {}, "ce": {}}')
 
     async def claimed(wait_s: float) -> set[str]:
         async with pool.acquire() as conn, conn.transaction():

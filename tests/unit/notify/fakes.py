@@ -4,6 +4,7 @@ real-PostgreSQL tests keep the locks, the concurrency and the delivery; cosmicpy
 from __future__ import annotations
 
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -42,7 +43,7 @@ class FakeNotifyRepository:
                 "recipient_ref": m.planned.recipient_ref,
                 "template": m.planned.template,
                 "language": m.planned.language,
-                "payload": m.payload,
+                "payload": json.loads(m.payload),
                 "subscription_id": m.planned.subscription_id,
                 "status": "scheduled",
                 "attempts": 0,

@@ -107,6 +107,7 @@ async def test_a_batch_schedules_what_it_owes_once_and_a_redelivery_nothing() ->
     assert len(repo.notifications) == 6
     stored = next(iter(repo.notifications.values()))
     assert stored["payload"]["ce"]["id"] == batch[0].event_id  # the webhook's CloudEvent is the consumed one
+    assert stored["payload"]["event"] == batch[0].event.model_dump(mode="json")  # what the e-mail is rendered from
     assert "asa@example.org" not in stored["recipient_ref"]
 
 
