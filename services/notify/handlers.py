@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import json
 import os
 import random
 from collections.abc import Callable, Sequence
@@ -35,7 +34,7 @@ from services.notify.domain import Subscriptions, plan, redact, retry_delay_s
 from services.notify.i18n import Catalog
 from services.notify.mail import MailerPool, MailSender, compose
 from services.notify.render import StoredDecision, render_email
-from services.notify.repository import DueNotification, NotifyRepository, Scheduled, StoredDecisionRow
+from services.notify.repository import DueNotification, NotifyRepository, Scheduled, StoredDecisionRow, stored_copy
 from services.notify.settings import NotifySettings
 from services.notify.webhooks import WebhookSender
 from shared.cloudevents import Attributes, attributes_for, to_http_headers
@@ -89,8 +88,7 @@ async def on_events(
             decisions.append(StoredDecisionRow(event.application_id, delivery.event_id, stored))
         trace = context_from(delivery.record.headers) if delivery.record is not None else None
         ce = _cloudevent(event, delivery.event_id, delivery.attributes, trace)
-        # One serialisation per event (pydantic's own JSON), not one per planned message.
-        payload = f'{{"event":{event.model_dump_json()},"ce":{json.dumps(ce, separators=(",", ":"), ensure_ascii=False)}}}'
+        payload = stored_copy(event, ce)
         # Due at once; a grant e-mail whose decision has not arrived yet is not claimed until it has
         # (NotifyRepository.claim_due): checking here would race with the decision's own transaction.
         messages += [

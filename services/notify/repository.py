@@ -16,7 +16,7 @@ from typing import Any, Literal, TypedDict, cast
 
 from services.notify.domain import Planned
 from shared.db import Connection
-from shared.events import Language
+from shared.events import Event, Language
 
 
 class DueNotification(TypedDict):
@@ -191,6 +191,12 @@ class NotifyRepository:
             notification_id,
         )
         return bool(updated)
+
+
+def stored_copy(event: Event, ce: dict[str, str | None]) -> str:
+    """A message's stored copy, `{"event": ..., "ce": ...}` as JSON text: the event with pydantic's own
+    JSON, once per consumed event however many messages it plans."""
+    return f'{{"event":{event.model_dump_json()},"ce":{_json(ce)}}}'
 
 
 def _json(value: dict[str, Any]) -> str:
