@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -42,13 +44,26 @@ class TlsServers:
     files: local_tls.TlsFiles
 
 
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def free_pair() -> int:
-    """A free port whose next port is free too (Kafka's client and controller listeners)."""
-    for _ in range(50):
-        port = free_port()
-        if port < 65535 and not stack.port_open(port + 1):
+    """Two free consecutive ports (Kafka's client and controller listeners), below the kernel's
+    ephemeral range: a port from that range that nothing listens on may still be the local end of
+    some client's connection (and was: Kafka's controller then failed with "Address already in use")."""
+    low, _ = (int(n) for n in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 12_000), low - 1)
+        if _bindable(port) and _bindable(port + 1):
             return port
-    raise RuntimeError("no two free consecutive ports")
+    raise RuntimeError("no two free consecutive ports below the ephemeral range")
 
 
 @pytest.fixture(scope="module")
