@@ -78,3 +78,42 @@ def test_secret_forms_cover_a_dsn_password_and_each_token() -> None:
     assert {"aaaa-token", "bbbb-token"} <= secret_forms("aaaa-token,bbbb-token")
     assert "quoted-pw" in secret_forms("host=db password='quoted-pw' user=x")
     assert not secret_forms("abc"), "too short to scrub without blanking ordinary words"
+
+
+LEVELS = textwrap.dedent(
+    """
+    import logging, structlog
+    from shared.logging import configure_logging
+    configure_logging("test", "json", {level!r})
+    structlog.get_logger("t").debug("our debug line")
+    structlog.get_logger("t").warning("our warning line")
+    logging.getLogger("somelib").debug("library debug line")
+    logging.getLogger("somelib").warning("library warning line")
+    """
+)
+
+
+@pytest.mark.parametrize("level", ["INFO", "debug"])
+def test_our_lines_and_the_libraries_keep_the_configured_level_and_the_same_json(level: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", LEVELS.format(level=level)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    expected = ["our warning line", "library warning line"]
+    if level == "debug":
+        expected = ["our debug line", "our warning line", "library debug line", "library warning line"]
+    assert [line["event"] for line in lines] == expected
+    assert all(line["service"] == "test" and {"level", "timestamp"} <= line.keys() for line in lines)
+
+
+def test_an_unknown_log_level_is_refused_by_name() -> None:
+    from shared.logging import configure_logging
+
+    with pytest.raises(ValueError, match="unknown log level 'loud'"):
+        configure_logging("test", "json", "loud")
