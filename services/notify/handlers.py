@@ -223,7 +223,8 @@ class Dispatcher:
             # Every message of the batch at once: e-mails over the free SMTP sessions (MailerPool),
             # webhooks over the shared HTTP client's pool; no message waits for a slow receiver. The
             # sends touch no database; failures are recorded after them, on the batch's connection.
-            attempts = list(await asyncio.gather(*(self._deliver(row, mailer, decisions) for row in rows)))
+            stored = StoredEvents()
+            attempts = list(await asyncio.gather(*(self._deliver(row, mailer, decisions, stored) for row in rows)))
             sent: list[tuple[DueNotification, otel_context.Context]] = []
             for attempt in attempts:
                 if attempt.error is None:
@@ -237,7 +238,9 @@ class Dispatcher:
         self.sent += len(sent)
         return len(rows)
 
-    async def _deliver(self, row: DueNotification, mailer: MailSender, decisions: dict[str, dict[str, Any]]) -> Attempt:
+    async def _deliver(
+        self, row: DueNotification, mailer: MailSender, decisions: dict[str, dict[str, Any]], stored: StoredEvents
+    ) -> Attempt:
         """Send one claimed message; what happened (`error` None: sent), with the trace context of its
         delivery span. Writes nothing: several of a batch run at once on its one connection."""
         notification_id = str(row["notification_id"])
@@ -247,9 +250,9 @@ class Dispatcher:
             personal: list[str] = []
             try:
                 if row["channel"] == "email":
-                    await self._send_email(row, notification_id, personal, mailer, decisions)
+                    await self._send_email(row, notification_id, personal, mailer, decisions, stored)
                 else:
-                    await self._send_webhook(row, notification_id)
+                    await self._send_webhook(row, notification_id, stored)
             except Exception as error:
                 return Attempt(row, otel_context.get_current(), error, personal)
             self._maybe_crash()
@@ -263,10 +266,11 @@ class Dispatcher:
         personal: list[str],
         mailer: MailSender,
         decisions: dict[str, dict[str, Any]],
+        stored_events: StoredEvents,
     ) -> None:
         """Render in the applicant's language at send time and send. `personal` receives the contact
         details used, so that an error text can be scrubbed of them before it is logged or stored."""
-        event = _event_of(row)
+        event = stored_events.event(row)
         if isinstance(event, ApplicationRejected):
             if event.contact is None:
                 raise PermanentFailure("rejection without a contact")
@@ -289,11 +293,11 @@ class Dispatcher:
             log.warning("message rendered with fallbacks", language=email.language, problems=email.problems[:20])
         await mailer.send(compose(notification_id, self.settings.mail_from, contact.email, email))
 
-    async def _send_webhook(self, row: DueNotification, notification_id: str) -> None:
+    async def _send_webhook(self, row: DueNotification, notification_id: str, stored: StoredEvents) -> None:
         subscription = self.subscriptions.by_id(row["subscription_id"] or "")
         if subscription is None or self.webhooks is None:
             raise PermanentFailure(f"subscription {row['subscription_id']} is no longer configured")
-        event = _event_of(row)
+        body = stored.body(row)
         assert row["payload"] is not None  # _event_of refuses a row without its stored event
         ce = row["payload"]["ce"]
         attributes = Attributes(
@@ -305,7 +309,7 @@ class Dispatcher:
             correlationid=ce.get("correlationid"),
         )
         headers = to_http_headers(attributes)
-        await self.webhooks.send(subscription, notification_id, event.model_dump_json().encode(), headers)
+        await self.webhooks.send(subscription, notification_id, body, headers)
 
     async def _failed(self, uow: UnitOfWork[NotifyRepository], attempt: Attempt) -> None:
         row, error = attempt.row, attempt.error
@@ -369,6 +373,33 @@ def _needs_decision(row: DueNotification) -> bool:
     """A grant e-mail explains the eligibility decision too: it waits (a while) for it (claim_due
     decides when it is due, in SQL; this says which rows to look the decision up for)."""
     return bool(row["template"].startswith("grant.") and row["application_id"])
+
+
+class StoredEvents:
+    """The events of one claimed batch, each validated from its stored copy once (an e-mail and each
+    webhook of one event carry the same copy), and each event's webhook body serialised once."""
+
+    def __init__(self) -> None:
+        self._events: dict[tuple[str, str], Event] = {}
+        self._bodies: dict[tuple[str, str], bytes] = {}
+
+    def event(self, row: DueNotification) -> Event:
+        if row["payload"] is None:  # this row's own copy is gone: refused whatever another row holds
+            return _event_of(row)
+        key = (row["source_event_type"], row["source_event_id"])
+        found = self._events.get(key)
+        if found is None:
+            found = self._events[key] = _event_of(row)
+        return found
+
+    def body(self, row: DueNotification) -> bytes:
+        """The event's JSON, as a webhook carries it."""
+        event = self.event(row)  # refuses a row without its stored copy
+        key = (row["source_event_type"], row["source_event_id"])
+        found = self._bodies.get(key)
+        if found is None:
+            found = self._bodies[key] = event.model_dump_json().encode()
+        return found
 
 
 def _event_of(row: DueNotification) -> Event:

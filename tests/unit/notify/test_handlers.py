@@ -16,6 +16,7 @@ from services.notify import handlers
 from services.notify.domain import Subscriptions
 from services.notify.i18n import Catalog
 from services.notify.mail import Composed, MailerPool
+from services.notify.repository import DueNotification
 from services.notify.settings import NotifySettings
 from shared.cloudevents import attributes_for
 from shared.events import (
@@ -278,3 +279,45 @@ async def test_the_e_mails_of_a_batch_go_out_at_once_over_the_free_smtp_sessions
     assert await running == 6  # and the three webhooks (none configured here: parked)
     assert flight[1] == sessions and sum(len(m.sent) for m in mailers) == 3
     assert sorted(r["channel"] for r in repo.of("sent")) == ["email"] * 3
+
+
+class RecordingWebhooks:
+    def __init__(self) -> None:
+        self.bodies: list[tuple[str, bytes]] = []
+
+    async def send(self, subscription: object, delivery_id: str, body: bytes, headers: dict[str, str]) -> int:
+        self.bodies.append((headers["ce-id"], body))
+        return 204
+
+
+async def test_each_event_of_a_batch_is_read_from_its_stored_copy_once_for_its_e_mail_and_webhooks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    two = Subscriptions.model_validate(
+        {"subscriptions": [{**SUBS.subscriptions[0].model_dump(mode="json"), "id": name} for name in ("agency", "auditor")]}
+    )
+    repo = FakeNotifyRepository()
+    tx = FakeTransactions(repo)
+    mailer = FakeMailer()
+    hooks = RecordingWebhooks()
+    events = [decided(f"A-{i}") for i in range(3)]
+    deliveries = [delivery(event, i) for i, event in enumerate(events)]
+    await handlers.on_events(tx.unit_of_work(), deliveries, two, ref_key=KEY)
+    read: list[str] = []
+    event_of = handlers._event_of
+
+    def counted(row: DueNotification) -> Event:
+        read.append(row["source_event_id"])
+        return event_of(row)
+
+    monkeypatch.setattr(handlers, "_event_of", counted)
+    d = handlers.Dispatcher(tx, SETTINGS, Catalog.load(), lambda: mailer, hooks, two)  # type: ignore[arg-type]  # a fake receiver
+    assert await d.dispatch(mailer, 50) == 9
+    assert sorted(read) == sorted(x.event_id for x in deliveries), "each stored event validated once"
+    by_event = {x.event_id: x.event for x in deliveries}
+    assert len(hooks.bodies) == 6
+    for event_id, body in hooks.bodies:  # every webhook carries its own event, as the event serialises itself
+        assert body == by_event[event_id].model_dump_json().encode()
+    assert sorted(m.recipients[0] for m in mailer.sent) == ["asa@example.org"] * 3
+    parsed = [email.message_from_bytes(m.data, policy=email.policy.default) for m in mailer.sent]
+    assert len({m["X-Clustergrants-Notification"] for m in parsed}) == 3 and len(repo.of("sent")) == 9
