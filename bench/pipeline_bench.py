@@ -139,6 +139,7 @@ async def pipeline_phase(args: argparse.Namespace, bootstrap: str, server: str, 
                     "cpu_ms_per_application": per_application_ms(used, len(ends)),
                     "cpu_ms_per_application_total": round(1000 * sum(used.values()) / max(1, len(ends)), 3),
                     "cpu_busy_of_machine": round(sum(used.values()) / (elapsed_s * (os.cpu_count() or 1)), 3),
+                    "hops_done": hop_finish(tracker, list(sent.values())),
                     # The machine is shared: the 1-minute load average before and after the phase.
                     "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
                 }
@@ -193,9 +194,8 @@ def cpu_meter(pids: dict[str, int], bootstrap: str, server: str) -> cpu.Meter:
     return meter
 
 
-def hop_latencies(tracker: Tracker, sent: list[Sent]) -> dict[str, dict[str, float | int]]:
-    """p50/p95/p99 of each hop (the previous hop's record to this one's, broker timestamps) and end to end."""
-    out: dict[str, dict[str, float | int]] = {}
+def hop_stamps(tracker: Tracker, sent: list[Sent]) -> list[dict[str, int]]:
+    """Per application: the broker timestamp at which it reached each hop it reached (HOPS' names)."""
     stamps: list[dict[str, int]] = []
     for s in sent:
         app = s.submission.application_id
@@ -211,11 +211,35 @@ def hop_latencies(tracker: Tracker, sent: list[Sent]) -> dict[str, dict[str, flo
             if at is not None:
                 row[name] = at
         stamps.append(row)
+    return stamps
+
+
+def hop_latencies(tracker: Tracker, sent: list[Sent]) -> dict[str, dict[str, float | int]]:
+    """p50/p95/p99 of each hop (the previous hop's record to this one's, broker timestamps) and end to end."""
+    stamps = hop_stamps(tracker, sent)
+    out: dict[str, dict[str, float | int]] = {}
     names = [name for name, _ in HOPS]
     for before, after in itertools.pairwise(names):
         values = [row[after] - row[before] for row in stamps if before in row and after in row]
         out[f"{before} -> {after}"] = _quantiles(values)
     out["end to end"] = _quantiles([row[names[-1]] - row[names[0]] for row in stamps if names[-1] in row])
+    return out
+
+
+def hop_finish(tracker: Tracker, sent: list[Sent]) -> dict[str, dict[str, float | int]]:
+    """In a burst, when each hop had passed on its last application (seconds after the first was
+    submitted) and at what rate: the hop whose finish lags the one before it most is the one that
+    holds the burst back (a queue builds in front of it)."""
+    stamps = hop_stamps(tracker, sent)
+    if not stamps:
+        return {}
+    first = min(row["submitted"] for row in stamps)
+    out: dict[str, dict[str, float | int]] = {}
+    for name, _ in HOPS:
+        reached = [row[name] for row in stamps if name in row]
+        if reached:
+            last_s = (max(reached) - first) / 1000
+            out[name] = {"n": len(reached), "last_s": round(last_s, 2), "per_s": round(len(reached) / max(last_s, 1e-3), 1)}
     return out
 
 
@@ -332,6 +356,11 @@ def summary(r: dict[str, Any]) -> str:
         f"  CPU per application: {t['cpu_ms_per_application_total']} ms in all "
         f"(machine {t['cpu_busy_of_machine']:.0%} busy with these processes; load average {t['load_average']}):",
         *(f"      {name:<14} {ms:7.3f} ms" for name, ms in t["cpu_ms_per_application"].items()),
+        "  the burst, hop by hop (the last application past each hop, seconds after the first was submitted):",
+        *(
+            f"      {hop:<22} {d['last_s']:7.2f} s  {d['per_s']:8,.1f}/s  (n {d['n']:,})"
+            for hop, d in t.get("hops_done", {}).items()
+        ),
         f"  latency at half load ({h['rate_per_s']:.0f}/s, {h['completed']:,} apps): p50 {h['p50_ms']:.0f} ms, "
         f"p95 {h['p95_ms']:.0f} ms, p99 {h['p99_ms']:.0f} ms   (target p99 < {TARGETS['p99_ms_at_half_load']} ms)",
         *(
