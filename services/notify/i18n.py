@@ -132,29 +132,23 @@ class Formatter:
     problems: list[str] = field(default_factory=list)
 
     def money(self, amount_minor: int, currency: str) -> str:
-        major = Decimal(amount_minor).scaleb(-(len(str(MINOR_UNITS[currency])) - 1))
-        return format_currency(major, currency, locale=self.locale)
+        return _money(amount_minor, currency, self.locale)
 
     def percent(self, exact: str) -> str:
         """An exact percentage string: "50", "12.5", or "100/3" (a non-terminating ratio, shown rounded)."""
-        if "/" in exact:
-            numerator, denominator = exact.split("/", 1)
-            value = (Decimal(numerator) / Decimal(denominator)).quantize(Decimal("0.01"))
-            return "≈" + format_percent(value / 100, locale=self.locale, decimal_quantization=False)
-        return format_percent(Decimal(exact) / 100, locale=self.locale, decimal_quantization=False)
+        return _percent(exact, self.locale)
 
     def integer(self, value: int) -> str:
-        return format_decimal(value, locale=self.locale)
+        return _integer(value, self.locale)
 
     def day(self, iso: str) -> str:
-        return format_date(date.fromisoformat(iso), format="long", locale=self.locale)
+        return _day(iso, self.locale)
 
     def moment(self, iso: str) -> str:
-        zone = ZoneInfo(self.time_zone)
-        return format_datetime(datetime.fromisoformat(iso), format="medium", tzinfo=zone, locale=self.locale)
+        return _moment(iso, self.time_zone, self.locale)
 
     def country(self, code: str) -> str:
-        return str(Locale.parse(self.locale).territories.get(code, code))
+        return _country(code, self.locale)
 
     def word(self, key: str) -> str:
         text, _ = self.catalog.resolve(self.language, "common", key)
@@ -211,3 +205,44 @@ class Formatter:
         if text is None:
             return None
         return self.fill(text, values, f"{section}.{key}")
+
+
+# Figures written by Babel, remembered: the same thresholds, dates and amounts come back in e-mail after
+# e-mail, and each Babel call costs tens of µs (notify renders at send time, in its dispatcher). Pure
+# functions of their arguments; an error is raised again, never remembered.
+_FIGURES = 8192
+
+
+@lru_cache(maxsize=_FIGURES)
+def _money(amount_minor: int, currency: str, locale: str) -> str:
+    major = Decimal(amount_minor).scaleb(-(len(str(MINOR_UNITS[currency])) - 1))
+    return format_currency(major, currency, locale=locale)
+
+
+@lru_cache(maxsize=_FIGURES)
+def _percent(exact: str, locale: str) -> str:
+    if "/" in exact:
+        numerator, denominator = exact.split("/", 1)
+        value = (Decimal(numerator) / Decimal(denominator)).quantize(Decimal("0.01"))
+        return "≈" + format_percent(value / 100, locale=locale, decimal_quantization=False)
+    return format_percent(Decimal(exact) / 100, locale=locale, decimal_quantization=False)
+
+
+@lru_cache(maxsize=_FIGURES)
+def _integer(value: int, locale: str) -> str:
+    return format_decimal(value, locale=locale)
+
+
+@lru_cache(maxsize=_FIGURES)
+def _day(iso: str, locale: str) -> str:
+    return format_date(date.fromisoformat(iso), format="long", locale=locale)
+
+
+@lru_cache(maxsize=_FIGURES)
+def _moment(iso: str, time_zone: str, locale: str) -> str:
+    return format_datetime(datetime.fromisoformat(iso), format="medium", tzinfo=ZoneInfo(time_zone), locale=locale)
+
+
+@lru_cache(maxsize=_FIGURES)
+def _country(code: str, locale: str) -> str:
+    return str(Locale.parse(locale).territories.get(code, code))
