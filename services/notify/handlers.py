@@ -42,7 +42,6 @@ from shared.delivery import UnitOfWork, event_row
 from shared.events import (
     EVENTS_BY_TYPE,
     ApplicationRejected,
-    CriterionResult,
     EligibilityDecided,
     Event,
     NotificationSent,
@@ -84,7 +83,7 @@ async def on_events(
     for delivery in deliveries:
         event = delivery.event
         if isinstance(event, EligibilityDecided):
-            stored = {"criteria": [c.model_dump(mode="json") for c in event.criteria], "time_zone": event.time_zone}
+            stored = StoredDecision(event.criteria, event.time_zone)
             decisions.append(StoredDecisionRow(event.application_id, delivery.event_id, stored))
         trace = context_from(delivery.record.headers) if delivery.record is not None else None
         ce = _cloudevent(event, delivery.event_id, delivery.attributes, trace)
@@ -239,7 +238,7 @@ class Dispatcher:
         return len(rows)
 
     async def _deliver(
-        self, row: DueNotification, mailer: MailSender, decisions: dict[str, dict[str, Any]], stored: StoredEvents
+        self, row: DueNotification, mailer: MailSender, decisions: dict[str, StoredDecision], stored: StoredEvents
     ) -> Attempt:
         """Send one claimed message; what happened (`error` None: sent), with the trace context of its
         delivery span. Writes nothing: several of a batch run at once on its one connection."""
@@ -265,7 +264,7 @@ class Dispatcher:
         notification_id: str,
         personal: list[str],
         mailer: MailSender,
-        decisions: dict[str, dict[str, Any]],
+        decisions: dict[str, StoredDecision],
         stored_events: StoredEvents,
     ) -> None:
         """Render in the applicant's language at send time and send. `personal` receives the contact
@@ -283,10 +282,7 @@ class Dispatcher:
         if _needs_decision(row):
             # Claimed with its decision, or (no decision) once NOTIFY_DECISION_WAIT_S is over: then it
             # goes without explaining the criteria (claim_due).
-            found = decisions.get(row["application_id"] or "")
-            if found is not None:
-                criteria = [CriterionResult.model_validate(c) for c in found["criteria"]]
-                stored = StoredDecision(criteria, found["time_zone"])
+            stored = decisions.get(row["application_id"] or "")
         email = render_email(self.catalog, event, stored)
         if email.problems:
             # Keys and placeholder names only: what a translator must add, never a value.

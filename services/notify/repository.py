@@ -14,9 +14,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypedDict, cast
 
+import structlog
+from pydantic import TypeAdapter, ValidationError
+from typing_extensions import TypedDict as ModelDict  # pydantic reads typing's TypedDict only from Python 3.12
+
 from services.notify.domain import Planned
+from services.notify.render import StoredDecision
 from shared.db import Connection
-from shared.events import Event, Language
+from shared.events import CriterionResult, Event, Language
+
+log = structlog.get_logger("notify.repository")
 
 
 class DueNotification(TypedDict):
@@ -60,7 +67,28 @@ class Scheduled:
 class StoredDecisionRow:
     application_id: str
     source_event_id: str
-    decision: dict[str, Any]
+    decision: StoredDecision
+
+
+class _DecisionDocument(ModelDict):
+    """notify.decisions.decision: what a grant e-mail explains of the eligibility decision."""
+
+    criteria: list[CriterionResult]
+    time_zone: str
+
+
+_DECISION = TypeAdapter(_DecisionDocument)
+
+
+def decision_json(decision: StoredDecision) -> str:
+    """The stored form of a decision, written by pydantic in one pass (criteria and all)."""
+    return _DECISION.dump_json({"criteria": decision.criteria, "time_zone": decision.time_zone}).decode()
+
+
+def read_decision(text: str) -> StoredDecision:
+    """A stored decision read back in one pass; ValidationError if it is not one."""
+    document = _DECISION.validate_json(text)
+    return StoredDecision(document["criteria"], document["time_zone"])
 
 
 class NotifyRepository:
@@ -110,18 +138,25 @@ class NotifyRepository:
                ON CONFLICT (application_id) DO NOTHING""",
             [d.application_id for d in decisions],
             [d.source_event_id for d in decisions],
-            [_json(d.decision) for d in decisions],
+            [decision_json(d.decision) for d in decisions],
         )
 
-    async def decisions(self, application_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """The stored decisions of these applications (those that have one)."""
+    async def decisions(self, application_ids: Sequence[str]) -> dict[str, StoredDecision]:
+        """The stored decisions of these applications (those that have a readable one: an unreadable
+        one is logged, and its grant e-mail goes without explaining the criteria)."""
         if not application_ids:
             return {}
         rows = await self.conn.fetch(
-            "SELECT application_id, decision FROM notify.decisions WHERE application_id = ANY($1::text[])",
+            "SELECT application_id, decision::text AS decision FROM notify.decisions WHERE application_id = ANY($1::text[])",
             list(set(application_ids)),
         )
-        return {r["application_id"]: r["decision"] for r in rows if isinstance(r["decision"], dict)}
+        found: dict[str, StoredDecision] = {}
+        for row in rows:
+            try:
+                found[row["application_id"]] = read_decision(row["decision"])
+            except ValidationError as error:
+                log.warning("stored decision unreadable", application_id=row["application_id"], errors=error.error_count())
+        return found
 
     async def claim_due(self, limit: int, decision_wait_s: float) -> list[DueNotification]:
         """Up to `limit` due messages, locked for this transaction; other workers and replicas skip them.

@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 
 from services.notify.domain import Planned
+from services.notify.render import StoredDecision
 from services.notify.repository import DueNotification, NotifyRepository, Scheduled, StoredDecisionRow
 
 pytestmark = pytest.mark.integration
@@ -53,6 +54,8 @@ async def test_a_grant_email_is_claimed_once_its_decision_is_committed_or_its_wa
     assert await claimed(0) == {f"{run}-grant", f"{run}-rejected"}  # its wait is over: it goes without
 
     async with pool.acquire() as conn, conn.transaction():
-        await NotifyRepository(conn).store_decisions([StoredDecisionRow(app, f"{run}-decided", {"criteria": []})])
+        await NotifyRepository(conn).store_decisions(
+            [StoredDecisionRow(app, f"{run}-decided", StoredDecision([], "Europe/Brussels"))]
+        )
         assert await claimed(30) == {f"{run}-rejected"}  # not committed yet: still waiting
     assert await claimed(30) == {f"{run}-grant", f"{run}-rejected"}

@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from services.notify.mail import Composed
-from services.notify.repository import Scheduled, StoredDecisionRow
+from services.notify.render import StoredDecision
+from services.notify.repository import Scheduled, StoredDecisionRow, decision_json, read_decision
 from shared.delivery import OutboxRow, UnitOfWork
 
 
@@ -20,7 +21,7 @@ class FakeNotifyRepository:
 
     def __init__(self) -> None:
         self.notifications: dict[uuid.UUID, dict[str, Any]] = {}
-        self.decisions_by_app: dict[str, dict[str, Any]] = {}
+        self.decisions_by_app: dict[str, str] = {}  # application id -> the stored JSON, as the table has it
         self.locked: set[uuid.UUID] = set()
         self.now = datetime.now(UTC)  # the dispatcher compares scheduled_at with the clock
 
@@ -57,10 +58,10 @@ class FakeNotifyRepository:
 
     async def store_decisions(self, decisions: Sequence[StoredDecisionRow]) -> None:
         for d in decisions:
-            self.decisions_by_app.setdefault(d.application_id, d.decision)
+            self.decisions_by_app.setdefault(d.application_id, decision_json(d.decision))
 
-    async def decisions(self, application_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        return {a: self.decisions_by_app[a] for a in application_ids if a in self.decisions_by_app}
+    async def decisions(self, application_ids: Sequence[str]) -> dict[str, StoredDecision]:
+        return {a: read_decision(self.decisions_by_app[a]) for a in application_ids if a in self.decisions_by_app}
 
     def _waits_for_decision(self, row: dict[str, Any], decision_wait_s: float) -> bool:
         return (

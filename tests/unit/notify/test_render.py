@@ -209,3 +209,36 @@ def test_a_key_without_text_falls_back_and_is_reported_by_key_only() -> None:
     assert "text_missing:messages.nic.brand_new.key:nb" in email.problems
     assert "placeholder_missing:messages.nic.funding.duration_exceeded:limit" in email.problems
     assert not any("Jo Test" in p or "jo@example.org" in p for p in email.problems)
+
+
+def test_a_stored_decision_reads_back_as_it_was_written_for_every_sample_and_a_broken_one_is_refused() -> None:
+    import json as json_
+    from pathlib import Path
+
+    from pydantic import ValidationError
+
+    from services.eligibility.handlers import decide
+    from services.eligibility.parameters import ParameterStore
+    from services.notify.repository import decision_json, read_decision
+    from shared.events import Application, ApplicationReceived
+
+    samples = Path(__file__).resolve().parents[3] / "deploy/local/samples"
+    parameters = ParameterStore.load(operator_file=samples.parent / "operator-parameters.yaml")
+    decided = 0
+    for path in sorted(samples.glob("[!z]*.json")):
+        application = Application.model_validate({**json_.loads(path.read_text()), "application_id": f"RT-{path.stem}"})
+        received = ApplicationReceived(
+            application_id=application.application_id, received_at=datetime.now(UTC), channel="kafka", application=application
+        )
+        event = decide(received, parameters)
+        stored = StoredDecision(event.criteria, event.time_zone)
+        text = decision_json(stored)
+        assert read_decision(text) == stored
+        assert json_.loads(text) == {
+            "criteria": [c.model_dump(mode="json") for c in event.criteria],
+            "time_zone": event.time_zone,
+        }
+        decided += bool(event.criteria)
+    assert decided >= 8
+    with pytest.raises(ValidationError):
+        read_decision('{"criteria": [{"criterion": 1}], "time_zone": "UTC"}')
