@@ -144,6 +144,10 @@ async def pipeline_phase(args: argparse.Namespace, bootstrap: str, server: str, 
                     "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
                 }
                 say("bench", f"throughput: {out['throughput']}")
+                # The applicants' e-mails end the burst, but messages it owes may still be due (webhooks
+                # behind them): the next phase starts once notify has none left, or it measures them.
+                out["throughput"]["notify_backlog"] = await notify_backlog(stack.database_url, args.timeout)
+                say("bench", f"after the burst: {out['throughput']['notify_backlog']}")
 
                 # 2. Latency at half of the measured maximum rate.
                 rate = max(1.0, out["throughput"]["apps_per_s"] / 2)
@@ -179,6 +183,29 @@ async def pipeline_phase(args: argparse.Namespace, bootstrap: str, server: str, 
     # What the agency's receiver got over the whole run (warm-up included), once notify has stopped.
     out["webhooks"] = {"subscribed": list(WebhookSink.EVENTS), **stack.webhook_stats} if args.webhooks else None
     return out
+
+
+async def notify_backlog(database_url: str, timeout: float) -> dict[str, Any]:
+    """What notify still had due when the burst's last e-mail went out, and how long it took to send it."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        query = """SELECT count(*) FILTER (WHERE status = 'scheduled') AS due, count(*) FILTER (WHERE status = 'dead') AS dead
+                   FROM notify.notifications"""
+        started = time.monotonic()
+
+        async def counts() -> tuple[int, int]:
+            row = await conn.fetchrow(query)
+            assert row is not None  # an aggregate always has its row
+            return int(row["due"]), int(row["dead"])
+
+        first_due, dead = await counts()
+        due = first_due
+        while due and time.monotonic() - started < timeout:
+            await asyncio.sleep(0.1)
+            due, dead = await counts()
+        return {"due": first_due, "drained_s": round(time.monotonic() - started, 2), "left": due, "dead": dead}
+    finally:
+        await conn.close()
 
 
 def cpu_meter(pids: dict[str, int], bootstrap: str, server: str) -> cpu.Meter:
@@ -360,6 +387,14 @@ def summary(r: dict[str, Any]) -> str:
         *(
             f"      {hop:<22} {d['last_s']:7.2f} s  {d['per_s']:8,.1f}/s  (n {d['n']:,})"
             for hop, d in t.get("hops_done", {}).items()
+        ),
+        *(
+            [
+                f"      then notify's messages still due: {b['due']:,}, sent within {b['drained_s']} s "
+                f"({b['left']:,} left, {b['dead']:,} dead)"
+            ]
+            if (b := t.get("notify_backlog"))
+            else []
         ),
         f"  latency at half load ({h['rate_per_s']:.0f}/s, {h['completed']:,} apps): p50 {h['p50_ms']:.0f} ms, "
         f"p95 {h['p95_ms']:.0f} ms, p99 {h['p99_ms']:.0f} ms   (target p99 < {TARGETS['p99_ms_at_half_load']} ms)",
