@@ -109,7 +109,9 @@ REDACTOR = Redactor()
 
 class _StderrLogger:
     """Where structlog writes our own rendered lines: the process's stderr as it is at each line (a
-    test's capture included), a whole line at a time, from any thread."""
+    test's capture included), a whole line at a time, from any thread. A line that cannot be written
+    (stderr closed, a broken pipe to the log collector) is dropped, as stdlib logging's handler drops
+    it: logging never makes the work that logs fail."""
 
     _lock = threading.Lock()
 
@@ -118,9 +120,12 @@ class _StderrLogger:
 
     def msg(self, message: str) -> None:
         with self._lock:
-            stream = sys.stderr
-            stream.write(message + "\n")
-            stream.flush()
+            try:
+                stream = sys.stderr
+                stream.write(message + "\n")
+                stream.flush()
+            except (OSError, ValueError, AttributeError):  # closed, broken, or no stderr at all
+                pass
 
     debug = info = warning = warn = error = err = critical = fatal = exception = log = failure = msg
 

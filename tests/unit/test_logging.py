@@ -117,3 +117,35 @@ def test_an_unknown_log_level_is_refused_by_name() -> None:
 
     with pytest.raises(ValueError, match="unknown log level 'loud'"):
         configure_logging("test", "json", "loud")
+
+
+BROKEN = textwrap.dedent(
+    """
+    import sys, structlog
+    from shared.logging import configure_logging
+    configure_logging("test", "json")
+    class Broken:
+        def write(self, text):
+            raise BrokenPipeError("the log collector went away")
+        def flush(self):
+            pass
+    sys.stderr = Broken()
+    structlog.get_logger("t").warning("nobody reads this")
+    sys.stderr = None
+    structlog.get_logger("t").error("nor this")
+    print("still running")
+    """
+)
+
+
+def test_a_line_that_cannot_be_written_is_dropped_without_failing_the_caller() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", BROKEN],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "still running", done.stderr[-2000:]
