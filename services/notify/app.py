@@ -51,24 +51,13 @@ def build(
         runtime.transaction, settings, Catalog.load(), partial(Mailer, settings), webhooks, subscriptions
     )
 
-    scheduled_in_batch = 0  # by the consumed batch being handled: how many workers its commit wakes
-
     async def on_events(uow: UnitOfWork[NotifyRepository], deliveries: list[Delivery[Event]]) -> None:
-        nonlocal scheduled_in_batch
         scheduled = await handlers.on_events(uow, deliveries, subscriptions, ref_key=ref_key)
-        scheduled_in_batch += scheduled
         log.info("events handled", events=len(deliveries), scheduled=scheduled)
-
-    def committed() -> None:
-        """What the batch scheduled is visible once it commits: wake enough workers to claim it at once.
-        At least one: a stored decision alone can make a waiting grant e-mail due."""
-        nonlocal scheduled_in_batch
-        due, scheduled_in_batch = scheduled_in_batch, 0
-        dispatcher.wake(due)
 
     for model in CONSUMED:
         runtime.on(model, on_events)
-    runtime.after_commit.append(committed)
+    runtime.after_commit.append(dispatcher.wake)  # what a batch scheduled is visible once it commits
     return runtime, dispatcher
 
 

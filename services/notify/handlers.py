@@ -146,22 +146,18 @@ class Dispatcher:
         self.subscriptions = subscriptions
         self._idle: collections.deque[asyncio.Event] = collections.deque()  # workers waiting, first in first out
         self._pending = False  # a wake-up with no worker idle: the next one to finish a round looks again
-        # What a worker claims while the load is light: its share of the batch (see _worker).
-        self.share = max(1, -(-settings.notify_dispatch_batch // settings.notify_dispatch_workers))
         self.sent = 0
         self.failed = 0
         self._sends = 0  # sends done, recorded or not (the fault injection counts these)
 
-    def wake(self, due: int = 1) -> None:
-        """Something may be due (`due`: how many messages, at least): as many idle workers claim as
-        their shares of the batch cover (not all of them: the others would open transactions that find
-        nothing); with none idle, the next worker to finish its round looks again at once. A worker
-        whose claim came back full wakes the next one itself."""
-        for _ in range(max(1, -(-due // self.share))):
-            if not self._idle:
-                self._pending = True
-                return
+    def wake(self) -> None:
+        """Something may be due: ONE idle worker claims (not all of them: the others would open
+        transactions that find nothing); with none idle, the next worker to finish its round looks
+        again at once. A worker whose claim came back full wakes the next one itself."""
+        if self._idle:
             self._idle.popleft().set()
+        else:
+            self._pending = True
 
     async def run(self, stopping: asyncio.Event) -> None:
         s = self.settings
@@ -180,7 +176,7 @@ class Dispatcher:
         # A worker claims a share of the batch while the load is light, so that the messages due at
         # once spread over the workers' transactions instead of queuing behind one; the claim doubles
         # while it comes back full (a backlog: up to the whole batch, for throughput).
-        share = self.share
+        share = max(1, -(-batch // self.settings.notify_dispatch_workers))
         limit = share
         while not stopping.is_set():
             # Cleared BEFORE the round: a commit that lands while the round runs sets it again, and

@@ -321,16 +321,3 @@ async def test_each_event_of_a_batch_is_read_from_its_stored_copy_once_for_its_e
     assert sorted(m.recipients[0] for m in mailer.sent) == ["asa@example.org"] * 3
     parsed = [email.message_from_bytes(m.data, policy=email.policy.default) for m in mailer.sent]
     assert len({m["X-Clustergrants-Notification"] for m in parsed}) == 3 and len(repo.of("sent")) == 9
-
-
-def test_a_commit_wakes_as_many_idle_workers_as_the_shares_of_what_it_scheduled_cover() -> None:
-    settings = NotifySettings(notify_dispatch_batch=12, notify_dispatch_workers=4)  # a share: 3 messages
-    d = handlers.Dispatcher(FakeTransactions(FakeNotifyRepository()), settings, Catalog.load(), FakeMailer, None, SUBS)
-    idle = [asyncio.Event() for _ in range(4)]
-    d._idle.extend(idle)
-    d.wake(7)  # three shares
-    assert [e.is_set() for e in idle] == [True, True, True, False] and not d._pending
-    d.wake(0)  # nothing scheduled (a decision stored, say): still one worker looks
-    assert idle[3].is_set() and not d._idle and not d._pending
-    d.wake(1)  # none idle: the next worker to finish its round looks again
-    assert d._pending
