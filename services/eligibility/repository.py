@@ -218,19 +218,21 @@ class EligibilityRepository:
     async def own_selection(self, scheme: str) -> OwnSelection:
         """The beneficiaries the project's own closed calls of `scheme` selected, and those recorded as
         selected outside the project."""
-        calls = await self.conn.fetch("SELECT call_id FROM eligibility.calls WHERE scheme = $1 ORDER BY call_id", scheme)
-        selected = await self.conn.fetch(
-            """SELECT DISTINCT d.decision->>'beneficiary_id' AS org
-               FROM eligibility.calls c CROSS JOIN LATERAL jsonb_array_elements(c.result->'ranking') AS r(entry)
-               JOIN eligibility.decisions d ON d.application_id = r.entry->>'application_id'
-               WHERE c.scheme = $1 AND (r.entry->>'selected')::boolean AND d.decision->>'beneficiary_id' IS NOT NULL""",
+        # One statement, so one round trip and one snapshot for the three.
+        row = await self.conn.fetchrow(
+            """SELECT
+                 ARRAY(SELECT call_id FROM eligibility.calls WHERE scheme = $1 ORDER BY call_id) AS calls,
+                 ARRAY(SELECT DISTINCT d.decision->>'beneficiary_id'
+                       FROM eligibility.calls c CROSS JOIN LATERAL jsonb_array_elements(c.result->'ranking') AS r(entry)
+                       JOIN eligibility.decisions d ON d.application_id = r.entry->>'application_id'
+                       WHERE c.scheme = $1 AND (r.entry->>'selected')::boolean
+                         AND d.decision->>'beneficiary_id' IS NOT NULL) AS selected,
+                 ARRAY(SELECT beneficiary_id FROM eligibility.outside_selections WHERE scheme = $1) AS outside""",
             scheme,
         )
-        outside = await self.conn.fetch("SELECT beneficiary_id FROM eligibility.outside_selections WHERE scheme = $1", scheme)
+        assert row is not None  # a SELECT without FROM returns its one row
         return OwnSelection(
-            calls_closed=tuple(r["call_id"] for r in calls),
-            selected=frozenset(r["org"] for r in selected),
-            outside=frozenset(r["beneficiary_id"] for r in outside),
+            calls_closed=tuple(row["calls"]), selected=frozenset(row["selected"]), outside=frozenset(row["outside"])
         )
 
     async def record_outside_selection(

@@ -14,6 +14,8 @@ import asyncpg
 
 from services.eligibility.handlers import decide, on_application_received, on_applications_received
 from services.eligibility.parameters import ParameterStore
+from services.eligibility.repository import EligibilityRepository
+from services.eligibility.schemes.s3_financing.selection import OwnSelection
 from shared.db import Connection
 from shared.delivery import UnitOfWork
 from shared.events import Application, ApplicationReceived
@@ -66,3 +68,45 @@ async def test_a_batch_is_decided_like_one_at_a_time_and_each_application_once(p
         assert all(uuid.UUID(r["event_id"]) for r in rows)
         kept = await conn.fetchval("SELECT count(*) FROM eligibility.applications WHERE application_id = ANY($1::text[])", ids)
         assert kept == len(ids)
+
+
+async def test_own_selection_reads_the_schemes_closed_calls_selected_and_outside_in_one_snapshot(pool: asyncpg.Pool) -> None:
+    """What S3 step 2 is checked against: the scheme's closed calls, the beneficiaries their rankings
+    selected (not those ranked but not selected), the ones recorded as selected outside the project;
+    nothing of another scheme."""
+    run = secrets.token_hex(3).upper()
+    scheme, other = f"test-{run}.platform", f"test-{run}.other"
+    picked, passed = received(SAMPLES[0], f"OWN-{run}-1"), received(SAMPLES[2], f"OWN-{run}-2")
+    async with pool.acquire() as conn, conn.transaction():
+        uow = UnitOfWork(conn, "eligibility", "/clustergrants/eligibility")
+        await on_applications_received(uow, [(picked, None), (passed, None)], PARAMETERS)
+        ranking = [
+            {"application_id": picked.application_id, "selected": True},
+            {"application_id": passed.application_id, "selected": False},
+        ]
+        calls = [
+            (f"B-{run}", scheme, {"ranking": ranking}),
+            (f"A-{run}", scheme, {"ranking": []}),
+            (f"C-{run}", other, {"ranking": [{"application_id": passed.application_id, "selected": True}]}),
+        ]
+        for call_id, of, result in calls:
+            await conn.execute(
+                "INSERT INTO eligibility.calls (call_id, scheme, closed_at, result) VALUES ($1, $2, now(), $3)",
+                call_id,
+                of,
+                result,
+            )
+        repo = EligibilityRepository(conn)
+        assert await repo.record_outside_selection(scheme, "SE-ORG-OUTSIDE", "officer", "reason", "ref-1")
+        assert await repo.record_outside_selection(other, "SE-ORG-ELSEWHERE", "officer", "reason", "ref-2")
+        own = await repo.own_selection(scheme)
+        nothing = await repo.own_selection(f"test-{run}.none")
+    beneficiary = decide(picked, PARAMETERS).beneficiary_id
+    assert beneficiary is not None
+    assert decide(passed, PARAMETERS).beneficiary_id not in (None, beneficiary)
+    assert own == OwnSelection(
+        calls_closed=(f"A-{run}", f"B-{run}"),
+        selected=frozenset({beneficiary}),
+        outside=frozenset({"SE-ORG-OUTSIDE"}),
+    )
+    assert nothing == OwnSelection()
