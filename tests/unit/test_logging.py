@@ -40,17 +40,21 @@ PROGRAM = textwrap.dedent(
 )
 
 
-def run(fmt: str) -> str:
-    env = {**os.environ, "DATABASE_URL": "postgresql://app:S3cr%40t-Pw@db:5432/cg", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-c", PROGRAM.format(fmt=fmt)],
+def python(program: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`program` in a fresh interpreter (logging is process-wide), with the repository importable."""
+    return subprocess.run(
+        [sys.executable, "-c", program],
         cwd=ROOT,
-        env=env,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def run(fmt: str) -> str:
+    done = python(PROGRAM.format(fmt=fmt), DATABASE_URL="postgresql://app:S3cr%40t-Pw@db:5432/cg")
     assert done.returncode == 1, done.stderr
     return done.stdout + done.stderr
 
@@ -95,15 +99,8 @@ LEVELS = textwrap.dedent(
 
 @pytest.mark.parametrize("level", ["INFO", "debug"])
 def test_our_lines_and_the_libraries_keep_the_configured_level_and_the_same_json(level: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", LEVELS.format(level=level)],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    done = python(LEVELS.format(level=level))
+    assert done.returncode == 0, done.stderr[-2000:]
     lines = [json.loads(line) for line in done.stderr.splitlines()]
     expected = ["our warning line", "library warning line"]
     if level == "debug":
@@ -139,13 +136,5 @@ BROKEN = textwrap.dedent(
 
 
 def test_a_line_that_cannot_be_written_is_dropped_without_failing_the_caller() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", BROKEN],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = python(BROKEN)
     assert done.returncode == 0 and done.stdout.strip() == "still running", done.stderr[-2000:]
