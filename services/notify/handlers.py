@@ -222,8 +222,8 @@ class Dispatcher:
             # Every message of the batch at once: e-mails over the free SMTP sessions (MailerPool),
             # webhooks over the shared HTTP client's pool; no message waits for a slow receiver. The
             # sends touch no database; failures are recorded after them, on the batch's connection.
-            stored = StoredEvents()
-            attempts = list(await asyncio.gather(*(self._deliver(row, mailer, decisions, stored) for row in rows)))
+            events = StoredEvents()
+            attempts = list(await asyncio.gather(*(self._deliver(row, mailer, decisions, events) for row in rows)))
             sent: list[tuple[DueNotification, otel_context.Context]] = []
             for attempt in attempts:
                 if attempt.error is None:
@@ -238,7 +238,7 @@ class Dispatcher:
         return len(rows)
 
     async def _deliver(
-        self, row: DueNotification, mailer: MailSender, decisions: dict[str, StoredDecision], stored: StoredEvents
+        self, row: DueNotification, mailer: MailSender, decisions: dict[str, StoredDecision], events: StoredEvents
     ) -> Attempt:
         """Send one claimed message; what happened (`error` None: sent), with the trace context of its
         delivery span. Writes nothing: several of a batch run at once on its one connection."""
@@ -249,9 +249,9 @@ class Dispatcher:
             personal: list[str] = []
             try:
                 if row["channel"] == "email":
-                    await self._send_email(row, notification_id, personal, mailer, decisions, stored)
+                    await self._send_email(row, notification_id, personal, mailer, decisions, events)
                 else:
-                    await self._send_webhook(row, notification_id, stored)
+                    await self._send_webhook(row, notification_id, events)
             except Exception as error:
                 return Attempt(row, otel_context.get_current(), error, personal)
             self._maybe_crash()
@@ -265,11 +265,11 @@ class Dispatcher:
         personal: list[str],
         mailer: MailSender,
         decisions: dict[str, StoredDecision],
-        stored_events: StoredEvents,
+        events: StoredEvents,
     ) -> None:
         """Render in the applicant's language at send time and send. `personal` receives the contact
         details used, so that an error text can be scrubbed of them before it is logged or stored."""
-        event = stored_events.event(row)
+        event = events.event(row)
         if isinstance(event, ApplicationRejected):
             if event.contact is None:
                 raise PermanentFailure("rejection without a contact")
@@ -278,23 +278,23 @@ class Dispatcher:
             # (ignore below) every other event notify e-mails has a recipient; Event does not
             contact = event.recipient.contact  # type: ignore[attr-defined]
         personal += [contact.email, contact.name]
-        stored = None
+        decision = None
         if _needs_decision(row):
             # Claimed with its decision, or (no decision) once NOTIFY_DECISION_WAIT_S is over: then it
             # goes without explaining the criteria (claim_due).
-            stored = decisions.get(row["application_id"] or "")
-        email = render_email(self.catalog, event, stored)
+            decision = decisions.get(row["application_id"] or "")
+        email = render_email(self.catalog, event, decision)
         if email.problems:
             # Keys and placeholder names only: what a translator must add, never a value.
             log.warning("message rendered with fallbacks", language=email.language, problems=email.problems[:20])
         await mailer.send(compose(notification_id, self.settings.mail_from, contact.email, email))
 
-    async def _send_webhook(self, row: DueNotification, notification_id: str, stored: StoredEvents) -> None:
+    async def _send_webhook(self, row: DueNotification, notification_id: str, events: StoredEvents) -> None:
         subscription = self.subscriptions.by_id(row["subscription_id"] or "")
         if subscription is None or self.webhooks is None:
             raise PermanentFailure(f"subscription {row['subscription_id']} is no longer configured")
-        body = stored.body(row)
-        assert row["payload"] is not None  # _event_of refuses a row without its stored event
+        body = events.body(row)
+        assert row["payload"] is not None  # StoredEvents.body refuses a row without its stored event
         ce = row["payload"]["ce"]
         attributes = Attributes(
             id=ce["id"],
