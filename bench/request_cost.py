@@ -11,7 +11,8 @@ Each step is awaited before the next, as a service awaits them. The pacing loop 
 too and is part of every client figure. Each line also says how long a step took (p50 / p99), the
 server's own waits included (the group coordinator lingers 5 ms before it writes a batch of offset
 commits: `group.coordinator.append.linger.ms`). The broker first serves a warm-up (its JIT compiles;
-the stack's broker runs C1 only). A benchmark: it prints, it does not fail.
+the stack's broker runs C1 only). The last line is every figure as JSON. A benchmark: it prints, it
+does not fail.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import sys
@@ -90,7 +92,7 @@ async def kafka_steps(bootstrap: str, rate: float, count: int, warmup: int) -> l
     def broker() -> float:
         return (cpu.cpu_s(broker_pid) if broker_pid else None) or 0.0
 
-    # As the services' outbox relays produce (shared/runtime.py), one record per request here.
+    # Idempotent and acks=all as the services' outbox relays (shared/runtime.py); no linger: one record a request.
     producer = AIOKafkaProducer(
         **client_options(producer_of(Topic.APPLICATION_RECEIVED), bootstrap), enable_idempotence=True, acks="all", linger_ms=0
     )
@@ -180,8 +182,9 @@ async def main() -> None:
     args = parser.parse_args()
     count, warmup = int(args.rate * args.seconds), int(args.rate * args.warmup_seconds)
     print(f"request cost: each step {count} times at {args.rate:g}/s, awaited one after the other")
-    await kafka_steps(os.environ["KAFKA_BOOTSTRAP_SERVERS"], args.rate, count, warmup)
-    await postgres_steps(os.environ["DATABASE_URL"], args.rate, count)
+    rows = await kafka_steps(os.environ["KAFKA_BOOTSTRAP_SERVERS"], args.rate, count, warmup)
+    rows += await postgres_steps(os.environ["DATABASE_URL"], args.rate, count)
+    print(json.dumps({"request_cost": rows, "rate_per_s": args.rate, "steps": count}))
 
 
 if __name__ == "__main__":
