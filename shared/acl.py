@@ -64,6 +64,7 @@ CONSUMES: dict[str, tuple[Topic, ...]] = {
         Topic.ELIGIBILITY_DECIDED,
         Topic.GRANT_COMMITTED,
         Topic.GRANT_REFUSED,
+        Topic.GRANT_RELEASED,
         Topic.CEILING_RESET,
         Topic.CLUSTER_EVALUATED,
     ),

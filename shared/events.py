@@ -606,7 +606,10 @@ class NotificationSent(Event):
     source_event_id: str
     source_event_type: str
     channel: Literal["email", "webhook"]
-    recipient_ref: str = Field(description="Opaque reference to the recipient (a hash or a subscription id).")
+    recipient_ref: str = Field(
+        description="Opaque reference to the recipient: a keyed hash of the address, a subscription id, or (a "
+        "release e-mail planned before its grant's recipient was known) the grant's id."
+    )
     template: str
     language: Language
     sent_at: AwareDatetime

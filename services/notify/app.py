@@ -24,6 +24,7 @@ from shared.events import (
     Event,
     GrantCommitted,
     GrantRefused,
+    GrantReleased,
 )
 from shared.logging import configure_logging, secrets_of
 from shared.records import Delivery
@@ -36,6 +37,7 @@ CONSUMED: tuple[type[Event], ...] = (
     EligibilityDecided,
     GrantCommitted,
     GrantRefused,
+    GrantReleased,
     CeilingReset,
     ClusterEvaluated,
 )

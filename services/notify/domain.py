@@ -19,7 +19,9 @@ from shared.events import (
     Event,
     GrantCommitted,
     GrantRefused,
+    GrantReleased,
     Language,
+    Recipient,
 )
 
 Channel = Literal["email", "webhook"]
@@ -39,8 +41,20 @@ def is_loopback(host: str) -> bool:
 #: Event types notify consumes; agency webhooks may subscribe to any of them.
 CONSUMED_TYPES: tuple[str, ...] = tuple(
     e.cloudevents_type()
-    for e in (EligibilityDecided, GrantCommitted, GrantRefused, ApplicationRejected, CeilingReset, ClusterEvaluated)
+    for e in (
+        EligibilityDecided,
+        GrantCommitted,
+        GrantRefused,
+        GrantReleased,
+        ApplicationRejected,
+        CeilingReset,
+        ClusterEvaluated,
+    )
 )
+
+#: The releases an applicant is told of by e-mail. A revoked grant is told by its revised decision
+#: (eligibility.revised.ineligible), a cluster not continued by its evaluation (cluster.discontinued).
+RELEASES_EMAILED: tuple[str, ...] = ("withdrawn", "reduced", "capped")
 
 
 class Subscription(BaseModel):
@@ -156,30 +170,39 @@ def email_template(event: Event) -> str | None:
         return "grant.refused"
     if isinstance(event, ApplicationRejected) and event.contact is not None:
         return "application.rejected"
+    if isinstance(event, GrantReleased) and event.reason in RELEASES_EMAILED:
+        return f"release.{event.reason}"
     return None
 
 
-def language_of(event: Event) -> Language:
-    recipient = getattr(event, "recipient", None)
+def language_of(event: Event, recipient: Recipient | None = None) -> Language:
+    """The language to write in: the event's recipient's, else `recipient`'s (a release's grant's)."""
+    recipient = getattr(event, "recipient", None) or recipient
     if recipient is not None:
-        return recipient.language  # type: ignore[no-any-return]  # found by getattr: a Recipient's language
+        return recipient.language
     if isinstance(event, ApplicationRejected) and event.language is not None:
         return event.language
     return "en"
 
 
-def plan(event: Event, subscriptions: Subscriptions, *, ref_key: bytes) -> list[Planned]:
+def plan(event: Event, subscriptions: Subscriptions, *, ref_key: bytes, recipient: Recipient | None = None) -> list[Planned]:
     """Every message `event` causes: the applicant's e-mail, and one webhook per interested agency.
-    `ref_key`: the key of `recipient_ref`."""
+    `ref_key`: the key of `recipient_ref`. `recipient`: a GrantReleased's (it carries none), the one
+    notify stored from the grant's GrantCommitted; None when not known yet: the e-mail is then planned
+    to the grant (`grant:<grant id>`) and waits for it (NotifyRepository.claim_due)."""
     application_id = getattr(event, "application_id", None)
-    language = language_of(event)
+    language = language_of(event, recipient)
     planned: list[Planned] = []
     template = email_template(event)
     if template is not None:
-        # Every other event email_template answers carries a recipient (Event, the union's base, does not).
-        contact = event.contact if isinstance(event, ApplicationRejected) else event.recipient.contact  # type: ignore[attr-defined]
-        assert contact is not None  # email_template answers a rejection only when it has a contact
-        planned.append(Planned("email", recipient_ref(contact.email, ref_key), template, language, application_id))
+        if isinstance(event, GrantReleased):
+            ref = recipient_ref(recipient.contact.email, ref_key) if recipient else f"grant:{event.grant_id}"
+        else:
+            # Every other event email_template answers carries a recipient (Event, the union's base, does not).
+            contact = event.contact if isinstance(event, ApplicationRejected) else event.recipient.contact  # type: ignore[attr-defined]
+            assert contact is not None  # email_template answers a rejection only when it has a contact
+            ref = recipient_ref(contact.email, ref_key)
+        planned.append(Planned("email", ref, template, language, application_id))
     for subscription in subscriptions.subscriptions:
         if subscription.wants(event):
             planned.append(

@@ -30,11 +30,18 @@ import structlog
 from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind
 
-from services.notify.domain import Subscriptions, plan, redact, retry_delay_s
+from services.notify.domain import Subscriptions, email_template, plan, redact, retry_delay_s
 from services.notify.i18n import Catalog
 from services.notify.mail import MailerPool, MailSender, compose
 from services.notify.render import StoredDecision, render_email
-from services.notify.repository import DueNotification, NotifyRepository, Scheduled, StoredDecisionRow, stored_copy
+from services.notify.repository import (
+    DueNotification,
+    GrantRecipient,
+    NotifyRepository,
+    Scheduled,
+    StoredDecisionRow,
+    stored_copy,
+)
 from services.notify.settings import NotifySettings
 from services.notify.webhooks import WebhookSender
 from shared.cloudevents import Attributes, attributes_for, to_http_headers
@@ -42,9 +49,13 @@ from shared.delivery import UnitOfWork, event_row
 from shared.events import (
     EVENTS_BY_TYPE,
     ApplicationRejected,
+    CeilingReset,
     EligibilityDecided,
     Event,
+    GrantCommitted,
+    GrantReleased,
     NotificationSent,
+    Recipient,
 )
 from shared.records import Delivery
 from shared.tracing import context_from, span, traceparent_headers
@@ -77,7 +88,16 @@ async def on_events(
     ref_key: bytes,
 ) -> int:
     """Schedule every message a consumed batch owes, in its (inbox) transaction, with one statement for
-    the messages and one for the decisions; returns how many messages were new."""
+    the messages and one each for the decisions and the grants' recipients kept; returns how many
+    messages were new. A CeilingReset forgets the recipients of its programme's grants that ended
+    before its year (they can no longer change)."""
+    repo = uow.repo
+    events = [d.event for d in deliveries]
+    # The batch's own commitments first: a release consumed in the same batch finds its recipient.
+    await repo.store_recipients([GrantRecipient.of(e) for e in events if isinstance(e, GrantCommitted)])
+    recipients = await repo.recipients(
+        [e.grant_id for e in events if isinstance(e, GrantReleased) and email_template(e) is not None]
+    )
     decisions: list[StoredDecisionRow] = []
     messages: list[Scheduled] = []
     for delivery in deliveries:
@@ -85,17 +105,23 @@ async def on_events(
         if isinstance(event, EligibilityDecided):
             stored = StoredDecision(event.criteria, event.time_zone)
             decisions.append(StoredDecisionRow(event.application_id, delivery.event_id, stored))
+        elif isinstance(event, CeilingReset):
+            forgotten = await repo.forget_recipients(event.programme, event.budget_year)
+            if forgotten:
+                log.info("grant recipients forgotten", programme=event.programme, before=event.budget_year, grants=forgotten)
         trace = context_from(delivery.record.headers) if delivery.record is not None else None
         ce = _cloudevent(event, delivery.event_id, delivery.attributes, trace)
         payload = stored_copy(event, ce)
-        # Due at once; a grant e-mail whose decision has not arrived yet is not claimed until it has
-        # (NotifyRepository.claim_due): checking here would race with the decision's own transaction.
+        recipient = recipients.get(event.grant_id) if isinstance(event, GrantReleased) else None
+        # Due at once; a grant e-mail whose decision (a release e-mail whose recipient) has not arrived
+        # yet is not claimed until it has (NotifyRepository.claim_due): checking here would race with
+        # the other event's own transaction.
         messages += [
             Scheduled(delivery.event_id, event.cloudevents_type(), planned, payload)
-            for planned in plan(event, subscriptions, ref_key=ref_key)
+            for planned in plan(event, subscriptions, ref_key=ref_key, recipient=recipient)
         ]
-    await uow.repo.store_decisions(decisions)
-    return await uow.repo.schedule(messages)
+    await repo.store_decisions(decisions)
+    return await repo.schedule(messages)
 
 
 class PermanentFailure(Exception):
@@ -219,11 +245,13 @@ class Dispatcher:
                 r["application_id"] for r in rows if r["channel"] == "email" and r["application_id"] and _needs_decision(r)
             ]
             decisions = await repo.decisions(waiting)
+            recipients = await repo.recipients([g for g in map(_released_grant, rows) if g is not None])
             # Every message of the batch at once: e-mails over the free SMTP sessions (MailerPool),
             # webhooks over the shared HTTP client's pool; no message waits for a slow receiver. The
             # sends touch no database; failures are recorded after them, on the batch's connection.
             events = StoredEvents()
-            attempts = list(await asyncio.gather(*(self._deliver(row, mailer, decisions, events) for row in rows)))
+            looked_up = LookedUp(decisions, recipients)
+            attempts = list(await asyncio.gather(*(self._deliver(row, mailer, looked_up, events) for row in rows)))
             sent: list[tuple[DueNotification, otel_context.Context]] = []
             for attempt in attempts:
                 if attempt.error is None:
@@ -237,9 +265,7 @@ class Dispatcher:
         self.sent += len(sent)
         return len(rows)
 
-    async def _deliver(
-        self, row: DueNotification, mailer: MailSender, decisions: dict[str, StoredDecision], events: StoredEvents
-    ) -> Attempt:
+    async def _deliver(self, row: DueNotification, mailer: MailSender, looked_up: LookedUp, events: StoredEvents) -> Attempt:
         """Send one claimed message; what happened (`error` None: sent), with the trace context of its
         delivery span. Writes nothing: several of a batch run at once on its one connection."""
         notification_id = str(row["notification_id"])
@@ -249,7 +275,7 @@ class Dispatcher:
             personal: list[str] = []
             try:
                 if row["channel"] == "email":
-                    await self._send_email(row, notification_id, personal, mailer, decisions, events)
+                    await self._send_email(row, notification_id, personal, mailer, looked_up, events)
                 else:
                     await self._send_webhook(row, notification_id, events)
             except Exception as error:
@@ -264,16 +290,22 @@ class Dispatcher:
         notification_id: str,
         personal: list[str],
         mailer: MailSender,
-        decisions: dict[str, StoredDecision],
+        looked_up: LookedUp,
         events: StoredEvents,
     ) -> None:
         """Render in the applicant's language at send time and send. `personal` receives the contact
         details used, so that an error text can be scrubbed of them before it is logged or stored."""
         event = events.event(row)
+        recipient: Recipient | None = None
         if isinstance(event, ApplicationRejected):
             if event.contact is None:
                 raise PermanentFailure("rejection without a contact")
             contact = event.contact
+        elif isinstance(event, GrantReleased):
+            recipient = looked_up.recipients.get(event.grant_id)
+            if recipient is None:  # waited NOTIFY_DECISION_WAIT_S for it (claim_due): parked for an operator
+                raise PermanentFailure("no recipient known for this grant: notify has not consumed its GrantCommitted")
+            contact = recipient.contact
         else:
             # (ignore below) every other event notify e-mails has a recipient; Event does not
             contact = event.recipient.contact  # type: ignore[attr-defined]
@@ -282,8 +314,8 @@ class Dispatcher:
         if _needs_decision(row):
             # Claimed with its decision, or (no decision) once NOTIFY_DECISION_WAIT_S is over: then it
             # goes without explaining the criteria (claim_due).
-            decision = decisions.get(row["application_id"] or "")
-        email = render_email(self.catalog, event, decision)
+            decision = looked_up.decisions.get(row["application_id"] or "")
+        email = render_email(self.catalog, event, decision, recipient)
         if email.problems:
             # Keys and placeholder names only: what a translator must add, never a value.
             log.warning("message rendered with fallbacks", language=email.language, problems=email.problems[:20])
@@ -369,6 +401,23 @@ def _needs_decision(row: DueNotification) -> bool:
     """A grant e-mail explains the eligibility decision too: it waits (a while) for it (claim_due
     decides when it is due, in SQL; this says which rows to look the decision up for)."""
     return bool(row["template"].startswith("grant.") and row["application_id"])
+
+
+def _released_grant(row: DueNotification) -> str | None:
+    """The grant a release e-mail tells of (its recipient is looked up for it); None for other rows."""
+    if row["channel"] != "email" or not row["template"].startswith("release."):
+        return None
+    grant_id = ((row["payload"] or {}).get("event") or {}).get("grant_id")
+    return grant_id if isinstance(grant_id, str) else None
+
+
+@dataclass(frozen=True)
+class LookedUp:
+    """What a claimed batch's e-mails need beside their events: the stored decisions by application,
+    the grants' recipients by grant."""
+
+    decisions: dict[str, StoredDecision]
+    recipients: dict[str, Recipient]
 
 
 class StoredEvents:

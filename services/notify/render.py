@@ -23,7 +23,9 @@ from shared.events import (
     Figure,
     GrantCommitted,
     GrantRefused,
+    GrantReleased,
     Language,
+    Recipient,
 )
 from shared.money import Money
 
@@ -90,10 +92,15 @@ def revision_template(event: EligibilityDecided) -> str:
     return f"eligibility.{event.outcome}" if event.revision == 1 else f"eligibility.revised.{event.outcome}"
 
 
-def render_email(catalog: Catalog, event: Event, decision: StoredDecision | None = None) -> Email:
+def render_email(
+    catalog: Catalog, event: Event, decision: StoredDecision | None = None, recipient: Recipient | None = None
+) -> Email:
     """The e-mail `event` owes its applicant. `decision`: for grant outcomes, the eligibility decision
-    notify stored earlier, whose criteria the e-mail then also explains (None: not known yet)."""
-    language, scheme, time_zone = _context(event)
+    notify stored earlier, whose criteria the e-mail then also explains (None: not known yet).
+    `recipient`: for a GrantReleased (it carries none), the recipient of its grant's GrantCommitted."""
+    if isinstance(event, GrantReleased) and recipient is None:
+        raise ValueError("a release e-mail needs its grant's recipient")
+    language, scheme, time_zone = _context(event, recipient)
     if decision is not None and not isinstance(event, EligibilityDecided):
         time_zone = decision.time_zone
     formatter = Formatter(catalog, language, locale_for(language, scheme), time_zone)
@@ -130,6 +137,12 @@ def render_email(catalog: Catalog, event: Event, decision: StoredDecision | None
         blocks.append(Block(formatter.common("schedule_heading", **values), paragraphs, lines))
         if decision is not None:
             blocks.append(_criteria_block(formatter, decision.criteria))
+    elif isinstance(event, GrantReleased):
+        assert recipient is not None  # refused above
+        template = f"release.{event.reason}"
+        values["organisation"] = recipient.organisation_name
+        values["name"] = recipient.contact.name
+        blocks += _release_blocks(formatter, event, values)
     elif isinstance(event, GrantRefused):
         template = "grant.refused"
         values["organisation"] = event.recipient.organisation_name
@@ -174,6 +187,30 @@ def render_email(catalog: Catalog, event: Event, decision: StoredDecision | None
     )
 
 
+def _release_blocks(formatter: Formatter, event: GrantReleased, values: dict[str, str]) -> list[Block]:
+    """What returned to the budget per budget year (the funds it returns to are the agency's
+    accounting: summed here), and the grant's amounts per budget year after the change. Fills in
+    `values`' `released` (the total returned) and `years` (the budget years changed)."""
+    per_year: dict[int, Money] = {}
+    for line in event.released:  # one currency per grant: Money refuses to add two
+        before = per_year.get(line.budget_year)
+        per_year[line.budget_year] = line.amount if before is None else before + line.amount
+    years = sorted(per_year)
+    values["years"] = ", ".join(str(year) for year in years)
+    if years:
+        total = per_year[years[0]]
+        for year in years[1:]:
+            total = total + per_year[year]
+        values["released"] = _money(formatter, total)
+    items = [Item(str(year), _money(formatter, per_year[year])) for year in years]
+    blocks = [Block(formatter.common("released_heading"), items=items)] if items else []
+    remaining = sorted(event.remaining, key=lambda s: s.budget_year)
+    if remaining:
+        lines = [Item(str(s.budget_year), _money(formatter, s.amount)) for s in remaining]
+        blocks.append(Block(formatter.common("remaining_heading"), items=lines))
+    return blocks
+
+
 def _refusal_figures(formatter: Formatter, event: GrantRefused) -> dict[str, str]:
     """The figures a refusal carries (only those present): amounts, or counts for counted limits."""
     figures: dict[str, str] = {}
@@ -189,7 +226,9 @@ def _refusal_figures(formatter: Formatter, event: GrantRefused) -> dict[str, str
     return figures
 
 
-def _context(event: Event) -> tuple[Language, str | None, str]:
+def _context(event: Event, recipient: Recipient | None = None) -> tuple[Language, str | None, str]:
+    if isinstance(event, GrantReleased) and recipient is not None:
+        return recipient.language, event.scheme, "UTC"
     if isinstance(event, EligibilityDecided):
         return event.recipient.language, event.scheme, event.time_zone
     if isinstance(event, GrantCommitted | GrantRefused | ClusterEvaluated):

@@ -1,4 +1,4 @@
-"""Notify's tables (schema `notify`): notifications (scheduled, sent, dead) and decisions.
+"""Notify's tables (schema `notify`): notifications (scheduled, sent, dead), decisions and grant recipients.
 
 `NotifyRepository` is bound to one transaction's connection (the runtime builds one per unit of work:
 `uow.repo`); every batch operation is one statement. `FakeNotifyRepository` (tests/unit/notify) keeps
@@ -21,7 +21,7 @@ from typing_extensions import TypedDict as ModelDict  # pydantic reads typing's 
 from services.notify.domain import Planned
 from services.notify.render import StoredDecision
 from shared.db import Connection
-from shared.events import CriterionResult, Event, Language
+from shared.events import CriterionResult, Event, GrantCommitted, Language, Recipient
 
 log = structlog.get_logger("notify.repository")
 
@@ -68,6 +68,22 @@ class StoredDecisionRow:
     application_id: str
     source_event_id: str
     decision: StoredDecision
+
+
+@dataclass(frozen=True)
+class GrantRecipient:
+    """Whom a committed grant's later changes are told to (notify.grant_recipients)."""
+
+    grant_id: str
+    application_id: str
+    programme: str
+    last_budget_year: int
+    recipient: Recipient
+
+    @classmethod
+    def of(cls, committed: GrantCommitted) -> GrantRecipient:
+        years = [s.budget_year for s in committed.grant.schedule]
+        return cls(committed.grant_id, committed.application_id, committed.grant.programme, max(years), committed.recipient)
 
 
 class _DecisionDocument(ModelDict):
@@ -158,19 +174,68 @@ class NotifyRepository:
                 log.warning("stored decision unreadable", application_id=row["application_id"], errors=error.error_count())
         return found
 
+    async def store_recipients(self, recipients: Sequence[GrantRecipient]) -> None:
+        """Keep whom each committed grant's later changes are told to, one statement for the batch."""
+        if not recipients:
+            return
+        await self.conn.execute(
+            """INSERT INTO notify.grant_recipients (grant_id, application_id, programme, last_budget_year, recipient)
+               SELECT g, a, p, y, r::jsonb
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[]) WITH ORDINALITY AS b(g, a, p, y, r, n)
+               ORDER BY b.n
+               ON CONFLICT (grant_id) DO NOTHING""",
+            [r.grant_id for r in recipients],
+            [r.application_id for r in recipients],
+            [r.programme for r in recipients],
+            [r.last_budget_year for r in recipients],
+            [r.recipient.model_dump_json() for r in recipients],
+        )
+
+    async def recipients(self, grant_ids: Sequence[str]) -> dict[str, Recipient]:
+        """The stored recipients of these grants (an unreadable one is logged and left out: its e-mail
+        then fails as having no recipient, and is parked for an operator)."""
+        if not grant_ids:
+            return {}
+        rows = await self.conn.fetch(
+            "SELECT grant_id, recipient::text AS recipient FROM notify.grant_recipients WHERE grant_id = ANY($1::text[])",
+            list(set(grant_ids)),
+        )
+        found: dict[str, Recipient] = {}
+        for row in rows:
+            try:
+                found[row["grant_id"]] = Recipient.model_validate_json(row["recipient"])
+            except ValidationError as error:
+                log.warning("stored grant recipient unreadable", grant_id=row["grant_id"], errors=error.error_count())
+        return found
+
+    async def forget_recipients(self, programme: str, before_year: int) -> int:
+        """Delete the recipients of the programme's grants whose last budget year is before `before_year`
+        (they can no longer change); returns how many."""
+        deleted = await self.conn.fetch(
+            "DELETE FROM notify.grant_recipients WHERE programme = $1 AND last_budget_year < $2 RETURNING 1",
+            programme,
+            before_year,
+        )
+        return len(deleted)
+
     async def claim_due(self, limit: int, decision_wait_s: float) -> list[DueNotification]:
         """Up to `limit` due messages, locked for this transaction; other workers and replicas skip them.
 
-        A grant e-mail (it explains the eligibility decision too) is due only once its application's
-        decision is stored, or once it has waited `decision_wait_s` since it was scheduled: decided in
-        the same statement and snapshot as the claim, so a decision committed later cannot be missed
-        (its commit wakes the dispatcher, whose next claim sees both)."""
+        An e-mail that needs something another event brings is due only once that is stored, or once
+        it has waited `decision_wait_s` since it was scheduled: a grant e-mail (it explains the
+        eligibility decision too) its application's decision; a release e-mail its grant's recipient
+        (from the GrantCommitted). Decided in the same statement and snapshot as the claim, so what is
+        committed later cannot be missed (its commit wakes the dispatcher, whose next claim sees both)."""
         rows = await self.conn.fetch(
             """SELECT n.* FROM notify.notifications n
                WHERE n.status = 'scheduled' AND n.next_attempt_at <= now()
                  AND NOT (n.channel = 'email' AND n.template LIKE 'grant.%' AND n.application_id IS NOT NULL
                           AND n.scheduled_at > now() - make_interval(secs => $2)
                           AND NOT EXISTS (SELECT 1 FROM notify.decisions d WHERE d.application_id = n.application_id))
+                 AND NOT (n.channel = 'email' AND n.template LIKE 'release.%'
+                          AND n.scheduled_at > now() - make_interval(secs => $2)
+                          AND NOT EXISTS (SELECT 1 FROM notify.grant_recipients r
+                                          WHERE r.grant_id = n.payload->'event'->>'grant_id'))
                ORDER BY n.next_attempt_at LIMIT $1 FOR UPDATE OF n SKIP LOCKED""",
             limit,
             decision_wait_s,

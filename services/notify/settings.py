@@ -48,7 +48,8 @@ class NotifySettings(CommonSettings):
     notify_decision_wait_s: float = Field(
         default=30.0,
         ge=0,
-        description="How long a grant e-mail waits for its eligibility decision (to explain the criteria too).",
+        description="How long a grant e-mail waits for its eligibility decision (to explain the criteria too), and "
+        "a release e-mail for its grant's recipient (from the GrantCommitted; without it, it is parked as dead).",
     )
     notify_fault_exit_after_sends: int = Field(
         default=0, ge=0, description="Crash tests only: exit abruptly after the N-th send, before recording it."

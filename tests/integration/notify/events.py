@@ -18,8 +18,10 @@ from shared.events import (
     FundShare,
     GrantCommitted,
     GrantRefused,
+    GrantReleased,
     ProposedGrant,
     Recipient,
+    ReleasedAmount,
     ScheduledAmount,
 )
 from shared.money import Money
@@ -129,6 +131,22 @@ def rejected(app_id: str, name: str, email: str) -> ApplicationRejected:
         language="sv",
         contact=Contact(name=name, email=email),
         errors=[FieldError(loc=["submitted_at"], type="missing", message="Field required")],
+    )
+
+
+def released(commitment: GrantCommitted, reason: str) -> GrantReleased:
+    """The budget returning 2021's 500,000.00 of `commitment` (vlaio_grant's second year)."""
+    return GrantReleased.model_validate(
+        {
+            "application_id": commitment.application_id,
+            "grant_id": commitment.grant_id,
+            "released_at": NOW,
+            "scheme": commitment.scheme,
+            "programme": commitment.grant.programme,
+            "reason": reason,
+            "released": [ReleasedAmount(budget_year=2021, fund="agency", amount=Money(amount_minor=50_000_000, currency="EUR"))],
+            "remaining": [ScheduledAmount(budget_year=2020, amount=Money(amount_minor=40_000_000, currency="EUR"))],
+        }
     )
 
 

@@ -3,6 +3,7 @@ rows the claim hands out."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import get_type_hints
 
@@ -11,7 +12,8 @@ import pytest
 
 from services.notify.domain import Planned
 from services.notify.render import StoredDecision
-from services.notify.repository import DueNotification, NotifyRepository, Scheduled, StoredDecisionRow
+from services.notify.repository import DueNotification, GrantRecipient, NotifyRepository, Scheduled, StoredDecisionRow
+from shared.events import Contact, Recipient
 
 pytestmark = pytest.mark.integration
 
@@ -59,3 +61,46 @@ async def test_a_grant_email_is_claimed_once_its_decision_is_committed_or_its_wa
         )
         assert await claimed(30) == {f"{run}-rejected"}  # not committed yet: still waiting
     assert await claimed(30) == {f"{run}-grant", f"{run}-rejected"}
+
+
+async def test_a_release_email_is_claimed_once_its_grants_recipient_is_committed_and_recipients_expire(
+    pool: asyncpg.Pool,
+) -> None:
+    """A release e-mail waits in the claim's statement for the recipient notify keeps from the grant's
+    GrantCommitted; a CeilingReset's purge deletes the recipients of its programme's ended grants only."""
+    run = uuid.uuid4().hex[:8]
+    app, grant = f"REL-{run}", f"G-{run}"
+    programme, other_programme = f"p{run}", f"q{run}"
+    planned = Planned("email", f"grant:{grant}", "release.reduced", "en", app)
+    payload = json.dumps({"event": {"grant_id": grant}, "ce": {}})
+
+    async def claimed(wait_s: float) -> bool:
+        async with pool.acquire() as conn, conn.transaction():
+            rows = await NotifyRepository(conn).claim_due(1000, wait_s)
+            return any(r["application_id"] == app for r in rows)
+
+    def kept(grant_id: str, prog: str, last_year: int) -> GrantRecipient:
+        who = Recipient(language="nb", contact=Contact(name="Kari Ås", email=f"kari.{run}@example.no"), organisation_name="K")
+        return GrantRecipient(grant_id, f"app-{grant_id}", prog, last_year, who)
+
+    async with pool.acquire() as conn:
+        await NotifyRepository(conn).schedule(
+            [Scheduled(f"{run}-released", "org.clustergrants.grant.released.v1", planned, payload)]
+        )
+    assert not await claimed(30)  # no recipient yet: it waits
+    assert await claimed(0)  # its wait is over: claimed (the dispatcher then parks it)
+    async with pool.acquire() as conn, conn.transaction():
+        repo = NotifyRepository(conn)
+        await repo.store_recipients([kept(grant, programme, 2021), kept(f"{grant}-old", programme, 2020)])
+        await repo.store_recipients([kept(f"{grant}-q", other_programme, 2020)])
+        assert not await claimed(30)  # not committed yet: still waiting
+    assert await claimed(30)
+
+    async with pool.acquire() as conn:
+        repo = NotifyRepository(conn)
+        found = await repo.recipients([grant, f"{grant}-q", f"{grant}-missing"])
+        assert sorted(found) == [grant, f"{grant}-q"]
+        assert found[grant].contact.name == "Kari Ås" and found[grant].language == "nb"  # read back as stored
+        assert await repo.forget_recipients(programme, 2021) == 1  # ended in 2020: no later year to change
+        assert sorted(await repo.recipients([grant, f"{grant}-old", f"{grant}-q"])) == [grant, f"{grant}-q"]
+        assert await repo.forget_recipients(programme, 2021) == 0

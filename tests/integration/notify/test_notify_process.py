@@ -66,6 +66,7 @@ async def notify(
         "org.clustergrants.grant.refused.v1",
         "org.clustergrants.application.rejected.v1",
         "org.clustergrants.budget.ceiling-reset.v1",
+        "org.clustergrants.grant.released.v1",
     ]
     webhooks.write_text(
         json.dumps(
@@ -243,3 +244,69 @@ async def test_every_outcome_is_told_once_by_email_and_signed_webhook_without_pi
         for needle in (name, email, email.split("@")[0]):
             assert needle not in logs, f"personal data in the logs: {needle!r}"
             assert json.dumps(name)[1:-1] not in logs  # also not JSON-escaped
+
+
+async def test_a_withdrawn_or_reduced_grant_is_told_to_its_recipient_and_a_revoked_one_to_agencies_only(
+    notify: ServiceProcesses,
+    kafka_bootstrap: str,
+    topic_prefix: str,
+    database_url: str,
+    smtp: tuple[Inbox, int],
+    receiver: Receiver,
+) -> None:
+    """GrantReleased carries no contact: notify tells the recipient it kept from the GrantCommitted, in
+    their language, and forgets it once the programme's next budget year after the grant's last opens."""
+    inbox = smtp[0]
+    name, address = f"Marie Lefèvre {RUN}", f"marie.lefevre.{RUN}@example.be"
+    who = ev.person("fr", name, address, "Cluster Wallonie-Bruxelles ASBL")
+    app = f"IT-release-{RUN}"
+    commitment = ev.committed(app, who).model_copy(
+        update={"grant": ev.vlaio_grant().model_copy(update={"programme": f"prog-rel-{RUN}"})}
+    )
+    async with Collector(kafka_bootstrap, topic_prefix, [Topic.NOTIFICATION_SENT]) as seen:
+        committed_id = await ev.publish(kafka_bootstrap, topic_prefix, commitment)
+        reduced_id = await ev.publish(kafka_bootstrap, topic_prefix, ev.released(commitment, "reduced"))
+        revoked_id = await ev.publish(kafka_bootstrap, topic_prefix, ev.released(commitment, "revoked"))
+        ids = {reduced_id, revoked_id}
+
+        def sent() -> list[dict[str, object]]:
+            return [b for b in seen.bodies(Topic.NOTIFICATION_SENT) if b["source_event_id"] in ids]
+
+        # The reduction: its e-mail and a webhook; the revocation: a webhook only (its revised decision tells).
+        await seen.wait_for(lambda: len(sent()) >= 3, timeout=60, what="3 NotificationSent of the releases")
+        await asyncio.sleep(1.5)  # anything more would show up now
+        notifications = sent()
+    assert sorted((n["source_event_id"] == reduced_id, n["channel"], n["template"]) for n in notifications) == [
+        (False, "webhook", "webhook:org.clustergrants.grant.released.v1"),
+        (True, "email", "release.reduced"),
+        (True, "webhook", "webhook:org.clustergrants.grant.released.v1"),
+    ]
+    email_sent = next(n for n in notifications if n["channel"] == "email")
+    assert str(email_sent["recipient_ref"]).startswith("email:") and email_sent["language"] == "fr"
+    mails = [m for m in inbox.messages if app in m["Subject"] and "réduite" in m["Subject"]]
+    assert len(mails) == 1
+    assert mails[0]["To"] == address
+    assert mails[0]["Subject"] == f"Demande {app} : subvention réduite de 500\u202f000,00\u00a0€"
+    text = parts(mails[0])["text/plain"]
+    assert f"Bonjour {name}," in text and "- 2020: 400\u202f000,00\u00a0€" in text
+    ok = {d.headers["ce-id"] for d in receiver.accepted("ok") if d.headers["ce-id"] in ids}
+    assert ok == ids
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        kept = await conn.fetchval("SELECT count(*) FROM notify.grant_recipients WHERE grant_id = $1", commitment.grant_id)
+        assert kept == 1
+        await ev.publish(kafka_bootstrap, topic_prefix, ev.reset(f"prog-rel-{RUN}", 2022))  # after its last year, 2021
+        for _ in range(100):
+            kept = await conn.fetchval("SELECT count(*) FROM notify.grant_recipients WHERE grant_id = $1", commitment.grant_id)
+            if kept == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert kept == 0, "the recipient of an ended grant was not forgotten"
+    finally:
+        await conn.close()
+    assert committed_id  # its own e-mail waits for its decision, which this test does not send
+
+    logs = notify.log("notify").read_text(encoding="utf-8", errors="replace")
+    for needle in (name, address, address.split("@")[0]):
+        assert needle not in logs, f"personal data in the logs: {needle!r}"

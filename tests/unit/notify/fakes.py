@@ -12,16 +12,19 @@ from typing import Any
 
 from services.notify.mail import Composed
 from services.notify.render import StoredDecision
-from services.notify.repository import Scheduled, StoredDecisionRow, decision_json, read_decision
+from services.notify.repository import GrantRecipient, Scheduled, StoredDecisionRow, decision_json, read_decision
 from shared.delivery import OutboxRow, UnitOfWork
+from shared.events import Recipient
 
 
 class FakeNotifyRepository:
-    """The rows of notify.notifications and notify.decisions, with the same rules as the SQL."""
+    """The rows of notify.notifications, notify.decisions and notify.grant_recipients, with the same
+    rules as the SQL."""
 
     def __init__(self) -> None:
         self.notifications: dict[uuid.UUID, dict[str, Any]] = {}
         self.decisions_by_app: dict[str, str] = {}  # application id -> the stored JSON, as the table has it
+        self.recipients_by_grant: dict[str, GrantRecipient] = {}
         self.locked: set[uuid.UUID] = set()
         self.now = datetime.now(UTC)  # the dispatcher compares scheduled_at with the clock
 
@@ -63,14 +66,27 @@ class FakeNotifyRepository:
     async def decisions(self, application_ids: Sequence[str]) -> dict[str, StoredDecision]:
         return {a: read_decision(self.decisions_by_app[a]) for a in application_ids if a in self.decisions_by_app}
 
-    def _waits_for_decision(self, row: dict[str, Any], decision_wait_s: float) -> bool:
-        return (
-            row["channel"] == "email"
-            and row["template"].startswith("grant.")
-            and row["application_id"] is not None
-            and row["scheduled_at"] > self.now - timedelta(seconds=decision_wait_s)
-            and row["application_id"] not in self.decisions_by_app
-        )
+    async def store_recipients(self, recipients: Sequence[GrantRecipient]) -> None:
+        for r in recipients:
+            self.recipients_by_grant.setdefault(r.grant_id, r)
+
+    async def recipients(self, grant_ids: Sequence[str]) -> dict[str, Recipient]:
+        return {g: self.recipients_by_grant[g].recipient for g in grant_ids if g in self.recipients_by_grant}
+
+    async def forget_recipients(self, programme: str, before_year: int) -> int:
+        gone = [g for g, r in self.recipients_by_grant.items() if r.programme == programme and r.last_budget_year < before_year]
+        for g in gone:
+            del self.recipients_by_grant[g]
+        return len(gone)
+
+    def _waits(self, row: dict[str, Any], decision_wait_s: float) -> bool:
+        if row["channel"] != "email" or row["scheduled_at"] <= self.now - timedelta(seconds=decision_wait_s):
+            return False
+        if row["template"].startswith("grant."):
+            return row["application_id"] is not None and row["application_id"] not in self.decisions_by_app
+        if row["template"].startswith("release."):
+            return row["payload"]["event"]["grant_id"] not in self.recipients_by_grant
+        return False
 
     async def claim_due(self, limit: int, decision_wait_s: float) -> list[dict[str, Any]]:
         due = sorted(
@@ -80,7 +96,7 @@ class FakeNotifyRepository:
                 if r["status"] == "scheduled"
                 and r["next_attempt_at"] <= self.now
                 and r["notification_id"] not in self.locked
-                and not self._waits_for_decision(r, decision_wait_s)
+                and not self._waits(r, decision_wait_s)
             ),
             key=lambda r: r["next_attempt_at"],
         )[:limit]

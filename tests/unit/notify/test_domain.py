@@ -23,8 +23,10 @@ from shared.events import (
     CriterionResult,
     EligibilityDecided,
     FundShare,
+    GrantReleased,
     ProposedGrant,
     Recipient,
+    ReleasedAmount,
     ScheduledAmount,
     SchemeId,
 )
@@ -101,6 +103,58 @@ def test_one_email_per_outcome_and_one_webhook_per_interested_agency() -> None:
     reset = CeilingReset(reset_id="vlaio/2021", programme="vlaio", budget_year=2021, opened_at=NOW)
     planned = [(p.channel, p.subscription_id, p.application_id) for p in plan(reset, SUBS, ref_key=KEY)]
     assert planned == [("webhook", "treasury", None)]
+
+
+def released(reason: str) -> GrantReleased:
+    return GrantReleased.model_validate(
+        {
+            "application_id": "A-1",
+            "grant_id": "G-1",
+            "released_at": NOW,
+            "scheme": "vlaio.spearhead-cluster",
+            "programme": "vlaio",
+            "reason": reason,
+            "released": [ReleasedAmount(budget_year=2021, fund="agency", amount=Money(amount_minor=5, currency="EUR"))],
+            "remaining": [],
+        }
+    )
+
+
+RELEASES = Subscriptions.model_validate(
+    {
+        "subscriptions": [
+            {
+                "id": "ledger",
+                "url": "https://ledger.example/hook",
+                "secret_env": "SECRET_A",
+                "events": ["org.clustergrants.grant.released.v1"],
+            }
+        ]
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("reason", "template"),
+    [
+        ("withdrawn", "release.withdrawn"),
+        ("reduced", "release.reduced"),
+        ("capped", "release.capped"),
+        ("revoked", None),  # told by the revised decision
+        ("not_continued", None),  # told by cluster.discontinued
+    ],
+)
+def test_a_release_is_e_mailed_to_its_grants_recipient_for_some_reasons_and_sent_to_agencies_for_all(
+    reason: str, template: str | None
+) -> None:
+    who = Recipient(language="sv", contact=Contact(name="Bo", email="Bo@Example.se"), organisation_name="O")
+    known = plan(released(reason), RELEASES, ref_key=KEY, recipient=who)
+    emails = [(p.template, p.recipient_ref, p.language) for p in known if p.channel == "email"]
+    assert emails == ([(template, recipient_ref("bo@example.se", KEY), "sv")] if template else [])
+    assert [(p.channel, p.subscription_id) for p in known if p.channel == "webhook"] == [("webhook", "ledger")]
+    # Its recipient not stored yet: planned to the grant, waiting for it (claim_due), never to nobody.
+    unknown = [p for p in plan(released(reason), RELEASES, ref_key=KEY) if p.channel == "email"]
+    assert [(p.template, p.recipient_ref) for p in unknown] == ([(template, "grant:G-1")] if template else [])
 
 
 def test_backoff_doubles_up_to_the_cap() -> None:

@@ -13,21 +13,24 @@ import pytest
 from aiokafka import ConsumerRecord
 
 from services.notify import handlers
-from services.notify.domain import Subscriptions
+from services.notify.domain import Subscriptions, recipient_ref
 from services.notify.i18n import Catalog
 from services.notify.mail import Composed, MailerPool
 from services.notify.repository import DueNotification
 from services.notify.settings import NotifySettings
 from shared.cloudevents import attributes_for
 from shared.events import (
+    CeilingReset,
     Contact,
     CriterionResult,
     EligibilityDecided,
     Event,
     FundShare,
     GrantCommitted,
+    GrantReleased,
     ProposedGrant,
     Recipient,
+    ReleasedAmount,
     ScheduledAmount,
 )
 from shared.money import Money
@@ -168,6 +171,86 @@ async def test_other_messages_do_not_wait_behind_a_grant_email_without_its_decis
     await handlers.on_events(tx.unit_of_work(), [delivery(decided("A-6"), 2)], Subscriptions(), ref_key=KEY)
     assert await dispatcher(tx, mailer).dispatch(mailer, 1) == 1  # a batch of one: the ineligible e-mail
     assert [r["template"] for r in repo.of("sent")] == ["eligibility.ineligible"]
+
+
+def reduced(app: str) -> GrantReleased:
+    return GrantReleased.model_validate(
+        {
+            "application_id": app,
+            "grant_id": f"G-{app}",
+            "released_at": NOW,
+            "scheme": "vlaio.spearhead-cluster",
+            "programme": "vlaio",
+            "reason": "reduced",
+            "released": [ReleasedAmount(budget_year=2020, fund="agency", amount=Money(amount_minor=40, currency="EUR"))],
+            "remaining": [ScheduledAmount(budget_year=2020, amount=Money(amount_minor=60, currency="EUR"))],
+        }
+    )
+
+
+def sent_templates(mailer: FakeMailer) -> list[str]:
+    return [str(email.message_from_bytes(m.data, policy=email.policy.default)["Subject"]) for m in mailer.sent]
+
+
+async def test_a_release_is_e_mailed_to_the_recipient_notify_kept_from_its_commitment_in_the_same_batch() -> None:
+    repo = FakeNotifyRepository()
+    tx = FakeTransactions(repo)
+    mailer = FakeMailer()
+    batch = [delivery(committed("A-3"), 1), delivery(reduced("A-3"), 2)]
+    assert await handlers.on_events(tx.unit_of_work(), batch, Subscriptions(), ref_key=KEY) == 2
+    release_row = next(r for r in repo.notifications.values() if r["template"] == "release.reduced")
+    assert release_row["recipient_ref"] == recipient_ref("asa@example.org", KEY)  # the applicant's own reference
+    assert await dispatcher(tx, mailer).dispatch(mailer, 50) == 1  # the grant e-mail waits for its decision
+    assert sent_templates(mailer) == ["Application A-3: grant reduced by 0,40\u00a0€"]
+    assert email.message_from_bytes(mailer.sent[0].data, policy=email.policy.default)["To"] == "asa@example.org"
+    (sent,) = [json.loads(row.payload or b"{}") for row in tx.outbox]
+    assert (sent["template"], sent["recipient_ref"]) == ("release.reduced", release_row["recipient_ref"])
+
+
+async def test_a_release_consumed_before_its_commitment_waits_for_its_recipient() -> None:
+    repo = FakeNotifyRepository()
+    tx = FakeTransactions(repo)
+    mailer = FakeMailer()
+    await handlers.on_events(tx.unit_of_work(), [delivery(reduced("A-4"), 1)], Subscriptions(), ref_key=KEY)
+    (row,) = repo.of("scheduled")
+    assert row["recipient_ref"] == "grant:G-A-4"
+    d = dispatcher(tx, mailer)
+    assert await d.dispatch(mailer, 50) == 0 and row["attempts"] == 0  # waits: no attempt counted
+    await handlers.on_events(tx.unit_of_work(), [delivery(committed("A-4"), 2)], Subscriptions(), ref_key=KEY)
+    assert await d.dispatch(mailer, 50) == 1
+    assert sent_templates(mailer) == ["Application A-4: grant reduced by 0,40\u00a0€"]
+    assert repo.notifications[row["notification_id"]]["status"] == "sent"
+
+
+async def test_a_release_whose_recipient_never_comes_is_parked_for_an_operator_after_the_wait() -> None:
+    repo = FakeNotifyRepository()
+    tx = FakeTransactions(repo)
+    mailer = FakeMailer()
+    await handlers.on_events(tx.unit_of_work(), [delivery(reduced("A-5"), 1)], Subscriptions(), ref_key=KEY)
+    d = dispatcher(tx, mailer)
+    assert await d.dispatch(mailer, 50) == 0
+    repo.now += timedelta(seconds=SETTINGS.notify_decision_wait_s + 1)
+    assert await d.dispatch(mailer, 50) == 1
+    (dead,) = repo.of("dead")
+    assert mailer.sent == [] and tx.outbox == []
+    assert "no recipient known for this grant" in dead["last_error"]
+
+
+async def test_a_ceiling_reset_forgets_the_recipients_of_its_programmes_grants_that_ended_before_its_year() -> None:
+    repo = FakeNotifyRepository()
+    tx = FakeTransactions(repo)
+    other = committed("A-8").model_copy(update={"grant_id": "G-other"})
+    other = other.model_copy(update={"grant": other.grant.model_copy(update={"programme": "ttc"})})
+    await handlers.on_events(tx.unit_of_work(), [delivery(committed("A-6"), 1), delivery(other, 2)], Subscriptions(), ref_key=KEY)
+    assert sorted(repo.recipients_by_grant) == ["G-A-6", "G-other"]  # both end in 2020
+
+    def reset(programme: str, year: int) -> CeilingReset:
+        return CeilingReset(reset_id=f"{programme}/{year}", programme=programme, budget_year=year, opened_at=NOW)
+
+    await handlers.on_events(tx.unit_of_work(), [delivery(reset("vlaio", 2020), 3)], Subscriptions(), ref_key=KEY)
+    assert sorted(repo.recipients_by_grant) == ["G-A-6", "G-other"]  # 2020 opens: its slices can still be capped
+    await handlers.on_events(tx.unit_of_work(), [delivery(reset("vlaio", 2021), 4)], Subscriptions(), ref_key=KEY)
+    assert sorted(repo.recipients_by_grant) == ["G-other"]  # another programme's year is its own
 
 
 async def test_a_failed_send_counts_an_attempt_and_the_rest_of_the_batch_goes_out() -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from services.notify.i18n import Catalog, Formatter, locale_for
+from services.notify.i18n import LANGUAGES, Catalog, Formatter, locale_for
 from services.notify.render import StoredDecision, render_email
 from shared.events import (
     ApplicationRejected,
@@ -18,8 +18,10 @@ from shared.events import (
     FundShare,
     GrantCommitted,
     GrantRefused,
+    GrantReleased,
     ProposedGrant,
     Recipient,
+    ReleasedAmount,
     ScheduledAmount,
 )
 from shared.money import Money
@@ -148,6 +150,61 @@ def test_a_committed_grant_in_german_lists_amounts_per_year_and_the_criteria_and
     assert "Demo <Cluster> & Co" in email.text
     assert "Demo &lt;Cluster&gt; &amp; Co" in email.html
     assert "<Cluster>" not in email.html
+
+
+def release(reason: str, released: list[tuple[int, str, int]], remaining: list[tuple[int, int]]) -> GrantReleased:
+    return GrantReleased.model_validate(
+        {
+            "application_id": "VLAIO-7",
+            "grant_id": "g-7",
+            "released_at": NOW,
+            "scheme": "vlaio.spearhead-cluster",
+            "programme": "vlaio",
+            "reason": reason,
+            "released": [
+                ReleasedAmount(budget_year=y, fund=f, amount=Money(amount_minor=m, currency="EUR")) for y, f, m in released
+            ],
+            "remaining": [ScheduledAmount(budget_year=y, amount=Money(amount_minor=m, currency="EUR")) for y, m in remaining],
+        }
+    )
+
+
+def test_a_reduced_grant_in_dutch_sums_each_years_funds_and_lists_what_remains() -> None:
+    event = release(
+        "reduced",
+        [(2022, "erdf", 30_000), (2021, "agency", 100_000), (2022, "co-financing", 20_000)],
+        [(2021, 400_000), (2020, 500_000), (2022, 0)],
+    )
+    email = render_email(CATALOG, event, recipient=recipient("nl"))
+    assert email.problems == []
+    assert email.template == "release.reduced"
+    assert email.subject == "Aanvraag VLAIO-7: steun verminderd met €\u00a01.500,00"
+    assert "(begrotingsjaren 2021, 2022)" in email.text
+    returned = email.text.index("Terug naar de begroting, per begrotingsjaar")
+    after = email.text.index("Bedragen van de steun per begrotingsjaar na deze wijziging")
+    assert returned < email.text.index("- 2021: €\u00a01.000,00") < email.text.index("- 2022: €\u00a0500,00") < after
+    assert after < email.text.index("- 2020: €\u00a05.000,00") < email.text.index("- 2021: €\u00a04.000,00")
+    assert email.text.index("- 2021: €\u00a04.000,00") < email.text.index("- 2022: €\u00a00,00")
+    assert "Beste Jo Test," in email.text
+    assert "Demo &lt;Cluster&gt; &amp; Co" in email.html and "<Cluster>" not in email.html
+
+
+def test_a_capped_and_a_withdrawn_grant_and_every_language_without_a_fallback() -> None:
+    capped = render_email(CATALOG, release("capped", [(2023, "agency", 7_500)], [(2023, 92_500)]), recipient=recipient("en"))
+    assert capped.subject == "Application VLAIO-7: amount for 2023 capped at the yearly maximum"
+    assert "When budget year 2023 opened" in capped.text and "75,00\u00a0€ less" in capped.text  # en_BE writes as Belgium
+    withdrawn = release("withdrawn", [(2024, "agency", 250_000)], [])
+    email = render_email(CATALOG, withdrawn, recipient=recipient("de"))
+    assert email.subject == "Antrag VLAIO-7: Förderung zurückgenommen"
+    assert "insgesamt 2.500,00\u00a0€" in email.text
+    assert "nach dieser Änderung" not in email.text  # nothing remains: no empty list
+    for language in LANGUAGES:
+        for reason in ("withdrawn", "reduced", "capped"):
+            rendered = render_email(CATALOG, release(reason, [(2024, "agency", 1)], [(2023, 2)]), recipient=recipient(language))
+            assert rendered.problems == [], (language, reason)
+            assert rendered.language == language and "{" not in rendered.text, (language, reason)
+    with pytest.raises(ValueError, match="recipient"):
+        render_email(CATALOG, withdrawn)  # a release carries no contact: never rendered to nobody
 
 
 def test_a_refusal_in_norwegian_and_a_rejection_in_swedish() -> None:
