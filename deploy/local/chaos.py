@@ -796,10 +796,12 @@ async def _check(
 
     decided, committed, refused = (distinct(t) for t in (Topic.ELIGIBILITY_DECIDED, Topic.GRANT_COMMITTED, Topic.GRANT_REFUSED))
     rejected = distinct(Topic.APPLICATION_REJECTED)
+    # Per application, channel and kind: its outcome's messages, and (the operator's withdrawals) releases'.
     sent: dict[tuple[str, str], set[str]] = defaultdict(set)
     for _ts, body, _h in tracker.records[Topic.NOTIFICATION_SENT]:
         if body.get("application_id"):
-            sent[(body["application_id"], body["channel"])].add(body["notification_id"])
+            channel = "release" if str(body.get("template", "")).startswith("release.") else body["channel"]
+            sent[(body["application_id"], channel)].add(body["notification_id"])
     f["records_on_topics"] = {t.name.lower(): len(tracker.records[t]) for t in TRACKED}
     f["wire_duplicates"] = {
         t.name.lower(): len(tracker.records[t]) - len({h.get("ce_id") for _, _, h in tracker.records[t]})
@@ -815,7 +817,8 @@ async def _check(
         db_notes = Counter(
             (r[0], r[1])
             for r in await conn.fetch(
-                "SELECT application_id, channel FROM notify.notifications WHERE status = 'sent' AND application_id IS NOT NULL"
+                "SELECT application_id, CASE WHEN template LIKE 'release.%' THEN 'release' ELSE channel END"
+                " FROM notify.notifications WHERE status = 'sent' AND application_id IS NOT NULL"
             )
         )
         db_open = await conn.fetchval("SELECT count(*) FROM notify.notifications WHERE status <> 'sent'")
@@ -877,6 +880,15 @@ async def _check(
             f"valid applications without exactly one {channel} notification (topic)",
             [a for a in valid if len(sent.get((a, channel), ())) != 1],
         )
+    withdrawn_by_operator = set(f.get("released_applications", ()))
+    bad(
+        "withdrawn grants without exactly one release e-mail, or others with one (database)",
+        [a for a in valid if db_notes[(a, "release")] != (a in withdrawn_by_operator)],
+    )
+    bad(
+        "withdrawn grants without exactly one release e-mail, or others with one (topic)",
+        [a for a in valid if len(sent.get((a, "release"), ())) != (a in withdrawn_by_operator)],
+    )
     bad("invalid submissions without exactly one rejection", [a for a in invalid if len(rejected.get(a, ())) != 1])
     bad("invalid submissions without exactly one e-mail", [a for a in invalid if len(sent.get((a, "email"), ())) != 1])
     bad("invalid submissions that were decided", [a for a in invalid if db_decisions[a]])
