@@ -96,7 +96,7 @@ async def on_events(
     # The batch's own commitments first: a release consumed in the same batch finds its recipient.
     await repo.store_recipients([GrantRecipient.of(e) for e in events if isinstance(e, GrantCommitted)])
     recipients = await repo.recipients(
-        [e.grant_id for e in events if isinstance(e, GrantReleased) and email_template(e) is not None]
+        [(e.grant_id, e.application_id) for e in events if isinstance(e, GrantReleased) and email_template(e) is not None]
     )
     decisions: list[StoredDecisionRow] = []
     messages: list[Scheduled] = []
@@ -403,12 +403,13 @@ def _needs_decision(row: DueNotification) -> bool:
     return bool(row["template"].startswith("grant.") and row["application_id"])
 
 
-def _released_grant(row: DueNotification) -> str | None:
-    """The grant a release e-mail tells of (its recipient is looked up for it); None for other rows."""
-    if row["channel"] != "email" or not row["template"].startswith("release."):
+def _released_grant(row: DueNotification) -> tuple[str, str] | None:
+    """The grant and application a release e-mail tells of (its recipient is looked up for them);
+    None for other rows."""
+    if row["channel"] != "email" or not row["template"].startswith("release.") or not row["application_id"]:
         return None
     grant_id = ((row["payload"] or {}).get("event") or {}).get("grant_id")
-    return grant_id if isinstance(grant_id, str) else None
+    return (grant_id, row["application_id"]) if isinstance(grant_id, str) else None
 
 
 @dataclass(frozen=True)

@@ -191,14 +191,19 @@ class NotifyRepository:
             [r.recipient.model_dump_json() for r in recipients],
         )
 
-    async def recipients(self, grant_ids: Sequence[str]) -> dict[str, Recipient]:
-        """The stored recipients of these grants (an unreadable one is logged and left out: its e-mail
-        then fails as having no recipient, and is parked for an operator)."""
-        if not grant_ids:
+    async def recipients(self, grants: Sequence[tuple[str, str]]) -> dict[str, Recipient]:
+        """The stored recipients of these (grant id, application id) pairs, by grant id. A grant stored
+        for another application is not found: a release naming a grant that is not its application's
+        is told to nobody (its e-mail waits, then is parked). An unreadable row is logged and left out."""
+        if not grants:
             return {}
+        unique = sorted(set(grants))
         rows = await self.conn.fetch(
-            "SELECT grant_id, recipient::text AS recipient FROM notify.grant_recipients WHERE grant_id = ANY($1::text[])",
-            list(set(grant_ids)),
+            """SELECT r.grant_id, r.recipient::text AS recipient FROM notify.grant_recipients r
+               JOIN unnest($1::text[], $2::text[]) AS asked(grant_id, application_id)
+                 ON asked.grant_id = r.grant_id AND asked.application_id = r.application_id""",
+            [g for g, _ in unique],
+            [a for _, a in unique],
         )
         found: dict[str, Recipient] = {}
         for row in rows:
@@ -235,7 +240,8 @@ class NotifyRepository:
                  AND NOT (n.channel = 'email' AND n.template LIKE 'release.%'
                           AND n.scheduled_at > now() - make_interval(secs => $2)
                           AND NOT EXISTS (SELECT 1 FROM notify.grant_recipients r
-                                          WHERE r.grant_id = n.payload->'event'->>'grant_id'))
+                                          WHERE r.grant_id = n.payload->'event'->>'grant_id'
+                                            AND r.application_id = n.application_id))
                ORDER BY n.next_attempt_at LIMIT $1 FOR UPDATE OF n SKIP LOCKED""",
             limit,
             decision_wait_s,

@@ -74,18 +74,23 @@ async def test_a_release_email_is_claimed_once_its_grants_recipient_is_committed
     planned = Planned("email", f"grant:{grant}", "release.reduced", "en", app)
     payload = json.dumps({"event": {"grant_id": grant}, "ce": {}})
 
-    async def claimed(wait_s: float) -> bool:
+    async def claimed(wait_s: float, application_id: str = app) -> bool:
         async with pool.acquire() as conn, conn.transaction():
             rows = await NotifyRepository(conn).claim_due(1000, wait_s)
-            return any(r["application_id"] == app for r in rows)
+            return any(r["application_id"] == application_id for r in rows)
 
     def kept(grant_id: str, prog: str, last_year: int) -> GrantRecipient:
         who = Recipient(language="nb", contact=Contact(name="Kari Ås", email=f"kari.{run}@example.no"), organisation_name="K")
-        return GrantRecipient(grant_id, f"app-{grant_id}", prog, last_year, who)
+        return GrantRecipient(grant_id, app if grant_id == grant else f"app-{grant_id}", prog, last_year, who)
 
+    # A release naming this grant for another application: the grant's recipient is not its to use.
+    stranger = Planned("email", f"grant:{grant}", "release.reduced", "en", f"{app}-other")
     async with pool.acquire() as conn:
         await NotifyRepository(conn).schedule(
-            [Scheduled(f"{run}-released", "org.clustergrants.grant.released.v1", planned, payload)]
+            [
+                Scheduled(f"{run}-released", "org.clustergrants.grant.released.v1", planned, payload),
+                Scheduled(f"{run}-stranger", "org.clustergrants.grant.released.v1", stranger, payload),
+            ]
         )
     assert not await claimed(30)  # no recipient yet: it waits
     assert await claimed(0)  # its wait is over: claimed (the dispatcher then parks it)
@@ -95,12 +100,15 @@ async def test_a_release_email_is_claimed_once_its_grants_recipient_is_committed
         await repo.store_recipients([kept(f"{grant}-q", other_programme, 2020)])
         assert not await claimed(30)  # not committed yet: still waiting
     assert await claimed(30)
+    assert not await claimed(30, f"{app}-other")  # still waiting: never told another application's recipient
 
     async with pool.acquire() as conn:
         repo = NotifyRepository(conn)
-        found = await repo.recipients([grant, f"{grant}-q", f"{grant}-missing"])
+        found = await repo.recipients([(grant, app), (f"{grant}-q", f"app-{grant}-q"), (f"{grant}-missing", app)])
         assert sorted(found) == [grant, f"{grant}-q"]
+        assert await repo.recipients([(f"{grant}-q", app)]) == {}  # a grant is found for its own application only
         assert found[grant].contact.name == "Kari Ås" and found[grant].language == "nb"  # read back as stored
         assert await repo.forget_recipients(programme, 2021) == 1  # ended in 2020: no later year to change
-        assert sorted(await repo.recipients([grant, f"{grant}-old", f"{grant}-q"])) == [grant, f"{grant}-q"]
+        left = await repo.recipients([(grant, app), (f"{grant}-old", f"app-{grant}-old"), (f"{grant}-q", f"app-{grant}-q")])
+        assert sorted(left) == [grant, f"{grant}-q"]
         assert await repo.forget_recipients(programme, 2021) == 0

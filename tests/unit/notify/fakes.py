@@ -70,8 +70,9 @@ class FakeNotifyRepository:
         for r in recipients:
             self.recipients_by_grant.setdefault(r.grant_id, r)
 
-    async def recipients(self, grant_ids: Sequence[str]) -> dict[str, Recipient]:
-        return {g: self.recipients_by_grant[g].recipient for g in grant_ids if g in self.recipients_by_grant}
+    async def recipients(self, grants: Sequence[tuple[str, str]]) -> dict[str, Recipient]:
+        kept = self.recipients_by_grant
+        return {g: kept[g].recipient for g, a in grants if g in kept and kept[g].application_id == a}
 
     async def forget_recipients(self, programme: str, before_year: int) -> int:
         gone = [g for g, r in self.recipients_by_grant.items() if r.programme == programme and r.last_budget_year < before_year]
@@ -85,7 +86,8 @@ class FakeNotifyRepository:
         if row["template"].startswith("grant."):
             return row["application_id"] is not None and row["application_id"] not in self.decisions_by_app
         if row["template"].startswith("release."):
-            return row["payload"]["event"]["grant_id"] not in self.recipients_by_grant
+            kept = self.recipients_by_grant.get(row["payload"]["event"]["grant_id"])
+            return kept is None or kept.application_id != row["application_id"]
         return False
 
     async def claim_due(self, limit: int, decision_wait_s: float) -> list[dict[str, Any]]:

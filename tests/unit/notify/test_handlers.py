@@ -236,6 +236,20 @@ async def test_a_release_whose_recipient_never_comes_is_parked_for_an_operator_a
     assert "no recipient known for this grant" in dead["last_error"]
 
 
+async def test_a_release_naming_another_applications_grant_is_told_to_nobody() -> None:
+    repo = FakeNotifyRepository()
+    tx = FakeTransactions(repo)
+    mailer = FakeMailer()
+    stray = reduced("A-7").model_copy(update={"grant_id": "G-A-6"})  # A-6's grant, in A-7's release
+    await handlers.on_events(tx.unit_of_work(), [delivery(committed("A-6"), 1), delivery(stray, 2)], Subscriptions(), ref_key=KEY)
+    release_row = next(r for r in repo.notifications.values() if r["template"] == "release.reduced")
+    assert release_row["recipient_ref"] == "grant:G-A-6"  # not A-6's contact's reference
+    repo.now += timedelta(seconds=SETTINGS.notify_decision_wait_s + 1)
+    await dispatcher(tx, mailer).dispatch(mailer, 50)
+    assert [m for m in sent_templates(mailer) if "reduced" in m] == []
+    assert repo.notifications[release_row["notification_id"]]["status"] == "dead"
+
+
 async def test_a_ceiling_reset_forgets_the_recipients_of_its_programmes_grants_that_ended_before_its_year() -> None:
     repo = FakeNotifyRepository()
     tx = FakeTransactions(repo)
