@@ -112,7 +112,7 @@ async def on_events(
         trace = context_from(delivery.record.headers) if delivery.record is not None else None
         ce = _cloudevent(event, delivery.event_id, delivery.attributes, trace)
         payload = stored_copy(event, ce)
-        recipient = recipients.get(event.grant_id) if isinstance(event, GrantReleased) else None
+        recipient = recipients.get((event.grant_id, event.application_id)) if isinstance(event, GrantReleased) else None
         # Due at once; a grant e-mail whose decision (a release e-mail whose recipient) has not arrived
         # yet is not claimed until it has (NotifyRepository.claim_due): checking here would race with
         # the other event's own transaction.
@@ -302,7 +302,7 @@ class Dispatcher:
                 raise PermanentFailure("rejection without a contact")
             contact = event.contact
         elif isinstance(event, GrantReleased):
-            recipient = looked_up.recipients.get(event.grant_id)
+            recipient = looked_up.recipients.get((event.grant_id, event.application_id))
             if recipient is None:  # waited NOTIFY_DECISION_WAIT_S for it (claim_due): parked for an operator
                 raise PermanentFailure("no recipient known for this grant: notify has not consumed its GrantCommitted")
             contact = recipient.contact
@@ -415,10 +415,10 @@ def _released_grant(row: DueNotification) -> tuple[str, str] | None:
 @dataclass(frozen=True)
 class LookedUp:
     """What a claimed batch's e-mails need beside their events: the stored decisions by application,
-    the grants' recipients by grant."""
+    the grants' recipients by (grant id, application id)."""
 
     decisions: dict[str, StoredDecision]
-    recipients: dict[str, Recipient]
+    recipients: dict[tuple[str, str], Recipient]
 
 
 class StoredEvents:

@@ -192,15 +192,14 @@ def _release_blocks(formatter: Formatter, event: GrantReleased, values: dict[str
     accounting: summed here), and the grant's amounts per budget year after the change. Fills in
     `values`' `released` (the total returned) and `years` (the budget years changed)."""
     per_year: dict[int, Money] = {}
+    total: Money | None = None
     for line in event.released:  # one currency per grant: Money refuses to add two
         before = per_year.get(line.budget_year)
         per_year[line.budget_year] = line.amount if before is None else before + line.amount
+        total = line.amount if total is None else total + line.amount
     years = sorted(per_year)
     values["years"] = ", ".join(str(year) for year in years)
-    if years:
-        total = per_year[years[0]]
-        for year in years[1:]:
-            total = total + per_year[year]
+    if total is not None:
         values["released"] = _money(formatter, total)
     items = [Item(str(year), _money(formatter, per_year[year])) for year in years]
     blocks = [Block(formatter.common("released_heading"), items=items)] if items else []

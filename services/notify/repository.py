@@ -191,24 +191,24 @@ class NotifyRepository:
             [r.recipient.model_dump_json() for r in recipients],
         )
 
-    async def recipients(self, grants: Sequence[tuple[str, str]]) -> dict[str, Recipient]:
-        """The stored recipients of these (grant id, application id) pairs, by grant id. A grant stored
+    async def recipients(self, grants: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Recipient]:
+        """The stored recipients of these (grant id, application id) pairs, by pair. A grant stored
         for another application is not found: a release naming a grant that is not its application's
         is told to nobody (its e-mail waits, then is parked). An unreadable row is logged and left out."""
         if not grants:
             return {}
         unique = sorted(set(grants))
         rows = await self.conn.fetch(
-            """SELECT r.grant_id, r.recipient::text AS recipient FROM notify.grant_recipients r
+            """SELECT r.grant_id, r.application_id, r.recipient::text AS recipient FROM notify.grant_recipients r
                JOIN unnest($1::text[], $2::text[]) AS asked(grant_id, application_id)
                  ON asked.grant_id = r.grant_id AND asked.application_id = r.application_id""",
             [g for g, _ in unique],
             [a for _, a in unique],
         )
-        found: dict[str, Recipient] = {}
+        found: dict[tuple[str, str], Recipient] = {}
         for row in rows:
             try:
-                found[row["grant_id"]] = Recipient.model_validate_json(row["recipient"])
+                found[(row["grant_id"], row["application_id"])] = Recipient.model_validate_json(row["recipient"])
             except ValidationError as error:
                 log.warning("stored grant recipient unreadable", grant_id=row["grant_id"], errors=error.error_count())
         return found

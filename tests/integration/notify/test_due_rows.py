@@ -105,10 +105,10 @@ async def test_a_release_email_is_claimed_once_its_grants_recipient_is_committed
     async with pool.acquire() as conn:
         repo = NotifyRepository(conn)
         found = await repo.recipients([(grant, app), (f"{grant}-q", f"app-{grant}-q"), (f"{grant}-missing", app)])
-        assert sorted(found) == [grant, f"{grant}-q"]
+        assert sorted(found) == [(grant, app), (f"{grant}-q", f"app-{grant}-q")]
         assert await repo.recipients([(f"{grant}-q", app)]) == {}  # a grant is found for its own application only
-        assert found[grant].contact.name == "Kari Ås" and found[grant].language == "nb"  # read back as stored
+        assert found[(grant, app)].contact.name == "Kari Ås" and found[(grant, app)].language == "nb"  # read back as stored
         assert await repo.forget_recipients(programme, 2021) == 1  # ended in 2020: no later year to change
         left = await repo.recipients([(grant, app), (f"{grant}-old", f"app-{grant}-old"), (f"{grant}-q", f"app-{grant}-q")])
-        assert sorted(left) == [grant, f"{grant}-q"]
+        assert sorted(left) == [(grant, app), (f"{grant}-q", f"app-{grant}-q")]
         assert await repo.forget_recipients(programme, 2021) == 0

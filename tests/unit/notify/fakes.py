@@ -70,9 +70,9 @@ class FakeNotifyRepository:
         for r in recipients:
             self.recipients_by_grant.setdefault(r.grant_id, r)
 
-    async def recipients(self, grants: Sequence[tuple[str, str]]) -> dict[str, Recipient]:
+    async def recipients(self, grants: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Recipient]:
         kept = self.recipients_by_grant
-        return {g: kept[g].recipient for g, a in grants if g in kept and kept[g].application_id == a}
+        return {(g, a): kept[g].recipient for g, a in grants if g in kept and kept[g].application_id == a}
 
     async def forget_recipients(self, programme: str, before_year: int) -> int:
         gone = [g for g, r in self.recipients_by_grant.items() if r.programme == programme and r.last_budget_year < before_year]

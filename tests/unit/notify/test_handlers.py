@@ -241,13 +241,15 @@ async def test_a_release_naming_another_applications_grant_is_told_to_nobody() -
     tx = FakeTransactions(repo)
     mailer = FakeMailer()
     stray = reduced("A-7").model_copy(update={"grant_id": "G-A-6"})  # A-6's grant, in A-7's release
-    await handlers.on_events(tx.unit_of_work(), [delivery(committed("A-6"), 1), delivery(stray, 2)], Subscriptions(), ref_key=KEY)
-    release_row = next(r for r in repo.notifications.values() if r["template"] == "release.reduced")
-    assert release_row["recipient_ref"] == "grant:G-A-6"  # not A-6's contact's reference
+    # In one batch with A-6's own release: the recipient found for A-6 is not A-7's to use.
+    batch = [delivery(committed("A-6"), 1), delivery(reduced("A-6"), 2), delivery(stray, 3)]
+    await handlers.on_events(tx.unit_of_work(), batch, Subscriptions(), ref_key=KEY)
+    stray_row = next(r for r in repo.notifications.values() if r["application_id"] == "A-7")
+    assert stray_row["recipient_ref"] == "grant:G-A-6"  # not A-6's contact's reference
     repo.now += timedelta(seconds=SETTINGS.notify_decision_wait_s + 1)
     await dispatcher(tx, mailer).dispatch(mailer, 50)
-    assert [m for m in sent_templates(mailer) if "reduced" in m] == []
-    assert repo.notifications[release_row["notification_id"]]["status"] == "dead"
+    assert [m for m in sent_templates(mailer) if "reduced" in m] == ["Application A-6: grant reduced by 0,40\u00a0€"]
+    assert repo.notifications[stray_row["notification_id"]]["status"] == "dead"
 
 
 async def test_a_ceiling_reset_forgets_the_recipients_of_its_programmes_grants_that_ended_before_its_year() -> None:
