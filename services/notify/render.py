@@ -26,6 +26,7 @@ from shared.events import (
     GrantReleased,
     Language,
     Recipient,
+    ScheduledAmount,
 )
 from shared.money import Money
 
@@ -131,8 +132,7 @@ def render_email(
         values["organisation"] = event.recipient.organisation_name
         values["name"] = event.recipient.contact.name
         values["total"] = _money(formatter, event.grant.total)
-        schedule = sorted(event.grant.schedule, key=lambda s: s.budget_year)
-        lines = [Item(str(s.budget_year), _money(formatter, s.amount)) for s in schedule]
+        lines = _schedule_items(formatter, event.grant.schedule)
         paragraphs = [formatter.common("conditional")] if event.grant.conditional else []
         blocks.append(Block(formatter.common("schedule_heading", **values), paragraphs, lines))
         if decision is not None:
@@ -203,11 +203,14 @@ def _release_blocks(formatter: Formatter, event: GrantReleased, values: dict[str
         values["released"] = _money(formatter, total)
     items = [Item(str(year), _money(formatter, per_year[year])) for year in years]
     blocks = [Block(formatter.common("released_heading"), items=items)] if items else []
-    remaining = sorted(event.remaining, key=lambda s: s.budget_year)
-    if remaining:
-        lines = [Item(str(s.budget_year), _money(formatter, s.amount)) for s in remaining]
-        blocks.append(Block(formatter.common("remaining_heading"), items=lines))
+    if event.remaining:
+        blocks.append(Block(formatter.common("remaining_heading"), items=_schedule_items(formatter, event.remaining)))
     return blocks
+
+
+def _schedule_items(formatter: Formatter, schedule: Sequence[ScheduledAmount]) -> list[Item]:
+    """A grant's amount per budget year, in year order."""
+    return [Item(str(s.budget_year), _money(formatter, s.amount)) for s in sorted(schedule, key=lambda s: s.budget_year)]
 
 
 def _refusal_figures(formatter: Formatter, event: GrantRefused) -> dict[str, str]:
