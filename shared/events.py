@@ -607,8 +607,8 @@ class NotificationSent(Event):
     source_event_type: str
     channel: Literal["email", "webhook"]
     recipient_ref: str = Field(
-        description="Opaque reference to the recipient: a keyed hash of the address, a subscription id, or (a "
-        "release e-mail planned before its grant's recipient was known) the grant's id."
+        description="Opaque reference to the recipient: a keyed hash of the address the e-mail went to, or the "
+        "webhook's subscription id."
     )
     template: str
     language: Language

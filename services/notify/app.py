@@ -47,8 +47,7 @@ def build(
     settings: NotifySettings, subscriptions: Subscriptions, webhooks: WebhookSender | None
 ) -> tuple[ServiceRuntime[NotifyRepository], handlers.Dispatcher]:
     runtime = ServiceRuntime("notify", settings, schema="notify", repositories=NotifyRepository)
-    key = settings.notify_recipient_ref_key
-    ref_key = key.get_secret_value().encode() if key is not None else b""  # main() refuses to start without one
+    ref_key = settings.ref_key  # main() refuses to start without one
     dispatcher = handlers.Dispatcher(
         runtime.transaction, settings, Catalog.load(), partial(Mailer, settings), webhooks, subscriptions
     )

@@ -30,7 +30,7 @@ import structlog
 from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind
 
-from services.notify.domain import Subscriptions, email_template, plan, redact, retry_delay_s
+from services.notify.domain import Subscriptions, email_template, plan, recipient_ref, redact, retry_delay_s
 from services.notify.i18n import Catalog
 from services.notify.mail import MailerPool, MailSender, compose
 from services.notify.render import StoredDecision, render_email
@@ -54,6 +54,7 @@ from shared.events import (
     Event,
     GrantCommitted,
     GrantReleased,
+    Language,
     NotificationSent,
     Recipient,
 )
@@ -137,6 +138,9 @@ class Attempt:
     trace: otel_context.Context
     error: Exception | None = None
     personal: list[str] = field(default_factory=list)
+    #: Whom it went to and in which language, when the send learnt them after scheduling (a release
+    #: e-mail planned before its grant's recipient was known: `grant:<id>`, `en`).
+    told: tuple[str, Language] | None = None
 
 
 def _bound(row: DueNotification) -> contextlib.AbstractContextManager[Any]:
@@ -252,16 +256,16 @@ class Dispatcher:
             events = StoredEvents()
             looked_up = LookedUp(decisions, recipients)
             attempts = list(await asyncio.gather(*(self._deliver(row, mailer, looked_up, events) for row in rows)))
-            sent: list[tuple[DueNotification, otel_context.Context]] = []
+            sent: list[Attempt] = []
             for attempt in attempts:
                 if attempt.error is None:
-                    sent.append((attempt.row, attempt.trace))  # NotificationSent continues the delivery's span
+                    sent.append(attempt)
                 else:
                     await self._failed(uow, attempt)
             now = datetime.now(UTC)
-            await repo.mark_sent([r["notification_id"] for r, _ in sent], now)
-            for row, trace in sent:
-                await self._publish_sent(uow, row, str(row["notification_id"]), now, trace)
+            await repo.mark_sent([a.row["notification_id"] for a in sent], now)
+            for attempt in sent:
+                await self._publish_sent(uow, attempt, now)
         self.sent += len(sent)
         return len(rows)
 
@@ -273,16 +277,17 @@ class Dispatcher:
         parent = context_from({"traceparent": ce["traceparent"]} if ce.get("traceparent") else None)
         with span(f"notify {row['channel']}", parent, SpanKind.PRODUCER), _bound(row):
             personal: list[str] = []
+            told: tuple[str, Language] | None = None
             try:
                 if row["channel"] == "email":
-                    await self._send_email(row, notification_id, personal, mailer, looked_up, events)
+                    told = await self._send_email(row, notification_id, personal, mailer, looked_up, events)
                 else:
                     await self._send_webhook(row, notification_id, events)
             except Exception as error:
                 return Attempt(row, otel_context.get_current(), error, personal)
             self._maybe_crash()
             log.info("notification sent", template=row["template"], attempts=row["attempts"] + 1)
-            return Attempt(row, otel_context.get_current())
+            return Attempt(row, otel_context.get_current(), told=told)
 
     async def _send_email(
         self,
@@ -292,9 +297,11 @@ class Dispatcher:
         mailer: MailSender,
         looked_up: LookedUp,
         events: StoredEvents,
-    ) -> None:
+    ) -> tuple[str, Language] | None:
         """Render in the applicant's language at send time and send. `personal` receives the contact
-        details used, so that an error text can be scrubbed of them before it is logged or stored."""
+        details used, so that an error text can be scrubbed of them before it is logged or stored.
+        Returns the recipient's reference and language when they were not known as it was scheduled
+        (a release's, found from its grant's commitment), for its NotificationSent."""
         event = events.event(row)
         recipient: Recipient | None = None
         if isinstance(event, ApplicationRejected):
@@ -319,7 +326,10 @@ class Dispatcher:
         if email.problems:
             # Keys and placeholder names only: what a translator must add, never a value.
             log.warning("message rendered with fallbacks", language=email.language, problems=email.problems[:20])
+        # Before the send: a key that cannot make a reference fails the attempt, not its record.
+        told = (recipient_ref(contact.email, self.settings.ref_key), recipient.language) if recipient else None
         await mailer.send(compose(notification_id, self.settings.mail_from, contact.email, email))
+        return told
 
     async def _send_webhook(self, row: DueNotification, notification_id: str, events: StoredEvents) -> None:
         subscription = self.subscriptions.by_id(row["subscription_id"] or "")
@@ -358,30 +368,26 @@ class Dispatcher:
                 error=text[:300],
             )
 
-    async def _publish_sent(
-        self,
-        uow: UnitOfWork[NotifyRepository],
-        row: DueNotification,
-        notification_id: str,
-        now: datetime,
-        trace: otel_context.Context | None = None,
-    ) -> None:
+    async def _publish_sent(self, uow: UnitOfWork[NotifyRepository], attempt: Attempt, now: datetime) -> None:
+        """The sent message's NotificationSent, in the delivery's trace (`attempt.trace`)."""
+        row = attempt.row
+        ref, language = attempt.told or (row["recipient_ref"], row["language"])
         sent = NotificationSent(
-            notification_id=notification_id,
+            notification_id=str(row["notification_id"]),
             application_id=row["application_id"],
             source_event_id=row["source_event_id"],
             source_event_type=row["source_event_type"],
             channel=row["channel"],
-            recipient_ref=row["recipient_ref"],
+            recipient_ref=ref,
             template=row["template"],
-            language=row["language"],
+            language=language,
             sent_at=now,
         )
         ce = (row["payload"] or {}).get("ce") or {}
         attributes = attributes_for(
             sent, source=uow.source, correlation_id=ce.get("correlationid"), causation_id=row["source_event_id"]
         )
-        await uow.add(event_row(sent, attributes, trace))
+        await uow.add(event_row(sent, attributes, attempt.trace))
 
     def _maybe_crash(self) -> None:
         self._sends += 1

@@ -20,6 +20,7 @@ class NotifySettings(CommonSettings):
         description="Key of the opaque recipient references in logs and events (HMAC-SHA256 of the address), at least "
         "32 characters; notify refuses to start without it. Keep it stable: a new key gives every recipient a new reference.",
     )
+
     notify_max_attempts: int = Field(default=8, ge=1, description="E-mail send attempts before it is parked as dead.")
     notify_webhooks_file: Path | None = Field(
         default=None, description="YAML file of agency webhook subscriptions (none: no webhooks)."
@@ -54,3 +55,9 @@ class NotifySettings(CommonSettings):
     notify_fault_exit_after_sends: int = Field(
         default=0, ge=0, description="Crash tests only: exit abruptly after the N-th send, before recording it."
     )
+
+    @property
+    def ref_key(self) -> bytes:
+        """NOTIFY_RECIPIENT_REF_KEY's bytes (empty when unset: main() refuses to start then)."""
+        key = self.notify_recipient_ref_key
+        return key.get_secret_value().encode() if key is not None else b""

@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from aiokafka import ConsumerRecord
+from pydantic import SecretStr
 
 from services.notify import handlers
 from services.notify.domain import Subscriptions, recipient_ref
@@ -53,7 +54,7 @@ SUBS = Subscriptions.model_validate(
         ]
     }
 )
-SETTINGS = NotifySettings(notify_decision_wait_s=30, notify_dispatch_batch=50)
+SETTINGS = NotifySettings(notify_decision_wait_s=30, notify_dispatch_batch=50, notify_recipient_ref_key=SecretStr(KEY.decode()))
 WHO = Recipient(language="en", contact=Contact(name="Åsa Öberg", email="asa@example.org"), organisation_name="O")
 
 
@@ -214,12 +215,17 @@ async def test_a_release_consumed_before_its_commitment_waits_for_its_recipient(
     await handlers.on_events(tx.unit_of_work(), [delivery(reduced("A-4"), 1)], Subscriptions(), ref_key=KEY)
     (row,) = repo.of("scheduled")
     assert row["recipient_ref"] == "grant:G-A-4"
+    assert row["language"] == "en"  # nor the recipient's language yet
     d = dispatcher(tx, mailer)
     assert await d.dispatch(mailer, 50) == 0 and row["attempts"] == 0  # waits: no attempt counted
-    await handlers.on_events(tx.unit_of_work(), [delivery(committed("A-4"), 2)], Subscriptions(), ref_key=KEY)
+    dutch = committed("A-4").model_copy(update={"recipient": WHO.model_copy(update={"language": "nl"})})
+    await handlers.on_events(tx.unit_of_work(), [delivery(dutch, 2)], Subscriptions(), ref_key=KEY)
     assert await d.dispatch(mailer, 50) == 1
-    assert sent_templates(mailer) == ["Application A-4: grant reduced by 0,40\u00a0€"]
+    assert email.message_from_bytes(mailer.sent[0].data, policy=email.policy.default)["Content-Language"] == "nl"
     assert repo.notifications[row["notification_id"]]["status"] == "sent"
+    # Its NotificationSent tells whom the e-mail went to and in which language, not what was planned.
+    (sent,) = [json.loads(r.payload or b"{}") for r in tx.outbox]
+    assert (sent["recipient_ref"], sent["language"]) == (recipient_ref("asa@example.org", KEY), "nl")
 
 
 async def test_a_release_whose_recipient_never_comes_is_parked_for_an_operator_after_the_wait() -> None:
