@@ -149,8 +149,9 @@ async def pipeline_phase(args: argparse.Namespace, bootstrap: str, server: str, 
                 out["throughput"]["notify_backlog"] = await notify_backlog(stack.database_url, args.timeout)
                 say("bench", f"after the burst: {out['throughput']['notify_backlog']}")
 
-                # 2. Latency at half of the measured maximum rate.
-                rate = max(1.0, out["throughput"]["apps_per_s"] / 2)
+                # 2. Latency at half of the measured maximum rate (or at --half-load-rate: runs compared
+                # at one rate, since the burst's rate moves with the machine's hour).
+                rate = args.half_load_rate or max(1.0, out["throughput"]["apps_per_s"] / 2)
                 count = max(200, int(rate * args.half_load_s))
                 say("bench", f"half load: {count:,} applications at {rate:.0f}/s")
                 sent = {}
@@ -430,6 +431,12 @@ def main() -> int:
     parser.add_argument("--applications", type=int, default=int(os.environ.get("BENCH_APPLICATIONS", "5000")))
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--half-load-s", type=float, default=20)
+    parser.add_argument(
+        "--half-load-rate",
+        type=float,
+        default=None,
+        help="Applications per second of the latency phase instead of half the burst's (to compare runs at one rate).",
+    )
     parser.add_argument("--timeout", type=float, default=600, help="Longest wait for a phase to complete.")
     parser.add_argument("--relay-messages", type=int, default=30_000)
     parser.add_argument("--pgbench-s", type=int, default=15)
