@@ -36,6 +36,8 @@ import tempfile
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +51,11 @@ from standardwebhooks import Webhook, WebhookVerificationError  # noqa: E402
 
 from bench.harness import BENCH_PORTAL, Pipeline, Sent, Tracker, pipeline, producer, run_stoppable, say  # noqa: E402
 from bench.workload import SAMPLES, Submission, submission  # noqa: E402
+from services.eligibility.competition import S3_CRITERIA  # noqa: E402
 from services.notify.webhooks import new_secret  # noqa: E402
 from shared.acl import CONSUMES  # noqa: E402
 from shared.cloudevents import portal_headers  # noqa: E402
-from shared.events import ApplicationSubmitted  # noqa: E402
+from shared.events import ApplicationSubmitted, AssessmentSubmitted  # noqa: E402
 from shared.topics import Topic, topic_name  # noqa: E402
 from tests.processes import SERVICES  # noqa: E402
 
@@ -70,6 +73,10 @@ TRACKED = (
     Topic.AUDIT_RECORDED,
 )
 DECIDED_TYPE = "org.clustergrants.eligibility.decided.v1"
+#: The S3 pilot's competitive call every s3.platform application of the run applies to; the operator
+#: closes it after the assessors have scored those decided eligible by then (`plan.operator`).
+CALL_ID = "s3-2018"
+S3_PLATFORM = "s3.platform"
 HOOK_SECRET = new_secret()  # Standard Webhooks (whsec_...), a new one per run
 
 
@@ -210,6 +217,8 @@ def moneyed(items: list[Submission], pool: int = BENEFICIARIES) -> list[Submissi
             document["applicant"].update(number)
         if document.get("via_cluster"):
             document["via_cluster"] = kbo((item.index // 10) % pool)
+        if item.scheme == S3_PLATFORM:
+            document["call_id"] = CALL_ID
         body = json.dumps(document, separators=(",", ":")).encode()
         out.append(Submission(item.index, item.kind, item.application_id, item.scheme, body))
     return out
@@ -581,6 +590,119 @@ async def _inject_junk(stack: Pipeline) -> None:
     await publish_raw(stack.bootstrap, topic_name(Topic.ELIGIBILITY_DECIDED, stack.prefix), JUNK, b"chaos-junk", headers)
 
 
+@dataclass
+class Scoring:
+    """The assessors' scores the run sent for the call: application -> assessor -> criterion -> score,
+    the latest of each assessor (a stale copy sent after it must change nothing), and what was sent."""
+
+    criteria: tuple[str, ...]
+    latest: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    published: int = 0
+
+
+def scores_for(application_id: str, criteria: tuple[str, ...]) -> dict[str, dict[str, int]] | None:
+    """Deterministic scores from the id: none for one application in five (it stays unscored), one or
+    two assessors, 0-10 per criterion; the totals then tie now and then (the tie rule decides)."""
+    h = int.from_bytes(application_id.encode()[-6:], "big") * 2_654_435_761
+    if h % 5 == 0:
+        return None
+    assessors = ("assessor-a", "assessor-b")[: 1 + (h >> 3) % 2]
+    return {a: {c: (h >> (4 * k + 7 * n)) % 11 for k, c in enumerate(criteria)} for n, a in enumerate(assessors)}
+
+
+async def _publish_acknowledged(
+    stack: Pipeline, topic: Topic, records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]], deadline: float
+) -> int:
+    """Publish (key, value, headers) records in order, each once acknowledged (again, over a new producer,
+    after a broker error: a copy with the same event id changes nothing); returns the retries."""
+    name = topic_name(topic, stack.prefix)
+    prod = producer(stack.bootstrap)
+    retries = 0
+    try:
+        await prod.start()
+        for key, value, headers in records:
+            while True:
+                try:
+                    await asyncio.wait_for(await prod.send(name, value, key=key, headers=headers), 60)
+                    break
+                except Exception as error:
+                    retries += 1
+                    if time.monotonic() > deadline or retries > 1_000:
+                        raise
+                    tag(f"{topic.value} record not acknowledged ({type(error).__name__}); publishing again")
+                    await asyncio.sleep(1)
+                    with contextlib.suppress(Exception):
+                        await prod.stop()
+                    prod = producer(stack.bootstrap)
+                    with contextlib.suppress(Exception):
+                        await prod.start()
+    finally:
+        with contextlib.suppress(Exception):
+            await prod.stop()
+    return retries
+
+
+async def _assess(stack: Pipeline, tracker: Tracker, scoring: Scoring, deadline: float) -> dict[str, int]:
+    """Score the call's applications decided eligible so far, as a portal does, while things break: each
+    assessment published twice (a duplicate), and for one in four an older version of it after it."""
+    eligible = sorted(
+        {
+            body["application_id"]
+            for _ts, body, _h in tracker.records[Topic.ELIGIBILITY_DECIDED]
+            if body.get("scheme") == S3_PLATFORM and body.get("outcome") == "eligible"
+        }
+    )
+    records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]] = []
+    now = datetime.now(UTC)
+
+    def record(app: str, assessor: str, scores: dict[str, int], at: datetime, event_id: str) -> None:
+        body = AssessmentSubmitted(
+            application_id=app,
+            assessment_id=f"{app}-{assessor}",
+            call_id=CALL_ID,
+            assessor_id=assessor,
+            scores=scores,
+            submitted_at=at,
+        )
+        headers = portal_headers(AssessmentSubmitted, source=BENCH_PORTAL, event_id=event_id, subject=app)
+        records.append((app.encode(), body.model_dump_json().encode(), headers))
+
+    for app in eligible:
+        by_assessor = scores_for(app, scoring.criteria)
+        if by_assessor is None:
+            continue
+        scoring.latest[app] = by_assessor
+        for assessor, scores in by_assessor.items():
+            for _copy in range(2):
+                record(app, assessor, scores, now, f"assessment-{app}-{assessor}")
+            if len(scoring.latest) % 4 == 0:  # an older version arriving late: it must not win
+                stale = {c: (v + 5) % 11 for c, v in scores.items()}
+                record(app, assessor, stale, now - timedelta(hours=1), f"assessment-{app}-{assessor}-stale")
+    scoring.published = len(records)
+    retries = await _publish_acknowledged(stack, Topic.ASSESSMENT_SUBMITTED, records, deadline)
+    return {"eligible_then": len(eligible), "scored": len(scoring.latest), "records": len(records), "retries": retries}
+
+
+async def _assessments_recorded(database_url: str, scoring: Scoring, deadline: float, within_s: float = 180) -> bool:
+    """Until eligibility has recorded every assessment sent, as sent (the operator closes after that),
+    for `within_s` at most: then the call is closed as it stands and the check reports the difference."""
+    want = {(app, assessor): scores for app, by in scoring.latest.items() for assessor, scores in by.items()}
+    until = min(deadline, time.monotonic() + within_s)
+    while time.monotonic() < until:
+        with contextlib.suppress(OSError, asyncpg.PostgresError):
+            conn = await asyncpg.connect(database_url)
+            try:
+                rows = await conn.fetch(
+                    "SELECT application_id, assessor_id, scores::text FROM eligibility.assessments WHERE call_id = $1", CALL_ID
+                )
+            finally:
+                await conn.close()
+            if {(r["application_id"], r["assessor_id"]): json.loads(r["scores"]) for r in rows} == want:
+                return True
+        await asyncio.sleep(2)
+    return False
+
+
 async def _operate(
     stack: Pipeline,
     plan: Plan,
@@ -589,9 +711,11 @@ async def _operate(
     figures: dict[str, Any],
     deadline: float,
     outcomes_in: asyncio.Event,
+    scoring: Scoring,
 ) -> None:
     """The operator at work while things break: two year openings, `plan.releases` releases, a competitive
-    call closed, the parked records redriven; each command given twice where a second run must change nothing."""
+    call scored by assessors and closed, the parked records redriven; each command given twice where a
+    second run must change nothing."""
     env = cli_env(stack, log_dir)
     expected_s = plan.applications / plan.rate
     started = time.monotonic()
@@ -632,6 +756,8 @@ async def _operate(
         if i % 10 == 0:
             await command("budget", "release", application, "--withdraw")  # again: nothing left to return
     figures["released_applications"] = chosen
+    await at(0.5)
+    figures["assessments"] = await _assess(stack, tracker, scoring, deadline)
     await at(0.55)
     parked = [f"{p}:{o}" for p, o, value in tracker.dead_letters if value == JUNK]
     while len(parked) < 2 and time.monotonic() < deadline:
@@ -641,8 +767,9 @@ async def _operate(
         await command("dead-letters", "redrive", dead)
     figures["redriven"] = parked[:2]
     await at(0.7)
-    await command("calls", "close-call", "s3.platform", "s3-2018")
-    await command("calls", "close-call", "s3.platform", "s3-2018")  # again: the first result, unchanged
+    figures["assessments"]["recorded_before_close"] = await _assessments_recorded(stack.database_url, scoring, deadline)
+    await command("calls", "close-call", S3_PLATFORM, CALL_ID)
+    await command("calls", "close-call", S3_PLATFORM, CALL_ID)  # again: the first result, unchanged
     figures["operator_commands"] = ran
 
 
@@ -743,8 +870,11 @@ async def run(bootstrap: str, server_url: str, plan: Plan, log_dir: Path, infra:
             stop_watch = asyncio.Event()
             watcher = asyncio.create_task(_watch_crashes(stack, figures, stop_watch))
             chaos = asyncio.create_task(_chaos(stack, plan, infra, done, figures))
+            scoring = Scoring(S3_CRITERIA)
             operate = (
-                asyncio.create_task(_operate(stack, plan, tracker, log_dir, figures, deadline, done)) if plan.operator else None
+                asyncio.create_task(_operate(stack, plan, tracker, log_dir, figures, deadline, done, scoring))
+                if plan.operator
+                else None
             )
             figures["resubmissions"] = await _submit_resilient(stack, items, plan.rate, sent, deadline)
             figures["submitted_s"] = round(time.monotonic() - started, 1)
@@ -768,6 +898,8 @@ async def run(bootstrap: str, server_url: str, plan: Plan, log_dir: Path, infra:
                 if i.application_id and i.kind == "valid"
             }
             await _check_money(stack, tracker, plan, log_dir, report, applicants)
+            if plan.operator:
+                await _check_call(stack, tracker, items, scoring, report)
     finally:
         await receiver.stop()
     return report
@@ -938,6 +1070,68 @@ async def group_positions(bootstrap: str, prefix: str, groups: list[str]) -> dic
     finally:
         await reader.stop()
         await admin.close()
+
+
+def expected_ranking(scoring: Scoring, submitted_at: dict[str, datetime], cap: int) -> list[tuple[str, int, Fraction, bool]]:
+    """The call's ranking as the seed's rules give it, worked out here from the scores the run sent:
+    (application, rank, total, selected); the total is the sum over the criteria of the assessors'
+    mean, ties go to the earlier submission, then to the lower application id."""
+    totals = {
+        app: sum((Fraction(sum(s[c] for s in by.values()), len(by)) for c in scoring.criteria), Fraction(0))
+        for app, by in scoring.latest.items()
+    }
+    order = sorted(totals, key=lambda app: (-totals[app], submitted_at[app], app))
+    return [(app, i + 1, totals[app], i < cap) for i, app in enumerate(order)]
+
+
+async def _check_call(stack: Pipeline, tracker: Tracker, items: list[Submission], scoring: Scoring, report: Report) -> None:
+    """The competitive call closed under faults ranks exactly what the assessors sent: every application
+    scored before the close, with the latest scores of each assessor (duplicates and stale copies changed
+    nothing), in the tie rule's order, the first `cap` selected; the eligible ones left unscored listed."""
+    f = report.figures
+    closed = once(tracker.records[Topic.CALL_CLOSED])
+    if len(closed) != 1:
+        return  # _check_money has reported it
+    call = closed[0]
+    submitted_at = {
+        i.application_id: datetime.fromisoformat(json.loads(i.body)["submitted_at"])
+        for i in items
+        if i.scheme == S3_PLATFORM and i.application_id
+    }
+    eligible = {
+        body["application_id"]
+        for _ts, body, _h in tracker.records[Topic.ELIGIBILITY_DECIDED]
+        if body.get("scheme") == S3_PLATFORM and body.get("outcome") == "eligible"
+    }
+    want = expected_ranking(scoring, submitted_at, call["cap"])
+    got = [(r["application_id"], r["rank"], Fraction(r["total_score"]), r["selected"]) for r in call["ranking"]]
+    f["call"] = {
+        "ranked": len(got),
+        "selected": sum(1 for *_, selected in got if selected),
+        "unscored": len(call["unscored"]),
+        "cap": call["cap"],
+        "ties": len(want) - len({total for _, _, total, _ in want}),
+    }
+    if not want:
+        report.violate(f"the call had nothing to rank: {f.get('assessments')}")
+    if got != want:
+        diff = [(g, w) for g, w in zip(got, want, strict=False) if g != w][:3]
+        report.violate(f"call {CALL_ID}: ranking {len(got)} entries, expected {len(want)}; first differences {diff}")
+    stray = set(call["unscored"]) - (eligible - set(scoring.latest))
+    if stray:
+        report.violate(f"call {CALL_ID}: unscored lists applications that are scored or not eligible: {sorted(stray)[:5]}")
+    if call["cap"] != 25:
+        report.violate(f"call {CALL_ID}: cap {call['cap']}, the run's operator file sets 25")
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT application_id, assessor_id, scores::text FROM eligibility.assessments WHERE call_id = $1", CALL_ID
+        )
+    finally:
+        await conn.close()
+    kept = {(r["application_id"], r["assessor_id"]): json.loads(r["scores"]) for r in rows}
+    if kept != {(app, a): scores for app, by in scoring.latest.items() for a, scores in by.items()}:
+        report.violate(f"call {CALL_ID}: {len(kept)} assessments recorded differ from the latest sent (a stale copy won?)")
 
 
 def split(amount: int, shares: list[dict[str, Any]]) -> dict[str, int]:
@@ -1132,7 +1326,7 @@ async def _check_money(
             "a release in effect twice (events or audit records): "
             f"{[a for a, n in (*by_event.items(), *by_audit.items()) if n > 1]}"
         )
-    # The call: closed once, one CallClosed, one audit record that closed it.
+    # The call: closed once, one CallClosed, one audit record that closed it (its ranking: _check_call).
     closed = once(tracker.records[Topic.CALL_CLOSED])
     closings = [a for a in audited("calls close-call") if a["outcome"] == "closed"]
     f["calls_closed"] = [(c["call_id"], len(c["ranking"]), len(c["unscored"])) for c in closed]

@@ -1,12 +1,25 @@
 """The chaos run's money bookkeeping (deploy/local/chaos.py): its beneficiaries' register numbers carry
 correct check digits, and the ledger an agency system rebuilds from GrantCommitted and GrantReleased
-splits amounts over fund shares exactly as the budget does."""
+splits amounts over fund shares exactly as the budget does; the ranking it expects of its competitive
+call, worked out on its own, is the one the seed's rules give."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
-from deploy.local.chaos import kbo, ledger_from_topics, organisasjonsnummer, organisationsnummer, split
+from deploy.local.chaos import (
+    Scoring,
+    expected_ranking,
+    kbo,
+    ledger_from_topics,
+    organisasjonsnummer,
+    organisationsnummer,
+    scores_for,
+    split,
+)
+from services.eligibility.competition import S3_CRITERIA, Candidate, rank_and_select
 from services.eligibility.registers import kbo_check_valid, luhn_valid, mod11_valid
 
 pytestmark = pytest.mark.unit
@@ -53,3 +66,24 @@ def test_ledger_from_topics_is_commitments_less_releases_per_programme_fund_and_
         ("ttc", "erdf", 2014): 25,
         ("ttc", "co-financing", 2014): 25,
     }
+
+
+def test_the_chaos_runs_expected_ranking_is_the_one_the_competition_rules_give_ties_included() -> None:
+    ids = [f"Cabc123-{i:07d}" for i in range(0, 3200, 16)]
+    scoring = Scoring(S3_CRITERIA)
+    for app in ids:
+        if (scores := scores_for(app, S3_CRITERIA)) is not None:
+            scoring.latest[app] = scores
+    assert 0.7 * len(ids) < len(scoring.latest) < 0.9 * len(ids)  # about one in five left unscored
+    assert {len(by) for by in scoring.latest.values()} == {1, 2}  # one assessor or two
+    start = datetime(2018, 5, 20, 8, tzinfo=UTC)
+    submitted = {app: start + timedelta(minutes=i % 3) for i, app in enumerate(ids)}  # ties broken by time, then id
+    want = expected_ranking(scoring, submitted, 25)
+    candidates = [
+        Candidate(app, submitted[app], {c: [s[c] for s in by.values()] for c in S3_CRITERIA})
+        for app, by in scoring.latest.items()
+    ]
+    ranked = rank_and_select(candidates, S3_CRITERIA, 25)
+    assert [(r.application_id, r.rank, r.total, r.selected) for r in ranked] == want
+    assert len({total for _, _, total, _ in want}) < len(want)  # the run's scores tie: the tie rule is exercised
+    assert sum(selected for *_, selected in want) == 25
