@@ -424,12 +424,45 @@ class Report:
         self.violations.append(message)
 
 
+class Publisher:
+    """A portal's producer while the broker restarts: `acknowledged` publishes one record until the
+    broker acknowledges it, over a new producer after each error (a copy with the same event id is
+    dropped by its consumer's inbox); `retries` counts the attempts again, at most `limit`."""
+
+    def __init__(self, bootstrap: str, deadline: float, limit: int) -> None:
+        self.bootstrap, self.deadline, self.limit = bootstrap, deadline, limit
+        self.prod = producer(bootstrap)
+        self.retries = 0
+
+    async def start(self) -> None:
+        await self.prod.start()
+
+    async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.prod.stop()
+
+    async def acknowledged(self, topic: str, value: bytes, what: str, **options: Any) -> Any:
+        """The record's metadata once acknowledged; raises past the deadline or `limit` retries."""
+        while True:
+            try:
+                return await asyncio.wait_for(await self.prod.send(topic, value, **options), 60)
+            except Exception as error:
+                self.retries += 1
+                if time.monotonic() > self.deadline or self.retries > self.limit:
+                    raise
+                tag(f"{what} not acknowledged ({type(error).__name__}); publishing again")
+                await asyncio.sleep(1)
+                await self.stop()
+                self.prod = producer(self.bootstrap)
+                with contextlib.suppress(Exception):
+                    await self.prod.start()
+
+
 async def _submit_resilient(stack: Pipeline, items: list[Submission], rate: float, sent: dict[int, Sent], deadline: float) -> int:
     """Publish each submission once acknowledged (re-publish on a broker error: intake drops the copy)."""
     topic = topic_name(Topic.APPLICATION_SUBMITTED, stack.prefix)
-    prod = producer(stack.bootstrap)
-    await prod.start()
-    retries = 0
+    publisher = Publisher(stack.bootstrap, deadline, 10_000)
+    await publisher.start()
     started = time.monotonic()
 
     def send_args(item: Submission) -> tuple[bytes, dict[str, Any]]:
@@ -450,7 +483,7 @@ async def _submit_resilient(stack: Pipeline, items: list[Submission], rate: floa
                 futures = []
                 for item in chunk:
                     body, options = send_args(item)
-                    futures.append((item, await prod.send(topic, body, **options)))
+                    futures.append((item, await publisher.prod.send(topic, body, **options)))
                 for item, future in futures:
                     try:
                         meta = await asyncio.wait_for(future, 60)
@@ -460,27 +493,12 @@ async def _submit_resilient(stack: Pipeline, items: list[Submission], rate: floa
             except Exception:
                 pending = [item for item in chunk if item.index not in sent]
             for item in pending:  # one by one until acknowledged, a new producer after each failure
-                while True:
-                    try:
-                        body, options = send_args(item)
-                        meta = await asyncio.wait_for(await prod.send(topic, body, **options), 60)
-                        sent[item.index] = Sent(item, meta.timestamp, f"{meta.topic}:{meta.partition}:{meta.offset}")
-                        break
-                    except Exception as error:
-                        retries += 1
-                        if time.monotonic() > deadline or retries > 10_000:
-                            raise
-                        tag(f"submission {item.index} not acknowledged ({type(error).__name__}); publishing again")
-                        await asyncio.sleep(1)
-                        with contextlib.suppress(Exception):
-                            await prod.stop()
-                        prod = producer(stack.bootstrap)
-                        with contextlib.suppress(Exception):
-                            await prod.start()
+                body, options = send_args(item)
+                meta = await publisher.acknowledged(topic, body, f"submission {item.index}", **options)
+                sent[item.index] = Sent(item, meta.timestamp, f"{meta.topic}:{meta.partition}:{meta.offset}")
     finally:
-        with contextlib.suppress(Exception):
-            await prod.stop()
-    return retries
+        await publisher.stop()
+    return publisher.retries
 
 
 async def _chaos(stack: Pipeline, plan: Plan, infra: OwnInfra | None, done: asyncio.Event, figures: dict[str, Any]) -> None:
@@ -613,33 +631,16 @@ def scores_for(application_id: str, criteria: tuple[str, ...]) -> dict[str, dict
 async def _publish_acknowledged(
     stack: Pipeline, topic: Topic, records: list[tuple[bytes, bytes, list[tuple[str, bytes]]]], deadline: float
 ) -> int:
-    """Publish (key, value, headers) records in order, each once acknowledged (again, over a new producer,
-    after a broker error: a copy with the same event id changes nothing); returns the retries."""
+    """Publish (key, value, headers) records in order, each once acknowledged (Publisher); returns the retries."""
     name = topic_name(topic, stack.prefix)
-    prod = producer(stack.bootstrap)
-    retries = 0
+    publisher = Publisher(stack.bootstrap, deadline, 1_000)
     try:
-        await prod.start()
+        await publisher.start()
         for key, value, headers in records:
-            while True:
-                try:
-                    await asyncio.wait_for(await prod.send(name, value, key=key, headers=headers), 60)
-                    break
-                except Exception as error:
-                    retries += 1
-                    if time.monotonic() > deadline or retries > 1_000:
-                        raise
-                    tag(f"{topic.value} record not acknowledged ({type(error).__name__}); publishing again")
-                    await asyncio.sleep(1)
-                    with contextlib.suppress(Exception):
-                        await prod.stop()
-                    prod = producer(stack.bootstrap)
-                    with contextlib.suppress(Exception):
-                        await prod.start()
+            await publisher.acknowledged(name, value, f"{topic.value} record", key=key, headers=headers)
     finally:
-        with contextlib.suppress(Exception):
-            await prod.stop()
-    return retries
+        await publisher.stop()
+    return publisher.retries
 
 
 async def _assess(stack: Pipeline, tracker: Tracker, scoring: Scoring, deadline: float) -> dict[str, int]:
