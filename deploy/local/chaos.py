@@ -77,6 +77,7 @@ DECIDED_TYPE = "org.clustergrants.eligibility.decided.v1"
 #: closes it after the assessors have scored those decided eligible by then (`plan.operator`).
 CALL_ID = "s3-2018"
 S3_PLATFORM = "s3.platform"
+S3_FINANCING = "s3.financing"
 HOOK_SECRET = new_secret()  # Standard Webhooks (whsec_...), a new one per run
 
 
@@ -205,7 +206,11 @@ CLUSTER_SCHEMES = ("vlaio.spearhead-cluster", "vlaio.cluster-pact")
 
 
 def moneyed(items: list[Submission], pool: int = BENEFICIARIES) -> list[Submission]:
-    """The run's submissions with varied beneficiaries (valid register numbers), so grants go to many."""
+    """The run's submissions with varied beneficiaries (valid register numbers), so grants go to many.
+    The n-th S3 step-2 (financing) application is by the beneficiary of the (n // 2)-th step-1
+    (platform) application: those decided after the call closed are by beneficiaries it ranked."""
+    platform = [beneficiary(S3_PLATFORM, i.index, pool) for i in items if i.scheme == S3_PLATFORM and i.kind == "valid"]
+    financing = 0
     out = []
     for item in items:
         if item.kind == "malformed":
@@ -213,6 +218,9 @@ def moneyed(items: list[Submission], pool: int = BENEFICIARIES) -> list[Submissi
             continue
         document = json.loads(item.body)
         number = beneficiary(item.scheme, item.index, pool)
+        if item.scheme == S3_FINANCING and item.kind == "valid" and platform:
+            number = platform[min(financing // 2, len(platform) - 1)]
+            financing += 1
         if number and isinstance(document.get("applicant"), dict):
             document["applicant"].update(number)
         if document.get("via_cluster"):
@@ -435,7 +443,11 @@ class Publisher:
         self.retries = 0
 
     async def start(self) -> None:
-        await self.prod.start()
+        """Start the producer; while the broker is down, the first `acknowledged` starts a new one."""
+        try:
+            await self.prod.start()
+        except Exception as error:
+            tag(f"producer not started ({type(error).__name__}); the first send tries again")
 
     async def stop(self) -> None:
         with contextlib.suppress(Exception):
@@ -734,6 +746,17 @@ async def _operate(
             tag(f"clustergrants {' '.join(args)} failed: {done.stderr.strip()[-300:]}")
         return done
 
+    async def competitive_call() -> None:
+        # Beside the releases (55 or so CLI runs take minutes): scored at 0.4, closed at 0.55, so that
+        # about half of the S3 step-2 applications are decided after the close.
+        await at(0.4)
+        figures["assessments"] = await _assess(stack, tracker, scoring, deadline)
+        await at(0.55)
+        figures["assessments"]["recorded_before_close"] = await _assessments_recorded(stack.database_url, scoring, deadline)
+        await command("calls", "close-call", S3_PLATFORM, CALL_ID)
+        await command("calls", "close-call", S3_PLATFORM, CALL_ID)  # again: the first result, unchanged
+
+    call = asyncio.create_task(competitive_call())
     await _inject_junk(stack)
     await at(0.2)
     for programme, year in (("vlaio.clusters", "2019"), ("s3", "2018")):
@@ -757,8 +780,6 @@ async def _operate(
         if i % 10 == 0:
             await command("budget", "release", application, "--withdraw")  # again: nothing left to return
     figures["released_applications"] = chosen
-    await at(0.5)
-    figures["assessments"] = await _assess(stack, tracker, scoring, deadline)
     await at(0.55)
     parked = [f"{p}:{o}" for p, o, value in tracker.dead_letters if value == JUNK]
     while len(parked) < 2 and time.monotonic() < deadline:
@@ -767,10 +788,7 @@ async def _operate(
     for dead in parked[:2]:
         await command("dead-letters", "redrive", dead)
     figures["redriven"] = parked[:2]
-    await at(0.7)
-    figures["assessments"]["recorded_before_close"] = await _assessments_recorded(stack.database_url, scoring, deadline)
-    await command("calls", "close-call", S3_PLATFORM, CALL_ID)
-    await command("calls", "close-call", S3_PLATFORM, CALL_ID)  # again: the first result, unchanged
+    await call
     figures["operator_commands"] = ran
 
 
@@ -1133,6 +1151,40 @@ async def _check_call(stack: Pipeline, tracker: Tracker, items: list[Submission]
     kept = {(r["application_id"], r["assessor_id"]): json.loads(r["scores"]) for r in rows}
     if kept != {(app, a): scores for app, by in scoring.latest.items() for a, scores in by.items()}:
         report.violate(f"call {CALL_ID}: {len(kept)} assessments recorded differ from the latest sent (a stale copy won?)")
+    check_step_2([body for _ts, body, _h in tracker.records[Topic.ELIGIBILITY_DECIDED]], call, report)
+
+
+def check_step_2(
+    decided: list[dict[str, Any]], call: dict[str, Any], report: Report, margin: timedelta = timedelta(seconds=5)
+) -> None:
+    """S3 step 2 follows the project's own step-1 result: a financing application decided before the
+    call closed cannot be decided on its selection (not_decidable, a case handler's); one decided after
+    passes if and only if its beneficiary is one the call selected. Decisions within `margin` of the
+    close may have read either side of it and are not counted. `decided`: EligibilityDecided data."""
+    first = [body for body in decided if body.get("revision", 1) == 1 and body.get("scheme")]
+    beneficiary = {b["application_id"]: b.get("beneficiary_id") for b in first if b["scheme"] == S3_PLATFORM}
+    selected = {beneficiary.get(r["application_id"]) for r in call["ranking"] if r["selected"]} - {None}
+    closed_at = datetime.fromisoformat(call["closed_at"])
+    seen: Counter[str] = Counter()
+    wrong: list[tuple[str, str, str]] = []
+    for body in (b for b in first if b["scheme"] == S3_FINANCING):
+        decided_at = datetime.fromisoformat(body["decided_at"])
+        if abs(decided_at - closed_at) < margin:
+            continue
+        verdict = next((c["outcome"] for c in body["criteria"] if c["criterion"] == "selected_for_platform"), "missing")
+        after = decided_at > closed_at
+        if not after or not body.get("beneficiary_id"):
+            want = "not_decidable"
+        else:
+            want = "passed" if body["beneficiary_id"] in selected else "failed"
+        seen[f"{'after' if after else 'before'}:{verdict}"] += 1
+        if verdict != want:
+            wrong.append((body["application_id"], verdict, want))
+    report.figures["step_2"] = dict(sorted(seen.items()))
+    if wrong:
+        report.violate(f"S3 step 2 against the call's selection: {len(wrong)} decided otherwise, e.g. {wrong[:3]} (got, wanted)")
+    if not seen["after:passed"] or not seen["after:failed"]:
+        report.violate(f"S3 step 2 after the close: no application of each kind, selected and not ({dict(seen)})")
 
 
 def split(amount: int, shares: list[dict[str, Any]]) -> dict[str, int]:

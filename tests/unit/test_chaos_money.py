@@ -1,7 +1,8 @@
 """The chaos run's money bookkeeping (deploy/local/chaos.py): its beneficiaries' register numbers carry
 correct check digits, and the ledger an agency system rebuilds from GrantCommitted and GrantReleased
 splits amounts over fund shares exactly as the budget does; the ranking it expects of its competitive
-call, worked out on its own, is the one the seed's rules give."""
+call, worked out on its own, is the one the seed's rules give; and its check of S3 step 2 against
+that call's selection tells a wrong verdict."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from deploy.local.chaos import (
+    Report,
     Scoring,
+    check_step_2,
     expected_ranking,
     kbo,
     ledger_from_topics,
@@ -87,3 +90,55 @@ def test_the_chaos_runs_expected_ranking_is_the_one_the_competition_rules_give_t
     assert [(r.application_id, r.rank, r.total, r.selected) for r in ranked] == want
     assert len({total for _, _, total, _ in want}) < len(want)  # the run's scores tie: the tie rule is exercised
     assert sum(selected for *_, selected in want) == 25
+
+
+CLOSED = datetime(2018, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def _platform(application_id: str, beneficiary_id: str) -> dict[str, object]:
+    return {"application_id": application_id, "scheme": "s3.platform", "beneficiary_id": beneficiary_id, "criteria": []}
+
+
+def _financing(application_id: str, beneficiary_id: str, after_s: float, outcome: str) -> dict[str, object]:
+    return {
+        "application_id": application_id,
+        "scheme": "s3.financing",
+        "beneficiary_id": beneficiary_id,
+        "decided_at": (CLOSED + timedelta(seconds=after_s)).isoformat(),
+        "criteria": [{"criterion": "selected_for_platform", "outcome": outcome}],
+    }
+
+
+def _step_2(financing: list[dict[str, object]]) -> Report:
+    call = {
+        "closed_at": CLOSED.isoformat(),
+        "ranking": [{"application_id": "p1", "selected": True}, {"application_id": "p2", "selected": False}],
+    }
+    report = Report()
+    check_step_2([_platform("p1", "se:1"), _platform("p2", "se:2"), *financing], call, report)
+    return report
+
+
+def test_step_2_after_the_close_passes_exactly_the_selected_beneficiaries() -> None:
+    right = [
+        _financing("f1", "se:1", 60, "passed"),
+        _financing("f2", "se:2", 60, "failed"),
+        _financing("f3", "se:1", -60, "not_decidable"),
+        _financing("f4", "se:2", 2, "passed"),  # within the margin of the close: either side may be right
+    ]
+    report = _step_2(right)
+    assert report.violations == []
+    assert report.figures["step_2"] == {"after:failed": 1, "after:passed": 1, "before:not_decidable": 1}
+
+    for wrong in (
+        _financing("f5", "se:2", 60, "passed"),  # not selected, passed
+        _financing("f5", "se:1", 60, "failed"),  # selected, failed
+        _financing("f5", "se:1", -60, "passed"),  # decided before the close on a selection not yet made
+    ):
+        violations = _step_2([*right, wrong]).violations
+        assert len(violations) == 1 and "f5" in violations[0], violations
+
+
+def test_step_2_without_both_kinds_after_the_close_proves_nothing() -> None:
+    report = _step_2([_financing("f1", "se:1", 60, "passed"), _financing("f3", "se:1", -60, "not_decidable")])
+    assert report.violations and "no application of each kind" in report.violations[0]
