@@ -7,6 +7,7 @@ read (balances, reconciliation) is in `views.py`."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,6 +18,8 @@ import asyncpg
 from services.budget.beneficiaries import WHOLE, Draw, LimitBalance, LimitKey, sort_key
 from services.budget.domain import BudgetConfig, Placement, PotBalance, Refusal, Slice
 from shared.db import Connection
+from shared.delivery import HeaderTemplate
+from shared.topics import Topic
 
 APPLICATION_LOCK_NAMESPACE = 727_004
 
@@ -178,51 +181,85 @@ def draw_kind(draw: Draw) -> str:
 
 
 @dataclass(frozen=True)
-class CappedGrant:
-    """A conditional grant whose year the opening capped at the yearly maximum: what returned, per fund,
-    and the grant's schedule after it (budget year, minor units), for its GrantReleased."""
-
-    grant_id: str
-    application_id: str
-    scheme: str
-    currency: str
-    released: tuple[tuple[str, int], ...]
-    remaining: tuple[tuple[int, int], ...]
-
-
-@dataclass(frozen=True)
 class ResetResult:
     slices_opened: int
     slices_capped: int
     amount_capped_minor: int
     slices_closed: int
-    capped: tuple[CappedGrant, ...] = ()
 
 
 #: The grants a year's opening capped (the 'yearly_maximum' release entries of the programme's pots
 #: in that year: a year opens once), with what returned per fund and what each holds after it.
-CAPPED_QUERY = """
+#: The GrantReleased (reason capped) of every grant a year's opening capped, built and written to the
+#: outbox by PostgreSQL in one statement (`LedgerRepository.write_capped_releases`): what returned per
+#: fund, the grant's schedule after it. Its JSON is GrantReleased's, written as text (strings through
+#: to_json) because json_build_object per row cost as much again; the tests hold it to the model
+#: (tests/integration/budget/test_capped_releases.py). The event id is uuid3(RESET_NAMESPACE,
+#: "<reset id>/<grant id>"): the same for the same opening. $1 programme, $2 budget year, $3 the
+#: namespace's 16 bytes, $4 the reset id, $5 the topic, $6 and $7 the headers' JSON text in four
+#: pieces and what goes between them ('id', 'subject' or '': `_header_pieces`; text cast once to jsonb,
+#: a third of the jsonb_set per value it replaces), $8 released_at as the event's JSON writes it.
+CAPPED_RELEASES = """
 WITH capped AS (
-    SELECT e.grant_id, p.fund, sum(e.amount_minor)::bigint AS amount
+    SELECT e.grant_id, p.fund, p.unit, sum(e.amount_minor)::bigint AS amount
     FROM budget.entries e JOIN budget.pots p ON p.pot_id = e.pot_id
     WHERE p.programme = $1 AND e.budget_year = $2 AND e.kind = 'release' AND e.reason = 'yearly_maximum'
       AND p.unit <> 'count'
-    GROUP BY e.grant_id, p.fund
-), per_grant AS (
-    SELECT grant_id, array_agg(fund ORDER BY fund) AS funds, array_agg(amount ORDER BY fund) AS amounts
+    GROUP BY e.grant_id, p.fund, p.unit
+), released AS (
+    SELECT grant_id,
+           '[' || string_agg('{"budget_year":' || $2::int || ',"fund":' || to_json(fund)::text
+                             || ',"amount":{"amount_minor":' || amount || ',"currency":' || to_json(unit)::text || '}}',
+                             ',' ORDER BY fund) || ']' AS released
     FROM capped GROUP BY grant_id
+), events AS (
+    SELECT g.grant_id::text AS grant_id, g.application_id, g.scheme, c.released, r.remaining,
+           md5($3::bytea || convert_to($4::text || '/' || g.grant_id::text, 'UTF8')) AS h
+    FROM released c
+    JOIN budget.grants g ON g.grant_id = c.grant_id
+    CROSS JOIN LATERAL (  -- by the slices' index on grant_id: a join over all slices planned badly
+        SELECT '[' || coalesce(string_agg('{"budget_year":' || y.budget_year || ',"amount":{"amount_minor":' || y.amount
+                                          || ',"currency":' || to_json(g.currency)::text
+                                          || '},"requested":null,"limited_by":null}', ',' ORDER BY y.budget_year),
+                               '') || ']' AS remaining
+        FROM (SELECT s.budget_year, sum(s.amount_minor)::bigint AS amount FROM budget.slices s
+              WHERE s.grant_id = g.grant_id AND s.unit = g.currency
+              GROUP BY s.budget_year HAVING sum(s.amount_minor) > 0) y
+    ) r
+), ided AS (
+    -- RFC 9562 version 3: the md5 of namespace and name, its version and variant bits set
+    SELECT *, (substr(h, 1, 12) || '3' || substr(h, 14, 3)
+               || to_hex((('x' || substr(h, 17, 1))::bit(4)::int & 3) | 8) || substr(h, 18))::uuid AS event_id
+    FROM events
+), filled AS (
+    SELECT *, to_json(event_id::text)::text AS id_json, to_json(application_id)::text AS subject_json FROM ided
 )
-SELECT g.grant_id::text AS grant_id, g.application_id, g.scheme, g.currency, c.funds, c.amounts, r.years, r.left_minor
-FROM per_grant c
-JOIN budget.grants g ON g.grant_id = c.grant_id
-CROSS JOIN LATERAL (
-    SELECT array_agg(y.budget_year ORDER BY y.budget_year) AS years, array_agg(y.amount ORDER BY y.budget_year) AS left_minor
-    FROM (SELECT s.budget_year, sum(s.amount_minor)::bigint AS amount FROM budget.slices s
-          WHERE s.grant_id = g.grant_id AND s.unit = g.currency
-          GROUP BY s.budget_year HAVING sum(s.amount_minor) > 0) y
-) r
-ORDER BY g.application_id
+INSERT INTO budget.outbox (event_id, topic, key, headers, payload)
+SELECT event_id, $5, application_id,
+       (($6::text[])[1] || CASE ($7::text[])[1] WHEN 'id' THEN id_json ELSE subject_json END
+        || ($6::text[])[2] || CASE ($7::text[])[2] WHEN 'id' THEN id_json ELSE subject_json END
+        || ($6::text[])[3] || CASE ($7::text[])[3] WHEN 'id' THEN id_json WHEN 'subject' THEN subject_json ELSE '' END
+        || ($6::text[])[4])::jsonb,
+       convert_to('{"application_id":' || to_json(application_id)::text || ',"grant_id":' || to_json(grant_id)::text
+                  || ',"released_at":' || to_json($8::text)::text || ',"scheme":' || to_json(scheme)::text
+                  || ',"programme":' || to_json($1::text)::text || ',"reason":"capped","released":' || released
+                  || ',"remaining":' || remaining || '}', 'UTF8')
+FROM filled
+ORDER BY application_id
 """
+
+
+def _header_pieces(headers: HeaderTemplate) -> tuple[list[str], list[str]]:
+    """`headers` as the JSON text of a list of [name, value], cut where the statement puts each event's
+    id or subject: four pieces, and what goes between them ('id', 'subject', or '' after the last)."""
+    slots = ["subject" if name == "ce_subject" else "id" for name, value in headers if value is None]
+    if not 2 <= len(slots) <= 3 or slots.count("subject") != 1:
+        raise ValueError(f"a header template fills in one or two ids and one subject, not {slots}")
+    mark = "\u0000fill\u0000"
+    text = json.dumps([[name, mark if value is None else value] for name, value in headers])
+    pieces = text.split(json.dumps(mark))
+    assert len(pieces) == len(slots) + 1
+    return pieces + [""] * (4 - len(pieces)), slots + [""] * (3 - len(slots))
 
 
 class LedgerRepository:
@@ -612,22 +649,25 @@ class LedgerRepository:
             capped_count,
             capped_amount,
         )
-        capped = await self._capped(programme, budget_year) if capped_count else ()
-        return ResetResult(int(opened), capped_count, capped_amount, int(closed.split()[-1]), capped)
+        return ResetResult(int(opened), capped_count, capped_amount, int(closed.split()[-1]))
 
-    async def _capped(self, programme: str, budget_year: int) -> tuple[CappedGrant, ...]:
-        rows = await self.conn.fetch(CAPPED_QUERY, programme, budget_year)
-        return tuple(
-            CappedGrant(
-                r["grant_id"],
-                r["application_id"],
-                r["scheme"],
-                r["currency"],
-                tuple(zip(r["funds"], r["amounts"], strict=True)),
-                tuple(zip(r["years"] or (), r["left_minor"] or (), strict=True)),
-            )
-            for r in rows
+    async def write_capped_releases(
+        self, programme: str, budget_year: int, headers: HeaderTemplate, *, namespace: uuid.UUID, reset_id: str, released_at: str
+    ) -> int:
+        """Write the GrantReleased of every grant the opening of `budget_year` capped into the outbox, in
+        one statement (`CAPPED_RELEASES`); returns how many."""
+        status = await self.conn.execute(
+            CAPPED_RELEASES,
+            programme,
+            budget_year,
+            namespace.bytes,
+            reset_id,
+            Topic.GRANT_RELEASED.value,
+            *_header_pieces(headers),
+            released_at,
         )
+        self.statements += 1
+        return int(status.split()[-1])
 
     async def year_opened(self, programme: str, budget_year: int) -> bool:
         return bool(
