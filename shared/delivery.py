@@ -327,6 +327,13 @@ class UnitOfWork(Generic[R]):
         if not self.buffered:
             await self.flush()
 
+    def absorb(self, part: UnitOfWork[Any]) -> None:
+        """What a part of this transaction (a savepoint's own unit of work) published: the rows it still
+        holds are written with this one's, and what it wrote itself counts as published here."""
+        self.outbox.extend(part.outbox)
+        self.written += part.written
+        self.event_ids += part.event_ids
+
     def park(self, record: ConsumerRecord[Any, Any], *, group: str, reason: str, error_type: str, attempts: int) -> None:
         self.outbox.append(dead_letter_row(record, group=group, reason=reason, error_type=error_type, attempts=attempts))
 

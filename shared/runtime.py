@@ -499,12 +499,15 @@ class ServiceRuntime(Generic[R]):
     async def _handle_alone(self, sub: Subscription[Any], uow: UnitOfWork[R], delivery: Delivery[Any], max_attempts: int) -> int:
         """One record in a savepoint, retried; parked if it keeps failing. 1 if it was processed."""
         conn = uow.conn
+        # What the records before it published goes to the outbox first: a handler may write events
+        # to it itself (`UnitOfWork.publish_by_statement`), and the outbox keeps the order of publishing.
+        await uow.flush()
         for attempt in range(1, max_attempts + 1):
             alone = self.unit_of_work(conn)
             try:
                 async with conn.transaction():  # a savepoint
                     await sub.handler(alone, [delivery])
-                uow.outbox.extend(alone.outbox)
+                uow.absorb(alone)
                 return 1
             except PoisonMessage as error:
                 await self._park(sub, uow, delivery.record, delivery.identity, describe_error(error), "PoisonMessage", attempt)
@@ -634,11 +637,12 @@ class ServiceRuntime(Generic[R]):
         if isinstance(again, Rejected):
             await self._dispose(sub, uow, [again])
             return f"refused by the contract again: {again.reason}"
+        await uow.flush()  # as in _handle_alone: the outbox keeps the order of publishing
         alone = self.unit_of_work(conn)
         try:
             async with conn.transaction():
                 await sub.handler(alone, [again])
-            uow.outbox.extend(alone.outbox)
+            uow.absorb(alone)
         except Exception as error:
             if is_transient(error):
                 raise

@@ -567,7 +567,7 @@ async def on_ceiling_reset(
     # grants, and each event through Python (validated, serialised, sent back) cost more than opening.
     capped = 0
     if result.slices_capped:
-        released_at = RELEASED_AT.dump_python(now, mode="json")
+        released_at = RELEASED_AT.dump_python(RELEASED_AT.validate_python(now), mode="json")  # aware, or it raises
 
         async def write(headers: HeaderTemplate) -> int:
             return await repo.write_capped_releases(

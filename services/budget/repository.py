@@ -258,7 +258,8 @@ def _header_pieces(headers: HeaderTemplate) -> tuple[list[str], list[str]]:
     mark = "\u0000fill\u0000"
     text = json.dumps([[name, mark if value is None else value] for name, value in headers])
     pieces = text.split(json.dumps(mark))
-    assert len(pieces) == len(slots) + 1
+    if len(pieces) != len(slots) + 1:  # a header's own value was the mark
+        raise ValueError("a header template's value cannot be cut where the statement fills it in")
     return pieces + [""] * (4 - len(pieces)), slots + [""] * (3 - len(slots))
 
 

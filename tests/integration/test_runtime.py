@@ -382,6 +382,42 @@ async def test_a_failing_record_is_retried_alone_and_parked_while_the_rest_of_it
     assert attempts["always-fails"] == 1 + 3 and attempts["poison"] == 1 and attempts["ok-1"] == 2
 
 
+ROLES = {2020: "first", 2021: "by-statement", 2022: "flaky", 2023: "last"}
+
+
+async def test_retried_alone_the_batch_s_events_keep_the_order_they_were_published_in(harness: Harness) -> None:
+    """Also for events a statement writes to the outbox itself (`UnitOfWork.publish_by_statement`): what
+    the records before it published is written first, in the batch and when each record runs alone."""
+    failed = {"flaky": 0}
+
+    async def answer(uow: UnitOfWork[Any], deliveries: list[Delivery[CeilingReset]]) -> None:
+        for delivery in deliveries:
+            name = ROLES[delivery.event.budget_year]
+            event = assessment("A-1").model_copy(update={"assessment_id": f"S-{name}"})
+            if name == "by-statement":
+
+                async def write(_headers: Any, event: AssessmentSubmitted = event) -> int:
+                    await enqueue(uow.conn, uow.schema, event, attributes_for(event, source=uow.source))
+                    return 1
+
+                await uow.publish_by_statement(AssessmentSubmitted, write)
+            else:
+                await uow.publish(event, cause=delivery)
+            if name == "flaky" and failed["flaky"] < 1:  # fails the batch: each record then runs alone
+                failed["flaky"] += 1
+                raise RuntimeError("transient bug")
+
+    events = [reset("one-programme", year) for year in ROLES]  # one key: one partition, read in this order
+    async with Collector(harness.bootstrap, harness.prefix, [Topic.ASSESSMENT_SUBMITTED]) as seen:
+        await harness.send([(e.model_dump_json().encode(), e.key().encode(), ce_headers(e)) for e in events], Topic.CEILING_RESET)
+        runtime = await harness.start(CeilingReset, answer)
+        await until(lambda: len(seen.records[Topic.ASSESSMENT_SUBMITTED]) >= 4, "four assessments")
+        await until(lambda: harness.committed_to_end(runtime, Topic.CEILING_RESET), "offsets committed")
+    assert failed["flaky"] == 1
+    published = [json.loads(r.value)["assessment_id"] for r in seen.records[Topic.ASSESSMENT_SUBMITTED]]
+    assert published == ["S-first", "S-by-statement", "S-flaky", "S-last"]  # one key: one partition, in order
+
+
 async def test_while_the_infrastructure_is_away_nothing_is_parked_or_skipped(harness: Harness) -> None:
     failures = {"left": 2}
 
