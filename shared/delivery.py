@@ -29,7 +29,7 @@ import base64
 import contextlib
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic
@@ -258,51 +258,34 @@ class UnitOfWork(Generic[R]):
     event_ids: list[str] = field(default_factory=list)  # of the events published in this unit of work
 
     async def publish(self, event: Event, *, cause: Cause = None, event_id: str | None = None) -> str:
-        cause = cause if cause is not None else self.cause
+        correlation_id, causation_id, trace = self._of_cause(cause)
         attributes = attributes_for(
-            event,
-            source=self.source,
-            event_id=event_id,
-            correlation_id=cause.correlation_id if cause is not None else None,
-            causation_id=cause.attributes.id if cause is not None and cause.attributes is not None else None,
+            event, source=self.source, event_id=event_id, correlation_id=correlation_id, causation_id=causation_id
         )
-        trace = context_from(cause.record.headers) if cause is not None else None
-        await self.add(event_row(event, attributes, trace))
+        await self.add(event_row(event, attributes, trace_headers=trace))
         self.event_ids.append(attributes.id)
         return attributes.id
 
-    async def publish_all(self, events: Iterable[tuple[Event, str | None]], *, cause: Cause = None) -> list[str]:
-        """Many events of one cause (e.g. a year's opening and every grant it capped), each with its
-        event id (None: a new one): the cause's attributes and trace worked out once, not per event."""
+    def _of_cause(self, cause: Cause) -> tuple[str | None, str | None, list[tuple[str, str]]]:
+        """What events of `cause` (else this unit of work's) carry of it: correlation id, causation id,
+        trace headers."""
         cause = cause if cause is not None else self.cause
-        correlation_id = cause.correlation_id if cause is not None else None
-        causation_id = cause.attributes.id if cause is not None and cause.attributes is not None else None
-        trace = traceparent_headers(context_from(cause.record.headers) if cause is not None else None)
-        at = datetime.now(UTC)
-        ids: list[str] = []
-        for event, event_id in events:
-            attributes = attributes_for(
-                event, source=self.source, event_id=event_id, time=at, correlation_id=correlation_id, causation_id=causation_id
-            )
-            self.outbox.append(event_row(event, attributes, trace_headers=trace))
-            ids.append(attributes.id)
-        self.event_ids += ids
-        if not self.buffered:
-            await self.flush()
-        return ids
+        if cause is None:
+            return None, None, traceparent_headers(None)
+        causation_id = cause.attributes.id if cause.attributes is not None else None
+        return cause.correlation_id, causation_id, traceparent_headers(context_from(cause.record.headers))
 
     async def publish_by_statement(
         self, event_type: type[Event], write: Callable[[HeaderTemplate], Awaitable[int]], *, cause: Cause = None
     ) -> int:
         """Events of one type and cause that one SQL statement builds and writes into the outbox itself
         (tens of thousands at once: every grant a year's opening capped), so that they never pass
-        through Python. `write` gets the headers each of them carries, as `publish_all` would write
+        through Python. `write` gets the headers each of them carries, as `publish` would write
         them, with the values of `ce_id` and `ce_subject` for the statement to fill in (and that of
         `ce_correlationid` where it is None: the event's own id), and returns how many rows it wrote.
         What was published before is written first: the outbox keeps the order of publishing."""
         await self.flush()
-        cause = cause if cause is not None else self.cause
-        correlation_id = cause.correlation_id if cause is not None else None
+        correlation_id, causation_id, trace = self._of_cause(cause)
         attributes = Attributes(
             id="",
             source=self.source,
@@ -310,13 +293,13 @@ class UnitOfWork(Generic[R]):
             time=datetime.now(UTC).isoformat(),
             subject="",
             correlationid=correlation_id or "",
-            causationid=cause.attributes.id if cause is not None and cause.attributes is not None else None,
+            causationid=causation_id,
         )
         headers: HeaderTemplate = [
             (name, None if name in FILLED_IN or (name == "ce_correlationid" and not correlation_id) else value.decode())
             for name, value in to_headers(attributes)
         ]
-        headers += traceparent_headers(context_from(cause.record.headers) if cause is not None else None)
+        headers += trace
         count = await write(headers)
         self.written += count
         return count

@@ -1,6 +1,6 @@
 """The GrantReleased a year's opening writes for every grant it capped: PostgreSQL builds them in one
 statement (services/budget/repository.py CAPPED_RELEASES), so these tests hold its output to the
-model and to the headers `UnitOfWork.publish_all` would have written for the same events."""
+model and to the headers `UnitOfWork.publish` would have written for the same events."""
 
 from __future__ import annotations
 
