@@ -635,6 +635,8 @@ class LedgerRepository:
         )
         assert row is not None  # an aggregate SELECT returns one row
         opened, capped_count, capped_amount = int(row["opened"]), int(row["capped"]), int(row["amount"])
+        if capped_count:
+            await self._return_capped_draws(programme, budget_year)
         await self.conn.execute("UPDATE budget.programmes SET open_year = $2 WHERE programme = $1", programme, budget_year)
         await self.conn.execute(
             """INSERT INTO budget.budget_years (programme, budget_year, reset_id, yearly_maximum_minor, opened_at,
@@ -651,6 +653,68 @@ class LedgerRepository:
             capped_amount,
         )
         return ResetResult(int(opened), capped_count, capped_amount, int(closed.split()[-1]))
+
+    async def _return_capped_draws(self, programme: str, budget_year: int) -> None:
+        """What the grants capped by the opening of `budget_year` hold of their beneficiaries' ceilings,
+        recomputed from their slices (as a release recomputes it), and each touched row's `used` from
+        its draws: the room a cap returns to the pot returns to the beneficiary too.
+
+        Set-based, from the programme's draws (none where its schemes have no beneficiary ceiling);
+        the rows are locked in key order first, as every commitment locks them (lock 4)."""
+        capped = """
+            SELECT DISTINCT d.grant_id FROM budget.beneficiary_draws d JOIN budget.grants g USING (grant_id)
+            WHERE g.programme = $1 AND EXISTS (
+                SELECT 1 FROM budget.entries e
+                WHERE e.grant_id = d.grant_id AND e.budget_year = $2 AND e.kind = 'release' AND e.reason = 'yearly_maximum')"""
+        await self._execute(
+            f"""WITH capped AS ({capped})
+                SELECT 1 FROM budget.beneficiary_limits l
+                WHERE (l.limit_id, l.beneficiary_id, l.budget_year) IN (
+                    SELECT d.limit_id, d.beneficiary_id, d.budget_year
+                    FROM budget.beneficiary_draws d JOIN capped USING (grant_id))
+                ORDER BY l.limit_id, l.beneficiary_id, l.budget_year FOR UPDATE""",
+            programme,
+            budget_year,
+        )
+        await self._execute(
+            f"""WITH capped AS ({capped}), money AS (
+                    SELECT s.grant_id, s.budget_year, sum(s.amount_minor) AS amount
+                    FROM budget.slices s JOIN capped USING (grant_id) WHERE s.unit <> 'count' GROUP BY s.grant_id, s.budget_year
+                ), total AS (
+                    SELECT grant_id, sum(amount) AS amount FROM money GROUP BY grant_id
+                ), held AS (
+                    SELECT d.grant_id, d.limit_id, d.budget_year, d.mark_year, d.amount AS old,
+                           CASE d.kind WHEN 'yearly' THEN coalesce(y.amount, 0)
+                                       WHEN 'total' THEN coalesce(t.amount, 0)
+                                       WHEN 'years' THEN (coalesce(y.amount, 0) > 0)::int
+                                       ELSE (coalesce(t.amount, 0) > 0)::int END AS new
+                    FROM budget.beneficiary_draws d JOIN capped USING (grant_id)
+                    LEFT JOIN money y ON y.grant_id = d.grant_id AND y.budget_year = d.mark_year
+                    LEFT JOIN total t ON t.grant_id = d.grant_id
+                )
+                UPDATE budget.beneficiary_draws d SET amount = h.new FROM held h
+                WHERE d.grant_id = h.grant_id AND d.limit_id = h.limit_id AND d.budget_year = h.budget_year
+                  AND d.mark_year = h.mark_year AND h.new <> h.old""",
+            programme,
+            budget_year,
+        )
+        await self._execute(
+            f"""WITH capped AS ({capped}), touched AS (
+                    SELECT DISTINCT d.limit_id, d.beneficiary_id, d.budget_year
+                    FROM budget.beneficiary_draws d JOIN capped USING (grant_id)
+                ), held AS (
+                    SELECT k.limit_id, k.beneficiary_id, k.budget_year,
+                           CASE WHEN min(d.kind) = 'years' THEN count(DISTINCT d.mark_year) FILTER (WHERE d.amount > 0)
+                                ELSE sum(d.amount) END AS used
+                    FROM touched k JOIN budget.beneficiary_draws d USING (limit_id, beneficiary_id, budget_year)
+                    GROUP BY k.limit_id, k.beneficiary_id, k.budget_year
+                )
+                UPDATE budget.beneficiary_limits l SET used = h.used FROM held h
+                WHERE l.limit_id = h.limit_id AND l.beneficiary_id = h.beneficiary_id AND l.budget_year = h.budget_year
+                  AND l.used <> h.used""",
+            programme,
+            budget_year,
+        )
 
     async def write_capped_releases(
         self, programme: str, budget_year: int, headers: HeaderTemplate, *, namespace: uuid.UUID, reset_id: str, released_at: str

@@ -15,6 +15,7 @@ from services.budget import handlers, views
 from services.budget.repository import LedgerRepository
 from shared.delivery import PoisonMessage, UnitOfWork
 from shared.events import ClusterEvaluated, EligibilityDecided, GrantReleased
+from shared.money import Money
 from tests.integration.budget.conftest import Ledger
 from tests.unit.budget.builders import config, decided, grant, programme_with_pots
 
@@ -359,4 +360,71 @@ async def test_a_cluster_that_does_not_continue_has_its_later_slices_released_on
     assert len(await ledger.outbox("org.clustergrants.grant.released", app)) == 1
     with pytest.raises(PoisonMessage):
         await evaluate(evaluation(app, "nic", who, 2026, False))  # another programme than the grant's
+    assert await ledger.reconcile() == []
+
+
+async def test_a_year_opening_that_caps_a_conditional_grant_gives_the_beneficiary_its_room_back(
+    ledger: Ledger, programme: str
+) -> None:
+    """The documents set no beneficiary ceiling on the cluster pact; an operator may add one (these
+    four are test figures). What an opening's yearly maximum takes from a grant returns to the pot
+    and to the beneficiary's ceilings alike, so the cluster may ask again for what it no longer holds."""
+    pact, earmark = "vlaio.cluster-pact", "hermes-earmark"
+    operator = programme_with_pots(programme, {"hermes": 10**12}, yearly_maximum_required=True)
+    operator["beneficiary_ceilings"] = [
+        {"limit_id": f"test.{kind}", "scheme": pact, "instrument": earmark, "kind": kind, "reading": reading,
+         "values": [{"maximum": maximum}], "quote": "test figure", "source": "test figure (not a document figure)",
+         **({"currency": "EUR"} if kind in ("yearly", "total") else {})}
+        for kind, reading, maximum in (
+            ("yearly", "cap", 400_000 * EUR), ("total", "cap", 700_000 * EUR), ("years", "cap", 2), ("grants", "refuse", 2)
+        )
+    ]  # fmt: skip
+    cfg = config(operator)
+    await ledger.load(cfg)
+    who = cluster()
+
+    def pact_grant(schedule: dict[int, int]) -> EligibilityDecided:
+        proposed = grant(programme, schedule, instrument=earmark, shares=[("hermes", 1, 1)], conditional=True)
+        return decided(proposed, scheme=pact, beneficiary=who)
+
+    async def used() -> dict[tuple[str, int], int]:
+        rows = await ledger.pool.fetch(
+            "SELECT limit_id, budget_year, used FROM budget.beneficiary_limits WHERE beneficiary_id = $1", who
+        )
+        return {(r["limit_id"], r["budget_year"]): r["used"] for r in rows}
+
+    first = pact_grant({2021: 400_000 * EUR, 2022: 300_000 * EUR})
+    assert await ledger.decide(first, cfg) == "committed"
+    full = {
+        ("test.yearly", 2021): 400_000 * EUR,
+        ("test.yearly", 2022): 300_000 * EUR,
+        ("test.total", 0): 700_000 * EUR,
+        ("test.years", 0): 2,
+        ("test.grants", 0): 1,
+    }
+    assert await used() == full
+    assert await ledger.decide(pact_grant({2021: 100_000 * EUR}), cfg) == "refused"  # nothing left of 2021, nor in all
+
+    # 2021 opens with a yearly maximum of EUR 150,000: EUR 250,000 of the first grant returns.
+    outcome = await ledger.reset(programme, 2021, Money(amount_minor=150_000 * EUR, currency="EUR"))
+    assert outcome is not None and outcome.capped == 1
+    assert await used() == {**full, ("test.yearly", 2021): 150_000 * EUR, ("test.total", 0): 450_000 * EUR}
+    assert await ledger.reconcile() == []
+    second = pact_grant({2021: 100_000 * EUR})
+    assert await ledger.decide(second, cfg) == "committed"
+    [committed] = await ledger.outbox("org.clustergrants.grant.committed", second.application_id)
+    [year] = committed["grant"]["schedule"]
+    assert (year["amount"]["amount_minor"], year["limited_by"]) == (100_000 * EUR, None)  # whole: the room came back
+
+    # 2022 opens with nothing for the pact: the first grant holds no money in 2022 any more, so the
+    # cluster holds one budget year (2021), not two; both grants still hold money, so two grants.
+    outcome = await ledger.reset(programme, 2022, Money(amount_minor=0, currency="EUR"))
+    assert outcome is not None and outcome.capped == 1
+    assert await used() == {
+        ("test.yearly", 2021): 250_000 * EUR,
+        ("test.yearly", 2022): 0,
+        ("test.total", 0): 250_000 * EUR,
+        ("test.years", 0): 1,
+        ("test.grants", 0): 2,
+    }
     assert await ledger.reconcile() == []
