@@ -50,7 +50,7 @@ def build(settings: BudgetSettings, config: BudgetConfig | None = None) -> Servi
     async def on_evaluated(uow: UnitOfWork[LedgerRepository], deliveries: list[Delivery[ClusterEvaluated]]) -> None:
         for delivery in deliveries:
             with structlog.contextvars.bound_contextvars(application_id=delivery.event.application_id):
-                await handlers.on_cluster_evaluated(uow, delivery.event, config, cause=delivery.event_id, delivery=delivery)
+                await handlers.on_cluster_evaluated(uow, delivery.event, cause=delivery.event_id, delivery=delivery)
 
     runtime.on(CeilingReset, on_reset)
     runtime.on(ClusterEvaluated, on_evaluated)

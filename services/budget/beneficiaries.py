@@ -269,6 +269,31 @@ def holdings(scheme: str, grant: ProposedGrant, beneficiary: str, ceilings: Iter
     return holdings_of(years, beneficiary, [c for c in ceilings if c.applies(scheme, grant.instrument)])
 
 
+def draw_kind(draw: Draw) -> str:
+    """The kind of ceiling a draw is held against, read off its own row (its unit and key)."""
+    if draw.unit == "years":
+        return "years"
+    if draw.unit == "count":
+        return "grants"
+    return "total" if draw.key.budget_year == WHOLE else "yearly"
+
+
+def held_now(draw: Draw, per_year: Mapping[int, int]) -> int:
+    """What `draw` holds once its grant holds `per_year` money: `holdings_of`'s rule for the draw's
+    kind, read off the draw itself, so that it holds for a ceiling the operator no longer configures
+    as well (its row and the grant's draws stay, and the reconciliation checks them against the
+    slices; a year's opening recomputes them by the same rule in SQL)."""
+    money = {y: a for y, a in per_year.items() if a > 0}
+    kind = draw_kind(draw)
+    if kind == "yearly":
+        return money.get(draw.key.budget_year, 0)
+    if kind == "total":
+        return sum(money.values())
+    if kind == "years":
+        return 1 if draw.budget_year in money else 0
+    return 1 if money else 0
+
+
 def holdings_of(per_year: Mapping[int, int], beneficiary: str, ceilings: Iterable[BeneficiaryCeiling]) -> list[Draw]:
     """The draws of a grant holding `per_year` money (minor units) of each budget year."""
     draws: list[Draw] = []

@@ -275,13 +275,12 @@ def release(
         raise CliError("give either --withdraw or at least one --reduce YEAR=AMOUNT_MINOR")
     reduce_to = None if withdraw else _parse_reduce(reduce or [])
     budget_settings = settings(BudgetSettings)
-    config = _config(budget_settings)
     cause = f"cli:{uuid.uuid4()}"
 
     async def work(uow: UnitOfWork) -> Effect:
         ledger = _ledger(uow)
         try:
-            event = await handlers.release_grant(ledger, application_id, reduce_to, cause=cause, config=config)
+            event = await handlers.release_grant(ledger, application_id, reduce_to, cause=cause)
         except ReleaseError as error:
             raise CliError(f"refused: {error}") from None
         if event is None:

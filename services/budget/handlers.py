@@ -255,7 +255,6 @@ async def _decide_round(uow: UnitOfWork[Any], items: list[Item], config: BudgetC
             grant_row = revoke[n]
             event = _release(
                 w,
-                config,
                 grant_row,
                 slices[grant_row.grant_id],
                 draws[grant_row.grant_id],
@@ -430,7 +429,6 @@ def _refuse(w: Writes, item: Item, refusal: Refusal, now: datetime) -> tuple[Eve
 
 def _release(
     w: Writes,
-    config: BudgetConfig,
     grant: GrantRow,
     slices: list[Slice],
     draws: list[ben.Draw],
@@ -458,16 +456,9 @@ def _release(
         if s.unit != COUNT:
             left = s.amount - returned.get((s.pot_id, s.budget_year), 0)
             remaining[s.budget_year] = remaining.get(s.budget_year, 0) + left
-    if draws and grant.beneficiary_id is not None:
-        by_id = {c.limit_id: c for c in config.beneficiary_ceilings}
-        held = ben.holdings_of(
-            remaining, grant.beneficiary_id, [by_id[i] for i in sorted({d.key.limit_id for d in draws}) if i in by_id]
-        )
-        now_held = {(d.key, d.budget_year): d.amount for d in held}
-        for old in draws:
-            if old.key.limit_id not in by_id:
-                continue  # a ceiling no longer configured: its draws stay as they were
-            new = replace(old, amount=now_held.get((old.key, old.budget_year), 0))
+    if grant.beneficiary_id is not None:
+        for old in draws:  # every draw the grant holds, of a ceiling configured now or not
+            new = replace(old, amount=ben.held_now(old, remaining))
             if new.amount != old.amount:
                 ben.apply_draws(limits, [old], -1)
                 ben.apply_draws(limits, [new], 1)
@@ -640,7 +631,6 @@ async def release_grant(
     reduce_to: Mapping[int, int] | None,
     *,
     cause: str,
-    config: BudgetConfig,
     now: datetime | None = None,
 ) -> GrantReleased | None:
     """Return a withdrawn grant's future slices (reduce_to None), or cut named future years to new
@@ -667,7 +657,6 @@ async def release_grant(
     withdraw = reduce_to is None
     event = _release(
         w,
-        config,
         grant,
         slices,
         draws,
@@ -692,7 +681,6 @@ async def release_grant(
 async def on_cluster_evaluated(
     uow: UnitOfWork[Any],
     evaluated: ClusterEvaluated,
-    config: BudgetConfig,
     *,
     cause: str,
     delivery: Cause = None,
@@ -736,9 +724,7 @@ async def on_cluster_evaluated(
     limits = await repo.lock_limits({d.key: d.unit for d in draws})
     pots = await repo.lock_pots(sorted({p.pot_id for p in plan.releases}))
     w = Writes()
-    event = _release(
-        w, config, grant, slices, draws, plan, limits, pots, reason="not_continued", status=None, cause=cause, now=now
-    )
+    event = _release(w, grant, slices, draws, plan, limits, pots, reason="not_continued", status=None, cause=cause, now=now)
     w.grant_status.append((grant.grant_id, grant.status, now))
     await repo.write(w)
     await uow.publish(event, cause=delivery)

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from services.budget.beneficiaries import WHOLE, Draw, LimitBalance, LimitKey, sort_key
+from services.budget.beneficiaries import Draw, LimitBalance, LimitKey, draw_kind, sort_key
 from services.budget.domain import BudgetConfig, Placement, PotBalance, Refusal, Slice
 from shared.db import Connection
 from shared.delivery import HeaderTemplate
@@ -170,14 +170,6 @@ class Writes:
     def entry(self, p: Placement, grant_id: str, kind: str, reason: str, cause: str, at: datetime) -> None:
         if p.amount > 0:
             self.entries.append((p.pot_id, grant_id, kind, p.budget_year, p.amount, p.unit, reason, cause, at))
-
-
-def draw_kind(draw: Draw) -> str:
-    if draw.unit == "years":
-        return "years"
-    if draw.unit == "count":
-        return "grants"
-    return "total" if draw.key.budget_year == WHOLE else "yearly"
 
 
 @dataclass(frozen=True)

@@ -143,8 +143,8 @@ async def test_committed_grants_are_exported_from_the_projection_of_the_events(
         )
         == "committed"
     )
-    await ledger.in_uow(lambda uow: handlers.release_grant(uow, fund.application_id, {2032: 2_000_000}, cause="t", config=cfg))
-    await ledger.in_uow(lambda uow: handlers.release_grant(uow, gone.application_id, None, cause="t", config=cfg))
+    await ledger.in_uow(lambda uow: handlers.release_grant(uow, fund.application_id, {2032: 2_000_000}, cause="t"))
+    await ledger.in_uow(lambda uow: handlers.release_grant(uow, gone.application_id, None, cause="t"))
 
     ours = [fund.application_id, spc.application_id, gone.application_id]
     events = [received(a) for a in (fund, spc, gone)] + await budget_events(pool, ours)
@@ -242,10 +242,8 @@ async def test_the_projection_holds_what_the_ledger_holds_in_any_order_with_caps
     maximum = Money(amount_minor=250_000_00, currency="EUR")
     outcome = await ledger.reset(programme, 2041, maximum)
     assert outcome is not None and outcome.capped == 2  # P1 (250k: not over) and P0 stay; P2, P3 capped
-    await ledger.in_uow(
-        lambda uow: handlers.release_grant(uow, pacts[0].application_id, {2043: 50_000_00}, cause="t", config=cfg)
-    )
-    await ledger.in_uow(lambda uow: handlers.release_grant(uow, pacts[1].application_id, None, cause="t", config=cfg))
+    await ledger.in_uow(lambda uow: handlers.release_grant(uow, pacts[0].application_id, {2043: 50_000_00}, cause="t"))
+    await ledger.in_uow(lambda uow: handlers.release_grant(uow, pacts[1].application_id, None, cause="t"))
     assert await ledger.reset(programme, 2042, maximum) is not None  # caps P0, P2, P3 in 2042 (300k > 250k)
 
     ours = [p.application_id for p in pacts]

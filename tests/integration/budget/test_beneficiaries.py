@@ -214,9 +214,7 @@ async def test_a_release_gives_the_beneficiary_its_room_back(ledger: Ledger, pro
     first = decided(grant(programme, {2030: 500_000 * EUR, 2031: 500_000 * EUR}), beneficiary=who)
     assert await ledger.decide(first, cfg) == "committed"
     assert await ledger.decide(decided(grant(programme, {2031: 1_000 * EUR}), beneficiary=who), cfg) == "refused"
-    event = await ledger.in_uow(
-        lambda uow: handlers.release_grant(uow, first.application_id, {2031: 400_000 * EUR}, cause="t", config=cfg)
-    )
+    event = await ledger.in_uow(lambda uow: handlers.release_grant(uow, first.application_id, {2031: 400_000 * EUR}, cause="t"))
     assert event is not None
     later = decided(grant(programme, {2031: 150_000 * EUR}), beneficiary=who)
     assert await ledger.decide(later, cfg) == "committed"
@@ -347,7 +345,7 @@ async def test_a_cluster_that_does_not_continue_has_its_later_slices_released_on
 
     async def evaluate(event: ClusterEvaluated) -> GrantReleased | None:
         event_id = str(uuid.uuid4())
-        return await ledger.in_uow(lambda uow: handlers.on_cluster_evaluated(uow, event, cfg, cause=event_id), event_id)
+        return await ledger.in_uow(lambda uow: handlers.on_cluster_evaluated(uow, event, cause=event_id), event_id)
 
     assert await evaluate(evaluation(app, programme, who, 2024, True)) is None  # continues: nothing
     released = await evaluate(evaluation(app, programme, who, 2025, False))
@@ -363,37 +361,46 @@ async def test_a_cluster_that_does_not_continue_has_its_later_slices_released_on
     assert await ledger.reconcile() == []
 
 
-async def test_a_year_opening_that_caps_a_conditional_grant_gives_the_beneficiary_its_room_back(
-    ledger: Ledger, programme: str
-) -> None:
-    """The documents set no beneficiary ceiling on the cluster pact; an operator may add one (these
-    four are test figures). What an opening's yearly maximum takes from a grant returns to the pot
-    and to the beneficiary's ceilings alike, so the cluster may ask again for what it no longer holds."""
-    pact, earmark = "vlaio.cluster-pact", "hermes-earmark"
-    operator = programme_with_pots(programme, {"hermes": 10**12}, yearly_maximum_required=True)
-    operator["beneficiary_ceilings"] = [
-        {"limit_id": f"test.{kind}", "scheme": pact, "instrument": earmark, "kind": kind, "reading": reading,
+PACT, EARMARK = "vlaio.cluster-pact", "hermes-earmark"
+
+
+def operator_ceilings() -> list[dict[str, object]]:
+    """The documents set no beneficiary ceiling on the cluster pact; an operator may add these (test
+    figures): a yearly and a total cap, a cap on budget years, at most two grants."""
+    return [
+        {"limit_id": f"test.{kind}", "scheme": PACT, "instrument": EARMARK, "kind": kind, "reading": reading,
          "values": [{"maximum": maximum}], "quote": "test figure", "source": "test figure (not a document figure)",
          **({"currency": "EUR"} if kind in ("yearly", "total") else {})}
         for kind, reading, maximum in (
             ("yearly", "cap", 400_000 * EUR), ("total", "cap", 700_000 * EUR), ("years", "cap", 2), ("grants", "refuse", 2)
         )
     ]  # fmt: skip
+
+
+def pact_grant(programme: str, who: str, schedule: dict[int, int]) -> EligibilityDecided:
+    proposed = grant(programme, schedule, instrument=EARMARK, shares=[("hermes", 1, 1)], conditional=True)
+    return decided(proposed, scheme=PACT, beneficiary=who)
+
+
+async def used_of(ledger: Ledger, who: str) -> dict[tuple[str, int], int]:
+    rows = await ledger.pool.fetch(
+        "SELECT limit_id, budget_year, used FROM budget.beneficiary_limits WHERE beneficiary_id = $1", who
+    )
+    return {(r["limit_id"], r["budget_year"]): r["used"] for r in rows}
+
+
+async def test_a_year_opening_that_caps_a_conditional_grant_gives_the_beneficiary_its_room_back(
+    ledger: Ledger, programme: str
+) -> None:
+    """What an opening's yearly maximum takes from a grant returns to the pot and to the beneficiary's
+    ceilings alike, so the cluster may ask again for what it no longer holds."""
+    operator = programme_with_pots(programme, {"hermes": 10**12}, yearly_maximum_required=True)
+    operator["beneficiary_ceilings"] = operator_ceilings()
     cfg = config(operator)
     await ledger.load(cfg)
     who = cluster()
 
-    def pact_grant(schedule: dict[int, int]) -> EligibilityDecided:
-        proposed = grant(programme, schedule, instrument=earmark, shares=[("hermes", 1, 1)], conditional=True)
-        return decided(proposed, scheme=pact, beneficiary=who)
-
-    async def used() -> dict[tuple[str, int], int]:
-        rows = await ledger.pool.fetch(
-            "SELECT limit_id, budget_year, used FROM budget.beneficiary_limits WHERE beneficiary_id = $1", who
-        )
-        return {(r["limit_id"], r["budget_year"]): r["used"] for r in rows}
-
-    first = pact_grant({2021: 400_000 * EUR, 2022: 300_000 * EUR})
+    first = pact_grant(programme, who, {2021: 400_000 * EUR, 2022: 300_000 * EUR})
     assert await ledger.decide(first, cfg) == "committed"
     full = {
         ("test.yearly", 2021): 400_000 * EUR,
@@ -402,15 +409,17 @@ async def test_a_year_opening_that_caps_a_conditional_grant_gives_the_beneficiar
         ("test.years", 0): 2,
         ("test.grants", 0): 1,
     }
-    assert await used() == full
-    assert await ledger.decide(pact_grant({2021: 100_000 * EUR}), cfg) == "refused"  # nothing left of 2021, nor in all
+    assert await used_of(ledger, who) == full
+    assert (
+        await ledger.decide(pact_grant(programme, who, {2021: 100_000 * EUR}), cfg) == "refused"
+    )  # nothing left of 2021, nor in all
 
     # 2021 opens with a yearly maximum of EUR 150,000: EUR 250,000 of the first grant returns.
     outcome = await ledger.reset(programme, 2021, Money(amount_minor=150_000 * EUR, currency="EUR"))
     assert outcome is not None and outcome.capped == 1
-    assert await used() == {**full, ("test.yearly", 2021): 150_000 * EUR, ("test.total", 0): 450_000 * EUR}
+    assert await used_of(ledger, who) == {**full, ("test.yearly", 2021): 150_000 * EUR, ("test.total", 0): 450_000 * EUR}
     assert await ledger.reconcile() == []
-    second = pact_grant({2021: 100_000 * EUR})
+    second = pact_grant(programme, who, {2021: 100_000 * EUR})
     assert await ledger.decide(second, cfg) == "committed"
     [committed] = await ledger.outbox("org.clustergrants.grant.committed", second.application_id)
     [year] = committed["grant"]["schedule"]
@@ -420,11 +429,44 @@ async def test_a_year_opening_that_caps_a_conditional_grant_gives_the_beneficiar
     # cluster holds one budget year (2021), not two; both grants still hold money, so two grants.
     outcome = await ledger.reset(programme, 2022, Money(amount_minor=0, currency="EUR"))
     assert outcome is not None and outcome.capped == 1
-    assert await used() == {
+    assert await used_of(ledger, who) == {
         ("test.yearly", 2021): 250_000 * EUR,
         ("test.yearly", 2022): 0,
         ("test.total", 0): 250_000 * EUR,
         ("test.years", 0): 1,
         ("test.grants", 0): 2,
+    }
+    assert await ledger.reconcile() == []
+
+
+async def test_a_withdrawal_returns_what_the_grant_held_of_a_ceiling_the_operator_has_since_removed(
+    ledger: Ledger, programme: str
+) -> None:
+    """An operator's ceilings come and go with its file; their rows and the draws grants hold of them
+    stay. A withdrawal returns what the grant held of every row, configured still or not: the ledger
+    reconciles, and a ceiling configured again starts from what grants really hold."""
+    operator = programme_with_pots(programme, {"hermes": 10**12})
+    operator["beneficiary_ceilings"] = operator_ceilings()
+    await ledger.load(config(operator))
+    who = cluster()
+    first = pact_grant(programme, who, {2030: 400_000 * EUR, 2031: 300_000 * EUR})
+    assert await ledger.decide(first, config(operator)) == "committed"
+    assert await used_of(ledger, who) == {
+        ("test.yearly", 2030): 400_000 * EUR,
+        ("test.yearly", 2031): 300_000 * EUR,
+        ("test.total", 0): 700_000 * EUR,
+        ("test.years", 0): 2,
+        ("test.grants", 0): 1,
+    }
+
+    await ledger.load(config(programme_with_pots(programme, {"hermes": 10**12})))  # the ceilings removed
+    event = await ledger.in_uow(lambda uow: handlers.release_grant(uow, first.application_id, None, cause="t"))
+    assert event is not None and event.remaining == []
+    assert await used_of(ledger, who) == {
+        ("test.yearly", 2030): 0,
+        ("test.yearly", 2031): 0,
+        ("test.total", 0): 0,
+        ("test.years", 0): 0,
+        ("test.grants", 0): 0,
     }
     assert await ledger.reconcile() == []

@@ -239,28 +239,24 @@ async def test_withdrawal_and_reduction_return_future_slices_as_entries(ledger: 
     assert await ledger.decide(reduced, cfg) == "committed"
     assert (await ledger.reset(programme, 2021)) is not None
 
-    event = await ledger.in_uow(lambda uow: handlers.release_grant(uow, withdrawn.application_id, None, cause="t", config=cfg))
+    event = await ledger.in_uow(lambda uow: handlers.release_grant(uow, withdrawn.application_id, None, cause="t"))
     assert event is not None
     assert {(r.budget_year, r.amount.amount_minor) for r in event.released} == {(2022, 2_000_000), (2023, 3_000_000)}
     assert [(s.budget_year, s.amount.amount_minor) for s in event.remaining] == [(2021, 1_000_000)]
-    again = await ledger.in_uow(lambda uow: handlers.release_grant(uow, withdrawn.application_id, None, cause="t", config=cfg))
+    again = await ledger.in_uow(lambda uow: handlers.release_grant(uow, withdrawn.application_id, None, cause="t"))
     assert again is None
     count = await ledger.pot(f"{programme}/count")
     assert (count["committed_minor"], count["released_minor"]) == (2, 0)  # 2021's grant had its year opened
 
-    cut = await ledger.in_uow(
-        lambda uow: handlers.release_grant(uow, reduced.application_id, {2023: 1_500_000}, cause="t", config=cfg)
-    )
+    cut = await ledger.in_uow(lambda uow: handlers.release_grant(uow, reduced.application_id, {2023: 1_500_000}, cause="t"))
     assert cut is not None
     assert [(r.budget_year, r.amount.amount_minor) for r in cut.released] == [(2023, 2_500_000)]
     with pytest.raises(ReleaseError, match="raise"):
-        await ledger.in_uow(
-            lambda uow: handlers.release_grant(uow, reduced.application_id, {2022: 5_000_000}, cause="t", config=cfg)
-        )
+        await ledger.in_uow(lambda uow: handlers.release_grant(uow, reduced.application_id, {2022: 5_000_000}, cause="t"))
     assert (await ledger.reset(programme, 2022)) is not None
     count_before = (await ledger.pot(f"{programme}/count"))["released_minor"]
     with pytest.raises(ReleaseError, match="already opened"):
-        await ledger.in_uow(lambda uow: handlers.release_grant(uow, reduced.application_id, {2022: 0}, cause="t", config=cfg))
+        await ledger.in_uow(lambda uow: handlers.release_grant(uow, reduced.application_id, {2022: 0}, cause="t"))
 
     pot = await ledger.pot(f"{programme}/agency")
     assert pot["committed_minor"] == 14_000_000
@@ -284,7 +280,7 @@ async def test_withdrawing_a_grant_before_its_year_opens_returns_its_count(ledge
     second = decided(grant(programme, {2024: 1_000}, instrument="voucher"))
     assert await ledger.decide(first, cfg) == "committed"
     assert await ledger.decide(decided(grant(programme, {2024: 1_000}, instrument="voucher")), cfg) == "refused"
-    await ledger.in_uow(lambda uow: handlers.release_grant(uow, first.application_id, None, cause="t", config=cfg))
+    await ledger.in_uow(lambda uow: handlers.release_grant(uow, first.application_id, None, cause="t"))
     assert await ledger.decide(second, cfg) == "committed"
     assert await ledger.reconcile() == []
 

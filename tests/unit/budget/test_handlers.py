@@ -86,7 +86,7 @@ async def test_a_reduction_gives_the_beneficiary_ceiling_its_room_back() -> None
     who = "BE-BCE_KBO-0700000104"
     d = decided(grant(PROGRAMME, {2030: 500_000 * EUR}), beneficiary=who)
     assert await handlers.on_eligibility_decided(fake.as_uow(), d, CFG, cause="c") == "committed"
-    event = await handlers.release_grant(fake.as_uow(), d.application_id, {2030: 200_000 * EUR}, cause="r", config=CFG)
+    event = await handlers.release_grant(fake.as_uow(), d.application_id, {2030: 200_000 * EUR}, cause="r")
     assert event is not None and event.reason == "reduced"
     assert fake.repo.limits[LimitKey("vlaio.spearhead-cluster/yearly", who, 2030)] == ("EUR", 200_000 * EUR)
     later = decided(grant(PROGRAMME, {2030: 400_000 * EUR}), beneficiary=who)
