@@ -129,6 +129,12 @@ class PermanentFailure(Exception):
     """The message can never be delivered as it stands (e.g. its subscription was removed): park it now."""
 
 
+class RecipientNotKnownYet(Exception):
+    """A release e-mail whose grant's GrantCommitted notify has not stored (yet): the commitment may be
+    on its way (another topic, a replica catching up), so it is tried again with the e-mail's backoff
+    as a failed send is, and parked only once its attempts are used up."""
+
+
 @dataclass
 class Attempt:
     """One claimed message's send: `error` is None when it went out; `personal` holds the contact
@@ -310,8 +316,8 @@ class Dispatcher:
             contact = event.contact
         elif isinstance(event, GrantReleased):
             recipient = looked_up.recipients.get((event.grant_id, event.application_id))
-            if recipient is None:  # waited NOTIFY_DECISION_WAIT_S for it (claim_due): parked for an operator
-                raise PermanentFailure("no recipient known for this grant: notify has not consumed its GrantCommitted")
+            if recipient is None:  # waited NOTIFY_DECISION_WAIT_S for it (claim_due): retried, then parked
+                raise RecipientNotKnownYet("no recipient known for this grant: notify has not consumed its GrantCommitted")
             contact = recipient.contact
         else:
             # (ignore below) every other event notify e-mails has a recipient; Event does not

@@ -228,16 +228,39 @@ async def test_a_release_consumed_before_its_commitment_waits_for_its_recipient(
     assert (sent["recipient_ref"], sent["language"]) == (recipient_ref("asa@example.org", KEY), "nl")
 
 
-async def test_a_release_whose_recipient_never_comes_is_parked_for_an_operator_after_the_wait() -> None:
+async def test_a_release_whose_recipient_comes_late_is_retried_and_sent_once_it_has_come() -> None:
+    """Past the wait, an attempt without a recipient fails and is tried again with the e-mail's
+    backoff (the GrantCommitted may be behind, on another topic): it goes out once that arrives."""
     repo = FakeNotifyRepository()
     tx = FakeTransactions(repo)
     mailer = FakeMailer()
     await handlers.on_events(tx.unit_of_work(), [delivery(reduced("A-5"), 1)], Subscriptions(), ref_key=KEY)
     d = dispatcher(tx, mailer)
-    assert await d.dispatch(mailer, 50) == 0
     repo.now += timedelta(seconds=SETTINGS.notify_decision_wait_s + 1)
     assert await d.dispatch(mailer, 50) == 1
+    (row,) = repo.of("scheduled")
+    assert row["attempts"] == 1 and "no recipient known for this grant" in (row["last_error"] or "")
+    assert await d.dispatch(mailer, 50) == 0  # not due again before its retry delay
+    await handlers.on_events(tx.unit_of_work(), [delivery(committed("A-5"), 2)], Subscriptions(), ref_key=KEY)
+    repo.now += timedelta(seconds=SETTINGS.notify_retry_cap_s + 1)
+    assert await d.dispatch(mailer, 50) == 2  # the release and the commitment's own e-mail
+    assert repo.of("dead") == [] and len(repo.of("sent")) == 2
+    assert [m for m in sent_templates(mailer) if "reduced" in m] == ["Application A-5: grant reduced by 0,40\u00a0€"]
+
+
+async def test_a_release_whose_recipient_never_comes_is_parked_for_an_operator_after_its_attempts() -> None:
+    repo = FakeNotifyRepository()
+    tx = FakeTransactions(repo)
+    mailer = FakeMailer()
+    await handlers.on_events(tx.unit_of_work(), [delivery(reduced("A-5"), 1)], Subscriptions(), ref_key=KEY)
+    d = dispatcher(tx, mailer)
+    assert await d.dispatch(mailer, 50) == 0  # waits for its recipient
+    for attempt in range(1, SETTINGS.notify_max_attempts + 1):
+        repo.now += timedelta(seconds=max(SETTINGS.notify_decision_wait_s, SETTINGS.notify_retry_cap_s) + 1)
+        assert await d.dispatch(mailer, 50) == 1
+        assert len(repo.of("dead")) == (attempt == SETTINGS.notify_max_attempts)
     (dead,) = repo.of("dead")
+    assert dead["attempts"] == SETTINGS.notify_max_attempts
     assert mailer.sent == [] and tx.outbox == []
     assert "no recipient known for this grant" in dead["last_error"]
 
@@ -252,8 +275,10 @@ async def test_a_release_naming_another_applications_grant_is_told_to_nobody() -
     await handlers.on_events(tx.unit_of_work(), batch, Subscriptions(), ref_key=KEY)
     stray_row = next(r for r in repo.notifications.values() if r["application_id"] == "A-7")
     assert stray_row["recipient_ref"] == "grant:G-A-6"  # not A-6's contact's reference
-    repo.now += timedelta(seconds=SETTINGS.notify_decision_wait_s + 1)
-    await dispatcher(tx, mailer).dispatch(mailer, 50)
+    d = dispatcher(tx, mailer)
+    for _ in range(SETTINGS.notify_max_attempts):  # retried as a release still waiting for its recipient
+        repo.now += timedelta(seconds=max(SETTINGS.notify_decision_wait_s, SETTINGS.notify_retry_cap_s) + 1)
+        await d.dispatch(mailer, 50)
     assert [m for m in sent_templates(mailer) if "reduced" in m] == ["Application A-6: grant reduced by 0,40\u00a0€"]
     assert repo.notifications[stray_row["notification_id"]]["status"] == "dead"
 
