@@ -76,6 +76,10 @@ DECIDED_TYPE = "org.clustergrants.eligibility.decided.v1"
 #: The S3 pilot's competitive call every s3.platform application of the run applies to; the operator
 #: closes it after the assessors have scored those decided eligible by then (`plan.operator`).
 CALL_ID = "s3-2018"
+#: The yearly maximum the run's operator opens Hermes 2018 with (EUR 600,000; a chaos figure, not a
+#: document's): every cluster pact committed by then asks EUR 1,000,000 for 2018, so the opening caps
+#: each (a GrantReleased, reason capped, and its e-mail), and those committed later are held to it.
+HERMES_2018_MAXIMUM_MINOR = 60_000_000
 S3_PLATFORM = "s3.platform"
 S3_FINANCING = "s3.financing"
 HOOK_SECRET = new_secret()  # Standard Webhooks (whsec_...), a new one per run
@@ -759,9 +763,10 @@ async def _operate(
     call = asyncio.create_task(competitive_call())
     await _inject_junk(stack)
     await at(0.2)
-    for programme, year in (("vlaio.clusters", "2019"), ("s3", "2018")):
-        await command("budget", "open-year", programme, year)
-        await command("budget", "open-year", programme, year)  # asked again: the year is opened once
+    hermes = ("--yearly-maximum-minor", str(HERMES_2018_MAXIMUM_MINOR))
+    for programme, year, *maximum in (("vlaio.clusters", "2019"), ("s3", "2018"), ("vlaio.hermes", "2018", *hermes)):
+        await command("budget", "open-year", programme, year, *maximum)
+        await command("budget", "open-year", programme, year, *maximum)  # asked again: the year is opened once
     await at(0.4)
     chosen: list[str] = []
     while len(chosen) < plan.releases and time.monotonic() < deadline and not outcomes_in.is_set():
@@ -1031,14 +1036,15 @@ async def _check(
             f"valid applications without exactly one {channel} notification (topic)",
             [a for a in valid if len(sent.get((a, channel), ())) != 1],
         )
-    withdrawn_by_operator = set(f.get("released_applications", ()))
+    # A release e-mail for each grant the operator withdrew and each the Hermes opening capped.
+    released_told = set(f.get("released_applications", ())) | capped_applications(tracker)
     bad(
-        "withdrawn grants without exactly one release e-mail, or others with one (database)",
-        [a for a in valid if db_notes[(a, "release")] != (a in withdrawn_by_operator)],
+        "withdrawn or capped grants without exactly one release e-mail, or others with one (database)",
+        [a for a in valid if db_notes[(a, "release")] != (a in released_told)],
     )
     bad(
-        "withdrawn grants without exactly one release e-mail, or others with one (topic)",
-        [a for a in valid if len(sent.get((a, "release"), ())) != (a in withdrawn_by_operator)],
+        "withdrawn or capped grants without exactly one release e-mail, or others with one (topic)",
+        [a for a in valid if len(sent.get((a, "release"), ())) != (a in released_told)],
     )
     bad("invalid submissions without exactly one rejection", [a for a in invalid if len(rejected.get(a, ())) != 1])
     bad("invalid submissions without exactly one e-mail", [a for a in invalid if len(sent.get((a, "email"), ())) != 1])
@@ -1211,6 +1217,11 @@ def ledger_from_topics(committed: list[dict[str, Any]], released: list[dict[str,
     return {k: v for k, v in out.items() if v}
 
 
+def capped_applications(tracker: Tracker) -> set[str]:
+    """The applications whose grant a year's opening capped (GrantReleased, reason capped)."""
+    return {e["application_id"] for e in once(tracker.records[Topic.GRANT_RELEASED]) if e.get("reason") == "capped"}
+
+
 def once(records: list[tuple[int, dict[str, Any], dict[str, str]]]) -> list[dict[str, Any]]:
     """The events of a topic, each identity once (a copy re-sent after a crash has the same id)."""
     seen: dict[tuple[str, str], dict[str, Any]] = {}
@@ -1363,11 +1374,43 @@ async def _check_money(
         if a["outcome"] == "requested"
     )
     f["ceiling_resets"] = dict(resets)
-    if resets != Counter({"vlaio.clusters/2019": 1, "s3/2018": 1}) or opened != resets:
+    if resets != Counter({"vlaio.clusters/2019": 1, "s3/2018": 1, "vlaio.hermes/2018": 1}) or opened != resets:
         report.violate(f"year openings: CeilingReset {dict(resets)}, audited {dict(opened)}")
+    # The Hermes opening: one GrantReleased (reason capped) per grant it capped, each taking 2018 down to
+    # the maximum, as many as the ledger's grants with a yearly-maximum release; at least one, or the
+    # run proves nothing of it.
+    capped = [e for e in released if e.get("reason") == "capped"]
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        capped_in_ledger = {
+            r[0]: r[1]
+            for r in await conn.fetch(
+                "SELECT g.application_id, sum(e.amount_minor)::bigint FROM budget.entries e"
+                " JOIN budget.grants g USING (grant_id) WHERE e.kind = 'release' AND e.reason = 'yearly_maximum'"
+                " GROUP BY g.application_id"
+            )
+        }
+    finally:
+        await conn.close()
+    by_capped = Counter(e["application_id"] for e in capped)
+    from_events = {e["application_id"]: sum(int(line["amount"]["amount_minor"]) for line in e["released"]) for e in capped}
+    f["capped_by_opening"] = {"events": len(capped), "grants_in_ledger": len(capped_in_ledger)}
+    wrong = [
+        e["application_id"]
+        for e in capped
+        if e["programme"] != "vlaio.hermes"
+        or any(int(line["budget_year"]) != 2018 for line in e["released"])
+        or [int(y["amount"]["amount_minor"]) for y in e["remaining"] if int(y["budget_year"]) == 2018]
+        != [HERMES_2018_MAXIMUM_MINOR]
+    ]
+    if not capped or wrong or any(n != 1 for n in by_capped.values()) or from_events != capped_in_ledger:
+        report.violate(
+            f"capped releases: {len(capped)} events for {len(by_capped)} applications, {len(capped_in_ledger)} grants"
+            f" capped in the ledger; not Hermes 2018 down to the maximum: {wrong[:5]}"
+        )
     # Releases: each chosen grant withdrawn once; one GrantReleased and one audit record that released it.
     chosen = set(f.get("released_applications", ()))
-    by_event = Counter(e["application_id"] for e in released)
+    by_event = Counter(e["application_id"] for e in released if e.get("reason") != "capped")
     by_audit = Counter(a["arguments"].get("application_id") for a in audited("budget release") if a["outcome"] == "released")
     f["releases"] = {"chosen": len(chosen), "events": len(by_event), "audited": len(by_audit), "withdrawn_in_db": len(withdrawn)}
     if len(chosen) != plan.releases or set(by_event) != chosen or set(by_audit) != chosen or withdrawn != chosen:
