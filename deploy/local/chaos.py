@@ -78,7 +78,8 @@ DECIDED_TYPE = "org.clustergrants.eligibility.decided.v1"
 CALL_ID = "s3-2018"
 #: The yearly maximum the run's operator opens Hermes 2018 with (EUR 600,000; a chaos figure, not a
 #: document's): every cluster pact committed by then asks EUR 1,000,000 for 2018, so the opening caps
-#: each (a GrantReleased, reason capped, and its e-mail), and those committed later are held to it.
+#: each (a GrantReleased, reason capped, and its e-mail); those decided later ask more than it for the
+#: open year and are refused (`yearly-maximum:vlaio.hermes/2018`).
 HERMES_2018_MAXIMUM_MINOR = 60_000_000
 S3_PLATFORM = "s3.platform"
 S3_FINANCING = "s3.financing"
@@ -444,12 +445,14 @@ class Publisher:
     def __init__(self, bootstrap: str, deadline: float, limit: int) -> None:
         self.bootstrap, self.deadline, self.limit = bootstrap, deadline, limit
         self.prod = producer(bootstrap)
+        self.started = False
         self.retries = 0
 
     async def start(self) -> None:
         """Start the producer; while the broker is down, the first `acknowledged` starts a new one."""
         try:
             await self.prod.start()
+            self.started = True
         except Exception as error:
             tag(f"producer not started ({type(error).__name__}); the first send tries again")
 
@@ -457,11 +460,18 @@ class Publisher:
         with contextlib.suppress(Exception):
             await self.prod.stop()
 
+    async def _send(self, topic: str, value: bytes, options: dict[str, Any]) -> Any:
+        if not self.started:  # a send on a producer whose start failed waits forever: start one first
+            await self.prod.start()
+            self.started = True
+        return await (await self.prod.send(topic, value, **options))
+
     async def acknowledged(self, topic: str, value: bytes, what: str, **options: Any) -> Any:
-        """The record's metadata once acknowledged; raises past the deadline or `limit` retries."""
+        """The record's metadata once acknowledged; raises past the deadline or `limit` retries. Each
+        attempt (start, send, acknowledgement) is bounded: none waits on a broker that went away."""
         while True:
             try:
-                return await asyncio.wait_for(await self.prod.send(topic, value, **options), 60)
+                return await asyncio.wait_for(self._send(topic, value, options), 60)
             except Exception as error:
                 self.retries += 1
                 if time.monotonic() > self.deadline or self.retries > self.limit:
@@ -469,9 +479,7 @@ class Publisher:
                 tag(f"{what} not acknowledged ({type(error).__name__}); publishing again")
                 await asyncio.sleep(1)
                 await self.stop()
-                self.prod = producer(self.bootstrap)
-                with contextlib.suppress(Exception):
-                    await self.prod.start()
+                self.prod, self.started = producer(self.bootstrap), False
 
 
 async def _submit_resilient(stack: Pipeline, items: list[Submission], rate: float, sent: dict[int, Sent], deadline: float) -> int:
