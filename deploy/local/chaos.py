@@ -1168,6 +1168,37 @@ async def _check_call(stack: Pipeline, tracker: Tracker, items: list[Submission]
     check_step_2([body for _ts, body, _h in tracker.records[Topic.ELIGIBILITY_DECIDED]], call, report)
 
 
+def check_capped(
+    capped: list[dict[str, Any]],
+    in_ledger: dict[str, int],
+    report: Report,
+    programme: str = "vlaio.hermes",
+    year: int = 2018,
+    maximum: int = HERMES_2018_MAXIMUM_MINOR,
+) -> None:
+    """The opening's capped releases (GrantReleased data, reason capped, each once by identity) against
+    the ledger (`in_ledger`: application -> what its yearly-maximum release entries returned): at least
+    one; one per application; each of `programme`, returning money of `year` only and leaving exactly
+    `maximum` of it; together returning, application by application, what the ledger returned."""
+    by_application = Counter(e["application_id"] for e in capped)
+    returned = {e["application_id"]: sum(int(line["amount"]["amount_minor"]) for line in e["released"]) for e in capped}
+    wrong = [
+        e["application_id"]
+        for e in capped
+        if e["programme"] != programme
+        or any(int(line["budget_year"]) != year for line in e["released"])
+        or [int(y["amount"]["amount_minor"]) for y in e["remaining"] if int(y["budget_year"]) == year] != [maximum]
+    ]
+    twice = sorted(a for a, n in by_application.items() if n != 1)
+    if not capped or wrong or twice or returned != in_ledger:
+        differ = sorted(a for a in set(returned) | set(in_ledger) if returned.get(a) != in_ledger.get(a))
+        report.violate(
+            f"capped releases: {len(capped)} events for {len(by_application)} applications, {len(in_ledger)} grants"
+            f" capped in the ledger; not {programme} {year} down to the maximum: {wrong[:5]}; more than once:"
+            f" {twice[:5]}; events and ledger differ: {differ[:5]}"
+        )
+
+
 def check_step_2(
     decided: list[dict[str, Any]], call: dict[str, Any], report: Report, margin: timedelta = timedelta(seconds=5)
 ) -> None:
@@ -1400,22 +1431,8 @@ async def _check_money(
         }
     finally:
         await conn.close()
-    by_capped = Counter(e["application_id"] for e in capped)
-    from_events = {e["application_id"]: sum(int(line["amount"]["amount_minor"]) for line in e["released"]) for e in capped}
     f["capped_by_opening"] = {"events": len(capped), "grants_in_ledger": len(capped_in_ledger)}
-    wrong = [
-        e["application_id"]
-        for e in capped
-        if e["programme"] != "vlaio.hermes"
-        or any(int(line["budget_year"]) != 2018 for line in e["released"])
-        or [int(y["amount"]["amount_minor"]) for y in e["remaining"] if int(y["budget_year"]) == 2018]
-        != [HERMES_2018_MAXIMUM_MINOR]
-    ]
-    if not capped or wrong or any(n != 1 for n in by_capped.values()) or from_events != capped_in_ledger:
-        report.violate(
-            f"capped releases: {len(capped)} events for {len(by_capped)} applications, {len(capped_in_ledger)} grants"
-            f" capped in the ledger; not Hermes 2018 down to the maximum: {wrong[:5]}"
-        )
+    check_capped(capped, capped_in_ledger, report)
     # Releases: each chosen grant withdrawn once; one GrantReleased and one audit record that released it.
     chosen = set(f.get("released_applications", ()))
     by_event = Counter(e["application_id"] for e in released if e.get("reason") != "capped")

@@ -7,12 +7,14 @@ that call's selection tells a wrong verdict."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from deploy.local.chaos import (
     Report,
     Scoring,
+    check_capped,
     check_step_2,
     expected_ranking,
     kbo,
@@ -142,3 +144,39 @@ def test_step_2_after_the_close_passes_exactly_the_selected_beneficiaries() -> N
 def test_step_2_without_both_kinds_after_the_close_proves_nothing() -> None:
     report = _step_2([_financing("f1", "se:1", 60, "passed"), _financing("f3", "se:1", -60, "not_decidable")])
     assert report.violations and "no application of each kind" in report.violations[0]
+
+
+def _capped(app: str, returned: int, left: int, *, year: int = 2018, programme: str = "vlaio.hermes") -> dict[str, Any]:
+    money = {"currency": "EUR"}
+    return {
+        "application_id": app,
+        "programme": programme,
+        "reason": "capped",
+        "released": [{"budget_year": year, "fund": "hermes", "amount": {"amount_minor": returned, **money}}],
+        "remaining": [
+            {"budget_year": year, "amount": {"amount_minor": left, **money}},
+            {"budget_year": year + 1, "amount": {"amount_minor": 90_000_000, **money}},
+        ],
+    }
+
+
+def test_the_capped_releases_check_passes_what_the_opening_should_do_and_tells_each_way_it_could_go_wrong() -> None:
+    good = [_capped("a", 40_000_000, 60_000_000), _capped("b", 10_000_000, 60_000_000)]
+    ledger = {"a": 40_000_000, "b": 10_000_000}
+    report = Report()
+    check_capped(good, ledger, report)
+    assert report.violations == []
+    wrong_ways = {
+        "nothing capped": ([], {}),
+        "a grant capped twice": ([*good, _capped("a", 40_000_000, 60_000_000)], ledger),
+        "left above the maximum": ([_capped("a", 30_000_000, 70_000_000), good[1]], {**ledger, "a": 30_000_000}),
+        "another year returned": ([_capped("a", 40_000_000, 60_000_000, year=2019), good[1]], ledger),
+        "another programme": ([_capped("a", 40_000_000, 60_000_000, programme="vlaio.clusters"), good[1]], ledger),
+        "an event the ledger lacks": (good, {"a": 40_000_000}),
+        "a cap with no event": ([good[0]], ledger),
+        "amounts that differ": (good, {**ledger, "b": 10_000_001}),
+    }
+    for what, (events, in_ledger) in wrong_ways.items():
+        report = Report()
+        check_capped(events, in_ledger, report)
+        assert len(report.violations) == 1, what
